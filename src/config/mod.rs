@@ -1,0 +1,780 @@
+//! Topology files: what a pipeline reads, computes and writes, as data.
+//!
+//! Parsing (TOML to a table), validation (table to a typed [`Topology`], every
+//! error collected) and running ([`crate::pipeline`]) are separate steps.
+
+pub mod reader;
+
+use crate::eval::Unlabeled;
+use crate::features::FeatureConfig;
+use crate::model::{Imbalance, LogisticConfig, Optimizer};
+use fraudstream_sim::{DriftMode, GenuineLabels, PatternMix, SimConfig};
+pub use reader::{set_override, ConfigError, ConfigErrors};
+use reader::{Errors, Section};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The default pipeline: simulator, engine, terminal summary and files under `out/embedded/`.
+pub const EMBEDDED_TOPOLOGY: &str = include_str!("../../topologies/embedded.toml");
+
+/// A validated pipeline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Topology {
+    /// Where it was read from (for messages and reports).
+    pub file: String,
+    /// Engine-wide settings.
+    pub engine: EngineSettings,
+    /// Transactions.
+    pub source: SourceConfig,
+    /// Labels.
+    pub labels: LabelsConfig,
+    /// Feature windows.
+    pub features: FeatureConfig,
+    /// Model.
+    pub model: ModelSettings,
+    /// Pending store.
+    pub pending: PendingSettings,
+    /// Prequential evaluation.
+    pub evaluation: EvaluationSettings,
+    /// Outputs.
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// When to draw a progress line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// When stderr is a terminal.
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
+}
+
+/// Engine-wide settings (`[engine]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineSettings {
+    /// Seed for every random choice of the engine.
+    pub seed: u64,
+    /// `score >= alert_threshold` raises an alert.
+    pub alert_threshold: f64,
+    /// Events this far behind the newest are still placed in their bucket.
+    pub allowed_lateness_ms: i64,
+    /// Entities idle this long are evicted.
+    pub idle_eviction_ms: i64,
+    /// Event time between eviction sweeps.
+    pub eviction_interval_ms: i64,
+    /// Contributions listed per alert.
+    pub explain_top: usize,
+    /// Progress line.
+    pub progress: Progress,
+}
+
+/// Where transactions come from (`[source]`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceConfig {
+    /// The built-in simulator.
+    Simulator(SimConfig),
+    /// A CSV or JSONL file.
+    File(FileInput),
+}
+
+/// Record format of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Comma-separated with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl FileFormat {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileFormat::Csv => "csv",
+            FileFormat::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// How timestamps are written in a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimestampFormat {
+    /// Integers are epoch ms; strings RFC 3339, `YYYY-MM-DD HH:MM:SS` or integer.
+    Auto,
+    /// RFC 3339 strings.
+    Rfc3339,
+    /// Epoch milliseconds.
+    EpochMs,
+    /// Epoch seconds (fractions allowed).
+    EpochS,
+    /// A strftime pattern, read as UTC.
+    Pattern(String),
+}
+
+/// A file input with its field mapping.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileInput {
+    /// Path (relative to the working directory).
+    pub path: PathBuf,
+    /// Format.
+    pub format: FileFormat,
+    /// Timestamp format.
+    pub timestamp: TimestampFormat,
+    /// Event field -> column (or JSON key) in the file.
+    pub fields: BTreeMap<String, String>,
+    /// Records larger than this go to the dead letters.
+    pub max_record_bytes: usize,
+}
+
+/// Transaction fields a file may map; the first five are required.
+pub const TRANSACTION_FIELDS: [&str; 11] = [
+    "tx_id",
+    "ts",
+    "card_id",
+    "merchant_id",
+    "amount",
+    "currency",
+    "mcc",
+    "country",
+    "channel",
+    "lat",
+    "lon",
+];
+/// Label fields a label file must map.
+pub const LABEL_FIELDS: [&str; 3] = ["tx_id", "ts", "is_fraud"];
+
+/// Where labels come from (`[labels]`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum LabelSource {
+    /// The simulator's delayed labels (simulator source only).
+    Simulator,
+    /// A separate file; `ts` is when each label became known.
+    File(FileInput),
+    /// A column of the transaction file, released `delay_ms` after the transaction.
+    Column {
+        /// Column (or JSON key) holding the verdict.
+        column: String,
+        /// Delay between a transaction and its label.
+        delay_ms: i64,
+    },
+    /// No labels at all (no learning, no metrics).
+    None,
+}
+
+/// Label settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabelsConfig {
+    /// Where they come from.
+    pub source: LabelSource,
+    /// Learn from them (model, merchant risk, card signal); when false they
+    /// only feed the evaluation.
+    pub learn: bool,
+}
+
+/// Model settings (`[model]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSettings {
+    /// Logistic regression settings.
+    pub logistic: LogisticConfig,
+    /// Class-imbalance handling.
+    pub imbalance: Imbalance,
+    /// Start from this saved model.
+    pub load: Option<PathBuf>,
+    /// Save the model here at the end of the run.
+    pub save: Option<PathBuf>,
+}
+
+/// Pending-store settings (`[pending]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingSettings {
+    /// Most entries held.
+    pub capacity: usize,
+    /// Longest an entry waits for its label.
+    pub ttl_ms: i64,
+}
+
+/// Evaluation settings (`[evaluation]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvaluationSettings {
+    /// k of card precision@k.
+    pub k: usize,
+    /// Unlabelled transactions at the end of a run.
+    pub unlabeled: Unlabeled,
+    /// The report also summarises the last this many days.
+    pub last_days: u32,
+}
+
+/// Kind of a sink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkKind {
+    /// Every score.
+    Scores,
+    /// Scores that raised an alert, with their explanation.
+    Alerts,
+    /// Rejected records with reasons.
+    DeadLetters,
+    /// End-of-run table on the terminal.
+    Summary,
+    /// End-of-run JSON report.
+    Report,
+}
+
+/// One output (`[sinks.ID]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SinkConfig {
+    /// Id in the topology.
+    pub id: String,
+    /// Kind.
+    pub kind: SinkKind,
+    /// File (not for the summary).
+    pub path: Option<PathBuf>,
+    /// Record format for scores, alerts and dead letters.
+    pub format: FileFormat,
+}
+
+impl Topology {
+    /// Parse and validate a topology from TOML text; `file` names it in errors.
+    /// `overrides` are `dotted.key=value` assignments applied first.
+    pub fn from_toml(file: &str, text: &str, overrides: &[String]) -> Result<Self, ConfigErrors> {
+        let mut table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = e.to_string().replace('\n', " ");
+                return Err(ConfigErrors(vec![ConfigError {
+                    file: file.to_string(),
+                    key: "(syntax)".into(),
+                    expected: "valid TOML".into(),
+                    found: Some(msg.trim().to_string()),
+                }]));
+            }
+        };
+        let mut errs = Vec::new();
+        for o in overrides {
+            if let Err(e) = set_override(&mut table, o) {
+                errs.push(ConfigError {
+                    file: "--set".into(),
+                    key: o.clone(),
+                    expected: "KEY=VALUE".into(),
+                    found: Some(e),
+                });
+            }
+        }
+        let errors = Errors::new(file);
+        let topology = read_topology(file, &table, &errors);
+        errs.extend(errors.into_vec());
+        if errs.is_empty() {
+            Ok(topology)
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+
+    /// Read and validate a topology file.
+    pub fn from_file(path: &std::path::Path, overrides: &[String]) -> Result<Self, ConfigErrors> {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::from_toml(&file, &text, overrides),
+            Err(e) => Err(ConfigErrors(vec![ConfigError {
+                file,
+                key: "(file)".into(),
+                expected: "a readable topology file".into(),
+                found: Some(e.to_string()),
+            }])),
+        }
+    }
+
+    /// The built-in default topology.
+    pub fn embedded(overrides: &[String]) -> Result<Self, ConfigErrors> {
+        Self::from_toml(
+            "topologies/embedded.toml (built in)",
+            EMBEDDED_TOPOLOGY,
+            overrides,
+        )
+    }
+
+    /// The first sink of a kind.
+    pub fn sink(&self, kind: SinkKind) -> Option<&SinkConfig> {
+        self.sinks.iter().find(|s| s.kind == kind)
+    }
+}
+
+fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
+    let root = Section::root(table, errors);
+    let engine = read_engine(&root.section("engine"));
+    let source_sec = root.section("source");
+    let source = read_source(&source_sec);
+    let labels = read_labels(&root.section("labels"), &source);
+    let features = read_features(&root.section("features"));
+    let model = read_model(&root.section("model"));
+    let p = root.section("pending");
+    let pending = PendingSettings {
+        capacity: p.int("capacity", 2_000_000, 1, 1 << 40) as usize,
+        ttl_ms: p.duration("ttl", 90 * DAY_MS, 1),
+    };
+    p.finish();
+    let ev = root.section("evaluation");
+    let evaluation = EvaluationSettings {
+        k: ev.int("k", 100, 1, 1 << 30) as usize,
+        unlabeled: match ev
+            .choice("unlabeled", &["genuine", "ignore"], "genuine")
+            .as_str()
+        {
+            "ignore" => Unlabeled::Ignore,
+            _ => Unlabeled::Genuine,
+        },
+        last_days: ev.int("last_days", 30, 1, 100_000) as u32,
+    };
+    ev.finish();
+    let sinks = read_sinks(&root.section("sinks"));
+    root.finish();
+    Topology {
+        file: file.to_string(),
+        engine,
+        source,
+        labels,
+        features,
+        model,
+        pending,
+        evaluation,
+        sinks,
+    }
+}
+
+fn read_engine(s: &Section) -> EngineSettings {
+    let e = EngineSettings {
+        seed: s.int("seed", 42, 0, i64::MAX) as u64,
+        alert_threshold: s.float("alert_threshold", 0.5, 0.0, 1.0),
+        allowed_lateness_ms: s.duration("allowed_lateness", 10 * 60_000, 0),
+        idle_eviction_ms: s.duration("idle_eviction", 45 * DAY_MS, 1),
+        eviction_interval_ms: s.duration("eviction_interval", 3_600_000, 1),
+        explain_top: s.int("explain_top", 3, 0, 64) as usize,
+        progress: match s
+            .choice("progress", &["auto", "on", "off"], "auto")
+            .as_str()
+        {
+            "on" => Progress::On,
+            "off" => Progress::Off,
+            _ => Progress::Auto,
+        },
+    };
+    s.finish();
+    e
+}
+
+fn read_source(s: &Section) -> SourceConfig {
+    if !s.present() {
+        s.error("", "a [source] table", None);
+    }
+    let kind = s.choice("type", &["simulator", "file"], "simulator");
+    if kind == "file" {
+        let input = read_file_input(s, &TRANSACTION_FIELDS);
+        s.finish();
+        SourceConfig::File(input)
+    } else {
+        SourceConfig::Simulator(read_simulator(s))
+    }
+}
+
+/// Simulator keys of `[source]` (type = "simulator").
+pub fn read_simulator(s: &Section) -> SimConfig {
+    let d = SimConfig::default();
+    let mix = |sec: &Section, m: PatternMix| PatternMix {
+        stolen_card: sec.float("stolen_card", m.stolen_card, 0.0, 1e6),
+        compromised_merchant: sec.float("compromised_merchant", m.compromised_merchant, 0.0, 1e6),
+        account_takeover: sec.float("account_takeover", m.account_takeover, 0.0, 1e6),
+        card_testing: sec.float("card_testing", m.card_testing, 0.0, 1e6),
+    };
+    let patterns_sec = s.section("patterns");
+    let patterns = mix(&patterns_sec, d.patterns);
+    patterns_sec.finish();
+    let drift_sec = s.section("drift");
+    let mode = match drift_sec
+        .choice(
+            "mode",
+            &["none", "gradual", "sudden"],
+            match d.drift.mode {
+                DriftMode::None => "none",
+                DriftMode::Gradual => "gradual",
+                DriftMode::Sudden { .. } => "sudden",
+            },
+        )
+        .as_str()
+    {
+        "none" => DriftMode::None,
+        "sudden" => DriftMode::Sudden {
+            at_day: drift_sec.int("at_day", 30, 0, 100_000) as u32,
+        },
+        _ => DriftMode::Gradual,
+    };
+    if !matches!(mode, DriftMode::Sudden { .. }) && drift_sec.has("at_day") {
+        drift_sec.error("at_day", "no at_day unless mode = \"sudden\"", None);
+    }
+    let end_sec = drift_sec.section("end_mix");
+    let end_mix = mix(&end_sec, d.drift.end_mix);
+    end_sec.finish();
+    let drift = fraudstream_sim::DriftConfig {
+        mode,
+        end_mix,
+        end_rate_multiplier: drift_sec.float(
+            "end_rate_multiplier",
+            d.drift.end_rate_multiplier,
+            0.0,
+            1e3,
+        ),
+    };
+    drift_sec.finish();
+    let l = s.section("label_delay");
+    let dl = d.labels;
+    let genuine = match l.choice("genuine", &["after", "never"], "after").as_str() {
+        "never" => GenuineLabels::Never,
+        _ => GenuineLabels::After {
+            maturity_days: l.float(
+                "genuine_maturity_days",
+                match dl.genuine {
+                    GenuineLabels::After { maturity_days } => maturity_days,
+                    GenuineLabels::Never => 7.0,
+                },
+                0.0,
+                3650.0,
+            ),
+        },
+    };
+    let labels = fraudstream_sim::LabelConfig {
+        analyst_share: l.float("analyst_share", dl.analyst_share, 0.0, 1.0),
+        analyst_mean_hours: l.float("analyst_mean_hours", dl.analyst_mean_hours, 0.0, 1e5),
+        chargeback_median_days: l.float(
+            "chargeback_median_days",
+            dl.chargeback_median_days,
+            0.0,
+            3650.0,
+        ),
+        chargeback_sigma: l.float("chargeback_sigma", dl.chargeback_sigma, 0.0, 10.0),
+        max_delay_days: l.float("max_delay_days", dl.max_delay_days, 0.0, 3650.0),
+        genuine,
+    };
+    l.finish();
+    let cfg = SimConfig {
+        seed: s.int("seed", d.seed as i64, 0, i64::MAX) as u64,
+        days: s.int("days", d.days as i64, 1, 100_000) as u32,
+        start_ms: s.int("start_ms", d.start_ms, 0, 32_503_680_000_000),
+        cards: s.int("cards", d.cards as i64, 1, u32::MAX as i64) as u32,
+        merchants: s.int("merchants", d.merchants as i64, 1, u32::MAX as i64) as u32,
+        fraud_rate: s.float("fraud_rate", d.fraud_rate, 0.0, 1.0),
+        patterns,
+        drift,
+        labels,
+    };
+    if let Err(problems) = cfg.validate() {
+        for p in problems {
+            let (key, what) = p.split_once(':').unwrap_or(("", p.as_str()));
+            s.error(key.trim(), what.trim().to_string(), None);
+        }
+    }
+    s.finish();
+    cfg
+}
+
+fn format_from(s: &Section, path: &str) -> FileFormat {
+    let default = if path.ends_with(".csv") {
+        "csv"
+    } else {
+        "jsonl"
+    };
+    match s.choice("format", &["csv", "jsonl"], default).as_str() {
+        "csv" => FileFormat::Csv,
+        _ => FileFormat::Jsonl,
+    }
+}
+
+/// Read a file input: `path`, `format`, `timestamp`, `max_record_bytes`, and a
+/// `[fields]` table mapping event fields to the file's columns (identity by
+/// default).
+fn read_file_input(s: &Section, fields: &[&str]) -> FileInput {
+    let path = s.opt_str("path").unwrap_or_default();
+    if path.is_empty() {
+        s.error("path", "the path of a CSV or JSONL file", None);
+    }
+    let format = format_from(s, &path);
+    let timestamp = match s.opt_str("timestamp").as_deref() {
+        None | Some("auto") => TimestampFormat::Auto,
+        Some("rfc3339") => TimestampFormat::Rfc3339,
+        Some("epoch_ms") => TimestampFormat::EpochMs,
+        Some("epoch_s") => TimestampFormat::EpochS,
+        Some(p) if p.contains('%') => TimestampFormat::Pattern(p.to_string()),
+        Some(other) => {
+            s.error(
+                "timestamp",
+                "\"auto\", \"rfc3339\", \"epoch_ms\", \"epoch_s\" or a strftime pattern such as \"%Y-%m-%d %H:%M:%S\"",
+                Some(format!("\"{other}\"")),
+            );
+            TimestampFormat::Auto
+        }
+    };
+    let max_record_bytes = s.int("max_record_bytes", 65_536, 64, 1 << 30) as usize;
+    let f = s.section("fields");
+    let mut map = BTreeMap::new();
+    for name in fields {
+        let col = f.opt_str(name).unwrap_or_else(|| name.to_string());
+        map.insert(name.to_string(), col);
+    }
+    f.finish();
+    FileInput {
+        path: PathBuf::from(path),
+        format,
+        timestamp,
+        fields: map,
+        max_record_bytes,
+    }
+}
+
+fn read_labels(s: &Section, source: &SourceConfig) -> LabelsConfig {
+    let is_sim = matches!(source, SourceConfig::Simulator(_));
+    let default = if is_sim { "simulator" } else { "none" };
+    let kind = s.choice("type", &["simulator", "file", "column", "none"], default);
+    let src = match kind.as_str() {
+        "simulator" => {
+            if !is_sim {
+                s.error("type", "\"file\", \"column\" or \"none\" with a file source (\"simulator\" labels need source.type = \"simulator\")", Some("\"simulator\"".into()));
+            }
+            LabelSource::Simulator
+        }
+        "file" => LabelSource::File(read_file_input(s, &LABEL_FIELDS)),
+        "column" => {
+            if is_sim {
+                s.error("type", "\"simulator\", \"file\" or \"none\" with the simulator source (\"column\" needs source.type = \"file\")", Some("\"column\"".into()));
+            }
+            let column = s.opt_str("column").unwrap_or_default();
+            if column.is_empty() {
+                s.error(
+                    "column",
+                    "the name of the label column in the transaction file",
+                    None,
+                );
+            }
+            LabelSource::Column {
+                column,
+                delay_ms: s.duration("delay", 7 * DAY_MS, 0),
+            }
+        }
+        _ => LabelSource::None,
+    };
+    let learn = s.bool("learn", true);
+    s.finish();
+    LabelsConfig { source: src, learn }
+}
+
+fn read_features(s: &Section) -> FeatureConfig {
+    let d = FeatureConfig::default();
+    let mut cfg = FeatureConfig {
+        card_windows: s.durations("card_windows", &d.card_windows, 1000),
+        merchant_windows: s.durations("merchant_windows", &d.merchant_windows, 1000),
+        merchant_risk_windows: s.durations("merchant_risk_windows", &d.merchant_risk_windows, 1000),
+        buckets: s.int("buckets", d.buckets as i64, 1, 1024) as u32,
+        confirmed_fraud_horizon_ms: s.duration(
+            "confirmed_fraud_horizon",
+            d.confirmed_fraud_horizon_ms,
+            1,
+        ),
+        hash_bits: s.int("hash_bits", d.hash_bits as i64, 1, 24) as u32,
+    };
+    for (key, list) in [
+        ("card_windows", &mut cfg.card_windows),
+        ("merchant_windows", &mut cfg.merchant_windows),
+        ("merchant_risk_windows", &mut cfg.merchant_risk_windows),
+    ] {
+        let mut sorted = list.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != list.len() {
+            s.error(key, "distinct horizons", None);
+        }
+        *list = sorted;
+    }
+    s.finish();
+    cfg
+}
+
+fn read_model(s: &Section) -> ModelSettings {
+    s.choice("type", &["logistic"], "logistic");
+    let opt = s.choice("optimizer", &["ftrl", "adagrad"], "ftrl");
+    let d = Optimizer::default();
+    let Optimizer::Ftrl {
+        alpha,
+        beta,
+        l1,
+        l2,
+    } = d
+    else {
+        unreachable!()
+    };
+    let optimizer = if opt == "adagrad" {
+        Optimizer::Adagrad {
+            learning_rate: s.float("learning_rate", 0.05, 1e-9, 100.0),
+            l2: s.float("l2", 1e-4, 0.0, 1e6),
+        }
+    } else {
+        Optimizer::Ftrl {
+            alpha: s.float("alpha", alpha, 1e-9, 100.0),
+            beta: s.float("beta", beta, 0.0, 1e6),
+            l1: s.float("l1", l1, 0.0, 1e6),
+            l2: s.float("l2", l2, 0.0, 1e6),
+        }
+    };
+    let imbalance = match s
+        .choice("imbalance", &["weight", "subsample", "none"], "weight")
+        .as_str()
+    {
+        "none" => Imbalance::None,
+        "subsample" => Imbalance::Subsample {
+            negative_rate: s.float("negative_rate", 0.1, 1e-6, 1.0),
+        },
+        _ => Imbalance::Weight {
+            positive_weight: s.float("positive_weight", 5.0, 1e-6, 1e6),
+        },
+    };
+    let m = ModelSettings {
+        logistic: LogisticConfig { optimizer },
+        imbalance,
+        load: s.opt_str("load").map(PathBuf::from),
+        save: s.opt_str("save").map(PathBuf::from),
+    };
+    s.finish();
+    m
+}
+
+fn read_sinks(s: &Section) -> Vec<SinkConfig> {
+    let mut out = Vec::new();
+    for (id, sec) in s.subsections() {
+        let Some(kind_name) = sec.opt_str("type") else {
+            sec.error(
+                "type",
+                "one of \"scores\", \"alerts\", \"dead_letters\", \"summary\", \"report\"",
+                None,
+            );
+            sec.finish();
+            continue;
+        };
+        let kind = match kind_name.as_str() {
+            "scores" => SinkKind::Scores,
+            "alerts" => SinkKind::Alerts,
+            "dead_letters" => SinkKind::DeadLetters,
+            "summary" => SinkKind::Summary,
+            "report" => SinkKind::Report,
+            other => {
+                sec.error(
+                    "type",
+                    "one of \"scores\", \"alerts\", \"dead_letters\", \"summary\", \"report\"",
+                    Some(format!("\"{other}\"")),
+                );
+                sec.finish();
+                continue;
+            }
+        };
+        let (path, format) = match kind {
+            SinkKind::Summary => (None, FileFormat::Jsonl),
+            SinkKind::Report => {
+                let p = sec.opt_str("path");
+                if p.is_none() {
+                    sec.error("path", "the path of the JSON report", None);
+                }
+                (p.map(PathBuf::from), FileFormat::Jsonl)
+            }
+            _ => {
+                let p = sec.opt_str("path");
+                if p.is_none() {
+                    sec.error("path", "the path of the output file", None);
+                }
+                let format = format_from(&sec, p.as_deref().unwrap_or(""));
+                (p.map(PathBuf::from), format)
+            }
+        };
+        sec.finish();
+        out.push(SinkConfig {
+            id,
+            kind,
+            path,
+            format,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_topology_is_valid() {
+        let t = Topology::embedded(&[]).unwrap();
+        assert!(matches!(t.source, SourceConfig::Simulator(_)));
+        assert_eq!(t.labels.source, LabelSource::Simulator);
+        assert!(t.sink(SinkKind::Summary).is_some());
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let text = r#"
+[engine]
+alert_threshold = 2.0
+allowed_lateness = "soon"
+[source]
+type = "file"
+format = "xml"
+[labels]
+type = "column"
+[features]
+card_windows = ["1h", "1h"]
+[model]
+optimizer = "sgd"
+colour = "blue"
+[sinks.out]
+type = "scores"
+"#;
+        let err = Topology::from_toml("t.toml", text, &[]).unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        for k in [
+            "engine.alert_threshold",
+            "engine.allowed_lateness",
+            "source.path",
+            "source.format",
+            "labels.column",
+            "features.card_windows",
+            "model.optimizer",
+            "model.colour",
+            "sinks.out.path",
+        ] {
+            assert!(keys.contains(&k), "missing {k} in {keys:?}");
+        }
+        assert!(err.0.iter().all(|e| e.file == "t.toml"));
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "t.toml: model.optimizer: expected one of \"ftrl\", \"adagrad\", found \"sgd\""
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_file() {
+        let err = Topology::from_toml("bad.toml", "[engine\nseed = 1", &[]).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].file, "bad.toml");
+    }
+
+    #[test]
+    fn overrides_apply_before_validation() {
+        let t = Topology::embedded(&["source.days=3".into(), "engine.seed=9".into()]).unwrap();
+        let SourceConfig::Simulator(sim) = &t.source else {
+            panic!()
+        };
+        assert_eq!(sim.days, 3);
+        assert_eq!(t.engine.seed, 9);
+        let err = Topology::embedded(&["source.days=0".into()]).unwrap_err();
+        assert_eq!(err.0[0].key, "source.days");
+    }
+}

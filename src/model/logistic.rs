@@ -1,0 +1,430 @@
+//! Online logistic regression over standardised dense features, hashed
+//! categorical one-hots and a bias, trained per example with FTRL-Proximal
+//! (McMahan et al. 2013) or AdaGrad SGD. Saved to a versioned JSON file.
+
+use super::{OnlineModel, Standardizer};
+use crate::event::Contribution;
+use crate::features::{FeatureSpace, FeatureVector, CATEGORICAL_NAMES};
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Per-coordinate update rule.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Optimizer {
+    /// FTRL-Proximal with per-coordinate learning rates and L1/L2.
+    Ftrl {
+        /// Learning-rate scale.
+        alpha: f64,
+        /// Learning-rate smoothing.
+        beta: f64,
+        /// L1 strength (sparsity).
+        l1: f64,
+        /// L2 strength.
+        l2: f64,
+    },
+    /// AdaGrad SGD with L2.
+    Adagrad {
+        /// Base learning rate.
+        learning_rate: f64,
+        /// L2 strength.
+        l2: f64,
+    },
+}
+
+impl Default for Optimizer {
+    fn default() -> Self {
+        Optimizer::Ftrl {
+            alpha: 0.05,
+            beta: 1.0,
+            l1: 0.0,
+            l2: 1.0,
+        }
+    }
+}
+
+/// How the rare fraud class is given its due.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Imbalance {
+    /// Every example counts once.
+    None,
+    /// Frauds count `positive_weight` times.
+    Weight {
+        /// Weight of a fraud example.
+        positive_weight: f64,
+    },
+    /// Keep each genuine example with probability `negative_rate`
+    /// (deterministic per transaction).
+    Subsample {
+        /// Share of genuine examples learnt from.
+        negative_rate: f64,
+    },
+}
+
+impl Default for Imbalance {
+    fn default() -> Self {
+        Imbalance::Weight {
+            positive_weight: 5.0,
+        }
+    }
+}
+
+impl Imbalance {
+    /// Weight to learn this example with, or `None` to skip it. `tx_key` and
+    /// `seed` make subsampling deterministic.
+    pub fn weight(&self, is_fraud: bool, tx_key: u64, seed: u64) -> Option<f64> {
+        match *self {
+            Imbalance::None => Some(1.0),
+            Imbalance::Weight { positive_weight } => {
+                Some(if is_fraud { positive_weight } else { 1.0 })
+            }
+            Imbalance::Subsample { negative_rate } => {
+                if is_fraud {
+                    return Some(1.0);
+                }
+                let h = crate::event::key_of(&(tx_key ^ seed).to_le_bytes());
+                let u = (h >> 11) as f64 / (1u64 << 53) as f64;
+                (u < negative_rate).then_some(1.0)
+            }
+        }
+    }
+}
+
+/// Settings of the logistic model.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LogisticConfig {
+    /// Update rule.
+    pub optimizer: Optimizer,
+}
+
+const FORMAT: &str = "fraudstream-logistic";
+const FORMAT_VERSION: u32 = 1;
+
+/// The model and its running input statistics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogisticModel {
+    format: CompactString,
+    format_version: u32,
+    optimizer: Optimizer,
+    feature_names: Vec<CompactString>,
+    hash_bits: u32,
+    scaler: Standardizer,
+    /// Weights: dense features, then hashed slots, then the bias.
+    weights: Vec<f64>,
+    /// FTRL `z` or unused.
+    z: Vec<f64>,
+    /// Sum of squared gradients per coordinate.
+    n: Vec<f64>,
+    updates: u64,
+    #[serde(skip)]
+    scratch: Vec<f64>,
+}
+
+/// Why a model file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelFileError {
+    /// Reading or writing failed.
+    #[error("model file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not a model file of this kind or version, or damaged.
+    #[error("model file {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z.clamp(-35.0, 35.0)).exp())
+}
+
+impl LogisticModel {
+    /// An untrained model for this feature space.
+    pub fn new(space: &FeatureSpace, cfg: LogisticConfig) -> Self {
+        let dims = space.dense_len() + (1usize << space.hash_bits()) + 1;
+        LogisticModel {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            optimizer: cfg.optimizer,
+            feature_names: space.names().to_vec(),
+            hash_bits: space.hash_bits(),
+            scaler: Standardizer::new(space.dense_len()),
+            weights: vec![0.0; dims],
+            z: vec![0.0; dims],
+            n: vec![0.0; dims],
+            updates: 0,
+            scratch: Vec::with_capacity(space.dense_len()),
+        }
+    }
+
+    fn dense_len(&self) -> usize {
+        self.scaler.dims()
+    }
+
+    fn bias_index(&self) -> usize {
+        self.weights.len() - 1
+    }
+
+    fn margin(&self, xs: &[f64], cats: &[u32]) -> f64 {
+        let d = self.dense_len();
+        let mut m = self.weights[self.bias_index()];
+        for (w, x) in self.weights[..d].iter().zip(xs) {
+            m += w * x;
+        }
+        for &c in cats {
+            m += self.weights[d + c as usize];
+        }
+        m
+    }
+
+    fn update_coord(&mut self, i: usize, g: f64) {
+        match self.optimizer {
+            Optimizer::Ftrl {
+                alpha,
+                beta,
+                l1,
+                l2,
+            } => {
+                let n = self.n[i];
+                let sigma = ((n + g * g).sqrt() - n.sqrt()) / alpha;
+                self.z[i] += g - sigma * self.weights[i];
+                self.n[i] = n + g * g;
+                let z = self.z[i];
+                self.weights[i] = if z.abs() <= l1 {
+                    0.0
+                } else {
+                    -(z - z.signum() * l1) / ((beta + self.n[i].sqrt()) / alpha + l2)
+                };
+            }
+            Optimizer::Adagrad { learning_rate, l2 } => {
+                let g = g + l2 * self.weights[i];
+                self.n[i] += g * g;
+                self.weights[i] -= learning_rate * g / (self.n[i].sqrt() + 1e-8);
+            }
+        }
+    }
+
+    /// Write the model to `path` atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), ModelFileError> {
+        let io = |source| ModelFileError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let json = serde_json::to_vec(self).map_err(|e| ModelFileError::Invalid {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, json).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// Read a model saved by [`save`](Self::save); it must have been trained on
+    /// the same feature space.
+    pub fn load(path: &Path, space: &FeatureSpace) -> Result<Self, ModelFileError> {
+        let invalid = |reason: String| ModelFileError::Invalid {
+            path: path.display().to_string(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut m: LogisticModel = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(format!("not a model file: {e}")))?;
+        if m.format != FORMAT || m.format_version != FORMAT_VERSION {
+            return Err(invalid(format!(
+                "format {} v{}, expected {FORMAT} v{FORMAT_VERSION}",
+                m.format, m.format_version
+            )));
+        }
+        if m.feature_names.as_slice() != space.names() || m.hash_bits != space.hash_bits() {
+            return Err(invalid(
+                "trained on other features than this topology computes".into(),
+            ));
+        }
+        let dims = space.dense_len() + (1usize << space.hash_bits()) + 1;
+        if m.weights.len() != dims || m.z.len() != dims || m.n.len() != dims {
+            return Err(invalid("weight vectors have the wrong length".into()));
+        }
+        m.scratch = Vec::with_capacity(space.dense_len());
+        Ok(m)
+    }
+}
+
+impl OnlineModel for LogisticModel {
+    fn score(&mut self, x: &FeatureVector) -> f64 {
+        self.scaler.observe(&x.dense);
+        let mut xs = std::mem::take(&mut self.scratch);
+        self.scaler.transform(&x.dense, &mut xs);
+        let p = sigmoid(self.margin(&xs, &x.cats));
+        self.scratch = xs;
+        p
+    }
+
+    fn learn(&mut self, x: &FeatureVector, is_fraud: bool, weight: f64) {
+        let mut xs = std::mem::take(&mut self.scratch);
+        self.scaler.transform(&x.dense, &mut xs);
+        let p = sigmoid(self.margin(&xs, &x.cats));
+        let g = (p - if is_fraud { 1.0 } else { 0.0 }) * weight;
+        let d = self.dense_len();
+        for (i, &xi) in xs.iter().enumerate() {
+            if xi != 0.0 {
+                self.update_coord(i, g * xi);
+            }
+        }
+        for &c in &x.cats {
+            self.update_coord(d + c as usize, g);
+        }
+        let b = self.bias_index();
+        self.update_coord(b, g);
+        self.updates += 1;
+        self.scratch = xs;
+    }
+
+    fn explain(&self, x: &FeatureVector, top: usize, out: &mut Vec<Contribution>) {
+        out.clear();
+        let mut xs = Vec::with_capacity(self.dense_len());
+        self.scaler.transform(&x.dense, &mut xs);
+        let d = self.dense_len();
+        let mut all: Vec<(f64, CompactString)> = xs
+            .iter()
+            .zip(&self.weights[..d])
+            .zip(&self.feature_names)
+            .map(|((x, w), name)| (x * w, name.clone()))
+            .collect();
+        for (&c, name) in x.cats.iter().zip(CATEGORICAL_NAMES) {
+            all.push((self.weights[d + c as usize], name.into()));
+        }
+        all.retain(|(v, _)| *v > 0.0);
+        all.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        out.extend(
+            all.into_iter()
+                .take(top)
+                .map(|(value, feature)| Contribution { feature, value }),
+        );
+    }
+
+    fn version(&self) -> u64 {
+        self.updates
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::{FeatureConfig, FeatureExtractor};
+    use rand::{Rng, SeedableRng};
+
+    fn space() -> FeatureSpace {
+        FeatureExtractor::new(FeatureConfig {
+            hash_bits: 4,
+            ..FeatureConfig::default()
+        })
+        .space()
+        .clone()
+    }
+
+    /// Separable toy data: fraud iff feature 0 is large.
+    fn example(rng: &mut rand_chacha::ChaCha8Rng, dims: usize) -> (FeatureVector, bool) {
+        let fraud = rng.gen_bool(0.1);
+        let mut dense: Vec<f32> = (0..dims).map(|_| rng.gen::<f32>()).collect();
+        dense[0] = if fraud { 2.0 } else { 0.0 } + rng.gen::<f32>();
+        (
+            FeatureVector {
+                dense,
+                cats: [1, 2, 3],
+            },
+            fraud,
+        )
+    }
+
+    fn trains_to_separate(opt: Optimizer) {
+        let s = space();
+        let mut m = LogisticModel::new(&s, LogisticConfig { optimizer: opt });
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..5000 {
+            let (x, y) = example(&mut rng, s.dense_len());
+            m.score(&x);
+            m.learn(&x, y, 1.0);
+        }
+        let mut pairs = Vec::new();
+        for _ in 0..2000 {
+            let (x, y) = example(&mut rng, s.dense_len());
+            pairs.push((m.score(&x) as f32, y));
+        }
+        let auc = crate::eval::roc_auc(&pairs).unwrap();
+        assert!(auc > 0.97, "{opt:?}: auc {auc}");
+        assert_eq!(m.version(), 5000);
+        let (x, _) = example(&mut rng, s.dense_len());
+        let mut fraud = x.clone();
+        fraud.dense[0] = 2.9;
+        let mut out = Vec::new();
+        m.explain(&fraud, 3, &mut out);
+        assert_eq!(out[0].feature, s.names()[0]);
+        assert!(out.windows(2).all(|w| w[0].value >= w[1].value));
+    }
+
+    #[test]
+    fn ftrl_learns_a_separable_problem() {
+        trains_to_separate(Optimizer::default());
+    }
+
+    #[test]
+    fn adagrad_learns_a_separable_problem() {
+        trains_to_separate(Optimizer::Adagrad {
+            learning_rate: 0.05,
+            l2: 1e-4,
+        });
+    }
+
+    #[test]
+    fn save_and_load_round_trip() {
+        let s = space();
+        let mut m = LogisticModel::new(&s, LogisticConfig::default());
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        for _ in 0..100 {
+            let (x, y) = example(&mut rng, s.dense_len());
+            m.score(&x);
+            m.learn(&x, y, 1.0);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        m.save(&path).unwrap();
+        let mut back = LogisticModel::load(&path, &s).unwrap();
+        let (x, _) = example(&mut rng, s.dense_len());
+        assert_eq!(back.score(&x), m.score(&x));
+        assert_eq!(back.version(), 100);
+        // a different feature space is refused with a reason
+        let other = FeatureExtractor::new(FeatureConfig::default())
+            .space()
+            .clone();
+        let err = LogisticModel::load(&path, &other).unwrap_err().to_string();
+        assert!(err.contains("other features"), "{err}");
+        std::fs::write(&path, b"{}").unwrap();
+        assert!(LogisticModel::load(&path, &s).is_err());
+    }
+
+    #[test]
+    fn subsampling_is_deterministic_and_near_its_rate() {
+        let im = Imbalance::Subsample { negative_rate: 0.2 };
+        let kept = (0..10_000u64)
+            .filter(|&k| im.weight(false, k, 7).is_some())
+            .count();
+        assert!((1800..2200).contains(&kept), "{kept}");
+        assert_eq!(im.weight(false, 5, 7), im.weight(false, 5, 7));
+        assert_eq!(im.weight(true, 5, 7), Some(1.0));
+    }
+}

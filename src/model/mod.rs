@@ -1,0 +1,104 @@
+//! Online models: score a feature vector now, learn from it when its label
+//! arrives. [`logistic`] holds the online logistic regression (FTRL-Proximal
+//! or AdaGrad SGD); [`Standardizer`] the running feature standardisation.
+
+pub mod logistic;
+
+use crate::event::Contribution;
+use crate::features::FeatureVector;
+
+pub use logistic::{Imbalance, LogisticConfig, LogisticModel, Optimizer};
+
+/// A model that is scored test-then-train on a stream.
+pub trait OnlineModel {
+    /// Fraud probability of `x` under the current model. May update running
+    /// input statistics (standardisation), never the weights.
+    fn score(&mut self, x: &FeatureVector) -> f64;
+    /// Learn from one labelled example with the given weight.
+    fn learn(&mut self, x: &FeatureVector, is_fraud: bool, weight: f64);
+    /// The `top` largest positive contributions to the last input's score,
+    /// largest first, written into `out` (cleared first).
+    fn explain(&self, x: &FeatureVector, top: usize, out: &mut Vec<Contribution>);
+    /// Number of updates applied so far.
+    fn version(&self) -> u64;
+}
+
+/// Running mean and variance per feature (Welford), used to standardise inputs
+/// so one learning rate fits features of every scale.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Standardizer {
+    count: f64,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+/// Standardised values are clipped to this many deviations.
+const CLIP: f64 = 8.0;
+
+impl Standardizer {
+    /// For `dims` features.
+    pub fn new(dims: usize) -> Self {
+        Standardizer {
+            count: 0.0,
+            mean: vec![0.0; dims],
+            m2: vec![0.0; dims],
+        }
+    }
+
+    /// Number of features.
+    pub fn dims(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// Fold one raw vector into the statistics.
+    pub fn observe(&mut self, x: &[f32]) {
+        self.count += 1.0;
+        let n = self.count;
+        for ((m, s), &v) in self.mean.iter_mut().zip(self.m2.iter_mut()).zip(x) {
+            let v = v as f64;
+            let d = v - *m;
+            *m += d / n;
+            *s += d * (v - *m);
+        }
+    }
+
+    /// Write the standardised `x` into `out` (resized to fit).
+    pub fn transform(&self, x: &[f32], out: &mut Vec<f64>) {
+        out.clear();
+        let n = self.count.max(1.0);
+        out.extend(
+            x.iter()
+                .zip(&self.mean)
+                .zip(&self.m2)
+                .map(|((&v, &m), &s)| {
+                    let sd = (s / n).sqrt();
+                    if sd < 1e-9 {
+                        0.0
+                    } else {
+                        ((v as f64 - m) / sd).clamp(-CLIP, CLIP)
+                    }
+                }),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standardizer_centres_and_scales() {
+        let mut s = Standardizer::new(2);
+        for i in 0..1000 {
+            s.observe(&[i as f32, 5.0]);
+        }
+        let mut out = Vec::new();
+        s.transform(&[499.5, 5.0], &mut out);
+        assert!(out[0].abs() < 1e-9);
+        assert_eq!(out[1], 0.0, "constant feature maps to 0");
+        s.transform(&[999.0, 5.0], &mut out);
+        assert!((out[0] - 1.73).abs() < 0.01, "{}", out[0]);
+        s.transform(&[1e9, 5.0], &mut out);
+        assert_eq!(out[0], CLIP);
+    }
+}

@@ -1,0 +1,185 @@
+//! `fraudstream simulate`: write simulated transactions and labels to files,
+//! in the layout `topologies/replay-csv.toml` reads back.
+
+use crate::config::FileFormat;
+use crate::sinks::create_file;
+use fraudstream_sim::{SimConfig, SimEvent, SimTransaction, Simulator};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What `simulate` wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Simulated {
+    /// Transactions file.
+    pub transactions_path: PathBuf,
+    /// Labels file.
+    pub labels_path: PathBuf,
+    /// Transactions written.
+    pub transactions: u64,
+    /// Labels written.
+    pub labels: u64,
+    /// Frauds among the transactions.
+    pub frauds: u64,
+}
+
+/// Columns of the transactions file.
+pub const TRANSACTION_COLUMNS: &str =
+    "tx_id,ts,card_id,merchant_id,amount,currency,mcc,country,channel,lat,lon";
+
+/// Write `YYYY-MM-DDTHH:MM:SS.sssZ` for epoch ms (no allocation).
+pub fn write_rfc3339(out: &mut impl Write, ms: i64) -> std::io::Result<()> {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    // civil_from_days (Howard Hinnant)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    let (h, mi, s, milli) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    );
+    write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z"
+    )
+}
+
+fn write_tx(out: &mut impl Write, t: &SimTransaction, format: FileFormat) -> std::io::Result<()> {
+    match format {
+        FileFormat::Csv => {
+            write!(out, "{},", t.tx_id)?;
+            write_rfc3339(out, t.ts_ms)?;
+            write!(
+                out,
+                ",C{:07},T{:06},{},{},{},{},{},",
+                t.card,
+                t.merchant,
+                t.amount,
+                t.currency,
+                t.mcc,
+                t.country,
+                t.channel.as_str()
+            )?;
+            match t.location {
+                Some((lat, lon)) => writeln!(out, "{lat},{lon}"),
+                None => writeln!(out, ","),
+            }
+        }
+        FileFormat::Jsonl => {
+            write!(out, "{{\"tx_id\":{},\"ts\":\"", t.tx_id)?;
+            write_rfc3339(out, t.ts_ms)?;
+            write!(
+                out,
+                "\",\"card_id\":\"C{:07}\",\"merchant_id\":\"T{:06}\",\"amount\":{},\"currency\":\"{}\",\"mcc\":\"{}\",\"country\":\"{}\",\"channel\":\"{}\"",
+                t.card,
+                t.merchant,
+                t.amount,
+                t.currency,
+                t.mcc,
+                t.country,
+                t.channel.as_str()
+            )?;
+            if let Some((lat, lon)) = t.location {
+                write!(out, ",\"lat\":{lat},\"lon\":{lon}")?;
+            }
+            writeln!(out, "}}")
+        }
+    }
+}
+
+/// Write the simulation `cfg` into `dir` as `transactions.EXT` and
+/// `labels.EXT`. `rate` limits events per second (None: full speed);
+/// `progress` is called with the share done now and then.
+pub fn simulate(
+    cfg: SimConfig,
+    dir: &Path,
+    format: FileFormat,
+    rate: Option<f64>,
+    mut progress: impl FnMut(f64, u64),
+) -> anyhow::Result<Simulated> {
+    let sim =
+        Simulator::new(cfg).map_err(|e| anyhow::anyhow!("simulator settings: {}", e.join("; ")))?;
+    let ext = format.as_str();
+    let transactions_path = dir.join(format!("transactions.{ext}"));
+    let labels_path = dir.join(format!("labels.{ext}"));
+    let mut txs = BufWriter::with_capacity(1 << 16, create_file(&transactions_path)?);
+    let mut labels = BufWriter::with_capacity(1 << 16, create_file(&labels_path)?);
+    if format == FileFormat::Csv {
+        writeln!(txs, "{TRANSACTION_COLUMNS}")?;
+        writeln!(labels, "tx_id,ts,is_fraud")?;
+    }
+    let mut out = Simulated {
+        transactions_path,
+        labels_path,
+        transactions: 0,
+        labels: 0,
+        frauds: 0,
+    };
+    let started = Instant::now();
+    let mut events = 0u64;
+    let mut sim = sim;
+    while let Some(e) = sim.next() {
+        events += 1;
+        match e {
+            SimEvent::Transaction(t) => {
+                out.transactions += 1;
+                out.frauds += t.fraud.is_some() as u64;
+                write_tx(&mut txs, &t, format)?;
+            }
+            SimEvent::Label(l) => {
+                out.labels += 1;
+                match format {
+                    FileFormat::Csv => {
+                        write!(labels, "{},", l.tx_id)?;
+                        write_rfc3339(&mut labels, l.ts_ms)?;
+                        writeln!(labels, ",{}", l.is_fraud as u8)?;
+                    }
+                    FileFormat::Jsonl => {
+                        write!(labels, "{{\"tx_id\":{},\"ts\":\"", l.tx_id)?;
+                        write_rfc3339(&mut labels, l.ts_ms)?;
+                        writeln!(labels, "\",\"is_fraud\":{}}}", l.is_fraud)?;
+                    }
+                }
+            }
+        }
+        if let Some(r) = rate {
+            let due = Duration::from_secs_f64(events as f64 / r);
+            let now = started.elapsed();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        if events % 65_536 == 0 {
+            progress(sim.progress(), events);
+        }
+    }
+    txs.flush()?;
+    labels.flush()?;
+    progress(1.0, events);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_writer_matches_the_parser() {
+        for ms in [0i64, 1_767_225_601_500, 951_782_400_000, 4_102_444_799_999] {
+            let mut buf = Vec::new();
+            write_rfc3339(&mut buf, ms).unwrap();
+            let s = String::from_utf8(buf).unwrap();
+            assert_eq!(crate::sources::decode::parse_rfc3339(&s), Some(ms), "{s}");
+            assert_eq!(s, crate::sources::decode::format_rfc3339(ms));
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Sources: where events come from. Each yields [`SourceItem`]s in processing
+//! order: valid events, and rejected records with their reason (which the
+//! pipeline sends to the dead letters; the stream goes on).
+//!
+//! - [`simulator`]: the in-process traffic simulator;
+//! - [`file`]: CSV and JSONL files with a field mapping;
+//! - [`merge`]: interleaves labels with transactions at their arrival time.
+
+pub mod decode;
+pub mod file;
+pub mod merge;
+pub mod simulator;
+
+use crate::event::{DeadLetter, Event};
+
+/// What a source yields.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceItem {
+    /// A valid event.
+    Event(Event),
+    /// A record that could not be accepted.
+    Rejected(DeadLetter),
+}
+
+/// A stream of events with a notion of how far along it is.
+pub trait EventSource: Iterator<Item = SourceItem> + Send {
+    /// Share of the input consumed, in [0, 1], when known.
+    fn progress(&self) -> Option<f64>;
+}
+
+impl<S: EventSource + ?Sized> EventSource for Box<S> {
+    fn progress(&self) -> Option<f64> {
+        (**self).progress()
+    }
+}
