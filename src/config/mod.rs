@@ -637,7 +637,10 @@ fn read_model(s: &Section) -> ModelSettings {
         },
     };
     let m = ModelSettings {
-        logistic: LogisticConfig { optimizer },
+        logistic: LogisticConfig {
+            optimizer,
+            prior_fraud_rate: s.float("prior_fraud_rate", 0.01, 1e-9, 0.999_999),
+        },
         imbalance,
         load: s.opt_str("load").map(PathBuf::from),
         save: s.opt_str("save").map(PathBuf::from),

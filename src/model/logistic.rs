@@ -93,10 +93,22 @@ impl Imbalance {
 }
 
 /// Settings of the logistic model.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LogisticConfig {
     /// Update rule.
     pub optimizer: Optimizer,
+    /// Fraud rate assumed before any label: its log-odds is a fixed offset of
+    /// the margin, so an untrained model scores low instead of 0.5.
+    pub prior_fraud_rate: f64,
+}
+
+impl Default for LogisticConfig {
+    fn default() -> Self {
+        LogisticConfig {
+            optimizer: Optimizer::default(),
+            prior_fraud_rate: 0.01,
+        }
+    }
 }
 
 const FORMAT: &str = "fraudstream-logistic";
@@ -108,6 +120,8 @@ pub struct LogisticModel {
     format: CompactString,
     format_version: u32,
     optimizer: Optimizer,
+    /// Log-odds of the prior fraud rate, added to every margin.
+    offset: f64,
     feature_names: Vec<CompactString>,
     hash_bits: u32,
     scaler: Standardizer,
@@ -155,6 +169,7 @@ impl LogisticModel {
             format: FORMAT.into(),
             format_version: FORMAT_VERSION,
             optimizer: cfg.optimizer,
+            offset: (cfg.prior_fraud_rate / (1.0 - cfg.prior_fraud_rate)).ln(),
             feature_names: space.names().to_vec(),
             hash_bits: space.hash_bits(),
             scaler: Standardizer::new(space.dense_len()),
@@ -176,7 +191,7 @@ impl LogisticModel {
 
     fn margin(&self, xs: &[f64], cats: &[u32]) -> f64 {
         let d = self.dense_len();
-        let mut m = self.weights[self.bias_index()];
+        let mut m = self.offset + self.weights[self.bias_index()];
         for (w, x) in self.weights[..d].iter().zip(xs) {
             m += w * x;
         }
@@ -353,7 +368,13 @@ mod tests {
 
     fn trains_to_separate(opt: Optimizer) {
         let s = space();
-        let mut m = LogisticModel::new(&s, LogisticConfig { optimizer: opt });
+        let mut m = LogisticModel::new(
+            &s,
+            LogisticConfig {
+                optimizer: opt,
+                ..LogisticConfig::default()
+            },
+        );
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         for _ in 0..5000 {
             let (x, y) = example(&mut rng, s.dense_len());

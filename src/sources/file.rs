@@ -99,7 +99,7 @@ impl FileReader {
                         .iter()
                         .map(|(f, c)| {
                             if f == c {
-                                format!("{c}")
+                                c.to_string()
                             } else {
                                 format!("{c} (for {f})")
                             }

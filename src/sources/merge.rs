@@ -117,70 +117,67 @@ impl Iterator for FileSource {
     type Item = SourceItem;
 
     fn next(&mut self) -> Option<SourceItem> {
-        loop {
-            if let Some(item) = self.queue.pop_front() {
-                return Some(item);
-            }
-            self.fill_tx();
-            self.fill_label();
-            if let Some(item) = self.queue.pop_front() {
-                return Some(item);
-            }
-            let tx_ts = match &self.next_tx {
-                Some(FileRecord::Transaction(t, _)) => Some(t.ts),
-                _ => None,
-            };
-            let file_label_ts = self.next_label.as_ref().map(|l| l.ts);
-            let delayed_ts = self.delayed.peek().map(|Reverse((ts, _, _))| *ts);
-            // Earliest label; the file's before the column's at equal times.
-            let label_ts = match (file_label_ts, delayed_ts) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let label_first = match (label_ts, tx_ts) {
-                (Some(l), Some(t)) => l <= t,
+        if let Some(item) = self.queue.pop_front() {
+            return Some(item);
+        }
+        self.fill_tx();
+        self.fill_label();
+        if let Some(item) = self.queue.pop_front() {
+            return Some(item);
+        }
+        let tx_ts = match &self.next_tx {
+            Some(FileRecord::Transaction(t, _)) => Some(t.ts),
+            _ => None,
+        };
+        let file_label_ts = self.next_label.as_ref().map(|l| l.ts);
+        let delayed_ts = self.delayed.peek().map(|Reverse((ts, _, _))| *ts);
+        // Earliest label; the file's before the column's at equal times.
+        let label_ts = match (file_label_ts, delayed_ts) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let label_first = match (label_ts, tx_ts) {
+            (Some(l), Some(t)) => l <= t,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if label_first {
+            let from_file = match (file_label_ts, delayed_ts) {
+                (Some(a), Some(b)) => a <= b,
                 (Some(_), None) => true,
-                (None, _) => false,
+                _ => false,
             };
-            if label_first {
-                let from_file = match (file_label_ts, delayed_ts) {
-                    (Some(a), Some(b)) => a <= b,
-                    (Some(_), None) => true,
-                    _ => false,
-                };
-                let label = if from_file {
-                    self.next_label.take().expect("peeked")
-                } else {
-                    self.delayed.pop().expect("peeked").0 .2 .0
-                };
-                return Some(SourceItem::Event(Event::Label(label)));
-            }
-            match self.next_tx.take() {
-                Some(FileRecord::Transaction(t, verdict)) => {
-                    if let (FileLabels::Column { delay_ms }, Some(v)) = (&self.labels, verdict) {
-                        match v {
-                            Ok(is_fraud) => {
-                                self.seq += 1;
-                                let label = Label {
-                                    tx_id: t.tx_id.clone(),
-                                    ts: t.ts.saturating_add(*delay_ms),
-                                    is_fraud,
-                                };
-                                self.delayed
-                                    .push(Reverse((label.ts, self.seq, LabelSlot(label))));
-                            }
-                            Err(reject) => {
-                                let d =
-                                    self.label_dead_letter(format!("tx_id {}", t.tx_id), reject);
-                                self.queue.push_back(SourceItem::Rejected(d));
-                            }
+            let label = if from_file {
+                self.next_label.take().expect("peeked")
+            } else {
+                self.delayed.pop().expect("peeked").0 .2 .0
+            };
+            return Some(SourceItem::Event(Event::Label(label)));
+        }
+        match self.next_tx.take() {
+            Some(FileRecord::Transaction(t, verdict)) => {
+                if let (FileLabels::Column { delay_ms }, Some(v)) = (&self.labels, verdict) {
+                    match v {
+                        Ok(is_fraud) => {
+                            self.seq += 1;
+                            let label = Label {
+                                tx_id: t.tx_id.clone(),
+                                ts: t.ts.saturating_add(*delay_ms),
+                                is_fraud,
+                            };
+                            self.delayed
+                                .push(Reverse((label.ts, self.seq, LabelSlot(label))));
+                        }
+                        Err(reject) => {
+                            let d = self.label_dead_letter(format!("tx_id {}", t.tx_id), reject);
+                            self.queue.push_back(SourceItem::Rejected(d));
                         }
                     }
-                    return Some(SourceItem::Event(Event::Transaction(t)));
                 }
-                Some(_) => unreachable!("only transactions are peeked"),
-                None => return None,
+                Some(SourceItem::Event(Event::Transaction(t)))
             }
+            Some(_) => unreachable!("only transactions are peeked"),
+            None => None,
         }
     }
 }
