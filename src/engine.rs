@@ -288,3 +288,113 @@ impl Engine {
         self.published = c;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::TxId;
+
+    fn engine(extra: &[&str]) -> Engine {
+        let set: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Engine::new(&Topology::embedded(&set).unwrap()).unwrap()
+    }
+
+    fn tx(id: u64, ts: i64, amount: f64) -> Transaction {
+        Transaction {
+            tx_id: TxId::Int(id),
+            ts,
+            card_id: "card".into(),
+            merchant_id: "shop".into(),
+            amount,
+            currency: None,
+            mcc: None,
+            country: None,
+            channel: None,
+            location: None,
+        }
+    }
+
+    fn label(id: u64, ts: i64, is_fraud: bool) -> Label {
+        Label {
+            tx_id: TxId::Int(id),
+            ts,
+            is_fraud,
+        }
+    }
+
+    #[test]
+    fn a_label_trains_once_and_duplicates_are_counted() {
+        let mut e = engine(&[]);
+        let s = e.score(tx(1, 1_000, 10.0));
+        assert_eq!(s.model_version, 0);
+        assert!(
+            (s.score - 0.01).abs() < 1e-9,
+            "untrained model scores the prior: {}",
+            s.score
+        );
+        assert!(!s.alert);
+        assert_eq!(e.label(&label(1, 2_000, true)), LabelResult::Joined);
+        assert_eq!(e.model().version(), 1);
+        assert_eq!(e.label(&label(1, 3_000, true)), LabelResult::Duplicate);
+        assert_eq!(e.label(&label(99, 3_000, false)), LabelResult::Unknown);
+        assert_eq!(e.model().version(), 1, "neither trained");
+        let c = e.counters();
+        assert_eq!(
+            (
+                c.labels,
+                c.labels_joined,
+                c.labels_duplicate,
+                c.labels_unknown
+            ),
+            (3, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn learn_false_keeps_the_model_untouched_but_evaluates() {
+        let mut e = engine(&["labels.learn=false"]);
+        e.score(tx(1, 1_000, 10.0));
+        e.label(&label(1, 2_000, true));
+        assert_eq!(e.model().version(), 0);
+        assert_eq!(e.evaluation().labeled(), 1);
+    }
+
+    #[test]
+    fn late_transactions_are_counted_and_scored() {
+        let mut e = engine(&["engine.allowed_lateness=\"1m\""]);
+        e.score(tx(1, 10 * 60_000, 10.0));
+        e.score(tx(2, 9 * 60_000 + 30_000, 10.0)); // 30 s behind: in time
+        e.score(tx(3, 60_000, 10.0)); // 9 minutes behind: late
+        assert_eq!(e.counters().late, 1);
+        assert_eq!(e.counters().scored, 3);
+    }
+
+    #[test]
+    fn expired_pending_entries_make_labels_unknown() {
+        let mut e = engine(&["pending.ttl=\"1h\""]);
+        e.score(tx(1, 0, 10.0));
+        e.score(tx(2, 2 * 3_600_000, 10.0));
+        assert_eq!(
+            e.label(&label(1, 2 * 3_600_000, false)),
+            LabelResult::Unknown
+        );
+        assert_eq!(e.pending().stats().expired, 1);
+    }
+
+    #[test]
+    fn alerts_carry_their_top_contributions() {
+        let mut e = engine(&["engine.alert_threshold=0.0"]);
+        let s = e.score(tx(1, 0, 10.0));
+        assert!(s.alert);
+        // untrained: every weight is zero, so nothing contributes positively
+        assert!(s.top_features.is_empty());
+        for i in 0..200u64 {
+            let big = i % 10 == 0;
+            e.score(tx(10 + i, 1000 * i as i64, if big { 5000.0 } else { 10.0 }));
+            e.label(&label(10 + i, 1000 * i as i64 + 1, big));
+        }
+        let s = e.score(tx(1000, 300_000, 5000.0));
+        assert_eq!(s.top_features.len(), 3);
+        assert!(s.top_features[0].value >= s.top_features[2].value);
+    }
+}

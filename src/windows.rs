@@ -14,6 +14,13 @@
 //!
 //! Events older than the ring (more than one horizon behind `latest`) are
 //! outside that horizon by definition and are not counted in it.
+//!
+//! Timestamps are epoch milliseconds and must not be negative (the sources
+//! reject times before 1970). Bucket widths and counts are divided by through
+//! precomputed reciprocals: a hardware 64-bit division costs tens of cycles
+//! and the per-event path needs several per horizon.
+
+use strength_reduce::StrengthReducedU64;
 
 /// One window: a horizon split into buckets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,23 +76,52 @@ impl WindowStats {
 #[derive(Clone, Debug)]
 pub struct WindowLayout {
     specs: Vec<WindowSpec>,
-    offsets: Vec<usize>,
+    rings: Vec<Ring>,
     total: usize,
+}
+
+/// One horizon's ring, with its divisors prepared.
+#[derive(Clone, Copy, Debug)]
+struct Ring {
+    width: StrengthReducedU64,
+    buckets: StrengthReducedU64,
+    len: i64,
+    offset: usize,
+}
+
+impl Ring {
+    /// Bucket index of a (non-negative) timestamp.
+    #[inline]
+    fn bucket(&self, ts: i64) -> i64 {
+        debug_assert!(ts >= 0, "timestamps are epoch ms >= 0");
+        (ts.max(0) as u64 / self.width) as i64
+    }
+
+    /// Slot of a bucket index in the ring.
+    #[inline]
+    fn slot(&self, idx: i64) -> usize {
+        self.offset + (idx as u64 % self.buckets) as usize
+    }
 }
 
 impl WindowLayout {
     /// Layout for these windows, in the given order.
     pub fn new(specs: &[WindowSpec]) -> Self {
-        let mut offsets = Vec::with_capacity(specs.len());
+        let mut rings = Vec::with_capacity(specs.len());
         let mut total = 0usize;
         for s in specs {
             assert!(s.buckets > 0 && s.horizon_ms > 0, "invalid window {s:?}");
-            offsets.push(total);
+            rings.push(Ring {
+                width: StrengthReducedU64::new(s.width_ms() as u64),
+                buckets: StrengthReducedU64::new(s.buckets as u64),
+                len: s.buckets as i64,
+                offset: total,
+            });
             total += s.buckets as usize;
         }
         WindowLayout {
             specs: specs.to_vec(),
-            offsets,
+            rings,
             total,
         }
     }
@@ -136,22 +172,23 @@ impl WindowSet {
         }
         let old = self.latest;
         self.latest = ts;
-        for (spec, &off) in layout.specs.iter().zip(&layout.offsets) {
-            let b = spec.buckets as i64;
-            let w = spec.width_ms();
-            let ring = &mut self.slots[off..off + b as usize];
-            let new_head = ts.div_euclid(w);
+        for r in &layout.rings {
+            let ring = r.offset..r.offset + r.len as usize;
             if old == i64::MIN {
-                ring.fill(Bucket::default());
+                self.slots[ring].fill(Bucket::default());
                 continue;
             }
-            let old_head = old.div_euclid(w);
-            let steps = new_head - old_head;
-            if steps >= b {
-                ring.fill(Bucket::default());
-            } else {
-                for idx in old_head + 1..=new_head {
-                    ring[idx.rem_euclid(b) as usize] = Bucket::default();
+            let (old_head, new_head) = (r.bucket(old), r.bucket(ts));
+            if new_head - old_head >= r.len {
+                self.slots[ring].fill(Bucket::default());
+            } else if new_head > old_head {
+                let mut slot = r.slot(old_head + 1);
+                for _ in old_head..new_head {
+                    self.slots[slot] = Bucket::default();
+                    slot += 1;
+                    if slot == ring.end {
+                        slot = ring.start;
+                    }
                 }
             }
         }
@@ -162,15 +199,14 @@ impl WindowSet {
     /// counted in that horizon.
     pub fn add(&mut self, layout: &WindowLayout, ts: i64, value: f32, aux: u32) {
         self.advance(layout, ts);
-        for (spec, &off) in layout.specs.iter().zip(&layout.offsets) {
-            let b = spec.buckets as i64;
-            let w = spec.width_ms();
-            let head = self.latest.div_euclid(w);
-            let idx = ts.div_euclid(w);
-            if idx <= head - b {
+        let latest = self.latest;
+        for r in &layout.rings {
+            let head = r.bucket(latest);
+            let idx = r.bucket(ts);
+            if idx <= head - r.len {
                 continue;
             }
-            let slot = &mut self.slots[off + idx.rem_euclid(b) as usize];
+            let slot = &mut self.slots[r.slot(idx)];
             if slot.count == 0 || value > slot.max {
                 slot.max = value;
             }
@@ -182,20 +218,27 @@ impl WindowSet {
 
     /// Statistics of window `i` (index into the layout) as seen at time `t`.
     pub fn query(&self, layout: &WindowLayout, i: usize, t: i64) -> WindowStats {
-        let spec = layout.specs[i];
-        let off = layout.offsets[i];
+        let r = &layout.rings[i];
         let mut out = WindowStats::default();
         if self.latest == i64::MIN {
             return out;
         }
-        let b = spec.buckets as i64;
-        let w = spec.width_ms();
-        let head = self.latest.div_euclid(w);
-        let hi = t.div_euclid(w).min(head);
-        let lo = (t.div_euclid(w) - b + 1).max(head - b + 1);
+        let head = r.bucket(self.latest);
+        let tb = r.bucket(t);
+        let hi = tb.min(head);
+        let lo = (tb - r.len + 1).max(head - r.len + 1).max(0);
+        if hi < lo {
+            return out;
+        }
+        let end = r.offset + r.len as usize;
+        let mut slot = r.slot(lo);
         let mut max_set = false;
-        for idx in lo..=hi {
-            let s = &self.slots[off + idx.rem_euclid(b) as usize];
+        for _ in lo..=hi {
+            let s = &self.slots[slot];
+            slot += 1;
+            if slot == end {
+                slot = r.offset;
+            }
             if s.count == 0 {
                 continue;
             }
@@ -273,9 +316,10 @@ mod tests {
         // Queried at 1 minute, only the late event's bucket is in range.
         assert_eq!(w.query(&l, 0, MIN).count, 1);
         // An event older than the ring is not counted in the short window.
-        w.add(&l, -20 * MIN, 3.0, 0);
-        assert_eq!(w.query(&l, 0, 8 * MIN).count, 2);
-        assert_eq!(w.query(&l, 1, 8 * MIN).count, 3);
+        w.add(&l, 30 * MIN, 3.0, 0);
+        w.add(&l, 10 * MIN, 4.0, 0); // 20 minutes behind: outside the 10-minute ring
+        assert_eq!(w.query(&l, 0, 30 * MIN).count, 1);
+        assert_eq!(w.query(&l, 1, 30 * MIN).count, 4);
     }
 
     #[test]
@@ -328,7 +372,7 @@ mod tests {
             let l = WindowLayout::new(&[spec]);
             let mut w = l.new_set();
             let mut accepted: Vec<(i64, f32, u32)> = Vec::new();
-            let mut clock = 0i64;
+            let mut clock = 1_000 * MIN; // epoch ms are never negative
             let mut latest = i64::MIN;
             for (dt_sec, cents, aux, query_back_sec) in steps {
                 // Mostly forward time, sometimes out of order.

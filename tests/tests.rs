@@ -6,5 +6,6 @@ mod bad_input;
 mod cli;
 mod determinism;
 mod feedback;
+mod persistence;
 mod quality;
 mod replay;
