@@ -210,14 +210,15 @@ impl LogisticModel {
                 l2,
             } => {
                 let n = self.n[i];
-                let sigma = ((n + g * g).sqrt() - n.sqrt()) / alpha;
+                let (old_root, new_root) = (n.sqrt(), (n + g * g).sqrt());
+                let sigma = (new_root - old_root) / alpha;
                 self.z[i] += g - sigma * self.weights[i];
                 self.n[i] = n + g * g;
                 let z = self.z[i];
                 self.weights[i] = if z.abs() <= l1 {
                     0.0
                 } else {
-                    -(z - z.signum() * l1) / ((beta + self.n[i].sqrt()) / alpha + l2)
+                    -(z - z.signum() * l1) / ((beta + new_root) / alpha + l2)
                 };
             }
             Optimizer::Adagrad { learning_rate, l2 } => {
@@ -275,6 +276,7 @@ impl LogisticModel {
             return Err(invalid("weight vectors have the wrong length".into()));
         }
         m.scratch = Vec::with_capacity(space.dense_len());
+        m.scaler.refresh();
         Ok(m)
     }
 }

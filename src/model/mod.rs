@@ -30,7 +30,18 @@ pub struct Standardizer {
     count: f64,
     mean: Vec<f64>,
     m2: Vec<f64>,
+    /// 1 / standard deviation (0 for constant features), refreshed every
+    /// `REFRESH` observations once warm: a square root and a division per
+    /// feature per event would cost more than the rest of scoring.
+    #[serde(skip)]
+    inv_sd: Vec<f64>,
+    #[serde(skip)]
+    stale: u32,
 }
+
+/// Observations between refreshes of `inv_sd` after the first `WARM`.
+const REFRESH: u32 = 256;
+const WARM: f64 = 4096.0;
 
 /// Standardised values are clipped to this many deviations.
 const CLIP: f64 = 8.0;
@@ -42,7 +53,23 @@ impl Standardizer {
             count: 0.0,
             mean: vec![0.0; dims],
             m2: vec![0.0; dims],
+            inv_sd: vec![0.0; dims],
+            stale: 0,
         }
+    }
+
+    fn refresh(&mut self) {
+        let n = self.count.max(1.0);
+        self.inv_sd.clear();
+        self.inv_sd.extend(self.m2.iter().map(|&s| {
+            let sd = (s / n).sqrt();
+            if sd < 1e-9 {
+                0.0
+            } else {
+                1.0 / sd
+            }
+        }));
+        self.stale = 0;
     }
 
     /// Number of features.
@@ -53,12 +80,16 @@ impl Standardizer {
     /// Fold one raw vector into the statistics.
     pub fn observe(&mut self, x: &[f32]) {
         self.count += 1.0;
-        let n = self.count;
+        let inv_n = 1.0 / self.count;
         for ((m, s), &v) in self.mean.iter_mut().zip(self.m2.iter_mut()).zip(x) {
             let v = v as f64;
             let d = v - *m;
-            *m += d / n;
+            *m += d * inv_n;
             *s += d * (v - *m);
+        }
+        self.stale += 1;
+        if self.count < WARM || self.stale >= REFRESH || self.inv_sd.len() != self.mean.len() {
+            self.refresh();
         }
     }
 
