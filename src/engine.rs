@@ -1,22 +1,27 @@
 //! The engine: one transaction in, one score out; one label in, one model
-//! update. Owns the feature state, the model, the pending store and the
-//! prequential evaluation, and nothing that does I/O.
+//! update. No I/O. It is two keyed stages, so the same code runs in one
+//! thread ([`Engine`]) or spread over workers ([`crate::runtime`]):
 //!
 //! ```text
-//! transaction ─► features (card, merchant) ─► model.score ─► Score
-//!                      │                                     │
-//!                      └──────────► pending store ◄──────────┘
-//! label ─► pending.take ─► model.learn, merchant risk, card fraud signal
+//!            MerchantStage (one owner)               CardStage (one per worker, by card)
+//! tx ──► merchant windows + risk ──► TxContext ──► card windows, model.score ──► Score
+//!        route tx → worker                          pending store (tx → features)
+//! label ─► route, merchant risk ───► LabelContext ─► pending.take ─► model.learn,
+//!                                                    card fraud signal, evaluation
 //! ```
 
 use crate::config::Topology;
 use crate::eval::{EvalConfig, LabelOutcome, Prequential};
 use crate::event::{key_of, Contribution, Label, Score, Transaction};
-use crate::features::{FeatureExtractor, FeatureVector};
+use crate::features::{merchant_feature_count, CardFeatures, FeatureVector, MerchantFeatures};
 use crate::model::{Imbalance, LogisticModel, OnlineModel};
 use crate::pending::{PendingFeatures, PendingMeta};
 use hdrhistogram::Histogram;
+use nohash_hasher::IntMap;
 use std::time::Instant;
+
+/// Most merchant features a topology may configure (carried inline per event).
+pub const MAX_MERCHANT_FEATURES: usize = 32;
 
 /// Counters of one engine; published to `metrics` by [`Engine::publish_metrics`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -43,11 +48,209 @@ pub struct EngineCounters {
     pub merchants_evicted: u64,
 }
 
-/// Settings the engine reads from a topology.
-#[derive(Clone, Debug)]
-pub struct EngineConfig {
-    threshold: f64,
+impl EngineCounters {
+    /// Field-wise sum (counters of parallel stages).
+    pub fn add(&mut self, o: &EngineCounters) {
+        self.scored += o.scored;
+        self.late += o.late;
+        self.alerts += o.alerts;
+        self.labels += o.labels;
+        self.labels_joined += o.labels_joined;
+        self.labels_learnt += o.labels_learnt;
+        self.labels_unknown += o.labels_unknown;
+        self.labels_duplicate += o.labels_duplicate;
+        self.cards_evicted += o.cards_evicted;
+        self.merchants_evicted += o.merchants_evicted;
+    }
+}
+
+/// What the merchant stage hands the card stage with a transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct TxContext {
+    /// Card key.
+    pub card: u64,
+    /// Merchant key.
+    pub merchant: u64,
+    /// Transaction key.
+    pub tx_key: u64,
+    /// Behind the allowed lateness.
+    pub late: bool,
+    /// Newest event time of the stream so far (drives eviction).
+    pub now: i64,
+    /// The card stage that owns the card.
+    pub worker: u16,
+    /// When the event was offered to the engine (paced benchmarks): the card
+    /// stage records the time from then to its score, queueing included.
+    pub offered: Option<Instant>,
+    merchant_len: u8,
+    merchant_features: [f32; MAX_MERCHANT_FEATURES],
+}
+
+impl TxContext {
+    /// The merchant features.
+    pub fn merchant_features(&self) -> &[f32] {
+        &self.merchant_features[..self.merchant_len as usize]
+    }
+}
+
+/// A label on its way to the card stage that scored its transaction.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LabelContext {
+    /// Transaction key.
+    pub tx_key: u64,
+    /// Arrival time.
+    pub ts: i64,
+    /// Verdict.
+    pub is_fraud: bool,
+}
+
+/// Which card stage owns a card, for `workers` stages.
+#[inline]
+pub fn worker_of(card_key: u64, workers: usize) -> usize {
+    // Multiply-shift: uniform over workers whatever the hash's low bits.
+    ((card_key as u128 * workers as u128) >> 64) as usize
+}
+
+/// Merchant state, lateness, eviction schedule and the route of every
+/// scored transaction to its card stage. One owner for the whole stream.
+pub struct MerchantStage {
+    merchants: MerchantFeatures,
+    feature_len: usize,
+    /// Every scored transaction's card stage (for label routing).
+    routes: IntMap<u64, u8>,
+    /// Mirror of the card stages' pending-store policy (same capacity and
+    /// TTL), so merchant risk learns from exactly the labels that join.
+    joinable: PendingFeatures,
+    learn: bool,
     lateness_ms: i64,
+    idle_ms: i64,
+    eviction_interval_ms: i64,
+    newest_ts: i64,
+    next_eviction: i64,
+    counters: EngineCounters,
+    scratch: Vec<f32>,
+    empty: FeatureVector,
+}
+
+impl MerchantStage {
+    /// For `topology`.
+    pub fn new(t: &Topology) -> Self {
+        let n = merchant_feature_count(&t.features);
+        assert!(
+            n <= MAX_MERCHANT_FEATURES,
+            "validated: at most {MAX_MERCHANT_FEATURES} merchant features"
+        );
+        assert!(t.engine.workers <= 256, "validated: at most 256 workers");
+        MerchantStage {
+            merchants: MerchantFeatures::new(t.features.clone()),
+            feature_len: n,
+            routes: IntMap::default(),
+            joinable: PendingFeatures::new(0, t.pending.capacity, t.pending.ttl_ms),
+            learn: t.labels.learn,
+            lateness_ms: t.engine.allowed_lateness_ms,
+            idle_ms: t.engine.idle_eviction_ms,
+            eviction_interval_ms: t.engine.eviction_interval_ms,
+            newest_ts: i64::MIN,
+            next_eviction: i64::MIN,
+            counters: EngineCounters::default(),
+            scratch: Vec::with_capacity(n),
+            empty: FeatureVector::default(),
+        }
+    }
+
+    /// Merchant features of `tx` and the card stage (of `workers`) that owns its card.
+    pub fn on_transaction(&mut self, tx: &Transaction, workers: usize) -> TxContext {
+        let ts = tx.ts;
+        let late =
+            self.newest_ts != i64::MIN && ts < self.newest_ts.saturating_sub(self.lateness_ms);
+        if late {
+            self.counters.late += 1;
+        }
+        self.newest_ts = self.newest_ts.max(ts);
+        if self.newest_ts >= self.next_eviction {
+            let before = self.newest_ts.saturating_sub(self.idle_ms);
+            self.counters.merchants_evicted += self.merchants.evict_idle(before) as u64;
+            self.joinable.expire(self.newest_ts);
+            self.next_eviction = self.newest_ts.saturating_add(self.eviction_interval_ms);
+        }
+        let card = key_of(tx.card_id.as_bytes());
+        let merchant = key_of(tx.merchant_id.as_bytes());
+        let tx_key = tx.tx_id.key();
+        let worker = worker_of(card, workers);
+        self.scratch.clear();
+        self.merchants
+            .extract_and_update(tx, merchant, late, &mut self.scratch);
+        let mut merchant_features = [0f32; MAX_MERCHANT_FEATURES];
+        merchant_features[..self.feature_len].copy_from_slice(&self.scratch);
+        self.routes.insert(tx_key, worker as u8);
+        self.joinable.insert(
+            tx_key,
+            &self.empty,
+            PendingMeta {
+                card,
+                merchant,
+                ts,
+                cats: [0; 3],
+            },
+        );
+        TxContext {
+            card,
+            merchant,
+            tx_key,
+            late,
+            now: self.newest_ts,
+            worker: worker as u16,
+            offered: None,
+            merchant_len: self.feature_len as u8,
+            merchant_features,
+        }
+    }
+
+    /// Route a label to the card stage that scored its transaction, feeding
+    /// merchant risk on the way; `None` for a transaction never scored.
+    pub fn on_label(&mut self, label: &Label) -> Option<(usize, LabelContext)> {
+        let tx_key = label.tx_id.key();
+        let Some(&worker) = self.routes.get(&tx_key) else {
+            self.counters.labels += 1;
+            self.counters.labels_unknown += 1;
+            return None;
+        };
+        if let Some(meta) = self.joinable.take(tx_key, &mut FeatureVector::default()) {
+            if self.learn {
+                self.merchants
+                    .apply_label(meta.merchant, label.ts, label.is_fraud);
+            }
+        }
+        Some((
+            worker as usize,
+            LabelContext {
+                tx_key,
+                ts: label.ts,
+                is_fraud: label.is_fraud,
+            },
+        ))
+    }
+
+    /// Counters of this stage (late, merchant evictions, unroutable labels).
+    pub fn counters(&self) -> EngineCounters {
+        self.counters
+    }
+
+    /// Merchants held.
+    pub fn merchants(&self) -> usize {
+        self.merchants.len()
+    }
+
+    /// Bytes per merchant.
+    pub fn bytes_per_merchant(&self) -> usize {
+        self.merchants.bytes_per_merchant()
+    }
+}
+
+/// Settings the card stage reads from a topology.
+#[derive(Clone, Debug)]
+struct CardSettings {
+    threshold: f64,
     idle_ms: i64,
     eviction_interval_ms: i64,
     explain_top: usize,
@@ -56,21 +259,24 @@ pub struct EngineConfig {
     seed: u64,
 }
 
-/// The scoring and learning core.
-pub struct Engine {
-    cfg: EngineConfig,
-    features: FeatureExtractor,
+/// Card state, the model handle, the pending store and the evaluation of
+/// the transactions this stage scores.
+pub struct CardStage {
+    cfg: CardSettings,
+    cards: CardFeatures,
     model: LogisticModel,
     pending: PendingFeatures,
     eval: Prequential,
     counters: EngineCounters,
     published: EngineCounters,
     latency_ns: Histogram<u64>,
-    newest_ts: i64,
+    queued_ns: Histogram<u64>,
     next_eviction: i64,
     x: FeatureVector,
     label_x: FeatureVector,
     explain_buf: Vec<Contribution>,
+    /// Cards held by stages absorbed into this one.
+    cards_absorbed: usize,
 }
 
 /// What happened to a label.
@@ -84,72 +290,61 @@ pub enum LabelResult {
     Duplicate,
 }
 
-impl Engine {
-    /// An engine for `topology`, with a fresh model or the one it names to load.
-    pub fn new(topology: &Topology) -> anyhow::Result<Self> {
-        let features = FeatureExtractor::new(topology.features.clone());
-        let space = features.space().clone();
-        let model = match &topology.model.load {
-            Some(path) => LogisticModel::load(path, &space)?,
-            None => LogisticModel::new(&space, topology.model.logistic),
-        };
-        let origin_ms = match &topology.source {
-            crate::config::SourceConfig::Simulator(s) => s.start_ms,
-            crate::config::SourceConfig::File(_) => 0,
-        };
-        Ok(Engine {
-            cfg: EngineConfig {
-                threshold: topology.engine.alert_threshold,
-                lateness_ms: topology.engine.allowed_lateness_ms,
-                idle_ms: topology.engine.idle_eviction_ms,
-                eviction_interval_ms: topology.engine.eviction_interval_ms,
-                explain_top: topology.engine.explain_top,
-                learn: topology.labels.learn,
-                imbalance: topology.model.imbalance,
-                seed: topology.engine.seed,
+fn eval_origin(t: &Topology) -> i64 {
+    match &t.source {
+        crate::config::SourceConfig::Simulator(s) => s.start_ms,
+        crate::config::SourceConfig::File(_) => 0,
+    }
+}
+
+impl CardStage {
+    /// For `topology`, with a model handle (shared between stages or not).
+    pub fn new(t: &Topology, model: LogisticModel) -> Self {
+        let dense = crate::features::feature_space(&t.features).dense_len();
+        CardStage {
+            cfg: CardSettings {
+                threshold: t.engine.alert_threshold,
+                idle_ms: t.engine.idle_eviction_ms,
+                eviction_interval_ms: t.engine.eviction_interval_ms,
+                explain_top: t.engine.explain_top,
+                learn: t.labels.learn,
+                imbalance: t.model.imbalance,
+                seed: t.engine.seed,
             },
-            pending: PendingFeatures::new(
-                space.dense_len(),
-                topology.pending.capacity,
-                topology.pending.ttl_ms,
-            ),
-            eval: Prequential::new(EvalConfig {
-                threshold: topology.engine.alert_threshold,
-                k: topology.evaluation.k,
-                unlabeled: topology.evaluation.unlabeled,
-                origin_ms,
-            }),
-            features,
+            cards: CardFeatures::new(t.features.clone()),
             model,
+            pending: PendingFeatures::new(dense, t.pending.capacity, t.pending.ttl_ms),
+            eval: Prequential::new(EvalConfig {
+                threshold: t.engine.alert_threshold,
+                k: t.evaluation.k,
+                unlabeled: t.evaluation.unlabeled,
+                origin_ms: eval_origin(t),
+            }),
             counters: EngineCounters::default(),
             published: EngineCounters::default(),
             latency_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
-            newest_ts: i64::MIN,
+            queued_ns: Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid bounds"),
             next_eviction: i64::MIN,
             x: FeatureVector::default(),
             label_x: FeatureVector::default(),
             explain_buf: Vec::new(),
-        })
+            cards_absorbed: 0,
+        }
     }
 
-    /// Score one transaction (test), keep its features for its label (train later).
-    pub fn score(&mut self, tx: Transaction) -> Score {
+    /// Score one transaction (test); keep its features for its label (train later).
+    pub fn score(&mut self, tx: Transaction, ctx: &TxContext) -> Score {
         let started = Instant::now();
         let ts = tx.ts;
-        let late =
-            self.newest_ts != i64::MIN && ts < self.newest_ts.saturating_sub(self.cfg.lateness_ms);
-        if late {
-            self.counters.late += 1;
+        if ctx.now >= self.next_eviction {
+            let before = ctx.now.saturating_sub(self.cfg.idle_ms);
+            self.counters.cards_evicted += self.cards.evict_idle(before) as u64;
+            self.pending.expire(ctx.now);
+            self.next_eviction = ctx.now.saturating_add(self.cfg.eviction_interval_ms);
         }
-        self.newest_ts = self.newest_ts.max(ts);
-        if self.newest_ts >= self.next_eviction {
-            self.evict();
-        }
-        let card = key_of(tx.card_id.as_bytes());
-        let merchant = key_of(tx.merchant_id.as_bytes());
-        let tx_key = tx.tx_id.key();
-        self.features
-            .extract_and_update(&tx, card, merchant, late, &mut self.x);
+        self.cards
+            .extract_and_update(&tx, ctx.card, ctx.merchant, ctx.late, &mut self.x);
+        self.x.dense.extend_from_slice(ctx.merchant_features());
         let p = self.model.score(&self.x);
         let alert = p >= self.cfg.threshold;
         let mut top = Vec::new();
@@ -162,16 +357,16 @@ impl Engine {
             }
         }
         self.pending.insert(
-            tx_key,
+            ctx.tx_key,
             &self.x,
             PendingMeta {
-                card,
-                merchant,
+                card: ctx.card,
+                merchant: ctx.merchant,
                 ts,
                 cats: self.x.cats,
             },
         );
-        self.eval.record_score(tx_key, ts, card, p as f32);
+        self.eval.record_score(ctx.tx_key, ts, ctx.card, p as f32);
         self.counters.scored += 1;
         let score = Score {
             tx_id: tx.tx_id,
@@ -184,6 +379,10 @@ impl Engine {
         };
         let ns = started.elapsed().as_nanos() as u64;
         self.latency_ns.saturating_record(ns.max(1));
+        if let Some(offered) = ctx.offered {
+            self.queued_ns
+                .saturating_record((offered.elapsed().as_nanos() as u64).max(1));
+        }
         if self.counters.scored % 64 == 0 {
             // A 1-in-64 sample keeps the metrics registry off most events.
             metrics::histogram!("fraudstream_scoring_latency_seconds").record(ns as f64 * 1e-9);
@@ -192,24 +391,24 @@ impl Engine {
     }
 
     /// Join a label to its transaction's features and learn from it.
-    pub fn label(&mut self, label: &Label) -> LabelResult {
+    pub fn label(&mut self, l: &LabelContext) -> LabelResult {
         self.counters.labels += 1;
-        let tx_key = label.tx_id.key();
-        let outcome = self.eval.record_label(tx_key, label.is_fraud);
-        match self.pending.take(tx_key, &mut self.label_x) {
+        let outcome = self.eval.record_label(l.tx_key, l.is_fraud);
+        match self.pending.take(l.tx_key, &mut self.label_x) {
             Some(meta) => {
                 self.counters.labels_joined += 1;
                 if self.cfg.learn {
-                    if let Some(w) =
-                        self.cfg
-                            .imbalance
-                            .weight(label.is_fraud, tx_key, self.cfg.seed)
+                    if let Some(w) = self
+                        .cfg
+                        .imbalance
+                        .weight(l.is_fraud, l.tx_key, self.cfg.seed)
                     {
-                        self.model.learn(&self.label_x, label.is_fraud, w);
+                        self.model.learn(&self.label_x, l.is_fraud, w);
                         self.counters.labels_learnt += 1;
                     }
-                    self.features
-                        .apply_label(meta.card, meta.merchant, label.ts, label.is_fraud);
+                    if l.is_fraud {
+                        self.cards.apply_fraud(meta.card, l.ts);
+                    }
                 }
                 LabelResult::Joined
             }
@@ -225,16 +424,7 @@ impl Engine {
         }
     }
 
-    fn evict(&mut self) {
-        let before = self.newest_ts.saturating_sub(self.cfg.idle_ms);
-        let (c, m) = self.features.evict_idle(before);
-        self.counters.cards_evicted += c as u64;
-        self.counters.merchants_evicted += m as u64;
-        self.pending.expire(self.newest_ts);
-        self.next_eviction = self.newest_ts.saturating_add(self.cfg.eviction_interval_ms);
-    }
-
-    /// Counters so far.
+    /// Counters of this stage.
     pub fn counters(&self) -> EngineCounters {
         self.counters
     }
@@ -244,14 +434,24 @@ impl Engine {
         &self.latency_ns
     }
 
-    /// The evaluation so far.
+    /// Time from offer to score, queueing included (paced runs only; ns).
+    pub fn queued_latency(&self) -> &Histogram<u64> {
+        &self.queued_ns
+    }
+
+    /// The full feature vector of the last transaction scored.
+    pub fn last_features(&self) -> &FeatureVector {
+        &self.x
+    }
+
+    /// The evaluation of this stage's transactions.
     pub fn evaluation(&self) -> &Prequential {
         &self.eval
     }
 
-    /// The feature state.
-    pub fn features(&self) -> &FeatureExtractor {
-        &self.features
+    /// The model handle.
+    pub fn model(&self) -> &LogisticModel {
+        &self.model
     }
 
     /// The pending store.
@@ -259,34 +459,163 @@ impl Engine {
         &self.pending
     }
 
-    /// The model.
-    pub fn model(&self) -> &LogisticModel {
-        &self.model
+    /// Cards held.
+    pub fn cards(&self) -> usize {
+        self.cards.len()
+    }
+
+    /// Bytes per card.
+    pub fn bytes_per_card(&self) -> usize {
+        self.cards.bytes_per_card()
     }
 
     /// Add the counters accumulated since the last call to the `metrics`
     /// registry (cheap enough per batch, kept off the per-event path).
     pub fn publish_metrics(&mut self) {
-        let c = self.counters;
-        let p = self.published;
-        metrics::counter!("fraudstream_transactions_scored_total").increment(c.scored - p.scored);
-        metrics::counter!("fraudstream_transactions_late_total").increment(c.late - p.late);
-        metrics::counter!("fraudstream_alerts_total").increment(c.alerts - p.alerts);
-        metrics::counter!("fraudstream_labels_total").increment(c.labels - p.labels);
-        metrics::counter!("fraudstream_labels_joined_total")
-            .increment(c.labels_joined - p.labels_joined);
-        metrics::counter!("fraudstream_labels_unknown_total")
-            .increment(c.labels_unknown - p.labels_unknown);
-        metrics::counter!("fraudstream_labels_duplicate_total")
-            .increment(c.labels_duplicate - p.labels_duplicate);
-        metrics::counter!("fraudstream_evictions_total", "entity" => "card")
-            .increment(c.cards_evicted - p.cards_evicted);
-        metrics::counter!("fraudstream_evictions_total", "entity" => "merchant")
-            .increment(c.merchants_evicted - p.merchants_evicted);
+        publish(&self.counters, &self.published);
         metrics::gauge!("fraudstream_pending_entries").set(self.pending.len() as f64);
         metrics::gauge!("fraudstream_model_version").set(self.model.version() as f64);
+        self.published = self.counters;
+    }
+
+    /// Take in another stage's evaluation, counters, latencies and input
+    /// statistics (after a parallel run).
+    pub fn absorb(&mut self, other: CardStage) {
+        self.counters.add(&other.counters);
+        self.latency_ns
+            .add(&other.latency_ns)
+            .expect("same histogram bounds");
+        self.queued_ns
+            .add(&other.queued_ns)
+            .expect("same histogram bounds");
+        self.model.absorb_statistics(&other.model);
+        self.eval.merge(other.eval);
+        self.pending.absorb_counts(&other.pending);
+        self.cards_absorbed += other.cards.len();
+    }
+}
+
+fn publish(c: &EngineCounters, p: &EngineCounters) {
+    metrics::counter!("fraudstream_transactions_scored_total").increment(c.scored - p.scored);
+    metrics::counter!("fraudstream_transactions_late_total").increment(c.late - p.late);
+    metrics::counter!("fraudstream_alerts_total").increment(c.alerts - p.alerts);
+    metrics::counter!("fraudstream_labels_total").increment(c.labels - p.labels);
+    metrics::counter!("fraudstream_labels_joined_total")
+        .increment(c.labels_joined - p.labels_joined);
+    metrics::counter!("fraudstream_labels_unknown_total")
+        .increment(c.labels_unknown - p.labels_unknown);
+    metrics::counter!("fraudstream_labels_duplicate_total")
+        .increment(c.labels_duplicate - p.labels_duplicate);
+    metrics::counter!("fraudstream_evictions_total", "entity" => "card")
+        .increment(c.cards_evicted - p.cards_evicted);
+    metrics::counter!("fraudstream_evictions_total", "entity" => "merchant")
+        .increment(c.merchants_evicted - p.merchants_evicted);
+}
+
+/// Both stages in one thread: the sequential engine.
+pub struct Engine {
+    merchant: MerchantStage,
+    card: CardStage,
+    published: EngineCounters,
+}
+
+impl Engine {
+    /// An engine for `topology`, with a fresh model or the one it names to load.
+    pub fn new(topology: &Topology) -> anyhow::Result<Self> {
+        Ok(Engine {
+            merchant: MerchantStage::new(topology),
+            card: CardStage::new(topology, new_model(topology)?),
+            published: EngineCounters::default(),
+        })
+    }
+
+    /// Assemble from stages (the parallel runtime's result).
+    pub fn from_stages(merchant: MerchantStage, card: CardStage) -> Self {
+        Engine {
+            merchant,
+            card,
+            published: EngineCounters::default(),
+        }
+    }
+
+    /// Score one transaction (test), keep its features for its label (train later).
+    pub fn score(&mut self, tx: Transaction) -> Score {
+        let ctx = self.merchant.on_transaction(&tx, 1);
+        self.card.score(tx, &ctx)
+    }
+
+    /// Join a label to its transaction's features and learn from it.
+    pub fn label(&mut self, label: &Label) -> LabelResult {
+        match self.merchant.on_label(label) {
+            Some((_, l)) => self.card.label(&l),
+            None => LabelResult::Unknown,
+        }
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> EngineCounters {
+        let mut c = self.card.counters();
+        c.add(&self.merchant.counters());
+        c
+    }
+
+    /// Processing time per transaction in the card stage (ns).
+    pub fn latency(&self) -> &Histogram<u64> {
+        self.card.latency()
+    }
+
+    /// Offer-to-score time of paced runs (ns).
+    pub fn queued_latency(&self) -> &Histogram<u64> {
+        self.card.queued_latency()
+    }
+
+    /// The full feature vector of the last transaction scored.
+    pub fn last_features(&self) -> &FeatureVector {
+        self.card.last_features()
+    }
+
+    /// The evaluation so far.
+    pub fn evaluation(&self) -> &Prequential {
+        self.card.evaluation()
+    }
+
+    /// The pending store.
+    pub fn pending(&self) -> &PendingFeatures {
+        self.card.pending()
+    }
+
+    /// The model.
+    pub fn model(&self) -> &LogisticModel {
+        self.card.model()
+    }
+
+    /// Cards and merchants held, and bytes of state per card and merchant.
+    pub fn state(&self) -> (usize, usize, usize, usize) {
+        (
+            self.card.cards() + self.card.cards_absorbed,
+            self.merchant.merchants(),
+            self.card.bytes_per_card(),
+            self.merchant.bytes_per_merchant(),
+        )
+    }
+
+    /// Publish the counters accumulated since the last call to `metrics`.
+    pub fn publish_metrics(&mut self) {
+        let c = self.counters();
+        publish(&c, &self.published);
+        metrics::gauge!("fraudstream_pending_entries").set(self.card.pending.len() as f64);
+        metrics::gauge!("fraudstream_model_version").set(self.card.model.version() as f64);
         self.published = c;
     }
+}
+
+/// The model a topology starts with: loaded, or fresh.
+pub fn new_model(t: &Topology) -> anyhow::Result<LogisticModel> {
+    let space = crate::features::feature_space(&t.features);
+    Ok(match &t.model.load {
+        Some(path) => LogisticModel::load(path, &space)?,
+        None => LogisticModel::new(&space, t.model.logistic),
+    })
 }
 
 #[cfg(test)]

@@ -259,6 +259,42 @@ impl Prequential {
         LabelOutcome::Applied
     }
 
+    /// Take in another evaluator's records (same configuration; typically a
+    /// parallel worker's, which scored a disjoint set of cards). A transaction
+    /// present in both keeps this evaluator's record.
+    pub fn merge(&mut self, other: Prequential) {
+        let mut remap: Vec<(u32, u32)> = Vec::with_capacity(other.slots.len());
+        for slot in &other.slots {
+            let target = match self.by_day.get(&slot.day) {
+                Some(&s) => s,
+                None => {
+                    let s = u32::try_from(self.slots.len()).expect("more than u32::MAX days");
+                    self.slots.push(DaySlot {
+                        day: slot.day,
+                        recs: Vec::new(),
+                    });
+                    self.by_day.insert(slot.day, s);
+                    s
+                }
+            };
+            let base = self.slots[target as usize].recs.len();
+            remap.push((
+                target,
+                u32::try_from(base).expect("more than u32::MAX transactions in one day"),
+            ));
+        }
+        for (i, slot) in other.slots.into_iter().enumerate() {
+            self.slots[remap[i].0 as usize].recs.extend(slot.recs);
+        }
+        for (tx, (slot, idx)) in other.index {
+            let (target, base) = remap[slot as usize];
+            if let std::collections::hash_map::Entry::Vacant(e) = self.index.entry(tx) {
+                e.insert((target, base + idx));
+            }
+        }
+        self.labeled += other.labeled;
+    }
+
     /// Number of distinct transactions scored.
     pub fn scored(&self) -> u64 {
         self.index.len() as u64
@@ -607,6 +643,33 @@ mod tests {
             unlabeled: Unlabeled::Genuine,
             origin_ms: 0,
         }
+    }
+
+    #[test]
+    fn merging_split_evaluators_equals_one() {
+        let mut all = Prequential::new(cfg());
+        let (mut a, mut b) = (Prequential::new(cfg()), Prequential::new(cfg()));
+        for i in 0..400u64 {
+            let (card, ts, score) = (
+                i % 37,
+                (i as i64) * 3_600_000,
+                ((i * 7919) % 101) as f32 / 100.0,
+            );
+            let fraud = i % 13 == 0;
+            let part = if card % 2 == 0 { &mut a } else { &mut b };
+            for p in [&mut all, part] {
+                p.record_score(i, ts, card, score);
+                if i % 5 != 0 {
+                    p.record_label(i, fraud);
+                }
+            }
+        }
+        a.merge(b);
+        assert_eq!(a.scored(), all.scored());
+        assert_eq!(a.labeled(), all.labeled());
+        assert_eq!(a.summary(None), all.summary(None));
+        assert_eq!(a.daily(), all.daily());
+        assert_eq!(a.record_label(1, true), LabelOutcome::Duplicate);
     }
 
     #[test]

@@ -133,20 +133,37 @@ pub struct MerchantState {
     risk: WindowSet,
 }
 
-/// Owns every card's and merchant's state and computes feature vectors.
+/// Owns every card's state: the card half of the feature vector.
 #[derive(Debug)]
-pub struct FeatureExtractor {
+pub struct CardFeatures {
     cfg: FeatureConfig,
-    space: FeatureSpace,
     card_layout: WindowLayout,
-    merchant_layout: WindowLayout,
-    risk_layout: WindowLayout,
     cards: IntMap<u64, CardState>,
-    merchants: IntMap<u64, MerchantState>,
     /// `ln(1 + n)` for n < LN1P_TABLE.
     ln1p: Box<[f32]>,
     /// Hash of each categorical field's name, mixed into its values' hashes.
     cat_salts: [u64; CATEGORICALS],
+}
+
+/// Owns every merchant's state: the merchant half of the feature vector,
+/// including the label-fed fraud risk.
+#[derive(Debug)]
+pub struct MerchantFeatures {
+    cfg: FeatureConfig,
+    merchant_layout: WindowLayout,
+    risk_layout: WindowLayout,
+    merchants: IntMap<u64, MerchantState>,
+    ln1p: Box<[f32]>,
+}
+
+/// Both halves in one place, for single-threaded use: the vector is the card
+/// features followed by the merchant features.
+#[derive(Debug)]
+pub struct FeatureExtractor {
+    space: FeatureSpace,
+    card: CardFeatures,
+    merchant: MerchantFeatures,
+    merchant_buf: Vec<f32>,
 }
 
 fn layout(horizons: &[i64], buckets: u32) -> WindowLayout {
@@ -159,7 +176,6 @@ fn layout(horizons: &[i64], buckets: u32) -> WindowLayout {
         .collect();
     WindowLayout::new(&specs)
 }
-
 /// Distance in km by the equirectangular approximation: within 0.5 % of the
 /// great-circle distance below ~1000 km, and monotone beyond, which is all a
 /// feature needs, at a fraction of haversine's cost (one cosine, no asin).
@@ -236,74 +252,92 @@ const CARD_FIXED: [&str; 17] = [
     "weekend",
 ];
 
-impl FeatureExtractor {
-    /// A new extractor with no entities.
+fn ln1p_table() -> Box<[f32]> {
+    (0..LN1P_TABLE).map(|n| (n as f32).ln_1p()).collect()
+}
+
+/// Names of the card features, in vector order.
+fn card_names(cfg: &FeatureConfig) -> Vec<CompactString> {
+    let mut names = Vec::new();
+    for &h in &cfg.card_windows {
+        let l = horizon_label(h);
+        names.push(format_compact!("card_count_{l}"));
+        names.push(format_compact!("card_amount_{l}"));
+        names.push(format_compact!("card_new_merch_{l}"));
+    }
+    names.extend(CARD_FIXED.iter().map(|s| CompactString::from(*s)));
+    names.push("card_confirmed_fraud".into());
+    names
+}
+
+/// Names of the merchant features, in vector order.
+fn merchant_names(cfg: &FeatureConfig) -> Vec<CompactString> {
+    let mut names = Vec::new();
+    for &h in &cfg.merchant_windows {
+        let l = horizon_label(h);
+        names.push(format_compact!("merch_count_{l}"));
+        names.push(format_compact!("merch_amount_mean_{l}"));
+    }
+    names.push("amount_vs_merch_mean".into());
+    for &h in &cfg.merchant_risk_windows {
+        let l = horizon_label(h);
+        names.push(format_compact!("merch_risk_{l}"));
+        names.push(format_compact!("merch_frauds_{l}"));
+    }
+    names
+}
+
+/// The feature space a configuration computes: card features, then merchant features.
+pub fn feature_space(cfg: &FeatureConfig) -> FeatureSpace {
+    let mut names = card_names(cfg);
+    names.extend(merchant_names(cfg));
+    FeatureSpace {
+        names: names.into(),
+        hash_bits: cfg.hash_bits,
+    }
+}
+
+/// Number of merchant features a configuration computes.
+pub fn merchant_feature_count(cfg: &FeatureConfig) -> usize {
+    2 * cfg.merchant_windows.len() + 1 + 2 * cfg.merchant_risk_windows.len()
+}
+
+/// Bytes of one card's state (struct, window slots, hash-table slot).
+fn card_bytes(l: &WindowLayout) -> usize {
+    std::mem::size_of::<(u64, CardState)>()
+        + l.slots() * std::mem::size_of::<crate::windows::Bucket>()
+}
+
+impl CardFeatures {
+    /// No cards yet.
     pub fn new(cfg: FeatureConfig) -> Self {
-        let mut names: Vec<CompactString> = Vec::new();
-        for &h in &cfg.card_windows {
-            let l = horizon_label(h);
-            names.push(format_compact!("card_count_{l}"));
-            names.push(format_compact!("card_amount_{l}"));
-            names.push(format_compact!("card_new_merch_{l}"));
-        }
-        names.extend(CARD_FIXED.iter().map(|s| CompactString::from(*s)));
-        for &h in &cfg.merchant_windows {
-            let l = horizon_label(h);
-            names.push(format_compact!("merch_count_{l}"));
-            names.push(format_compact!("merch_amount_mean_{l}"));
-        }
-        names.push("amount_vs_merch_mean".into());
-        for &h in &cfg.merchant_risk_windows {
-            let l = horizon_label(h);
-            names.push(format_compact!("merch_risk_{l}"));
-            names.push(format_compact!("merch_frauds_{l}"));
-        }
-        names.push("card_confirmed_fraud".into());
-        let space = FeatureSpace {
-            names: names.into(),
-            hash_bits: cfg.hash_bits,
-        };
-        FeatureExtractor {
+        CardFeatures {
             card_layout: layout(&cfg.card_windows, cfg.buckets),
-            merchant_layout: layout(&cfg.merchant_windows, cfg.buckets),
-            risk_layout: layout(&cfg.merchant_risk_windows, cfg.buckets),
             cfg,
-            space,
             cards: IntMap::default(),
-            merchants: IntMap::default(),
-            ln1p: (0..LN1P_TABLE).map(|n| (n as f32).ln_1p()).collect(),
+            ln1p: ln1p_table(),
             cat_salts: CATEGORICAL_NAMES.map(|n| key_of(n.as_bytes())),
         }
     }
 
-    /// The feature names and sizes.
-    pub fn space(&self) -> &FeatureSpace {
-        &self.space
-    }
-
     /// Cards currently held.
-    pub fn cards(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.cards.len()
     }
 
-    /// Merchants currently held.
-    pub fn merchants(&self) -> usize {
-        self.merchants.len()
+    /// True when no card is held.
+    pub fn is_empty(&self) -> bool {
+        self.cards.is_empty()
     }
 
-    /// Approximate bytes of state per card and per merchant (struct, window
-    /// slots and hash-table slot), for reports.
-    pub fn bytes_per_entity(&self) -> (usize, usize) {
-        let slot = std::mem::size_of::<crate::windows::Bucket>();
-        let card = std::mem::size_of::<(u64, CardState)>() + self.card_layout.slots() * slot;
-        let merch = std::mem::size_of::<(u64, MerchantState)>()
-            + (self.merchant_layout.slots() + self.risk_layout.slots()) * slot;
-        (card, merch)
+    /// Approximate bytes of state per card.
+    pub fn bytes_per_card(&self) -> usize {
+        card_bytes(&self.card_layout)
     }
 
-    /// Compute the features of `tx` into `out` from the state before it, then
-    /// fold `tx` into its card's and merchant's state. A `late` transaction
-    /// (behind the allowed lateness) is scored but not added to the windows.
+    /// Write the card features of `tx` into `out` (cleared first) and its
+    /// hashed categoricals, from the card's state before `tx`; then fold `tx`
+    /// into the card. A `late` transaction is not added to the windows.
     pub fn extract_and_update(
         &mut self,
         tx: &Transaction,
@@ -410,6 +444,7 @@ impl FeatureExtractor {
         dense.push((weekday >= 5) as u8 as f32);
         let confirmed_fraud = card.confirmed_fraud_ts != i64::MIN
             && ts - card.confirmed_fraud_ts <= self.cfg.confirmed_fraud_horizon_ms;
+        dense.push(confirmed_fraud as u8 as f32);
 
         // fold the transaction into the card
         if !late {
@@ -443,6 +478,75 @@ impl FeatureExtractor {
             card.last_country = country_fp;
         }
 
+        // ---- hashed categoricals
+        let mask = (1u32 << self.cfg.hash_bits) - 1;
+        let fields = [&tx.mcc, &tx.country, &tx.channel];
+        for (slot, (field, salt)) in fields.iter().zip(self.cat_salts).enumerate() {
+            let h = match field {
+                Some(v) => key_of(v.as_bytes()) ^ salt,
+                None => salt,
+            };
+            out.cats[slot] = (h as u32) & mask;
+        }
+    }
+
+    /// Mark the card as having a confirmed fraud at `label_ts`.
+    pub fn apply_fraud(&mut self, card_key: u64, label_ts: i64) {
+        if let Some(c) = self.cards.get_mut(&card_key) {
+            c.confirmed_fraud_ts = c.confirmed_fraud_ts.max(label_ts);
+        }
+    }
+
+    /// Drop cards with no activity since `before`; returns how many.
+    pub fn evict_idle(&mut self, before: i64) -> usize {
+        let n = self.cards.len();
+        self.cards
+            .retain(|_, c| c.windows.latest() >= before || c.confirmed_fraud_ts >= before);
+        n - self.cards.len()
+    }
+}
+
+impl MerchantFeatures {
+    /// No merchants yet.
+    pub fn new(cfg: FeatureConfig) -> Self {
+        MerchantFeatures {
+            merchant_layout: layout(&cfg.merchant_windows, cfg.buckets),
+            risk_layout: layout(&cfg.merchant_risk_windows, cfg.buckets),
+            cfg,
+            merchants: IntMap::default(),
+            ln1p: ln1p_table(),
+        }
+    }
+
+    /// Merchants currently held.
+    pub fn len(&self) -> usize {
+        self.merchants.len()
+    }
+
+    /// True when no merchant is held.
+    pub fn is_empty(&self) -> bool {
+        self.merchants.is_empty()
+    }
+
+    /// Approximate bytes of state per merchant.
+    pub fn bytes_per_merchant(&self) -> usize {
+        std::mem::size_of::<(u64, MerchantState)>()
+            + (self.merchant_layout.slots() + self.risk_layout.slots())
+                * std::mem::size_of::<crate::windows::Bucket>()
+    }
+
+    /// Append the merchant features of `tx` to `out`, from the merchant's
+    /// state before `tx`; then fold `tx` into the merchant.
+    pub fn extract_and_update(
+        &mut self,
+        tx: &Transaction,
+        merchant_key: u64,
+        late: bool,
+        out: &mut Vec<f32>,
+    ) {
+        let ts = tx.ts;
+        let amount = tx.amount;
+        let amount_f = amount as f32;
         // ---- merchant
         let (ml, rl) = (&self.merchant_layout, &self.risk_layout);
         let merchant = self
@@ -458,11 +562,11 @@ impl FeatureExtractor {
         let mut merch_longest = Default::default();
         for i in 0..self.cfg.merchant_windows.len() {
             let s = merchant.windows.query(ml, i, ts);
-            dense.push(ln1p_count(&self.ln1p, s.count));
-            dense.push(ln1p(s.mean().unwrap_or(0.0)));
+            out.push(ln1p_count(&self.ln1p, s.count));
+            out.push(ln1p(s.mean().unwrap_or(0.0)));
             merch_longest = s;
         }
-        dense.push(
+        out.push(
             merch_longest
                 .mean()
                 .map(|m| fast_ln(((amount + 1.0) / (m + 1.0)) as f32))
@@ -473,50 +577,102 @@ impl FeatureExtractor {
             let s = merchant.risk.query(rl, i, ts);
             let rate = (s.aux as f64 + RISK_PRIOR * RISK_PRIOR_WEIGHT)
                 / (s.count as f64 + RISK_PRIOR_WEIGHT);
-            dense.push(rate as f32);
-            dense.push(ln1p_count(&self.ln1p, s.aux));
+            out.push(rate as f32);
+            out.push(ln1p_count(&self.ln1p, s.aux));
         }
-        dense.push(confirmed_fraud as u8 as f32);
         if !late {
             merchant.windows.add(ml, ts, amount_f, 0);
         }
+    }
 
-        // ---- hashed categoricals
-        let mask = (1u32 << self.cfg.hash_bits) - 1;
-        let fields = [&tx.mcc, &tx.country, &tx.channel];
-        for (slot, (field, salt)) in fields.iter().zip(self.cat_salts).enumerate() {
-            let h = match field {
-                Some(v) => key_of(v.as_bytes()) ^ salt,
-                None => salt,
-            };
-            out.cats[slot] = (h as u32) & mask;
+    /// Fold a label into the merchant's fraud-risk windows at its arrival time.
+    pub fn apply_label(&mut self, merchant_key: u64, label_ts: i64, is_fraud: bool) {
+        if let Some(m) = self.merchants.get_mut(&merchant_key) {
+            m.risk
+                .add(&self.risk_layout, label_ts, 0.0, is_fraud as u32);
         }
-        debug_assert_eq!(dense.len(), self.space.dense_len());
+    }
+
+    /// Drop merchants with no activity since `before`; returns how many.
+    pub fn evict_idle(&mut self, before: i64) -> usize {
+        let n = self.merchants.len();
+        self.merchants
+            .retain(|_, m| m.windows.latest() >= before || m.risk.latest() >= before);
+        n - self.merchants.len()
+    }
+}
+
+impl FeatureExtractor {
+    /// A new extractor with no entities.
+    pub fn new(cfg: FeatureConfig) -> Self {
+        FeatureExtractor {
+            space: feature_space(&cfg),
+            merchant_buf: Vec::with_capacity(merchant_feature_count(&cfg)),
+            card: CardFeatures::new(cfg.clone()),
+            merchant: MerchantFeatures::new(cfg),
+        }
+    }
+
+    /// The feature names and sizes.
+    pub fn space(&self) -> &FeatureSpace {
+        &self.space
+    }
+
+    /// Cards currently held.
+    pub fn cards(&self) -> usize {
+        self.card.len()
+    }
+
+    /// Merchants currently held.
+    pub fn merchants(&self) -> usize {
+        self.merchant.len()
+    }
+
+    /// Approximate bytes of state per card and per merchant (struct, window
+    /// slots and hash-table slot), for reports.
+    pub fn bytes_per_entity(&self) -> (usize, usize) {
+        (
+            self.card.bytes_per_card(),
+            self.merchant.bytes_per_merchant(),
+        )
+    }
+
+    /// Compute the features of `tx` into `out` from the state before it, then
+    /// fold `tx` into its card's and merchant's state. A `late` transaction
+    /// (behind the allowed lateness) is scored but not added to the windows.
+    pub fn extract_and_update(
+        &mut self,
+        tx: &Transaction,
+        card_key: u64,
+        merchant_key: u64,
+        late: bool,
+        out: &mut FeatureVector,
+    ) {
+        self.merchant_buf.clear();
+        self.merchant
+            .extract_and_update(tx, merchant_key, late, &mut self.merchant_buf);
+        self.card
+            .extract_and_update(tx, card_key, merchant_key, late, out);
+        out.dense.extend_from_slice(&self.merchant_buf);
+        debug_assert_eq!(out.dense.len(), self.space.dense_len());
     }
 
     /// Fold a label into the merchant's fraud-risk windows (at the label's
     /// arrival time) and, for a fraud, mark the card.
     pub fn apply_label(&mut self, card_key: u64, merchant_key: u64, label_ts: i64, is_fraud: bool) {
-        if let Some(m) = self.merchants.get_mut(&merchant_key) {
-            m.risk
-                .add(&self.risk_layout, label_ts, 0.0, is_fraud as u32);
-        }
+        self.merchant.apply_label(merchant_key, label_ts, is_fraud);
         if is_fraud {
-            if let Some(c) = self.cards.get_mut(&card_key) {
-                c.confirmed_fraud_ts = c.confirmed_fraud_ts.max(label_ts);
-            }
+            self.card.apply_fraud(card_key, label_ts);
         }
     }
 
     /// Drop cards and merchants with no activity since `before`; returns how
     /// many of each were dropped.
     pub fn evict_idle(&mut self, before: i64) -> (usize, usize) {
-        let (c0, m0) = (self.cards.len(), self.merchants.len());
-        self.cards
-            .retain(|_, c| c.windows.latest() >= before || c.confirmed_fraud_ts >= before);
-        self.merchants
-            .retain(|_, m| m.windows.latest() >= before || m.risk.latest() >= before);
-        (c0 - self.cards.len(), m0 - self.merchants.len())
+        (
+            self.card.evict_idle(before),
+            self.merchant.evict_idle(before),
+        )
     }
 }
 

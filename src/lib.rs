@@ -6,6 +6,7 @@
 //! through the pending store into the model. [`config`] turns topology files
 //! into a typed [`config::Topology`]; [`pipeline`] runs one.
 
+pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod eval;
@@ -14,6 +15,7 @@ pub mod features;
 pub mod model;
 pub mod pending;
 pub mod pipeline;
+pub mod runtime;
 pub mod simulate;
 pub mod sinks;
 pub mod sources;

@@ -39,6 +39,28 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Benchmark the pipeline on a generated stream (no output files but the results).
+    Bench {
+        /// Topology to benchmark (default: the built-in one); its file sinks are ignored.
+        topology: Option<PathBuf>,
+        /// Override a key, e.g. --set source.days=10 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Worker counts to measure, comma-separated (default: 1 and the number of cores).
+        #[arg(long, value_delimiter = ',')]
+        workers: Vec<usize>,
+        /// Offered rate of the latency run, as a share of the measured maximum.
+        #[arg(long, default_value_t = 0.5)]
+        rate_fraction: f64,
+        /// Folder for bench.json and bench.svg.
+        #[arg(long, default_value = "out/bench")]
+        out: PathBuf,
+        /// Instead: write the stream with its feature vectors as CSV (for
+        /// benches/river_compare.py), then print one JSON line of fraudstream's
+        /// figures on the same stream.
+        #[arg(long, value_name = "PATH")]
+        export_stream: Option<PathBuf>,
+    },
     /// Write simulated transactions and labels to files.
     Simulate {
         /// Take the simulator settings from this topology's [source] (default: the built-in one).
@@ -101,7 +123,78 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             quiet,
         } => {
             let t = load(topology.as_ref(), &set)?;
-            run(&t, &RunOptions { quiet }).with_context(|| format!("running {}", t.file))?;
+            run(&t, &RunOptions { quiet, pace: None })
+                .with_context(|| format!("running {}", t.file))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            topology,
+            set,
+            workers,
+            rate_fraction,
+            out,
+            export_stream,
+        } => {
+            anyhow::ensure!(
+                rate_fraction > 0.0 && rate_fraction <= 1.0,
+                "--rate-fraction must be in (0, 1]"
+            );
+            let t = load(topology.as_ref(), &set)?;
+            if let Some(path) = export_stream {
+                let rows = fraudstream::bench::export_stream(&t, &path)?;
+                eprintln!("wrote {rows} rows to {}", path.display());
+                let mut one = t.clone();
+                one.engine.workers = 1;
+                one.sinks.clear();
+                let r = run(
+                    &one,
+                    &RunOptions {
+                        quiet: true,
+                        pace: None,
+                    },
+                )?;
+                let line = serde_json::json!({
+                    "engine": "fraudstream",
+                    "transactions": r.input.transactions,
+                    "labels": r.input.labels,
+                    "seconds": r.throughput.seconds,
+                    "transactions_per_sec": r.throughput.transactions_per_sec,
+                    "roc_auc": r.metrics.overall.roc_auc,
+                    "average_precision": r.metrics.overall.average_precision,
+                    "last_days_roc_auc": r.metrics.last_days.roc_auc,
+                    "last_days_average_precision": r.metrics.last_days.average_precision,
+                });
+                println!("{line}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            let mut workers = if workers.is_empty() {
+                vec![1, cores]
+            } else {
+                workers
+            };
+            workers.dedup();
+            anyhow::ensure!(
+                workers.iter().all(|&w| (1..=256).contains(&w)),
+                "--workers takes counts from 1 to 256"
+            );
+            let report = fraudstream::bench::bench(
+                &t,
+                &fraudstream::bench::BenchOptions {
+                    workers,
+                    rate_fraction,
+                    out: out.clone(),
+                },
+                |m| eprintln!("{m}"),
+            )?;
+            print!("{}", fraudstream::bench::table(&report));
+            println!(
+                "wrote {} and {}",
+                out.join("bench.json").display(),
+                out.join("bench.svg").display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { files } => {

@@ -52,6 +52,8 @@ pub struct PendingFeatures {
     index: IntMap<u64, u32>,
     fifo: VecDeque<(u32, u64, i64)>,
     stats: PendingStats,
+    /// Entries held by stores absorbed into this one's counts.
+    absorbed_len: usize,
 }
 
 impl PendingFeatures {
@@ -68,17 +70,27 @@ impl PendingFeatures {
             index: IntMap::default(),
             fifo: VecDeque::new(),
             stats: PendingStats::default(),
+            absorbed_len: 0,
         }
     }
 
-    /// Entries waiting for a label.
+    /// Entries waiting for a label (including those of absorbed stores).
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.index.len() + self.absorbed_len
     }
 
     /// True when nothing is pending.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.len() == 0
+    }
+
+    /// Add another store's counters and entries held to this one's report
+    /// (after a parallel run).
+    pub fn absorb_counts(&mut self, other: &PendingFeatures) {
+        self.stats.evicted_capacity += other.stats.evicted_capacity;
+        self.stats.expired += other.stats.expired;
+        self.stats.replaced += other.stats.replaced;
+        self.absorbed_len += other.len();
     }
 
     /// Counters so far.

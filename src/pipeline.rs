@@ -3,12 +3,11 @@
 
 use crate::config::{LabelSource, Progress, SinkKind, SourceConfig, Topology};
 use crate::engine::Engine;
-use crate::event::Event;
 use crate::sinks::report::{
     InputCounts, Latency, MetricsReport, OutputReport, PendingReport, RunReport, StateReport,
     Throughput,
 };
-use crate::sinks::{Output, SinkWriter};
+use crate::sinks::SinkWriter;
 use crate::sources::decode::RecordKind;
 use crate::sources::file::FileReader;
 use crate::sources::merge::{FileLabels, FileSource};
@@ -29,6 +28,9 @@ const TICK: u64 = 1 << 15;
 pub struct RunOptions {
     /// No summary or progress on the terminal (files are still written).
     pub quiet: bool,
+    /// Offer events at this rate (events per second) instead of as fast as
+    /// possible, and measure offer-to-score latency (benchmarks).
+    pub pace: Option<f64>,
 }
 
 /// Build the source a topology names.
@@ -85,44 +87,41 @@ fn progress_bar(t: &Topology, quiet: bool) -> ProgressBar {
 /// record sinks and the report, and prints the summary, as configured.
 pub fn run(t: &Topology, opts: &RunOptions) -> anyhow::Result<RunReport> {
     let mut source = build_source(t)?;
-    let mut engine = Engine::new(t)?;
     let mut sinks = SinkWriter::start(&t.sinks, BATCH)?;
     let bar = progress_bar(t, opts.quiet);
     let mut input = InputCounts::default();
-    let mut events = 0u64;
     let started = Instant::now();
-    while let Some(item) = source.next() {
-        events += 1;
-        match item {
-            SourceItem::Event(Event::Transaction(tx)) => {
-                input.transactions += 1;
-                let score = engine.score(tx);
-                sinks.push(Output::Score(score))?;
-            }
-            SourceItem::Event(Event::Label(label)) => {
-                input.labels += 1;
-                engine.label(&label);
-            }
-            SourceItem::Rejected(dead) => {
-                input.dead_letters += 1;
-                *input
-                    .dead_letters_by_kind
-                    .entry(dead.kind.as_str().to_string())
-                    .or_default() += 1;
-                metrics::counter!("fraudstream_dead_letters_total", "kind" => dead.kind.as_str())
-                    .increment(1);
-                sinks.push(Output::DeadLetter(dead))?;
-            }
-        }
+    let tick = |src: &dyn EventSource, _: &SourceItem, events: u64| {
         if events % TICK == 0 {
-            engine.publish_metrics();
-            if let Some(p) = source.progress() {
+            if let Some(p) = src.progress() {
                 bar.set_position((p * 1000.0) as u64);
             }
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("{events} events, {:.0}/s", events as f64 / secs));
         }
-    }
+    };
+    let mut dead_by_kind = std::collections::BTreeMap::<String, u64>::new();
+    let on_reject = |dead: &crate::event::DeadLetter| {
+        *dead_by_kind
+            .entry(dead.kind.as_str().to_string())
+            .or_default() += 1;
+        metrics::counter!("fraudstream_dead_letters_total", "kind" => dead.kind.as_str())
+            .increment(1);
+    };
+    let (mut engine, counts) = crate::runtime::run_parallel(
+        t,
+        t.engine.workers,
+        opts.pace,
+        &mut *source,
+        &mut sinks,
+        tick,
+        on_reject,
+    )?;
+    let events = counts.events;
+    input.transactions = counts.transactions;
+    input.labels = counts.labels;
+    input.dead_letters = dead_by_kind.values().sum();
+    input.dead_letters_by_kind = dead_by_kind;
     let written = sinks.finish()?;
     let seconds = started.elapsed().as_secs_f64();
     engine.publish_metrics();
@@ -159,7 +158,7 @@ fn report(
     let from = overall.last_day.map(|d| d - last_n as i64 + 1);
     let last = eval.summary(from);
     let pending = engine.pending().stats();
-    let (bytes_card, bytes_merchant) = engine.features().bytes_per_entity();
+    let (cards, merchants, bytes_card, bytes_merchant) = engine.state();
     let secs = seconds.max(1e-9);
     RunReport {
         topology: t.file.clone(),
@@ -177,14 +176,15 @@ fn report(
             replaced: pending.replaced,
         },
         state: StateReport {
-            cards: engine.features().cards() as u64,
-            merchants: engine.features().merchants() as u64,
+            cards: cards as u64,
+            merchants: merchants as u64,
             bytes_per_card: bytes_card as u64,
             bytes_per_merchant: bytes_merchant as u64,
         },
         latency: Latency::of(engine.latency()),
+        latency_with_queueing: Latency::of(engine.queued_latency()),
         model_version: crate::model::OnlineModel::version(engine.model()),
-        features: engine.features().space().dense_len() as u64,
+        features: crate::features::feature_space(&t.features).dense_len() as u64,
         metrics: MetricsReport {
             overall,
             last_days: last,

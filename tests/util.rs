@@ -38,7 +38,14 @@ pub fn run_into(file: Option<&str>, dir: &Path, extra: &[&str]) -> RunReport {
         None => Topology::embedded(&set),
     }
     .unwrap_or_else(|e| panic!("{e}"));
-    let returned = run(&t, &RunOptions { quiet: true }).expect("run succeeds");
+    let returned = run(
+        &t,
+        &RunOptions {
+            quiet: true,
+            pace: None,
+        },
+    )
+    .expect("run succeeds");
     let written = RunReport::read_json(&dir.join("report.json")).expect("report written");
     assert_eq!(
         returned, written,

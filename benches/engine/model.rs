@@ -43,7 +43,7 @@ fn bench_model(c: &mut Criterion) {
     group.throughput(Throughput::Elements(xs.len() as u64));
 
     // Scoring updates the running standardisation only; the model is reused.
-    let mut model = trained.clone();
+    let mut model = trained.share();
     group.bench_function("score", |b| {
         b.iter(|| {
             let mut sum = 0.0;

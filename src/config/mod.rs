@@ -68,6 +68,8 @@ pub struct EngineSettings {
     pub eviction_interval_ms: i64,
     /// Contributions listed per alert.
     pub explain_top: usize,
+    /// Card-stage worker threads (1: sequential and deterministic).
+    pub workers: usize,
     /// Progress line.
     pub progress: Progress,
 }
@@ -352,6 +354,12 @@ fn read_engine(s: &Section) -> EngineSettings {
         idle_eviction_ms: s.duration("idle_eviction", 45 * DAY_MS, 1),
         eviction_interval_ms: s.duration("eviction_interval", 3_600_000, 1),
         explain_top: s.int("explain_top", 3, 0, 64) as usize,
+        workers: match s.int("workers", 1, 0, 256) {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            n => n as usize,
+        },
         progress: match s
             .choice("progress", &["auto", "on", "off"], "auto")
             .as_str()
@@ -581,6 +589,15 @@ fn read_features(s: &Section) -> FeatureConfig {
         ),
         hash_bits: s.int("hash_bits", d.hash_bits as i64, 1, 24) as u32,
     };
+    if 2 * cfg.merchant_windows.len() + 1 + 2 * cfg.merchant_risk_windows.len()
+        > crate::engine::MAX_MERCHANT_FEATURES
+    {
+        s.error(
+            "merchant_windows",
+            "at most 15 merchant and merchant-risk windows together",
+            None,
+        );
+    }
     for (key, list) in [
         ("card_windows", &mut cfg.card_windows),
         ("merchant_windows", &mut cfg.merchant_windows),

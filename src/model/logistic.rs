@@ -1,6 +1,13 @@
 //! Online logistic regression over standardised dense features, hashed
 //! categorical one-hots and a bias, trained per example with FTRL-Proximal
 //! (McMahan et al. 2013) or AdaGrad SGD. Saved to a versioned JSON file.
+//!
+//! The parameters live in atomics behind an `Arc`, so several workers can
+//! hold handles on one model and score and learn without locks (Hogwild:
+//! relaxed loads and stores; a rare lost update between two workers touching
+//! the same coordinate at once is the accepted price). With one handle the
+//! arithmetic is exactly that of a plain `Vec<f64>`. Each handle keeps its own
+//! input standardiser.
 
 use super::{OnlineModel, Standardizer};
 use crate::event::Contribution;
@@ -8,6 +15,8 @@ use crate::features::{FeatureSpace, FeatureVector, CATEGORICAL_NAMES};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// Per-coordinate update rule.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,26 +123,63 @@ impl Default for LogisticConfig {
 const FORMAT: &str = "fraudstream-logistic";
 const FORMAT_VERSION: u32 = 1;
 
-/// The model and its running input statistics.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Model parameters, shared by every handle.
+#[derive(Debug)]
+struct Params {
+    /// Weights: dense features, then hashed slots, then the bias.
+    w: Box<[AtomicU64]>,
+    /// FTRL `z` (unused by AdaGrad).
+    z: Box<[AtomicU64]>,
+    /// Sum of squared gradients per coordinate.
+    n: Box<[AtomicU64]>,
+    updates: AtomicU64,
+}
+
+#[inline]
+fn get(a: &AtomicU64) -> f64 {
+    f64::from_bits(a.load(Relaxed))
+}
+
+#[inline]
+fn set(a: &AtomicU64, v: f64) {
+    a.store(v.to_bits(), Relaxed)
+}
+
+fn atomics(v: &[f64]) -> Box<[AtomicU64]> {
+    v.iter().map(|x| AtomicU64::new(x.to_bits())).collect()
+}
+
+fn plain(v: &[AtomicU64]) -> Vec<f64> {
+    v.iter().map(get).collect()
+}
+
+/// A handle on a (possibly shared) model, with its own input statistics.
+#[derive(Debug)]
 pub struct LogisticModel {
+    optimizer: Optimizer,
+    /// Log-odds of the prior fraud rate, added to every margin.
+    offset: f64,
+    feature_names: Arc<[CompactString]>,
+    hash_bits: u32,
+    scaler: Standardizer,
+    params: Arc<Params>,
+    scratch: Vec<f64>,
+}
+
+/// The saved form of a model.
+#[derive(Serialize, Deserialize)]
+struct ModelFile {
     format: CompactString,
     format_version: u32,
     optimizer: Optimizer,
-    /// Log-odds of the prior fraud rate, added to every margin.
     offset: f64,
     feature_names: Vec<CompactString>,
     hash_bits: u32,
     scaler: Standardizer,
-    /// Weights: dense features, then hashed slots, then the bias.
     weights: Vec<f64>,
-    /// FTRL `z` or unused.
     z: Vec<f64>,
-    /// Sum of squared gradients per coordinate.
     n: Vec<f64>,
     updates: u64,
-    #[serde(skip)]
-    scratch: Vec<f64>,
 }
 
 /// Why a model file could not be used.
@@ -165,20 +211,41 @@ impl LogisticModel {
     /// An untrained model for this feature space.
     pub fn new(space: &FeatureSpace, cfg: LogisticConfig) -> Self {
         let dims = space.dense_len() + (1usize << space.hash_bits()) + 1;
+        let zeros = vec![0.0; dims];
         LogisticModel {
-            format: FORMAT.into(),
-            format_version: FORMAT_VERSION,
             optimizer: cfg.optimizer,
             offset: (cfg.prior_fraud_rate / (1.0 - cfg.prior_fraud_rate)).ln(),
-            feature_names: space.names().to_vec(),
+            feature_names: space.names().into(),
             hash_bits: space.hash_bits(),
             scaler: Standardizer::new(space.dense_len()),
-            weights: vec![0.0; dims],
-            z: vec![0.0; dims],
-            n: vec![0.0; dims],
-            updates: 0,
+            params: Arc::new(Params {
+                w: atomics(&zeros),
+                z: atomics(&zeros),
+                n: atomics(&zeros),
+                updates: AtomicU64::new(0),
+            }),
             scratch: Vec::with_capacity(space.dense_len()),
         }
+    }
+
+    /// Another handle on the same parameters, starting from a copy of this
+    /// handle's input statistics (one per worker).
+    pub fn share(&self) -> Self {
+        LogisticModel {
+            optimizer: self.optimizer,
+            offset: self.offset,
+            feature_names: self.feature_names.clone(),
+            hash_bits: self.hash_bits,
+            scaler: self.scaler.clone(),
+            params: self.params.clone(),
+            scratch: Vec::with_capacity(self.scratch.capacity()),
+        }
+    }
+
+    /// Fold another handle's input statistics into this one's (before saving
+    /// a model that several workers trained).
+    pub fn absorb_statistics(&mut self, other: &LogisticModel) {
+        self.scaler.merge(&other.scaler);
     }
 
     fn dense_len(&self) -> usize {
@@ -186,22 +253,24 @@ impl LogisticModel {
     }
 
     fn bias_index(&self) -> usize {
-        self.weights.len() - 1
+        self.params.w.len() - 1
     }
 
     fn margin(&self, xs: &[f64], cats: &[u32]) -> f64 {
         let d = self.dense_len();
-        let mut m = self.offset + self.weights[self.bias_index()];
-        for (w, x) in self.weights[..d].iter().zip(xs) {
-            m += w * x;
+        let w = &self.params.w;
+        let mut m = self.offset + get(&w[self.bias_index()]);
+        for (w, x) in w[..d].iter().zip(xs) {
+            m += get(w) * x;
         }
         for &c in cats {
-            m += self.weights[d + c as usize];
+            m += get(&w[d + c as usize]);
         }
         m
     }
 
-    fn update_coord(&mut self, i: usize, g: f64) {
+    fn update_coord(&self, i: usize, g: f64) {
+        let p = &*self.params;
         match self.optimizer {
             Optimizer::Ftrl {
                 alpha,
@@ -209,22 +278,25 @@ impl LogisticModel {
                 l1,
                 l2,
             } => {
-                let n = self.n[i];
+                let n = get(&p.n[i]);
                 let (old_root, new_root) = (n.sqrt(), (n + g * g).sqrt());
                 let sigma = (new_root - old_root) / alpha;
-                self.z[i] += g - sigma * self.weights[i];
-                self.n[i] = n + g * g;
-                let z = self.z[i];
-                self.weights[i] = if z.abs() <= l1 {
+                let z = get(&p.z[i]) + g - sigma * get(&p.w[i]);
+                set(&p.z[i], z);
+                set(&p.n[i], n + g * g);
+                let w = if z.abs() <= l1 {
                     0.0
                 } else {
                     -(z - z.signum() * l1) / ((beta + new_root) / alpha + l2)
                 };
+                set(&p.w[i], w);
             }
             Optimizer::Adagrad { learning_rate, l2 } => {
-                let g = g + l2 * self.weights[i];
-                self.n[i] += g * g;
-                self.weights[i] -= learning_rate * g / (self.n[i].sqrt() + 1e-8);
+                let w = get(&p.w[i]);
+                let g = g + l2 * w;
+                let n = get(&p.n[i]) + g * g;
+                set(&p.n[i], n);
+                set(&p.w[i], w - learning_rate * g / (n.sqrt() + 1e-8));
             }
         }
     }
@@ -235,7 +307,20 @@ impl LogisticModel {
             path: path.display().to_string(),
             source,
         };
-        let json = serde_json::to_vec(self).map_err(|e| ModelFileError::Invalid {
+        let file = ModelFile {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            optimizer: self.optimizer,
+            offset: self.offset,
+            feature_names: self.feature_names.to_vec(),
+            hash_bits: self.hash_bits,
+            scaler: self.scaler.clone(),
+            weights: plain(&self.params.w),
+            z: plain(&self.params.z),
+            n: plain(&self.params.n),
+            updates: self.params.updates.load(Relaxed),
+        };
+        let json = serde_json::to_vec(&file).map_err(|e| ModelFileError::Invalid {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
@@ -258,7 +343,7 @@ impl LogisticModel {
             path: path.display().to_string(),
             source,
         })?;
-        let mut m: LogisticModel = serde_json::from_slice(&bytes)
+        let m: ModelFile = serde_json::from_slice(&bytes)
             .map_err(|e| invalid(format!("not a model file: {e}")))?;
         if m.format != FORMAT || m.format_version != FORMAT_VERSION {
             return Err(invalid(format!(
@@ -272,12 +357,29 @@ impl LogisticModel {
             ));
         }
         let dims = space.dense_len() + (1usize << space.hash_bits()) + 1;
-        if m.weights.len() != dims || m.z.len() != dims || m.n.len() != dims {
+        if m.weights.len() != dims
+            || m.z.len() != dims
+            || m.n.len() != dims
+            || m.scaler.dims() != space.dense_len()
+        {
             return Err(invalid("weight vectors have the wrong length".into()));
         }
-        m.scratch = Vec::with_capacity(space.dense_len());
-        m.scaler.refresh();
-        Ok(m)
+        let mut scaler = m.scaler;
+        scaler.refresh();
+        Ok(LogisticModel {
+            optimizer: m.optimizer,
+            offset: m.offset,
+            feature_names: space.names().into(),
+            hash_bits: m.hash_bits,
+            scaler,
+            params: Arc::new(Params {
+                w: atomics(&m.weights),
+                z: atomics(&m.z),
+                n: atomics(&m.n),
+                updates: AtomicU64::new(m.updates),
+            }),
+            scratch: Vec::with_capacity(space.dense_len()),
+        })
     }
 }
 
@@ -307,7 +409,7 @@ impl OnlineModel for LogisticModel {
         }
         let b = self.bias_index();
         self.update_coord(b, g);
-        self.updates += 1;
+        self.params.updates.fetch_add(1, Relaxed);
         self.scratch = xs;
     }
 
@@ -316,14 +418,15 @@ impl OnlineModel for LogisticModel {
         let mut xs = Vec::with_capacity(self.dense_len());
         self.scaler.transform(&x.dense, &mut xs);
         let d = self.dense_len();
+        let w = &self.params.w;
         let mut all: Vec<(f64, CompactString)> = xs
             .iter()
-            .zip(&self.weights[..d])
-            .zip(&self.feature_names)
-            .map(|((x, w), name)| (x * w, name.clone()))
+            .zip(&w[..d])
+            .zip(self.feature_names.iter())
+            .map(|((x, w), name)| (x * get(w), name.clone()))
             .collect();
         for (&c, name) in x.cats.iter().zip(CATEGORICAL_NAMES) {
-            all.push((self.weights[d + c as usize], name.into()));
+            all.push((get(&w[d + c as usize]), name.into()));
         }
         all.retain(|(v, _)| *v > 0.0);
         all.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
@@ -335,7 +438,7 @@ impl OnlineModel for LogisticModel {
     }
 
     fn version(&self) -> u64 {
-        self.updates
+        self.params.updates.load(Relaxed)
     }
 }
 

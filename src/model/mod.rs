@@ -58,6 +58,22 @@ impl Standardizer {
         }
     }
 
+    /// Fold another standardiser's statistics into this one (Chan et al.).
+    pub fn merge(&mut self, other: &Standardizer) {
+        let (na, nb) = (self.count, other.count);
+        let n = na + nb;
+        if nb == 0.0 {
+            return;
+        }
+        for i in 0..self.mean.len() {
+            let delta = other.mean[i] - self.mean[i];
+            self.mean[i] += delta * nb / n;
+            self.m2[i] += other.m2[i] + delta * delta * na * nb / n;
+        }
+        self.count = n;
+        self.refresh();
+    }
+
     fn refresh(&mut self) {
         let n = self.count.max(1.0);
         self.inv_sd.clear();
@@ -131,5 +147,27 @@ mod tests {
         assert!((out[0] - 1.73).abs() < 0.01, "{}", out[0]);
         s.transform(&[1e9, 5.0], &mut out);
         assert_eq!(out[0], CLIP);
+    }
+
+    #[test]
+    fn merged_statistics_equal_one_pass() {
+        let (mut a, mut b, mut all) = (
+            Standardizer::new(1),
+            Standardizer::new(1),
+            Standardizer::new(1),
+        );
+        for i in 0..100 {
+            let v = [(i * i % 17) as f32];
+            all.observe(&v);
+            if i % 3 == 0 {
+                a.observe(&v)
+            } else {
+                b.observe(&v)
+            }
+        }
+        a.merge(&b);
+        assert!((a.mean[0] - all.mean[0]).abs() < 1e-9);
+        assert!((a.m2[0] - all.m2[0]).abs() < 1e-6);
+        assert_eq!(a.count, all.count);
     }
 }

@@ -141,6 +141,40 @@ impl RecordFile {
     }
 }
 
+/// A producer's end of the writer thread, for a parallel worker.
+pub struct SinkHandle {
+    tx: Option<Sender<Vec<Output>>>,
+    recycled: Receiver<Vec<Output>>,
+    batch: Vec<Output>,
+    batch_size: usize,
+}
+
+impl SinkHandle {
+    /// Queue one output; sends a full batch. `false` when the writer has
+    /// stopped (its error is reported by [`SinkWriter::finish`]).
+    #[inline]
+    pub fn push(&mut self, o: Output) -> bool {
+        self.batch.push(o);
+        self.batch.len() < self.batch_size || self.flush()
+    }
+
+    /// Send what is queued; `false` when the writer has stopped.
+    pub fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let next = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(self.batch_size));
+        let full = std::mem::replace(&mut self.batch, next);
+        self.tx
+            .as_ref()
+            .map(|t| t.send(full).is_ok())
+            .unwrap_or(false)
+    }
+}
+
 /// What the writer thread wrote, per sink id.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Written(pub Vec<(String, PathBuf, u64)>);
@@ -210,6 +244,17 @@ impl SinkWriter {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Another producer on the same writer thread, with its own batch (one
+    /// per parallel worker). Drop every handle before [`finish`](Self::finish).
+    pub fn handle(&self) -> SinkHandle {
+        SinkHandle {
+            tx: self.tx.clone(),
+            recycled: self.recycled.clone(),
+            batch: Vec::with_capacity(self.batch_size),
+            batch_size: self.batch_size,
+        }
     }
 
     /// Send what is queued.

@@ -128,6 +128,9 @@ pub struct RunReport {
     pub throughput: Throughput,
     /// Per-transaction processing time.
     pub latency: Latency,
+    /// Offer-to-score time, queueing included (paced benchmark runs only).
+    #[serde(default)]
+    pub latency_with_queueing: Latency,
     /// Model version at the end (updates applied).
     pub model_version: u64,
     /// Number of dense features.
