@@ -25,6 +25,8 @@ pub struct BenchOptions {
     pub rate_fraction: f64,
     /// Where `bench.json` and `bench.svg` go.
     pub out: PathBuf,
+    /// Also run at the paced rate (latency with queueing).
+    pub paced: bool,
 }
 
 /// One worker count's figures.
@@ -119,14 +121,18 @@ pub fn bench(
             "workers {w}: {:.0} transactions/s at full speed; pacing at {:.0} events/s",
             full.throughput.transactions_per_sec, offered
         ));
-        let paced = run(
-            &tw,
-            &RunOptions {
-                quiet: true,
-                pace: Some(offered),
-            },
-        )?;
-        runs.push(bench_run(w, &full, &paced, offered, peak));
+        let paced = if opts.paced {
+            Some(run(
+                &tw,
+                &RunOptions {
+                    quiet: true,
+                    pace: Some(offered),
+                },
+            )?)
+        } else {
+            None
+        };
+        runs.push(bench_run(w, &full, paced.as_ref(), offered, peak));
     }
     let report = BenchReport {
         topology: t.file.clone(),
@@ -143,15 +149,23 @@ pub fn bench(
     Ok(report)
 }
 
-fn bench_run(w: usize, full: &RunReport, paced: &RunReport, offered: f64, peak: u64) -> BenchRun {
+fn bench_run(
+    w: usize,
+    full: &RunReport,
+    paced: Option<&RunReport>,
+    offered: f64,
+    peak: u64,
+) -> BenchRun {
     BenchRun {
         workers: w,
         transactions_per_sec: full.throughput.transactions_per_sec,
         events_per_sec: full.throughput.events_per_sec,
         latency: full.latency.clone(),
-        offered_events_per_sec: offered,
-        paced_latency: paced.latency.clone(),
-        paced_latency_with_queueing: paced.latency_with_queueing.clone(),
+        offered_events_per_sec: if paced.is_some() { offered } else { 0.0 },
+        paced_latency: paced.map(|p| p.latency.clone()).unwrap_or_default(),
+        paced_latency_with_queueing: paced
+            .map(|p| p.latency_with_queueing.clone())
+            .unwrap_or_default(),
         peak_rss_bytes: peak,
         bytes_per_card: full.state.bytes_per_card,
         bytes_per_merchant: full.state.bytes_per_merchant,

@@ -117,8 +117,9 @@ pub struct CardState {
     /// Previous location and the usual one (NaN when unknown).
     last_loc: (f32, f32),
     home: (f32, f32),
-    /// Fingerprints of recent distinct merchants (0 = empty), ring order.
-    recent: [u32; RECENT_MERCHANTS],
+    /// 16-bit fingerprints of recent distinct merchants (0 = empty), ring
+    /// order; a false "seen" needs a 1-in-4096 collision among 16 slots.
+    recent: [u16; RECENT_MERCHANTS],
     recent_pos: u8,
     last_country: u16,
     /// Arrival time of the newest fraud label for this card.
@@ -352,7 +353,7 @@ impl CardFeatures {
         let amount = tx.amount;
         let amount_f = amount as f32;
         let ln_amount = fast_ln(amount as f32);
-        let merch_fp = (merchant_key as u32) | 1;
+        let merch_fp = (merchant_key as u16) | 1;
         let country_fp = tx
             .country
             .as_deref()

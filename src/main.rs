@@ -55,6 +55,9 @@ enum Command {
         /// Folder for bench.json and bench.svg.
         #[arg(long, default_value = "out/bench")]
         out: PathBuf,
+        /// Skip the paced (latency with queueing) runs.
+        #[arg(long)]
+        no_paced: bool,
         /// Instead: write the stream with its feature vectors as CSV (for
         /// benches/river_compare.py), then print one JSON line of fraudstream's
         /// figures on the same stream.
@@ -133,6 +136,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             workers,
             rate_fraction,
             out,
+            no_paced,
             export_stream,
         } => {
             anyhow::ensure!(
@@ -186,6 +190,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                     workers,
                     rate_fraction,
                     out: out.clone(),
+                    paced: !no_paced,
                 },
                 |m| eprintln!("{m}"),
             )?;
