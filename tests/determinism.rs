@@ -75,12 +75,25 @@ fn two_workers_score_everything_once_with_the_same_quality() {
     };
     let (ia, ib) = (ids(&a), ids(&b));
     assert_eq!(ia, ib, "every transaction scored exactly once");
-    for (x, y) in [
-        (one.metrics.overall.roc_auc, two.metrics.overall.roc_auc),
-        (one.metrics.last_days.roc_auc, two.metrics.last_days.roc_auc),
+    // The last 30 days are the acceptance window (issue: within 0.005); the
+    // whole run includes the cold start, where the workers' interleaving of
+    // scores and labels moves the AUC more (observed up to 0.0023).
+    for (window, x, y, tolerance) in [
+        (
+            "last 30 days",
+            one.metrics.last_days.roc_auc,
+            two.metrics.last_days.roc_auc,
+            0.005,
+        ),
+        (
+            "all days",
+            one.metrics.overall.roc_auc,
+            two.metrics.overall.roc_auc,
+            0.01,
+        ),
     ] {
         let (x, y) = (x.unwrap(), y.unwrap());
-        println!("AUC one worker {x:.4}, two workers {y:.4}");
-        assert!((x - y).abs() <= 0.005, "{x} vs {y}");
+        println!("{window}: AUC one worker {x:.4}, two workers {y:.4}");
+        assert!((x - y).abs() <= tolerance, "{window}: {x} vs {y}");
     }
 }
