@@ -181,11 +181,9 @@ pub struct Written(pub Vec<(String, PathBuf, u64)>);
 
 /// Handle to the writer thread.
 pub struct SinkWriter {
-    tx: Option<Sender<Vec<Output>>>,
-    recycled: Receiver<Vec<Output>>,
+    /// This thread's own producer end.
+    main: SinkHandle,
     handle: Option<JoinHandle<anyhow::Result<Written>>>,
-    batch: Vec<Output>,
-    batch_size: usize,
 }
 
 impl SinkWriter {
@@ -228,59 +226,49 @@ impl SinkWriter {
                 Ok(written)
             })?;
         Ok(SinkWriter {
-            tx: Some(tx),
-            recycled: back_rx,
+            main: SinkHandle {
+                tx: Some(tx),
+                recycled: back_rx,
+                batch: Vec::with_capacity(batch_size),
+                batch_size,
+            },
             handle: Some(handle),
-            batch: Vec::with_capacity(batch_size),
-            batch_size,
         })
     }
 
     /// Queue one output; sends a full batch to the writer thread.
     #[inline]
     pub fn push(&mut self, o: Output) -> anyhow::Result<()> {
-        self.batch.push(o);
-        if self.batch.len() >= self.batch_size {
-            self.flush()?;
+        if self.main.push(o) {
+            Ok(())
+        } else {
+            Err(self.stop_with_error())
         }
-        Ok(())
     }
 
     /// Another producer on the same writer thread, with its own batch (one
     /// per parallel worker). Drop every handle before [`finish`](Self::finish).
     pub fn handle(&self) -> SinkHandle {
         SinkHandle {
-            tx: self.tx.clone(),
-            recycled: self.recycled.clone(),
-            batch: Vec::with_capacity(self.batch_size),
-            batch_size: self.batch_size,
+            tx: self.main.tx.clone(),
+            recycled: self.main.recycled.clone(),
+            batch: Vec::with_capacity(self.main.batch_size),
+            batch_size: self.main.batch_size,
         }
     }
 
     /// Send what is queued.
     pub fn flush(&mut self) -> anyhow::Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let next = self
-            .recycled
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(self.batch_size));
-        let full = std::mem::replace(&mut self.batch, next);
-        let sent = self
-            .tx
-            .as_ref()
-            .map(|t| t.send(full).is_ok())
-            .unwrap_or(false);
-        if !sent {
+        if self.main.flush() {
+            Ok(())
+        } else {
             // The writer stopped: its error says why.
-            return Err(self.stop_with_error());
+            Err(self.stop_with_error())
         }
-        Ok(())
     }
 
     fn stop_with_error(&mut self) -> anyhow::Error {
-        self.tx = None;
+        self.main.tx = None;
         match self.handle.take().map(|h| h.join()) {
             Some(Ok(Err(e))) => e,
             Some(Err(_)) => anyhow::anyhow!("the sink writer thread panicked"),
@@ -291,7 +279,7 @@ impl SinkWriter {
     /// Send the rest, wait for the writer and report what it wrote.
     pub fn finish(mut self) -> anyhow::Result<Written> {
         self.flush()?;
-        self.tx = None;
+        self.main.tx = None;
         match self.handle.take().map(|h| h.join()) {
             Some(Ok(r)) => r,
             Some(Err(_)) => anyhow::bail!("the sink writer thread panicked"),
