@@ -164,6 +164,8 @@ pub struct LogisticModel {
     scaler: Standardizer,
     params: Arc<Params>,
     scratch: Vec<f64>,
+    /// Reused by `explain`.
+    ranked: Vec<(f64, usize)>,
 }
 
 /// The saved form of a model.
@@ -225,6 +227,7 @@ impl LogisticModel {
                 updates: AtomicU64::new(0),
             }),
             scratch: Vec::with_capacity(space.dense_len()),
+            ranked: Vec::new(),
         }
     }
 
@@ -239,6 +242,7 @@ impl LogisticModel {
             scaler: self.scaler.clone(),
             params: self.params.clone(),
             scratch: Vec::with_capacity(self.scratch.capacity()),
+            ranked: Vec::new(),
         }
     }
 
@@ -379,6 +383,7 @@ impl LogisticModel {
                 updates: AtomicU64::new(m.updates),
             }),
             scratch: Vec::with_capacity(space.dense_len()),
+            ranked: Vec::new(),
         })
     }
 }
@@ -413,28 +418,42 @@ impl OnlineModel for LogisticModel {
         self.scratch = xs;
     }
 
-    fn explain(&self, x: &FeatureVector, top: usize, out: &mut Vec<Contribution>) {
+    fn explain(&mut self, x: &FeatureVector, top: usize, out: &mut Vec<Contribution>) {
         out.clear();
-        let mut xs = Vec::with_capacity(self.dense_len());
+        let mut xs = std::mem::take(&mut self.scratch);
         self.scaler.transform(&x.dense, &mut xs);
         let d = self.dense_len();
         let w = &self.params.w;
-        let mut all: Vec<(f64, CompactString)> = xs
-            .iter()
-            .zip(&w[..d])
-            .zip(self.feature_names.iter())
-            .map(|((x, w), name)| (x * get(w), name.clone()))
-            .collect();
-        for (&c, name) in x.cats.iter().zip(CATEGORICAL_NAMES) {
-            all.push((get(&w[d + c as usize]), name.into()));
-        }
-        all.retain(|(v, _)| *v > 0.0);
-        all.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        out.extend(
-            all.into_iter()
-                .take(top)
-                .map(|(value, feature)| Contribution { feature, value }),
+        // (contribution, index): dense features first, then the categoricals.
+        let mut ranked = std::mem::take(&mut self.ranked);
+        ranked.clear();
+        ranked.extend(
+            xs.iter()
+                .zip(&w[..d])
+                .enumerate()
+                .map(|(i, (x, w))| (x * get(w), i)),
         );
+        ranked.extend(
+            x.cats
+                .iter()
+                .enumerate()
+                .map(|(j, &c)| (get(&w[d + c as usize]), d + j)),
+        );
+        ranked.retain(|(v, _)| *v > 0.0);
+        let name = |i: usize| -> CompactString {
+            if i < d {
+                self.feature_names[i].clone()
+            } else {
+                CATEGORICAL_NAMES[i - d].into()
+            }
+        };
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| name(a.1).cmp(&name(b.1))));
+        out.extend(ranked.iter().take(top).map(|&(value, i)| Contribution {
+            feature: name(i),
+            value,
+        }));
+        self.scratch = xs;
+        self.ranked = ranked;
     }
 
     fn version(&self) -> u64 {

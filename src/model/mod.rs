@@ -18,7 +18,7 @@ pub trait OnlineModel {
     fn learn(&mut self, x: &FeatureVector, is_fraud: bool, weight: f64);
     /// The `top` largest positive contributions to the last input's score,
     /// largest first, written into `out` (cleared first).
-    fn explain(&self, x: &FeatureVector, top: usize, out: &mut Vec<Contribution>);
+    fn explain(&mut self, x: &FeatureVector, top: usize, out: &mut Vec<Contribution>);
     /// Number of updates applied so far.
     fn version(&self) -> u64;
 }

@@ -88,7 +88,12 @@ impl RecordFile {
                 use std::fmt::Write as _;
                 let l = &mut self.line;
                 l.clear();
-                csv_field(l, &s.tx_id.to_string());
+                match &s.tx_id {
+                    crate::event::TxId::Int(n) => {
+                        let _ = write!(l, "{n}");
+                    }
+                    crate::event::TxId::Str(id) => csv_field(l, id),
+                }
                 let _ = write!(l, ",{},", s.ts);
                 csv_field(l, &s.card_id);
                 let _ = write!(l, ",{},{},{},", s.score, s.alert, s.model_version);
