@@ -214,12 +214,18 @@ impl Prequential {
     /// If one day receives more than `u32::MAX` transactions (64 GiB of
     /// records for that day alone).
     pub fn record_score(&mut self, tx: u64, ts_ms: i64, card: u64, score: f32) {
-        if self.index.contains_key(&tx) {
+        let std::collections::hash_map::Entry::Vacant(entry) = self.index.entry(tx) else {
             return;
-        }
+        };
         let day = day_of(ts_ms, self.cfg.origin_ms);
-        let slot = match self.by_day.get(&day) {
-            Some(&s) => s,
+        // Consecutive transactions are mostly of the same day.
+        let cached = self
+            .slots
+            .last()
+            .filter(|s| s.day == day)
+            .map(|_| self.slots.len() as u32 - 1);
+        let slot = match cached.or_else(|| self.by_day.get(&day).copied()) {
+            Some(s) => s,
             None => {
                 let s = u32::try_from(self.slots.len()).expect("more than u32::MAX days");
                 self.slots.push(DaySlot {
@@ -237,7 +243,7 @@ impl Prequential {
             score: norm(score),
             label: LABEL_NONE,
         });
-        self.index.insert(tx, (slot, idx));
+        entry.insert((slot, idx));
     }
 
     /// Attaches a label to a scored transaction.

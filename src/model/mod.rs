@@ -1,7 +1,11 @@
 //! Online models: score a feature vector now, learn from it when its label
 //! arrives. [`logistic`] holds the online logistic regression (FTRL-Proximal
-//! or AdaGrad SGD); [`Standardizer`] the running feature standardisation.
+//! or AdaGrad SGD); [`Standardizer`] the running feature standardisation;
+//! [`adwin`] and [`hst`] the change detector and streaming anomaly detector
+//! the model portfolio (issue 5) builds on — tested, not yet in the engine.
 
+pub mod adwin;
+pub mod hst;
 pub mod logistic;
 
 use crate::event::Contribution;
