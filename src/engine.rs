@@ -21,7 +21,7 @@ use nohash_hasher::IntMap;
 use std::time::Instant;
 
 /// Most merchant features a topology may configure (carried inline per event).
-pub const MAX_MERCHANT_FEATURES: usize = 32;
+pub const MAX_MERCHANT_FEATURES: usize = 16;
 
 /// Counters of one engine; published to `metrics` by [`Engine::publish_metrics`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]

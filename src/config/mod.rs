@@ -594,7 +594,7 @@ fn read_features(s: &Section) -> FeatureConfig {
     {
         s.error(
             "merchant_windows",
-            "at most 15 merchant and merchant-risk windows together",
+            "at most 7 merchant and merchant-risk windows together",
             None,
         );
     }

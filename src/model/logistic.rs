@@ -132,6 +132,8 @@ struct Params {
     z: Box<[AtomicU64]>,
     /// Sum of squared gradients per coordinate.
     n: Box<[AtomicU64]>,
+    /// `sqrt(n)`, kept so an FTRL update takes one square root, not two.
+    root: Box<[AtomicU64]>,
     updates: AtomicU64,
 }
 
@@ -224,6 +226,7 @@ impl LogisticModel {
                 w: atomics(&zeros),
                 z: atomics(&zeros),
                 n: atomics(&zeros),
+                root: atomics(&zeros),
                 updates: AtomicU64::new(0),
             }),
             scratch: Vec::with_capacity(space.dense_len()),
@@ -283,7 +286,8 @@ impl LogisticModel {
                 l2,
             } => {
                 let n = get(&p.n[i]);
-                let (old_root, new_root) = (n.sqrt(), (n + g * g).sqrt());
+                let (old_root, new_root) = (get(&p.root[i]), (n + g * g).sqrt());
+                set(&p.root[i], new_root);
                 let sigma = (new_root - old_root) / alpha;
                 let z = get(&p.z[i]) + g - sigma * get(&p.w[i]);
                 set(&p.z[i], z);
@@ -380,6 +384,7 @@ impl LogisticModel {
                 w: atomics(&m.weights),
                 z: atomics(&m.z),
                 n: atomics(&m.n),
+                root: atomics(&m.n.iter().map(|n| n.sqrt()).collect::<Vec<_>>()),
                 updates: AtomicU64::new(m.updates),
             }),
             scratch: Vec::with_capacity(space.dense_len()),
