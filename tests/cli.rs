@@ -90,3 +90,87 @@ fn simulate_writes_both_formats() {
     assert!(!bad.status.success());
     assert!(text(&bad).1.contains("--rate"));
 }
+
+#[test]
+fn bench_writes_json_and_chart_for_each_worker_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = fraudstream(
+        &[
+            "bench",
+            "--workers",
+            "1,2",
+            "--no-paced",
+            "--set",
+            "source.days=2",
+            "--out",
+            "b",
+        ],
+        dir.path(),
+    );
+    let (stdout, stderr) = text(&run);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stdout.contains("workers"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("b/bench.json")).unwrap())
+            .unwrap();
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for (r, w) in runs.iter().zip([1, 2]) {
+        assert_eq!(r["workers"], w);
+        assert!(r["transactions_per_sec"].as_f64().unwrap() > 0.0);
+        assert!(r["latency"]["p99_ns"].as_u64().unwrap() > 0);
+        assert!(r["bytes_per_card"].as_u64().unwrap() > 0);
+    }
+    let svg = std::fs::read_to_string(dir.path().join("b/bench.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+}
+
+#[test]
+fn export_stream_writes_every_transaction_and_label_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = fraudstream(
+        &[
+            "bench",
+            "--export-stream",
+            "s.csv",
+            "--set",
+            "source.days=2",
+            "--set",
+            "source.cards=300",
+        ],
+        dir.path(),
+    );
+    let (stdout, stderr) = text(&run);
+    assert!(run.status.success(), "{stderr}");
+    let figures: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("s.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(&header[..4], ["kind", "tx_id", "ts", "is_fraud"]);
+    assert_eq!(
+        &header[header.len() - 3..],
+        ["cat_mcc", "cat_country", "cat_channel"]
+    );
+    let (mut t, mut l) = (0u64, 0u64);
+    let mut seen = std::collections::HashSet::new();
+    for line in lines {
+        let cols: Vec<&str> = line.split(',').collect();
+        assert_eq!(cols.len(), header.len(), "{line}");
+        match cols[0] {
+            "T" => {
+                t += 1;
+                seen.insert(cols[1].to_string());
+                assert!(cols[4..header.len() - 3]
+                    .iter()
+                    .all(|v| v.parse::<f32>().unwrap().is_finite()));
+            }
+            "L" => {
+                l += 1;
+                assert!(seen.contains(cols[1]), "label after its transaction");
+            }
+            other => panic!("kind {other}"),
+        }
+    }
+    assert_eq!(t, figures["transactions"].as_u64().unwrap());
+    assert_eq!(l, figures["labels"].as_u64().unwrap());
+}
