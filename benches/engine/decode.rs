@@ -48,6 +48,7 @@ fn input(path: PathBuf, format: FileFormat) -> FileInput {
             .map(|f| (f.to_string(), f.to_string()))
             .collect::<BTreeMap<_, _>>(),
         max_record_bytes: 65_536,
+        sort_by_time: false,
     }
 }
 

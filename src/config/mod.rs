@@ -130,6 +130,10 @@ pub struct FileInput {
     pub fields: BTreeMap<String, String>,
     /// Records larger than this go to the dead letters.
     pub max_record_bytes: usize,
+    /// Load the whole file and process it in event-time order (`order =
+    /// "time"`), instead of streaming it in file order (`order = "file"`,
+    /// bounded memory; out-of-order records then follow the lateness rule).
+    pub sort_by_time: bool,
 }
 
 /// Transaction fields a file may map; the first five are required.
@@ -523,6 +527,7 @@ fn read_file_input(s: &Section, fields: &[&str]) -> FileInput {
         }
     };
     let max_record_bytes = s.int("max_record_bytes", 65_536, 64, 1 << 30) as usize;
+    let sort_by_time = s.choice("order", &["file", "time"], "file") == "time";
     let f = s.section("fields");
     let mut map = BTreeMap::new();
     for name in fields {
@@ -536,6 +541,7 @@ fn read_file_input(s: &Section, fields: &[&str]) -> FileInput {
         timestamp,
         fields: map,
         max_record_bytes,
+        sort_by_time,
     }
 }
 

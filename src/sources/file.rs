@@ -60,6 +60,9 @@ pub struct FileReader {
     line_no: u64,
     max_record_bytes: usize,
     done: bool,
+    /// `order = "time"`: the whole file, sorted, once read.
+    sort_by_time: bool,
+    sorted: Option<std::vec::IntoIter<FileRecord>>,
 }
 
 impl FileReader {
@@ -134,6 +137,8 @@ impl FileReader {
             line_no: 0,
             max_record_bytes: input.max_record_bytes,
             done: false,
+            sort_by_time: input.sort_by_time,
+            sorted: None,
         })
     }
 
@@ -211,10 +216,38 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
     hay.iter().position(|&b| b == needle)
 }
 
+impl FileReader {
+    /// Read everything, then order it: rejected records first (they have no
+    /// time), then by event time, ties in file order.
+    fn load_sorted(&mut self) -> std::vec::IntoIter<FileRecord> {
+        let mut all: Vec<FileRecord> = std::iter::from_fn(|| self.next_in_file()).collect();
+        let ts = |r: &FileRecord| match r {
+            FileRecord::Transaction(t, _) => t.ts,
+            FileRecord::Label(l) => l.ts,
+            FileRecord::Rejected(_) => i64::MIN,
+        };
+        all.sort_by_key(ts);
+        all.into_iter()
+    }
+}
+
 impl Iterator for FileReader {
     type Item = FileRecord;
 
     fn next(&mut self) -> Option<FileRecord> {
+        if self.sort_by_time {
+            if self.sorted.is_none() {
+                self.sorted = Some(self.load_sorted());
+            }
+            return self.sorted.as_mut().and_then(|it| it.next());
+        }
+        self.next_in_file()
+    }
+}
+
+impl FileReader {
+    /// The next record in file order.
+    fn next_in_file(&mut self) -> Option<FileRecord> {
         if self.done {
             return None;
         }
@@ -394,6 +427,7 @@ mod tests {
             timestamp: TimestampFormat::Auto,
             fields: BTreeMap::new(),
             max_record_bytes: max,
+            sort_by_time: false,
         }
     }
 

@@ -204,6 +204,7 @@ mod tests {
             timestamp: TimestampFormat::EpochMs,
             fields: BTreeMap::new(),
             max_record_bytes: 4096,
+            sort_by_time: false,
         }
     }
 
@@ -243,6 +244,40 @@ mod tests {
                 "t3@30",
                 "l3@99"
             ]
+        );
+    }
+
+    #[test]
+    fn order_time_sorts_an_unsorted_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut txs = write(
+            &dir,
+            "t.csv",
+            "tx_id,ts,card_id,merchant_id,amount\n3,30,c,m,1\n1,10,c,m,1\nbad,x,c,m,1\n2,20,c,m,1\n4,20,c,m,1\n",
+        );
+        let labels = write(&dir, "l.csv", "tx_id,ts,is_fraud\n1,25,1\n");
+        txs.sort_by_time = true;
+        let t = FileReader::open("source", &txs, RecordKind::Transaction, None).unwrap();
+        let l = FileReader::open("labels", &labels, RecordKind::Label, None).unwrap();
+        let got = order(FileSource::new(t, FileLabels::File(Box::new(l)), "source"));
+        assert_eq!(
+            got,
+            [
+                "dead:bad_timestamp",
+                "t1@10",
+                "t2@20",
+                "t4@20",
+                "l1@25",
+                "t3@30"
+            ]
+        );
+        // in file order (the default) the same file streams as written
+        txs.sort_by_time = false;
+        let t = FileReader::open("source", &txs, RecordKind::Transaction, None).unwrap();
+        let got = order(FileSource::new(t, FileLabels::None, "source"));
+        assert_eq!(
+            got,
+            ["t3@30", "t1@10", "dead:bad_timestamp", "t2@20", "t4@20"]
         );
     }
 
