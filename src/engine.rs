@@ -128,6 +128,7 @@ pub struct MerchantStage {
     newest_ts: i64,
     next_eviction: i64,
     counters: EngineCounters,
+    published: EngineCounters,
     scratch: Vec<f32>,
     empty: FeatureVector,
 }
@@ -153,6 +154,7 @@ impl MerchantStage {
             newest_ts: i64::MIN,
             next_eviction: i64::MIN,
             counters: EngineCounters::default(),
+            published: EngineCounters::default(),
             scratch: Vec::with_capacity(n),
             empty: FeatureVector::default(),
         }
@@ -234,6 +236,13 @@ impl MerchantStage {
     /// Counters of this stage (late, merchant evictions, unroutable labels).
     pub fn counters(&self) -> EngineCounters {
         self.counters
+    }
+
+    /// Add this stage's counters since the last call to the `metrics` registry
+    /// (each stage publishes its own, so nothing is counted twice).
+    pub fn publish_metrics(&mut self) {
+        publish(&self.counters, &self.published);
+        self.published = self.counters;
     }
 
     /// Merchants held.

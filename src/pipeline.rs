@@ -108,7 +108,7 @@ pub fn run(t: &Topology, opts: &RunOptions) -> anyhow::Result<RunReport> {
         metrics::counter!("fraudstream_dead_letters_total", "kind" => dead.kind.as_str())
             .increment(1);
     };
-    let (mut engine, counts) = crate::runtime::run_parallel(
+    let (engine, counts) = crate::runtime::run_parallel(
         t,
         t.engine.workers,
         opts.pace,
@@ -124,7 +124,6 @@ pub fn run(t: &Topology, opts: &RunOptions) -> anyhow::Result<RunReport> {
     input.dead_letters_by_kind = dead_by_kind;
     let written = sinks.finish()?;
     let seconds = started.elapsed().as_secs_f64();
-    engine.publish_metrics();
     bar.finish_and_clear();
 
     if let Some(path) = &t.model.save {

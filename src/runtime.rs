@@ -94,6 +94,7 @@ fn card_worker(
         stage.publish_metrics();
     }
     out.flush();
+    stage.publish_metrics();
     stage
 }
 
@@ -167,6 +168,9 @@ pub fn run_parallel(
         };
         counts.events += 1;
         on_event(&*source, &item, counts.events);
+        if counts.events % 32_768 == 0 {
+            merchant.publish_metrics();
+        }
         match item {
             SourceItem::Event(Event::Transaction(tx)) => {
                 counts.transactions += 1;
@@ -201,6 +205,7 @@ pub fn run_parallel(
             send(w)?;
         }
     }
+    merchant.publish_metrics();
     let mut done = Vec::with_capacity(workers);
     for w in pool {
         drop(w.tx);
