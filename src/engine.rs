@@ -24,7 +24,7 @@ use std::time::Instant;
 pub const MAX_MERCHANT_FEATURES: usize = 16;
 
 /// Counters of one engine; published to `metrics` by [`Engine::publish_metrics`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EngineCounters {
     /// Transactions scored.
     pub scored: u64,
@@ -606,6 +606,85 @@ impl Engine {
             self.card.bytes_per_card(),
             self.merchant.bytes_per_merchant(),
         )
+    }
+
+    /// Write the state a restart needs to continue exactly where this engine
+    /// is: card and merchant windows, label routes, pending stores, model,
+    /// evaluation and counters (not latency histograms, which describe this
+    /// process).
+    pub fn save_state<W: std::io::Write>(&self, mut w: W) -> bincode::Result<()> {
+        let (m, c) = (&self.merchant, &self.card);
+        m.merchants.save_state(&mut w)?;
+        bincode::serialize_into(
+            &mut w,
+            &(
+                &m.routes,
+                &m.joinable,
+                m.newest_ts,
+                m.next_eviction,
+                &m.counters,
+            ),
+        )?;
+        c.cards.save_state(&mut w)?;
+        bincode::serialize_into(
+            &mut w,
+            &(
+                // JSON inside: the optimizer is an internally tagged enum,
+                // which bincode cannot read back.
+                serde_json::to_vec(&c.model.to_file())
+                    .map_err(|e| bincode::ErrorKind::Custom(e.to_string()))?,
+                &c.pending,
+                &c.eval,
+                &c.counters,
+                c.next_eviction,
+            ),
+        )
+    }
+
+    /// Replace this engine's state with one written by
+    /// [`save_state`](Self::save_state) of an engine built from the same
+    /// topology settings.
+    pub fn restore_state<R: std::io::Read>(
+        &mut self,
+        t: &Topology,
+        mut r: R,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let m = &mut self.merchant;
+        m.merchants
+            .restore_state(&mut r)
+            .context("merchant windows")?;
+        type MerchantRest = (IntMap<u64, u8>, PendingFeatures, i64, i64, EngineCounters);
+        let (routes, joinable, newest_ts, next_eviction, counters): MerchantRest =
+            bincode::deserialize_from(&mut r).context("label routes")?;
+        m.routes = routes;
+        m.joinable = joinable;
+        m.newest_ts = newest_ts;
+        m.next_eviction = next_eviction;
+        m.counters = counters;
+        m.published = EngineCounters::default();
+        let c = &mut self.card;
+        c.cards.restore_state(&mut r).context("card windows")?;
+        type CardRest = (Vec<u8>, PendingFeatures, Prequential, EngineCounters, i64);
+        let (model, pending, eval, counters, next_eviction): CardRest =
+            bincode::deserialize_from(&mut r).context("model and pending store")?;
+        let space = crate::features::feature_space(&t.features);
+        let model = serde_json::from_slice(&model).context("model")?;
+        c.model =
+            LogisticModel::from_file(model, &space).map_err(|e| anyhow::anyhow!("model: {e}"))?;
+        anyhow::ensure!(
+            pending.stride() == space.dense_len(),
+            "pending store holds vectors of {} features, this topology computes {}",
+            pending.stride(),
+            space.dense_len()
+        );
+        c.pending = pending;
+        c.eval = eval;
+        c.counters = counters;
+        c.published = EngineCounters::default();
+        c.next_eviction = next_eviction;
+        self.published = EngineCounters::default();
+        Ok(())
     }
 
     /// Publish the counters accumulated since the last call to `metrics`.

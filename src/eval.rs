@@ -143,7 +143,7 @@ const LABEL_GENUINE: u8 = 1;
 const LABEL_FRAUD: u8 = 2;
 
 /// One scored transaction: 16 bytes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 struct Rec {
     card: u64,
     score: f32,
@@ -151,7 +151,7 @@ struct Rec {
 }
 
 /// All scored transactions of one day.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct DaySlot {
     day: i64,
     recs: Vec<Rec>,
@@ -159,7 +159,7 @@ struct DaySlot {
 
 /// Prequential evaluator: stores one record per scored transaction and
 /// computes metrics on demand.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Prequential {
     cfg: EvalConfig,
     slots: Vec<DaySlot>,

@@ -106,7 +106,7 @@ impl FeatureSpace {
 }
 
 /// State of one card.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct CardState {
     windows: WindowSet,
     /// Exponentially weighted mean and variance of ln(amount).
@@ -127,7 +127,7 @@ pub struct CardState {
 }
 
 /// State of one merchant / terminal.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct MerchantState {
     windows: WindowSet,
     /// Labels by arrival time: count = labelled, aux = frauds.
@@ -326,6 +326,25 @@ impl CardFeatures {
         self.cards.len()
     }
 
+    /// Write every card's state (checkpoints).
+    pub fn save_state<W: std::io::Write>(&self, w: W) -> bincode::Result<()> {
+        bincode::serialize_into(w, &self.cards)
+    }
+
+    /// Replace every card's state with one written by [`save_state`](Self::save_state)
+    /// under the same feature settings.
+    pub fn restore_state<R: std::io::Read>(&mut self, r: R) -> bincode::Result<()> {
+        let cards: IntMap<u64, CardState> = bincode::deserialize_from(r)?;
+        let slots = self.card_layout.slots();
+        if cards.values().any(|c| c.windows.slots() != slots) {
+            return Err(Box::new(bincode::ErrorKind::Custom(
+                "card windows have another layout than this topology's".into(),
+            )));
+        }
+        self.cards = cards;
+        Ok(())
+    }
+
     /// True when no card is held.
     pub fn is_empty(&self) -> bool {
         self.cards.is_empty()
@@ -522,6 +541,28 @@ impl MerchantFeatures {
     /// Merchants currently held.
     pub fn len(&self) -> usize {
         self.merchants.len()
+    }
+
+    /// Write every merchant's state (checkpoints).
+    pub fn save_state<W: std::io::Write>(&self, w: W) -> bincode::Result<()> {
+        bincode::serialize_into(w, &self.merchants)
+    }
+
+    /// Replace every merchant's state with one written by
+    /// [`save_state`](Self::save_state) under the same feature settings.
+    pub fn restore_state<R: std::io::Read>(&mut self, r: R) -> bincode::Result<()> {
+        let merchants: IntMap<u64, MerchantState> = bincode::deserialize_from(r)?;
+        let (w, k) = (self.merchant_layout.slots(), self.risk_layout.slots());
+        if merchants
+            .values()
+            .any(|m| m.windows.slots() != w || m.risk.slots() != k)
+        {
+            return Err(Box::new(bincode::ErrorKind::Custom(
+                "merchant windows have another layout than this topology's".into(),
+            )));
+        }
+        self.merchants = merchants;
+        Ok(())
     }
 
     /// True when no merchant is held.

@@ -7,6 +7,7 @@
 //! into a typed [`config::Topology`]; [`pipeline`] runs one.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod config;
 pub mod engine;
 pub mod eval;

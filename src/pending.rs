@@ -10,7 +10,7 @@ use nohash_hasher::IntMap;
 use std::collections::VecDeque;
 
 /// What the engine needs to learn from a transaction once labelled.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PendingMeta {
     /// Card key.
     pub card: u64,
@@ -22,7 +22,7 @@ pub struct PendingMeta {
     pub cats: [u32; CATEGORICALS],
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 struct Slot {
     tx: u64,
     meta: PendingMeta,
@@ -30,7 +30,7 @@ struct Slot {
 }
 
 /// Counters of the store.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PendingStats {
     /// Entries dropped because the store was full.
     pub evicted_capacity: u64,
@@ -41,7 +41,7 @@ pub struct PendingStats {
 }
 
 /// Bounded store of scored, not yet labelled feature vectors, keyed by tx key.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct PendingFeatures {
     stride: usize,
     capacity: usize,
@@ -72,6 +72,11 @@ impl PendingFeatures {
             stats: PendingStats::default(),
             absorbed_len: 0,
         }
+    }
+
+    /// Dense values per entry.
+    pub fn stride(&self) -> usize {
+        self.stride
     }
 
     /// Entries waiting for a label (including those of absorbed stores).

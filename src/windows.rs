@@ -39,7 +39,7 @@ impl WindowSpec {
 }
 
 /// Aggregate of the events in one bucket.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Bucket {
     /// Number of events.
     pub count: u32,
@@ -147,13 +147,18 @@ impl WindowLayout {
 
 /// The windows of one entity: its newest timestamp and all ring slots in one
 /// allocation (made once, when the entity first appears).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct WindowSet {
     latest: i64,
     slots: Box<[Bucket]>,
 }
 
 impl WindowSet {
+    /// Number of buckets held (all horizons).
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Newest timestamp observed (`i64::MIN` if none).
     pub fn latest(&self) -> i64 {
         self.latest

@@ -170,9 +170,9 @@ pub struct LogisticModel {
     ranked: Vec<(f64, usize)>,
 }
 
-/// The saved form of a model.
-#[derive(Serialize, Deserialize)]
-struct ModelFile {
+/// The saved form of a model (model files and checkpoints).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelFile {
     format: CompactString,
     format_version: u32,
     optimizer: Optimizer,
@@ -309,13 +309,9 @@ impl LogisticModel {
         }
     }
 
-    /// Write the model to `path` atomically (temporary file, then rename).
-    pub fn save(&self, path: &Path) -> Result<(), ModelFileError> {
-        let io = |source| ModelFileError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let file = ModelFile {
+    /// The model's parameters and input statistics, as saved.
+    pub fn to_file(&self) -> ModelFile {
+        ModelFile {
             format: FORMAT.into(),
             format_version: FORMAT_VERSION,
             optimizer: self.optimizer,
@@ -327,8 +323,58 @@ impl LogisticModel {
             z: plain(&self.params.z),
             n: plain(&self.params.n),
             updates: self.params.updates.load(Relaxed),
+        }
+    }
+
+    /// A model from its saved form; it must have been trained on `space`.
+    /// The error says what does not match.
+    pub fn from_file(m: ModelFile, space: &FeatureSpace) -> Result<Self, String> {
+        if m.format != FORMAT || m.format_version != FORMAT_VERSION {
+            return Err(format!(
+                "format {} v{}, expected {FORMAT} v{FORMAT_VERSION}",
+                m.format, m.format_version
+            ));
+        }
+        if m.feature_names.as_slice() != space.names() || m.hash_bits != space.hash_bits() {
+            return Err("trained on other features than this topology computes".into());
+        }
+        let dims = space.dense_len() + (1usize << space.hash_bits()) + 1;
+        if m.weights.len() != dims
+            || m.z.len() != dims
+            || m.n.len() != dims
+            || m.scaler.dims() != space.dense_len()
+        {
+            return Err("weight vectors have the wrong length".into());
+        }
+        // Keeps a saved `inv_sd` cache (checkpoints, so a restored model scores
+        // exactly as the uninterrupted one would); rebuilds a missing one.
+        let mut scaler = m.scaler;
+        scaler.ensure_cache();
+        Ok(LogisticModel {
+            optimizer: m.optimizer,
+            offset: m.offset,
+            feature_names: space.names().into(),
+            hash_bits: m.hash_bits,
+            scaler,
+            params: Arc::new(Params {
+                w: atomics(&m.weights),
+                z: atomics(&m.z),
+                n: atomics(&m.n),
+                root: atomics(&m.n.iter().map(|n| n.sqrt()).collect::<Vec<_>>()),
+                updates: AtomicU64::new(m.updates),
+            }),
+            scratch: Vec::with_capacity(space.dense_len()),
+            ranked: Vec::new(),
+        })
+    }
+
+    /// Write the model to `path` atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), ModelFileError> {
+        let io = |source| ModelFileError::Io {
+            path: path.display().to_string(),
+            source,
         };
-        let json = serde_json::to_vec(&file).map_err(|e| ModelFileError::Invalid {
+        let json = serde_json::to_vec(&self.to_file()).map_err(|e| ModelFileError::Invalid {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
@@ -353,43 +399,7 @@ impl LogisticModel {
         })?;
         let m: ModelFile = serde_json::from_slice(&bytes)
             .map_err(|e| invalid(format!("not a model file: {e}")))?;
-        if m.format != FORMAT || m.format_version != FORMAT_VERSION {
-            return Err(invalid(format!(
-                "format {} v{}, expected {FORMAT} v{FORMAT_VERSION}",
-                m.format, m.format_version
-            )));
-        }
-        if m.feature_names.as_slice() != space.names() || m.hash_bits != space.hash_bits() {
-            return Err(invalid(
-                "trained on other features than this topology computes".into(),
-            ));
-        }
-        let dims = space.dense_len() + (1usize << space.hash_bits()) + 1;
-        if m.weights.len() != dims
-            || m.z.len() != dims
-            || m.n.len() != dims
-            || m.scaler.dims() != space.dense_len()
-        {
-            return Err(invalid("weight vectors have the wrong length".into()));
-        }
-        let mut scaler = m.scaler;
-        scaler.refresh();
-        Ok(LogisticModel {
-            optimizer: m.optimizer,
-            offset: m.offset,
-            feature_names: space.names().into(),
-            hash_bits: m.hash_bits,
-            scaler,
-            params: Arc::new(Params {
-                w: atomics(&m.weights),
-                z: atomics(&m.z),
-                n: atomics(&m.n),
-                root: atomics(&m.n.iter().map(|n| n.sqrt()).collect::<Vec<_>>()),
-                updates: AtomicU64::new(m.updates),
-            }),
-            scratch: Vec::with_capacity(space.dense_len()),
-            ranked: Vec::new(),
-        })
+        Self::from_file(m, space).map_err(invalid)
     }
 }
 

@@ -11,7 +11,7 @@ pub mod logistic;
 use crate::event::Contribution;
 use crate::features::FeatureVector;
 
-pub use logistic::{Imbalance, LogisticConfig, LogisticModel, Optimizer};
+pub use logistic::{Imbalance, LogisticConfig, LogisticModel, ModelFile, Optimizer};
 
 /// A model that is scored test-then-train on a stream.
 pub trait OnlineModel {
@@ -37,9 +37,9 @@ pub struct Standardizer {
     /// 1 / standard deviation (0 for constant features), refreshed every
     /// `REFRESH` observations once warm: a square root and a division per
     /// feature per event would cost more than the rest of scoring.
-    #[serde(skip)]
+    #[serde(default)]
     inv_sd: Vec<f64>,
-    #[serde(skip)]
+    #[serde(default)]
     stale: u32,
 }
 
@@ -90,6 +90,14 @@ impl Standardizer {
             }
         }));
         self.stale = 0;
+    }
+
+    /// Rebuild the `inv_sd` cache when it is missing (a model file written
+    /// before the cache was saved).
+    fn ensure_cache(&mut self) {
+        if self.inv_sd.len() != self.mean.len() {
+            self.refresh();
+        }
     }
 
     /// Number of features.

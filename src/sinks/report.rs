@@ -143,37 +143,6 @@ pub struct RunReport {
     pub outputs: Vec<OutputReport>,
 }
 
-impl<'de> Deserialize<'de> for EngineCounters {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct C {
-            scored: u64,
-            late: u64,
-            alerts: u64,
-            labels: u64,
-            labels_joined: u64,
-            labels_learnt: u64,
-            labels_unknown: u64,
-            labels_duplicate: u64,
-            cards_evicted: u64,
-            merchants_evicted: u64,
-        }
-        let c = C::deserialize(d)?;
-        Ok(EngineCounters {
-            scored: c.scored,
-            late: c.late,
-            alerts: c.alerts,
-            labels: c.labels,
-            labels_joined: c.labels_joined,
-            labels_learnt: c.labels_learnt,
-            labels_unknown: c.labels_unknown,
-            labels_duplicate: c.labels_duplicate,
-            cards_evicted: c.cards_evicted,
-            merchants_evicted: c.merchants_evicted,
-        })
-    }
-}
-
 impl RunReport {
     /// Write as pretty JSON (atomically: temporary file, then rename).
     pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
