@@ -9,6 +9,7 @@
 
 use crate::config::Topology;
 use crate::engine::Engine;
+use crate::sinks::report::InputCounts;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -30,17 +31,6 @@ pub struct SourceOffset {
     pub next: i64,
 }
 
-/// Counters of the input side that are not engine state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InputTotals {
-    /// Transaction records read.
-    pub transactions: u64,
-    /// Label records read.
-    pub labels: u64,
-    /// Records rejected to the dead letters.
-    pub rejected: u64,
-}
-
 /// What a checkpoint says about itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointHeader {
@@ -51,7 +41,7 @@ pub struct CheckpointHeader {
     /// Source positions.
     pub offsets: Vec<SourceOffset>,
     /// Input counters.
-    pub totals: InputTotals,
+    pub totals: InputCounts,
     /// Settings the state depends on, by topology section.
     pub settings: Vec<(String, String)>,
 }
@@ -217,7 +207,7 @@ mod tests {
                 partition: 0,
                 next: cut as i64,
             }],
-            totals: InputTotals::default(),
+            totals: InputCounts::default(),
             settings: settings_of(&t),
         };
         write(dir.path(), &header, &first).unwrap();
@@ -248,7 +238,7 @@ mod tests {
             written_ms: 1,
             sequence: 1,
             offsets: vec![],
-            totals: InputTotals::default(),
+            totals: InputCounts::default(),
             settings: settings_of(&t),
         };
         write(dir.path(), &header, &e).unwrap();

@@ -302,7 +302,7 @@ pub enum LabelResult {
 fn eval_origin(t: &Topology) -> i64 {
     match &t.source {
         crate::config::SourceConfig::Simulator(s) => s.start_ms,
-        crate::config::SourceConfig::File(_) => 0,
+        crate::config::SourceConfig::File(_) | crate::config::SourceConfig::Fluvio(_) => 0,
     }
 }
 

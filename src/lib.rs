@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod eval;
@@ -17,6 +18,7 @@ pub mod model;
 pub mod pending;
 pub mod pipeline;
 pub mod runtime;
+pub mod service;
 pub mod simulate;
 pub mod sinks;
 pub mod sources;

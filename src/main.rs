@@ -64,8 +64,18 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         export_stream: Option<PathBuf>,
     },
-    /// Write simulated transactions and labels to files.
+    /// Write simulated transactions and labels to files, or publish them to Fluvio.
     Simulate {
+        /// Where to: files under --out, or Fluvio topics (address from
+        /// --set fluvio.address=..., FLUVIO_SC_ADDR, or the Fluvio profile).
+        #[arg(long, value_enum, default_value_t = Target::Files)]
+        to: Target,
+        /// Fluvio topic for transactions (with --to fluvio).
+        #[arg(long, default_value = "transactions")]
+        topic: String,
+        /// Fluvio topic for labels (with --to fluvio); "none" publishes no labels.
+        #[arg(long, default_value = "labels")]
+        labels_topic: String,
         /// Take the simulator settings from this topology's [source] (default: the built-in one).
         #[arg(long)]
         topology: Option<PathBuf>,
@@ -91,6 +101,30 @@ enum Command {
         #[arg(long)]
         rate: Option<f64>,
     },
+    /// Manage the Fluvio topics of a topology.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicsAction {
+    /// Create the topics a topology reads and writes, with their partition
+    /// counts (topics that exist are left as they are).
+    Create {
+        /// Topology file.
+        topology: PathBuf,
+        /// Override a key, e.g. --set fluvio.address=127.0.0.1:9003 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Target {
+    Files,
+    Fluvio,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -219,7 +253,46 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Topics {
+            action: TopicsAction::Create { topology, set },
+        } => {
+            let t = load(Some(&topology), &set)?;
+            let needs = fraudstream::cluster::topics_of(&t);
+            anyhow::ensure!(!needs.is_empty(), "{}: names no Fluvio topic", t.file);
+            let rt = tokio::runtime::Runtime::new()?;
+            let done = rt.block_on(async {
+                let (fluvio, address) = fraudstream::cluster::connect(&t.fluvio).await?;
+                let done = fraudstream::cluster::create_topics(&fluvio, &needs).await?;
+                anyhow::Ok((done, address))
+            })?;
+            let (done, address) = done;
+            let mut mismatched = false;
+            for (need, outcome) in done {
+                use fraudstream::cluster::TopicOutcome;
+                let what = match outcome {
+                    TopicOutcome::Created => "created".to_string(),
+                    TopicOutcome::Exists => "exists".to_string(),
+                    TopicOutcome::ExistsWithPartitions(n) => {
+                        mismatched = true;
+                        format!("exists with {n} partitions (left as is)")
+                    }
+                };
+                println!(
+                    "{}: {} partition(s), for {}: {what}",
+                    need.name, need.partitions, need.role
+                );
+            }
+            println!("cluster: {address}");
+            Ok(if mismatched {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Simulate {
+            to,
+            topic,
+            labels_topic,
             topology,
             set,
             out,
@@ -261,6 +334,33 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ProgressBar::hidden()
             };
+            if to == Target::Fluvio {
+                let labels = (labels_topic != "none").then_some(labels_topic.as_str());
+                let rt = tokio::runtime::Runtime::new()?;
+                let started = std::time::Instant::now();
+                let done = rt.block_on(async {
+                    let (fluvio, address) = fraudstream::cluster::connect(&t.fluvio).await?;
+                    if !bar.is_hidden() {
+                        bar.println(format!("publishing to {address}"));
+                    }
+                    fraudstream::simulate::publish(cfg, &fluvio, &topic, labels, rate, |p, n| {
+                        bar.set_position((p * 1000.0) as u64);
+                        let secs = started.elapsed().as_secs_f64().max(1e-9);
+                        bar.set_message(format!("{n} events, {:.0}/s", n as f64 / secs));
+                    })
+                    .await
+                })?;
+                bar.finish_and_clear();
+                println!(
+                    "published {} transactions ({} fraud) to {topic} and {} labels to {} in {:.1} s",
+                    done.transactions,
+                    done.frauds,
+                    done.labels,
+                    labels.unwrap_or("(none)"),
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let done = fraudstream::simulate::simulate(cfg, &out, format, rate, |p, n| {
                 bar.set_position((p * 1000.0) as u64);
                 bar.set_message(format!("{n} events"));

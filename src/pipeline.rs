@@ -62,6 +62,11 @@ pub fn build_source(t: &Topology) -> anyhow::Result<Box<dyn EventSource>> {
             };
             Box::new(FileSource::new(txs, labels, "source"))
         }
+        SourceConfig::Fluvio(f) => anyhow::bail!(
+            "{}: source.type = \"fluvio\" (topic {}) runs as a service, not as a finite stream",
+            t.file,
+            f.topic
+        ),
     })
 }
 
@@ -86,6 +91,9 @@ fn progress_bar(t: &Topology, quiet: bool) -> ProgressBar {
 /// Run `t` to the end of its input and return what it measured. Writes the
 /// record sinks and the report, and prints the summary, as configured.
 pub fn run(t: &Topology, opts: &RunOptions) -> anyhow::Result<RunReport> {
+    if let SourceConfig::Fluvio(_) = t.source {
+        return crate::service::run(t, &crate::service::ServiceOptions { quiet: opts.quiet });
+    }
     let mut source = build_source(t)?;
     let mut sinks = SinkWriter::start(&t.sinks, BATCH)?;
     let bar = progress_bar(t, opts.quiet);
@@ -143,7 +151,7 @@ pub fn run(t: &Topology, opts: &RunOptions) -> anyhow::Result<RunReport> {
     Ok(report)
 }
 
-fn report(
+pub(crate) fn report(
     t: &Topology,
     engine: &Engine,
     input: InputCounts,

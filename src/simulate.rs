@@ -168,6 +168,109 @@ pub fn simulate(
     Ok(out)
 }
 
+/// What [`publish`] sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Published {
+    /// Transactions sent.
+    pub transactions: u64,
+    /// Labels sent.
+    pub labels: u64,
+    /// Frauds among the transactions.
+    pub frauds: u64,
+}
+
+/// Publish the simulation `cfg` to Fluvio: transactions to `tx_topic` and,
+/// at their arrival times in the stream, labels to `label_topic` (when
+/// given), as JSON records keyed by card id (so a card's transactions and
+/// labels land in the same partition number of equally partitioned topics).
+/// `rate` limits events per second; `progress` is called now and then.
+pub async fn publish(
+    cfg: SimConfig,
+    fluvio: &fluvio::Fluvio,
+    tx_topic: &str,
+    label_topic: Option<&str>,
+    rate: Option<f64>,
+    mut progress: impl FnMut(f64, u64),
+) -> anyhow::Result<Published> {
+    use anyhow::Context;
+    let sim =
+        Simulator::new(cfg).map_err(|e| anyhow::anyhow!("simulator settings: {}", e.join("; ")))?;
+    let producer_cfg = fluvio::TopicProducerConfigBuilder::default()
+        .linger(Duration::from_millis(5))
+        .build()
+        .map_err(|e| anyhow::anyhow!("producer settings: {e}"))?;
+    let txp = fluvio
+        .topic_producer_with_config(tx_topic, producer_cfg.clone())
+        .await
+        .with_context(|| format!("opening a producer on {tx_topic}"))?;
+    let lp = match label_topic {
+        Some(t) => Some(
+            fluvio
+                .topic_producer_with_config(t, producer_cfg)
+                .await
+                .with_context(|| format!("opening a producer on {t}"))?,
+        ),
+        None => None,
+    };
+    // Card of every transaction still waiting for its label (labels carry no card).
+    let mut card_of: nohash_hasher::IntMap<u64, u32> = Default::default();
+    let mut out = Published {
+        transactions: 0,
+        labels: 0,
+        frauds: 0,
+    };
+    let started = Instant::now();
+    let mut events = 0u64;
+    let mut sim = sim;
+    let mut buf = Vec::with_capacity(256);
+    while let Some(e) = sim.next() {
+        events += 1;
+        buf.clear();
+        match e {
+            SimEvent::Transaction(t) => {
+                out.transactions += 1;
+                out.frauds += t.fraud.is_some() as u64;
+                write_tx(&mut buf, &t, FileFormat::Jsonl)?;
+                buf.pop(); // newline
+                if lp.is_some() {
+                    card_of.insert(t.tx_id, t.card);
+                }
+                txp.send(format!("C{:07}", t.card), buf.clone())
+                    .await
+                    .with_context(|| format!("sending to {tx_topic}"))?;
+            }
+            SimEvent::Label(l) => {
+                let Some(lp) = &lp else { continue };
+                out.labels += 1;
+                write!(buf, "{{\"tx_id\":{},\"ts\":\"", l.tx_id)?;
+                write_rfc3339(&mut buf, l.ts_ms)?;
+                write!(buf, "\",\"is_fraud\":{}}}", l.is_fraud)?;
+                let key = match card_of.get(&l.tx_id) {
+                    Some(card) => format!("C{card:07}"),
+                    None => String::new(),
+                };
+                lp.send(key, buf.clone()).await.context("sending a label")?;
+            }
+        }
+        if let Some(r) = rate {
+            let due = Duration::from_secs_f64(events as f64 / r);
+            let now = started.elapsed();
+            if due > now {
+                tokio::time::sleep(due - now).await;
+            }
+        }
+        if events % 16_384 == 0 {
+            progress(sim.progress(), events);
+        }
+    }
+    txp.flush().await.context("flushing transactions")?;
+    if let Some(lp) = &lp {
+        lp.flush().await.context("flushing labels")?;
+    }
+    progress(1.0, events);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! error collected) and running ([`crate::pipeline`]) are separate steps.
 
 pub mod reader;
+pub mod service;
 
 use crate::eval::Unlabeled;
 use crate::features::FeatureConfig;
@@ -13,6 +14,10 @@ pub use reader::{set_override, ConfigError, ConfigErrors};
 use reader::{Errors, Section};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+pub use service::{
+    CheckpointSettings, FluvioInput, FluvioOutput, FluvioSettings, ServiceSettings, StartAt,
+};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -40,6 +45,12 @@ pub struct Topology {
     pub evaluation: EvaluationSettings,
     /// Outputs.
     pub sinks: Vec<SinkConfig>,
+    /// The Fluvio cluster (for Fluvio inputs and outputs).
+    pub fluvio: FluvioSettings,
+    /// Checkpoints (Fluvio sources only).
+    pub checkpoint: Option<CheckpointSettings>,
+    /// Service settings (Fluvio sources only).
+    pub service: ServiceSettings,
 }
 
 /// When to draw a progress line.
@@ -81,6 +92,8 @@ pub enum SourceConfig {
     Simulator(SimConfig),
     /// A CSV or JSONL file.
     File(FileInput),
+    /// A Fluvio topic (the engine runs as a service).
+    Fluvio(FluvioInput),
 }
 
 /// Record format of a file.
@@ -167,6 +180,8 @@ pub enum LabelSource {
         /// Delay between a transaction and its label.
         delay_ms: i64,
     },
+    /// A Fluvio topic (with a Fluvio source); `ts` is when each label became known.
+    Fluvio(FluvioInput),
     /// No labels at all (no learning, no metrics).
     None,
 }
@@ -240,6 +255,8 @@ pub struct SinkConfig {
     pub path: Option<PathBuf>,
     /// Record format for scores, alerts and dead letters.
     pub format: FileFormat,
+    /// Fluvio topic instead of a file (scores, alerts, dead letters).
+    pub topic: Option<FluvioOutput>,
 }
 
 impl Topology {
@@ -335,7 +352,55 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
         last_days: ev.int("last_days", 30, 1, 100_000) as u32,
     };
     ev.finish();
-    let sinks = read_sinks(&root.section("sinks"));
+    let source_partitions = match &source {
+        SourceConfig::Fluvio(f) => f.topic_partitions,
+        _ => 1,
+    };
+    let sinks = read_sinks(&root.section("sinks"), source_partitions);
+    let fluvio = service::read_fluvio(&root.section("fluvio"));
+    let checkpoint = service::read_checkpoint(&root.section("checkpoint"));
+    let service = service::read_service(&root.section("service"));
+    let is_fluvio = matches!(source, SourceConfig::Fluvio(_));
+    if is_fluvio && engine.workers != 1 {
+        root.error(
+            "engine.workers",
+            "1 with a Fluvio source (one engine thread per instance; scale out by \
+             running an instance per set of partitions)",
+            Some(engine.workers.to_string()),
+        );
+    }
+    if is_fluvio {
+        for sink in &sinks {
+            let record = matches!(
+                sink.kind,
+                SinkKind::Scores | SinkKind::Alerts | SinkKind::DeadLetters
+            );
+            if record && sink.topic.is_none() {
+                root.error(
+                    &format!("sinks.{}.topic", sink.id),
+                    "a Fluvio topic (a service writes scores, alerts and dead letters to \
+                     topics: files would be rewritten on every restart)",
+                    None,
+                );
+            }
+        }
+    } else {
+        for (sec, present) in [
+            ("checkpoint", checkpoint.is_some()),
+            ("service", root.has("service")),
+        ] {
+            if present {
+                root.error(sec, "no such table unless source.type = \"fluvio\"", None);
+            }
+        }
+        for sink in sinks.iter().filter(|s| s.topic.is_some()) {
+            root.error(
+                &format!("sinks.{}.topic", sink.id),
+                "a path (Fluvio outputs need source.type = \"fluvio\")",
+                None,
+            );
+        }
+    }
     root.finish();
     Topology {
         file: file.to_string(),
@@ -347,6 +412,9 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
         pending,
         evaluation,
         sinks,
+        fluvio,
+        checkpoint,
+        service,
     }
 }
 
@@ -381,11 +449,15 @@ fn read_source(s: &Section) -> SourceConfig {
     if !s.present() {
         s.error("", "a [source] table", None);
     }
-    let kind = s.choice("type", &["simulator", "file"], "simulator");
+    let kind = s.choice("type", &["simulator", "file", "fluvio"], "simulator");
     if kind == "file" {
         let input = read_file_input(s, &TRANSACTION_FIELDS);
         s.finish();
         SourceConfig::File(input)
+    } else if kind == "fluvio" {
+        let input = service::read_fluvio_input(s, None);
+        s.finish();
+        SourceConfig::Fluvio(input)
     } else {
         SourceConfig::Simulator(read_simulator(s))
     }
@@ -547,9 +619,34 @@ fn read_file_input(s: &Section, fields: &[&str]) -> FileInput {
 
 fn read_labels(s: &Section, source: &SourceConfig) -> LabelsConfig {
     let is_sim = matches!(source, SourceConfig::Simulator(_));
+    let fluvio_source = match source {
+        SourceConfig::Fluvio(f) => Some(f),
+        _ => None,
+    };
     let default = if is_sim { "simulator" } else { "none" };
-    let kind = s.choice("type", &["simulator", "file", "column", "none"], default);
+    let kind = s.choice(
+        "type",
+        &["simulator", "file", "column", "fluvio", "none"],
+        default,
+    );
+    if fluvio_source.is_some() && !matches!(kind.as_str(), "fluvio" | "none") {
+        s.error(
+            "type",
+            "\"fluvio\" or \"none\" with a Fluvio source",
+            Some(format!("\"{kind}\"")),
+        );
+    }
     let src = match kind.as_str() {
+        "fluvio" => {
+            if fluvio_source.is_none() {
+                s.error(
+                    "type",
+                    "\"fluvio\" labels only with source.type = \"fluvio\"",
+                    Some("\"fluvio\"".into()),
+                );
+            }
+            LabelSource::Fluvio(service::read_fluvio_input(s, fluvio_source))
+        }
         "simulator" => {
             if !is_sim {
                 s.error("type", "\"file\", \"column\" or \"none\" with a file source (\"simulator\" labels need source.type = \"simulator\")", Some("\"simulator\"".into()));
@@ -672,7 +769,7 @@ fn read_model(s: &Section) -> ModelSettings {
     m
 }
 
-fn read_sinks(s: &Section) -> Vec<SinkConfig> {
+fn read_sinks(s: &Section, source_partitions: u32) -> Vec<SinkConfig> {
     let mut out = Vec::new();
     for (id, sec) in s.subsections() {
         let Some(kind_name) = sec.opt_str("type") else {
@@ -700,8 +797,20 @@ fn read_sinks(s: &Section) -> Vec<SinkConfig> {
                 continue;
             }
         };
+        let topic = match kind {
+            SinkKind::Scores | SinkKind::Alerts | SinkKind::DeadLetters => {
+                service::read_fluvio_output(&sec, source_partitions)
+            }
+            _ => None,
+        };
         let (path, format) = match kind {
             SinkKind::Summary => (None, FileFormat::Jsonl),
+            _ if topic.is_some() => {
+                if sec.has("path") {
+                    sec.error("path", "either a path or a topic, not both", None);
+                }
+                (None, FileFormat::Jsonl)
+            }
             SinkKind::Report => {
                 let p = sec.opt_str("path");
                 if p.is_none() {
@@ -712,7 +821,11 @@ fn read_sinks(s: &Section) -> Vec<SinkConfig> {
             _ => {
                 let p = sec.opt_str("path");
                 if p.is_none() {
-                    sec.error("path", "the path of the output file", None);
+                    sec.error(
+                        "path",
+                        "the path of the output file (or a Fluvio topic)",
+                        None,
+                    );
                 }
                 let format = format_from(&sec, p.as_deref().unwrap_or(""));
                 (p.map(PathBuf::from), format)
@@ -724,6 +837,7 @@ fn read_sinks(s: &Section) -> Vec<SinkConfig> {
             kind,
             path,
             format,
+            topic,
         });
     }
     out

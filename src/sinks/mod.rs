@@ -5,6 +5,7 @@
 //!
 //! The end-of-run summary and JSON report live in [`report`].
 
+pub mod fluvio;
 pub mod report;
 
 use crate::config::{FileFormat, SinkConfig, SinkKind};
@@ -197,10 +198,12 @@ impl SinkWriter {
         let mut files = Vec::new();
         let mut ids = Vec::new();
         for s in sinks {
-            if matches!(
-                s.kind,
-                SinkKind::Scores | SinkKind::Alerts | SinkKind::DeadLetters
-            ) {
+            if s.topic.is_none()
+                && matches!(
+                    s.kind,
+                    SinkKind::Scores | SinkKind::Alerts | SinkKind::DeadLetters
+                )
+            {
                 files.push(RecordFile::open(s)?);
                 ids.push(s.id.clone());
             }

@@ -4,10 +4,12 @@
 //!
 //! - [`simulator`]: the in-process traffic simulator;
 //! - [`file`]: CSV and JSONL files with a field mapping;
-//! - [`merge`]: interleaves labels with transactions at their arrival time.
+//! - [`merge`]: interleaves labels with transactions at their arrival time;
+//! - [`fluvio`]: Fluvio topic partitions merged in event-time order (the service).
 
 pub mod decode;
 pub mod file;
+pub mod fluvio;
 pub mod merge;
 pub mod simulator;
 

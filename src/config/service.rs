@@ -1,0 +1,238 @@
+//! Settings of the long-running service: the Fluvio cluster (`[fluvio]`),
+//! Fluvio topic inputs and outputs, checkpoints (`[checkpoint]`) and the
+//! HTTP endpoint (`[service]`).
+
+use super::reader::Section;
+
+/// Default address of the health and metrics endpoint.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
+/// The Fluvio cluster (`[fluvio]`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FluvioSettings {
+    /// SC address; when absent, `FLUVIO_SC_ADDR`, then the Fluvio profile.
+    pub address: Option<String>,
+    /// Connection attempts before giving up.
+    pub connect_attempts: u32,
+    /// Wait before the first retry (doubling each time, at most 10 s).
+    pub connect_backoff_ms: i64,
+}
+
+/// Where a consumer starts when no checkpoint says otherwise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// The first record still held.
+    Beginning,
+    /// Only records produced from now on.
+    End,
+    /// After the last offset the named consumer committed (the beginning when
+    /// it never committed).
+    Committed,
+}
+
+/// A Fluvio topic read by the engine (`[source]` or `[labels]` with
+/// `type = "fluvio"`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FluvioInput {
+    /// Topic.
+    pub topic: String,
+    /// Partitions to read; empty: all of them.
+    pub partitions: Vec<u32>,
+    /// Partitions the topic is created with (`fraudstream topics create`).
+    pub topic_partitions: u32,
+    /// Where to start without a checkpoint.
+    pub start: StartAt,
+    /// Consumer name offsets are committed under (after each checkpoint).
+    pub consumer: Option<String>,
+    /// A partition that has delivered nothing for this long no longer holds
+    /// back the event-time merge of the others.
+    pub idle_ms: i64,
+    /// Records larger than this go to the dead letters.
+    pub max_record_bytes: usize,
+}
+
+/// A Fluvio topic a sink writes to (`topic = ...` in `[sinks.ID]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FluvioOutput {
+    /// Topic.
+    pub topic: String,
+    /// Partitions the topic is created with.
+    pub topic_partitions: u32,
+    /// Most bytes in one producer batch.
+    pub batch_bytes: usize,
+    /// Longest a record waits in the producer before its batch is sent.
+    pub linger_ms: i64,
+}
+
+/// Checkpoints (`[checkpoint]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointSettings {
+    /// Directory holding `checkpoint.bin` (one per instance).
+    pub dir: std::path::PathBuf,
+    /// Wall-clock time between checkpoints.
+    pub interval_ms: i64,
+}
+
+/// The service (`[service]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceSettings {
+    /// Health and Prometheus metrics endpoint (`host:port`); `None`: off.
+    pub listen: Option<String>,
+    /// Stop (drain, flush, checkpoint, exit 0) once every input has been
+    /// idle this long; 0: run until SIGINT/SIGTERM. For backfills and tests.
+    pub stop_when_idle_ms: i64,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            listen: Some(DEFAULT_LISTEN.to_string()),
+            stop_when_idle_ms: 0,
+        }
+    }
+}
+
+/// `[fluvio]`.
+pub fn read_fluvio(s: &Section) -> FluvioSettings {
+    let f = FluvioSettings {
+        address: s.opt_str("address").filter(|a| !a.is_empty()),
+        connect_attempts: s.int("connect_attempts", 6, 1, 1000) as u32,
+        connect_backoff_ms: s.duration("connect_backoff", 500, 1),
+    };
+    s.finish();
+    f
+}
+
+/// The keys of a Fluvio input; `defaults` supplies partition settings
+/// (the transaction source's, for labels).
+pub fn read_fluvio_input(s: &Section, defaults: Option<&FluvioInput>) -> FluvioInput {
+    let topic = s.opt_str("topic").unwrap_or_default();
+    if topic.is_empty() {
+        s.error("topic", "the name of the Fluvio topic to read", None);
+    }
+    let topic_partitions = s.int(
+        "topic_partitions",
+        defaults.map_or(1, |d| d.topic_partitions as i64),
+        1,
+        10_000,
+    ) as u32;
+    let partitions = match s.value("partitions") {
+        None => defaults.map(|d| d.partitions.clone()).unwrap_or_default(),
+        Some(toml::Value::Array(items)) => {
+            let mut out = Vec::new();
+            for (i, v) in items.iter().enumerate() {
+                match v {
+                    toml::Value::Integer(p) if (0..topic_partitions as i64).contains(p) => {
+                        out.push(*p as u32)
+                    }
+                    other => s.error(
+                        &format!("partitions[{i}]"),
+                        format!("a partition number in 0..{topic_partitions}"),
+                        Some(super::reader::describe(other)),
+                    ),
+                }
+            }
+            let mut sorted = out.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != out.len() {
+                s.error("partitions", "distinct partition numbers", None);
+            }
+            sorted
+        }
+        Some(v) => {
+            s.error(
+                "partitions",
+                "an array of partition numbers such as [0, 1] ([] for all)",
+                Some(super::reader::describe(v)),
+            );
+            Vec::new()
+        }
+    };
+    let default_start = match defaults.map(|d| &d.start) {
+        Some(StartAt::End) => "end",
+        Some(StartAt::Committed) => "committed",
+        _ => "beginning",
+    };
+    let start = match s
+        .choice("start", &["beginning", "end", "committed"], default_start)
+        .as_str()
+    {
+        "end" => StartAt::End,
+        "committed" => StartAt::Committed,
+        _ => StartAt::Beginning,
+    };
+    let consumer = s
+        .opt_str("consumer")
+        .or_else(|| defaults.and_then(|d| d.consumer.clone()));
+    if start == StartAt::Committed && consumer.is_none() {
+        s.error(
+            "consumer",
+            "a consumer name (start = \"committed\" resumes that consumer)",
+            None,
+        );
+    }
+    FluvioInput {
+        topic,
+        partitions,
+        topic_partitions,
+        start,
+        consumer,
+        idle_ms: s.duration("idle", defaults.map_or(200, |d| d.idle_ms), 1),
+        max_record_bytes: s.int("max_record_bytes", 1 << 20, 64, 1 << 30) as usize,
+    }
+}
+
+/// The Fluvio keys of a sink (`topic`, `topic_partitions`, `batch_bytes`, `linger`).
+pub fn read_fluvio_output(s: &Section, default_partitions: u32) -> Option<FluvioOutput> {
+    let topic = s.opt_str("topic")?;
+    if topic.is_empty() {
+        s.error("topic", "the name of the Fluvio topic to write", None);
+    }
+    Some(FluvioOutput {
+        topic,
+        topic_partitions: s.int("topic_partitions", default_partitions as i64, 1, 10_000) as u32,
+        batch_bytes: s.int("batch_bytes", 16_384, 64, 1 << 30) as usize,
+        linger_ms: s.duration("linger", 5, 0),
+    })
+}
+
+/// `[checkpoint]` (absent: no checkpoints).
+pub fn read_checkpoint(s: &Section) -> Option<CheckpointSettings> {
+    if !s.present() {
+        return None;
+    }
+    let dir = s.opt_str("dir").unwrap_or_default();
+    if dir.is_empty() {
+        s.error("dir", "the directory checkpoints are written to", None);
+    }
+    let c = CheckpointSettings {
+        dir: dir.into(),
+        interval_ms: s.duration("interval", 10_000, 100),
+    };
+    s.finish();
+    Some(c)
+}
+
+/// `[service]`.
+pub fn read_service(s: &Section) -> ServiceSettings {
+    let listen = s.str("listen", DEFAULT_LISTEN);
+    let listen = match listen.as_str() {
+        "" | "off" => None,
+        a if a.parse::<std::net::SocketAddr>().is_ok() => Some(a.to_string()),
+        a => {
+            s.error(
+                "listen",
+                "an address such as \"127.0.0.1:9464\", or \"off\"",
+                Some(format!("\"{a}\"")),
+            );
+            None
+        }
+    };
+    let out = ServiceSettings {
+        listen,
+        stop_when_idle_ms: s.duration("stop_when_idle", 0, 0),
+    };
+    s.finish();
+    out
+}
