@@ -7,6 +7,7 @@
 //! into a typed [`config::Topology`]; [`pipeline`] runs one.
 
 pub mod bench;
+pub mod bench_fluvio;
 pub mod checkpoint;
 pub mod cluster;
 pub mod config;

@@ -58,6 +58,20 @@ enum Command {
         /// Skip the paced (latency with queueing) runs.
         #[arg(long)]
         no_paced: bool,
+        /// Instead: benchmark the service against the Fluvio cluster of a
+        /// Fluvio topology (plain consumer vs engine rate, end-to-end latency
+        /// at --fluvio-rate), on fresh topics; writes OUT/bench-fluvio.json.
+        #[arg(long)]
+        fluvio: bool,
+        /// Offered transactions per second of the --fluvio latency run.
+        #[arg(long, default_value_t = 2000.0)]
+        fluvio_rate: f64,
+        /// Transactions timed in the --fluvio latency run.
+        #[arg(long, default_value_t = 20_000)]
+        fluvio_latency_transactions: u64,
+        /// Simulated days of the --fluvio throughput stream (5000 cards).
+        #[arg(long, default_value_t = 11)]
+        fluvio_days: u32,
         /// Instead: write the stream with its feature vectors as CSV (for
         /// benches/river_compare.py), then print one JSON line of fraudstream's
         /// figures on the same stream.
@@ -172,12 +186,59 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             no_paced,
             export_stream,
+            fluvio,
+            fluvio_rate,
+            fluvio_latency_transactions,
+            fluvio_days,
         } => {
             anyhow::ensure!(
                 rate_fraction > 0.0 && rate_fraction <= 1.0,
                 "--rate-fraction must be in (0, 1]"
             );
             let t = load(topology.as_ref(), &set)?;
+            if fluvio {
+                anyhow::ensure!(
+                    fluvio_rate.is_finite() && fluvio_rate > 0.0,
+                    "--fluvio-rate must be a positive number of transactions per second"
+                );
+                let opts = fraudstream::bench_fluvio::FluvioBenchOptions {
+                    sim: fraudstream_sim::SimConfig {
+                        days: fluvio_days.max(1),
+                        ..Default::default()
+                    },
+                    rate: fluvio_rate,
+                    latency_transactions: fluvio_latency_transactions.max(1),
+                };
+                let r = fraudstream::bench_fluvio::bench_fluvio(&t, &opts, |m| eprintln!("{m}"))?;
+                std::fs::create_dir_all(&out)?;
+                let path = out.join("bench-fluvio.json");
+                std::fs::write(&path, serde_json::to_vec_pretty(&r)?)?;
+                let l = &r.end_to_end;
+                println!(
+                    "cluster {}: {} transactions + {} labels\n  \
+                     publish            {:>10.0} records/s\n  \
+                     plain consumer     {:>10.0} records/s (transaction topic)\n  \
+                     engine             {:>10.0} transactions/s ({:.0} events/s) consume-score-produce\n  \
+                     end to end at {:.0} tx/s ({} tx): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n\
+                     wrote {}",
+                    r.cluster,
+                    r.transactions,
+                    r.labels,
+                    r.publish_records_per_sec,
+                    r.plain_consumer_records_per_sec,
+                    r.engine_transactions_per_sec,
+                    r.engine_events_per_sec,
+                    r.latency_offered_per_sec,
+                    r.latency_transactions,
+                    l.p50_ns as f64 / 1e6,
+                    l.p90_ns as f64 / 1e6,
+                    l.p99_ns as f64 / 1e6,
+                    l.p999_ns as f64 / 1e6,
+                    l.max_ns as f64 / 1e6,
+                    path.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             if let Some(path) = export_stream {
                 let rows = fraudstream::bench::export_stream(&t, &path)?;
                 eprintln!("wrote {rows} rows to {}", path.display());
@@ -343,11 +404,20 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                     if !bar.is_hidden() {
                         bar.println(format!("publishing to {address}"));
                     }
-                    fraudstream::simulate::publish(cfg, &fluvio, &topic, labels, rate, |p, n| {
-                        bar.set_position((p * 1000.0) as u64);
-                        let secs = started.elapsed().as_secs_f64().max(1e-9);
-                        bar.set_message(format!("{n} events, {:.0}/s", n as f64 / secs));
-                    })
+                    let all = |_| true;
+                    fraudstream::simulate::publish(
+                        cfg,
+                        &fluvio,
+                        &topic,
+                        labels,
+                        rate,
+                        all,
+                        |p, n| {
+                            bar.set_position((p * 1000.0) as u64);
+                            let secs = started.elapsed().as_secs_f64().max(1e-9);
+                            bar.set_message(format!("{n} events, {:.0}/s", n as f64 / secs));
+                        },
+                    )
                     .await
                 })?;
                 bar.finish_and_clear();

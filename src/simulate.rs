@@ -183,13 +183,16 @@ pub struct Published {
 /// at their arrival times in the stream, labels to `label_topic` (when
 /// given), as JSON records keyed by card id (so a card's transactions and
 /// labels land in the same partition number of equally partitioned topics).
-/// `rate` limits events per second; `progress` is called now and then.
+/// `rate` limits events per second; `on_sent` is called with each
+/// transaction's id once it is handed to the producer and stops the
+/// stream when it returns false; `progress` is called now and then.
 pub async fn publish(
     cfg: SimConfig,
     fluvio: &fluvio::Fluvio,
     tx_topic: &str,
     label_topic: Option<&str>,
     rate: Option<f64>,
+    mut on_sent: impl FnMut(u64) -> bool,
     mut progress: impl FnMut(f64, u64),
 ) -> anyhow::Result<Published> {
     use anyhow::Context;
@@ -238,6 +241,9 @@ pub async fn publish(
                 txp.send(format!("C{:07}", t.card), buf.clone())
                     .await
                     .with_context(|| format!("sending to {tx_topic}"))?;
+                if !on_sent(t.tx_id) {
+                    break;
+                }
             }
             SimEvent::Label(l) => {
                 let Some(lp) = &lp else { continue };

@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod determinism;
 mod feedback;
+mod fluvio;
 mod persistence;
 mod quality;
 mod replay;

@@ -49,6 +49,8 @@ pub struct FluvioInput {
     pub idle_ms: i64,
     /// Records larger than this go to the dead letters.
     pub max_record_bytes: usize,
+    /// Most bytes the cluster sends per fetch response.
+    pub fetch_bytes: usize,
 }
 
 /// A Fluvio topic a sink writes to (`topic = ...` in `[sinks.ID]`).
@@ -178,8 +180,14 @@ pub fn read_fluvio_input(s: &Section, defaults: Option<&FluvioInput>) -> FluvioI
         topic_partitions,
         start,
         consumer,
-        idle_ms: s.duration("idle", defaults.map_or(200, |d| d.idle_ms), 1),
+        idle_ms: s.duration("idle", defaults.map_or(20, |d| d.idle_ms), 1),
         max_record_bytes: s.int("max_record_bytes", 1 << 20, 64, 1 << 30) as usize,
+        fetch_bytes: s.int(
+            "fetch_bytes",
+            defaults.map_or(1 << 20, |d| d.fetch_bytes as i64),
+            1024,
+            1 << 30,
+        ) as usize,
     }
 }
 

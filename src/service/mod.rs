@@ -36,7 +36,7 @@ const TICK: Duration = Duration::from_millis(500);
 /// Longest wait for the producers to acknowledge what was sent.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a consumer offset commit.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often partition high watermarks (for lag) are fetched.
 const WATERMARK_EVERY: Duration = Duration::from_secs(5);
 
@@ -130,6 +130,7 @@ async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunRep
     let mut stop = Box::pin(shutdown_signal());
     let started = Instant::now();
     let mut events = 0u64;
+    let mut events_tx = 0u64;
     let mut totals = header.totals.clone();
     let interval = t
         .checkpoint
@@ -142,6 +143,7 @@ async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunRep
     let stop_idle = (t.service.stop_when_idle_ms > 0)
         .then(|| Duration::from_millis(t.service.stop_when_idle_ms as u64));
     let mut reason = "signal";
+    let mut busy: Option<(Instant, Instant)> = None;
 
     loop {
         tokio::select! {
@@ -149,12 +151,17 @@ async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunRep
             _ = &mut stop => break,
             pulled = source.pull(&fluvio, TICK) => match pulled? {
                 Pulled::Event(Event::Transaction(tx)) => {
+                    let now = Instant::now();
+                    busy = Some((busy.map_or(now, |b| b.0), now));
                     events += 1;
+                    events_tx += 1;
                     totals.transactions += 1;
                     let s = engine.score(tx);
                     sinks.score(&s).await?;
                 }
                 Pulled::Event(Event::Label(l)) => {
+                    let now = Instant::now();
+                    busy = Some((busy.map_or(now, |b| b.0), now));
                     events += 1;
                     totals.labels += 1;
                     engine.label(&l);
@@ -186,7 +193,7 @@ async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunRep
             }
             publish_gauges(&source, &engine, &health, &mut last_rate, events);
             if let Some(d) = stop_idle {
-                if source.all_idle_for(d) {
+                if events > 0 && source.all_idle_for(d) {
                     reason = "idle";
                     break;
                 }
@@ -242,14 +249,17 @@ async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunRep
             .map(|(id, topic, n)| (id, format!("fluvio:{topic}").into(), n))
             .collect(),
     );
-    let report = crate::pipeline::report(
-        t,
-        &engine,
-        totals,
-        events,
-        started.elapsed().as_secs_f64(),
-        written,
-    );
+    // Rates over the time the engine had work (first to last event), not
+    // the time it waited for traffic.
+    let busy_secs = busy.map_or(0.0, |(a, b)| b.duration_since(a).as_secs_f64());
+    let mut report = crate::pipeline::report(t, &engine, totals, events, busy_secs, written);
+    report.throughput.transactions_per_sec = events_tx as f64 / busy_secs.max(1e-9);
+    if !opts.quiet {
+        eprintln!(
+            "fraudstream: {events} events in this run, busy {busy_secs:.2} s of {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     if let Some(sink) = t.sink(SinkKind::Report) {
         let path = sink.path.as_ref().expect("validated: report has a path");
         report.write_json(path)?;
@@ -283,17 +293,23 @@ async fn take_checkpoint(
     // The checkpoint holds the offsets a restart uses; the consumer's
     // committed offsets serve `start = "committed"` and lag tooling, so a
     // slow or failed commit is reported and the stream goes on.
-    match tokio::time::timeout(COMMIT_TIMEOUT, source.commit()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            metrics::counter!("fraudstream_offset_commit_failures_total").increment(1);
-            eprintln!("fraudstream: committing consumer offsets: {e:#}");
-        }
-        Err(_) => {
-            metrics::counter!("fraudstream_offset_commit_failures_total").increment(1);
-            eprintln!(
-                "fraudstream: committing consumer offsets took over {COMMIT_TIMEOUT:?}; skipped"
-            );
+    if source.commits_enabled() {
+        match tokio::time::timeout(COMMIT_TIMEOUT, source.commit()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                metrics::counter!("fraudstream_offset_commit_failures_total").increment(1);
+                eprintln!("fraudstream: committing consumer offsets: {e:#}");
+            }
+            Err(_) => {
+                // A stuck commit would stall every checkpoint: stop trying.
+                metrics::counter!("fraudstream_offset_commit_failures_total").increment(1);
+                source.disable_commits();
+                eprintln!(
+                    "fraudstream: the cluster did not acknowledge a consumer offset commit \
+                     within {COMMIT_TIMEOUT:?}; commits are off for this run (restarts resume \
+                     from the checkpoint's offsets all the same)"
+                );
+            }
         }
     }
     health.last_checkpoint_ms.store(header.written_ms, Relaxed);

@@ -149,7 +149,7 @@ impl FluvioSource {
                 cfg.topic(input.topic.clone())
                     .partition(p)
                     .offset_start(offset)
-                    .max_bytes(input.max_record_bytes.max(1 << 20) as i32);
+                    .max_bytes(input.fetch_bytes.max(input.max_record_bytes) as i32);
                 if let Some(name) = &input.consumer {
                     cfg.offset_consumer(name.clone())
                         .offset_strategy(OffsetManagementStrategy::Manual);
@@ -373,11 +373,22 @@ impl FluvioSource {
             .collect()
     }
 
-    /// Commit offsets under the consumer name: a partition whose every read
+    /// Whether offsets are committed under a consumer name (see
+    /// [`commit`](Self::commit)): a partition whose every read
     /// record was processed commits its last one (Fluvio commits the last
     /// record a stream yielded, so a partition holding an unprocessed head
     /// keeps its previous commit: the committed offset never runs ahead of
     /// processing).
+    pub fn commits_enabled(&self) -> bool {
+        self.consumer.is_some()
+    }
+
+    /// Stop committing offsets for the rest of this run.
+    pub fn disable_commits(&mut self) {
+        self.consumer = None;
+    }
+
+    /// Commit offsets under the consumer name: see [`commit`](Self::commit).
     pub async fn commit(&mut self) -> anyhow::Result<()> {
         if self.consumer.is_none() {
             return Ok(());

@@ -1,0 +1,269 @@
+//! `fraudstream bench --fluvio`: the service against a real cluster, in one
+//! run, on fresh topics (names get a unique suffix; they are left behind for
+//! inspection):
+//!
+//! 1. publish a simulated stream (transactions and labels) at full speed;
+//! 2. a plain consumer reads the transaction topic start to end (the
+//!    ceiling any consumer of that topic on this cluster has);
+//! 3. the engine consumes, scores and produces the same stream (its rate over
+//!    the time it was busy, first to last event);
+//! 4. latency: with the engine running, publish transactions at a fixed rate
+//!    and time each one from `send` to its score record being readable.
+
+use crate::config::{LabelSource, SourceConfig, Topology};
+use crate::sinks::report::Latency;
+use anyhow::Context;
+use fluvio::consumer::ConsumerConfigExt;
+use fluvio::{Fluvio, Offset};
+use fraudstream_sim::SimConfig;
+use futures_util::StreamExt;
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Settings of a Fluvio bench.
+#[derive(Clone, Debug)]
+pub struct FluvioBenchOptions {
+    /// Simulator settings of the throughput stream.
+    pub sim: SimConfig,
+    /// Offered rate (transactions per second) of the latency run.
+    pub rate: f64,
+    /// Transactions in the latency run.
+    pub latency_transactions: u64,
+}
+
+/// What a Fluvio bench measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct FluvioBenchReport {
+    /// SC address.
+    pub cluster: String,
+    /// Transactions in the throughput stream.
+    pub transactions: u64,
+    /// Labels in the throughput stream.
+    pub labels: u64,
+    /// Publishing rate (records per second, both topics).
+    pub publish_records_per_sec: f64,
+    /// Plain consumer: records per second reading the transaction topic.
+    pub plain_consumer_records_per_sec: f64,
+    /// Engine: transactions per second consumed, scored and produced.
+    pub engine_transactions_per_sec: f64,
+    /// Engine: events (transactions and labels) per second.
+    pub engine_events_per_sec: f64,
+    /// Offered rate of the latency run.
+    pub latency_offered_per_sec: f64,
+    /// Transactions timed.
+    pub latency_transactions: u64,
+    /// Publish → score readable, in ns.
+    pub end_to_end: Latency,
+}
+
+fn with_topics(t: &Topology, suffix: &str) -> anyhow::Result<Topology> {
+    let mut t = t.clone();
+    if let SourceConfig::Fluvio(f) = &mut t.source {
+        f.topic = format!("{}-{suffix}", f.topic);
+        f.partitions.clear();
+        f.consumer = None;
+        f.start = crate::config::StartAt::Beginning;
+    } else {
+        anyhow::bail!(
+            "{}: bench --fluvio needs a topology with source.type = \"fluvio\"",
+            t.file
+        );
+    }
+    if let LabelSource::Fluvio(f) = &mut t.labels.source {
+        f.topic = format!("{}-{suffix}", f.topic);
+        f.partitions.clear();
+        f.consumer = None;
+        f.start = crate::config::StartAt::Beginning;
+    }
+    for s in &mut t.sinks {
+        if let Some(o) = &mut s.topic {
+            o.topic = format!("{}-{suffix}", o.topic);
+        }
+    }
+    t.sinks.retain(|s| {
+        !matches!(
+            s.kind,
+            crate::config::SinkKind::Summary | crate::config::SinkKind::Report
+        )
+    });
+    t.checkpoint = None;
+    t.service.listen = None;
+    t.service.stop_when_idle_ms = 1000;
+    t.model.save = None;
+    Ok(t)
+}
+
+fn topics(t: &Topology) -> (String, Option<String>, String) {
+    let SourceConfig::Fluvio(f) = &t.source else {
+        unreachable!("checked by with_topics")
+    };
+    let labels = match &t.labels.source {
+        LabelSource::Fluvio(l) => Some(l.topic.clone()),
+        _ => None,
+    };
+    let scores = t
+        .sinks
+        .iter()
+        .find(|s| s.kind == crate::config::SinkKind::Scores)
+        .and_then(|s| s.topic.as_ref())
+        .map(|o| o.topic.clone())
+        .unwrap_or_default();
+    (f.topic.clone(), labels, scores)
+}
+
+/// Read `n` records of `topic` (all partitions) from the beginning; returns
+/// the seconds from the first record to the n-th.
+async fn read_records(fluvio: &Fluvio, topic: &str, n: u64) -> anyhow::Result<f64> {
+    let cfg = ConsumerConfigExt::builder()
+        .topic(topic.to_string())
+        .offset_start(Offset::beginning())
+        .max_bytes(64 << 20)
+        .build()?;
+    let mut stream = fluvio.consumer_with_config(cfg).await?;
+    let mut seen = 0u64;
+    let mut first = None;
+    while seen < n {
+        match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
+            Ok(Some(Ok(_))) => {
+                first.get_or_insert_with(Instant::now);
+                seen += 1;
+            }
+            Ok(Some(Err(e))) => anyhow::bail!("reading {topic}: {e:?}"),
+            Ok(None) | Err(_) => anyhow::bail!("reading {topic}: {seen} of {n} records arrived"),
+        }
+    }
+    Ok(first.map_or(0.0, |f| f.elapsed().as_secs_f64()))
+}
+
+#[derive(serde::Deserialize)]
+struct ScoreId {
+    tx_id: u64,
+}
+
+/// Run the bench; `log` gets progress lines.
+pub fn bench_fluvio(
+    t: &Topology,
+    opts: &FluvioBenchOptions,
+    mut log: impl FnMut(&str),
+) -> anyhow::Result<FluvioBenchReport> {
+    let suffix = format!("bench{}", crate::service::http::now_ms());
+    let rt = tokio::runtime::Runtime::new()?;
+    let tp = with_topics(t, &format!("{suffix}-t"))?;
+    let tl = with_topics(t, &format!("{suffix}-l"))?;
+    let (fluvio, address) = rt.block_on(crate::cluster::connect(&t.fluvio))?;
+    for top in [&tp, &tl] {
+        rt.block_on(crate::cluster::create_topics(
+            &fluvio,
+            &crate::cluster::topics_of(top),
+        ))?;
+    }
+
+    // 1. Publish the throughput stream.
+    let (tx_topic, label_topic, _) = topics(&tp);
+    log(&format!(
+        "publishing the simulated stream to {tx_topic} on {address}"
+    ));
+    let began = Instant::now();
+    let published = rt.block_on(crate::simulate::publish(
+        opts.sim.clone(),
+        &fluvio,
+        &tx_topic,
+        label_topic.as_deref(),
+        None,
+        |_| true,
+        |_, _| {},
+    ))?;
+    let publish_secs = began.elapsed().as_secs_f64();
+
+    // 2. Plain consumer.
+    log("plain consumer: reading the transaction topic");
+    let plain_secs = rt.block_on(read_records(&fluvio, &tx_topic, published.transactions))?;
+
+    // 3. The engine on the same stream.
+    log("engine: consume, score, produce");
+    let report = crate::service::run(&tp, &crate::service::ServiceOptions { quiet: true })
+        .context("the engine on the throughput stream")?;
+
+    // 4. Latency at a fixed rate, engine running.
+    let (ltx, llabels, lscores) = topics(&tl);
+    log(&format!(
+        "latency: {} transactions at {} per second through {ltx} -> {lscores}",
+        opts.latency_transactions, opts.rate
+    ));
+    let n = opts.latency_transactions;
+    let sent_ns: Arc<Vec<AtomicU64>> = Arc::new((0..=n).map(|_| AtomicU64::new(0)).collect());
+    let origin = Instant::now();
+    let tl_engine = tl.clone();
+    let engine = std::thread::spawn(move || {
+        crate::service::run(&tl_engine, &crate::service::ServiceOptions { quiet: true })
+    });
+    let mut sim = opts.sim.clone();
+    // Enough days for n transactions at the simulator's density, then cut at n.
+    sim.days = sim.days.max(1);
+    let hist = rt.block_on(async {
+        let cfg = ConsumerConfigExt::builder()
+            .topic(lscores.clone())
+            .offset_start(Offset::beginning())
+            .build()?;
+        let mut scores = fluvio.consumer_with_config(cfg).await?;
+        let sent = sent_ns.clone();
+        let reader = async move {
+            let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3)
+                .expect("valid bounds");
+            let mut got = 0u64;
+            while got < n {
+                match tokio::time::timeout(Duration::from_secs(60), scores.next()).await {
+                    Ok(Some(Ok(r))) => {
+                        let now = origin.elapsed().as_nanos() as u64;
+                        if let Ok(s) = serde_json::from_slice::<ScoreId>(r.value()) {
+                            if let Some(t0) = sent.get(s.tx_id as usize) {
+                                let t0 = t0.load(Relaxed);
+                                if t0 > 0 {
+                                    h.saturating_record(now.saturating_sub(t0).max(1));
+                                    got += 1;
+                                }
+                            }
+                        }
+                    }
+                    _ => anyhow::bail!("latency run: {got} of {n} scores arrived"),
+                }
+            }
+            anyhow::Ok(h)
+        };
+        let sent = sent_ns.clone();
+        let writer = crate::simulate::publish(
+            sim,
+            &fluvio,
+            &ltx,
+            llabels.as_deref(),
+            Some(opts.rate),
+            move |tx_id| {
+                if let Some(slot) = sent.get(tx_id as usize) {
+                    slot.store(origin.elapsed().as_nanos() as u64, Relaxed);
+                }
+                tx_id < n
+            },
+            |_, _| {},
+        );
+        let (h, w) = tokio::join!(reader, writer);
+        w?;
+        h
+    })?;
+    let _ = engine.join();
+
+    Ok(FluvioBenchReport {
+        cluster: address.to_string(),
+        transactions: published.transactions,
+        labels: published.labels,
+        publish_records_per_sec: (published.transactions + published.labels) as f64
+            / publish_secs.max(1e-9),
+        plain_consumer_records_per_sec: published.transactions as f64 / plain_secs.max(1e-9),
+        engine_transactions_per_sec: report.throughput.transactions_per_sec,
+        engine_events_per_sec: report.throughput.events_per_sec,
+        latency_offered_per_sec: opts.rate,
+        latency_transactions: n,
+        end_to_end: Latency::of(&hist),
+    })
+}

@@ -1,0 +1,473 @@
+//! The service against a real Fluvio cluster. Each test runs when
+//! `FLUVIO_SC_ADDR` names one and says it skipped otherwise. Every test
+//! works on its own topics (unique names), so they can share a cluster.
+
+use crate::util::repo;
+use fluvio::consumer::ConsumerConfigExt;
+use fluvio::{Fluvio, FluvioClusterConfig, Offset, RecordKey};
+use fraudstream::sinks::report::RunReport;
+use futures_util::StreamExt;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The cluster address, or `None` after saying why the test skips.
+fn cluster(test: &str) -> Option<String> {
+    match std::env::var("FLUVIO_SC_ADDR") {
+        Ok(a) if !a.trim().is_empty() => Some(a),
+        _ => {
+            eprintln!("SKIPPED {test}: FLUVIO_SC_ADDR is not set (needs a Fluvio cluster)");
+            None
+        }
+    }
+}
+
+/// Topic names and files of one test instance.
+struct Setup {
+    prefix: String,
+    addr: String,
+}
+
+impl Setup {
+    fn new(test: &str, addr: String) -> Self {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        Setup {
+            prefix: format!("t{}-{test}", stamp % 100_000_000),
+            addr,
+        }
+    }
+
+    fn topic(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    /// Overrides for topologies/fluvio.toml: inputs `tx`/`labels`, outputs
+    /// under `out`, state in `dir`.
+    fn sets(&self, out: &str, dir: &Path, partitions: u32) -> Vec<String> {
+        vec![
+            format!("fluvio.address={}", self.addr),
+            format!("source.topic={}", self.topic("tx")),
+            format!("source.topic_partitions={partitions}"),
+            format!("labels.topic={}", self.topic("labels")),
+            format!(
+                "sinks.scores.topic={}",
+                self.topic(&format!("{out}-scores"))
+            ),
+            format!(
+                "sinks.alerts.topic={}",
+                self.topic(&format!("{out}-alerts"))
+            ),
+            format!(
+                "sinks.dead_letters.topic={}",
+                self.topic(&format!("{out}-dead"))
+            ),
+            format!("checkpoint.dir={}", dir.display()),
+            "checkpoint.interval=500ms".into(),
+            format!("sinks.report.path={}", dir.join("report.json").display()),
+            format!("model.save={}", dir.join("model.json").display()),
+            "service.listen=off".into(),
+            "service.stop_when_idle=2s".into(),
+            "source.consumer=none-for-tests".into(),
+        ]
+    }
+}
+
+fn command(args: &[String]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fraudstream"));
+    c.args(args).current_dir(repo());
+    c
+}
+
+fn ok(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn with_sets(mut args: Vec<String>, sets: &[String]) -> Vec<String> {
+    for s in sets {
+        args.push("--set".into());
+        args.push(s.clone());
+    }
+    args
+}
+
+fn create_topics(sets: &[String]) {
+    let args = with_sets(
+        vec![
+            "topics".into(),
+            "create".into(),
+            "topologies/fluvio.toml".into(),
+        ],
+        sets,
+    );
+    ok(command(&args).output().unwrap(), "topics create");
+}
+
+/// Publish `days` of the default simulation (5000 cards) to the test's input topics.
+fn publish(s: &Setup, days: u32) -> (u64, u64) {
+    let args = vec![
+        "simulate".to_string(),
+        "--to".into(),
+        "fluvio".into(),
+        "--topic".into(),
+        s.topic("tx"),
+        "--labels-topic".into(),
+        s.topic("labels"),
+        "--days".into(),
+        days.to_string(),
+        "--set".into(),
+        format!("fluvio.address={}", s.addr),
+    ];
+    let out = ok(command(&args).output().unwrap(), "simulate --to fluvio");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let num = |after: &str| -> u64 {
+        text.split(after)
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (num(" transactions"), num(" labels"))
+}
+
+fn engine_args(sets: &[String]) -> Vec<String> {
+    with_sets(vec!["run".into(), "topologies/fluvio.toml".into()], sets)
+}
+
+fn run_engine(sets: &[String]) -> (RunReport, String) {
+    let out = ok(
+        command(&engine_args(sets)).output().unwrap(),
+        "fraudstream run",
+    );
+    let dir = sets
+        .iter()
+        .find_map(|s| s.strip_prefix("checkpoint.dir="))
+        .unwrap();
+    let report = RunReport::read_json(&Path::new(dir).join("report.json")).unwrap();
+    (report, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+fn spawn_engine(sets: &[String]) -> Child {
+    command(&engine_args(sets))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+async fn connect(addr: &str) -> Fluvio {
+    Fluvio::connect_with_config(&FluvioClusterConfig::new(addr))
+        .await
+        .expect("connect to the test cluster")
+}
+
+/// Every record of `topic` (all partitions), in offset order per partition;
+/// stops after `quiet` without a record. Fails on an offset gap.
+fn read_topic(addr: &str, topic: &str, quiet: Duration) -> Vec<Vec<u8>> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let f = connect(addr).await;
+        let cfg = ConsumerConfigExt::builder()
+            .topic(topic.to_string())
+            .offset_start(Offset::beginning())
+            .max_bytes(256 << 20)
+            .build()
+            .unwrap();
+        let mut stream = f.consumer_with_config(cfg).await.unwrap();
+        let mut out = Vec::new();
+        let mut next: HashMap<u32, i64> = HashMap::new();
+        while let Ok(Some(r)) = tokio::time::timeout(quiet, stream.next()).await {
+            let r = r.expect("record");
+            let p = r.partition();
+            let want = next.entry(p).or_insert(0);
+            assert_eq!(r.offset(), *want, "{topic}/{p}: offsets must be contiguous");
+            *want += 1;
+            out.push(r.value().to_vec());
+        }
+        out
+    })
+}
+
+fn tx_ids(records: &[Vec<u8>]) -> Vec<u64> {
+    records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(r).unwrap();
+            v["tx_id"].as_u64().expect("integer tx_id")
+        })
+        .collect()
+}
+
+#[test]
+fn every_published_transaction_is_scored_exactly_once() {
+    let Some(addr) = cluster("every_published_transaction_is_scored_exactly_once") else {
+        return;
+    };
+    let s = Setup::new("once", addr);
+    let dir = tempfile::tempdir().unwrap();
+    let sets = s.sets("a", dir.path(), 1);
+    create_topics(&sets);
+    let (transactions, labels) = publish(&s, 11);
+    assert!(
+        transactions >= 100_000,
+        "{transactions} transactions published"
+    );
+    let (report, _) = run_engine(&sets);
+    assert_eq!(report.input.transactions, transactions);
+    assert_eq!(report.input.labels, labels);
+    let scores = tx_ids(&read_topic(
+        &s.addr,
+        &s.topic("a-scores"),
+        Duration::from_secs(3),
+    ));
+    let unique: HashSet<u64> = scores.iter().copied().collect();
+    assert_eq!(
+        scores.len() as u64,
+        transactions,
+        "one score per transaction"
+    );
+    assert_eq!(
+        unique.len() as u64,
+        transactions,
+        "no transaction scored twice"
+    );
+    assert_eq!(unique, (1..=transactions).collect(), "every id scored");
+    assert_eq!(
+        report.engine.labels_joined, labels,
+        "every label joined its transaction"
+    );
+}
+
+#[test]
+fn kill_9_and_restart_ends_like_an_uninterrupted_run() {
+    let Some(addr) = cluster("kill_9_and_restart_ends_like_an_uninterrupted_run") else {
+        return;
+    };
+    let s = Setup::new("kill", addr);
+    let (whole_dir, crash_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let whole = s.sets("whole", whole_dir.path(), 1);
+    let crash = s.sets("crash", crash_dir.path(), 1);
+    create_topics(&whole);
+    create_topics(&crash);
+    let (transactions, _) = publish(&s, 11);
+    let (expected, _) = run_engine(&whole);
+
+    // Kill the second engine with SIGKILL right after its first checkpoint.
+    let mut child = spawn_engine(&crash);
+    let ckpt = crash_dir.path().join("checkpoint.bin");
+    let began = Instant::now();
+    while !ckpt.exists() {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "no checkpoint written"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "engine exited before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = tx_ids(&read_topic(
+        &s.addr,
+        &s.topic("crash-scores"),
+        Duration::from_secs(2),
+    ));
+    assert!(
+        (before.len() as u64) < transactions,
+        "killed mid-stream ({} of {transactions} scored)",
+        before.len()
+    );
+
+    let (report, stderr) = run_engine(&crash);
+    assert!(stderr.contains("restored checkpoint"), "{stderr}");
+    let resumed: u64 = stderr
+        .split(" events in this run")
+        .next()
+        .and_then(|s| s.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .expect("events of this run reported");
+    assert!(
+        resumed < report.input.transactions + report.input.labels,
+        "the restart resumed ({resumed} events) rather than starting over"
+    );
+    let scores = tx_ids(&read_topic(
+        &s.addr,
+        &s.topic("crash-scores"),
+        Duration::from_secs(3),
+    ));
+    let unique: HashSet<u64> = scores.iter().copied().collect();
+    assert_eq!(
+        unique,
+        (1..=transactions).collect(),
+        "every transaction has a score"
+    );
+    assert_eq!(report.engine, expected.engine, "same counters");
+    assert_eq!(report.input, expected.input, "same input counts");
+    assert_eq!(report.metrics, expected.metrics, "same prequential metrics");
+    assert_eq!(report.model_version, expected.model_version);
+    let model = |d: &Path| std::fs::read(d.join("model.json")).unwrap();
+    assert_eq!(
+        model(crash_dir.path()),
+        model(whole_dir.path()),
+        "the same model, bit for bit"
+    );
+}
+
+#[test]
+fn malformed_records_go_to_the_dead_letter_topic_and_the_rest_is_scored() {
+    let Some(addr) = cluster("malformed_records_go_to_the_dead_letter_topic") else {
+        return;
+    };
+    let s = Setup::new("dead", addr);
+    let dir = tempfile::tempdir().unwrap();
+    let sets = s.sets("a", dir.path(), 1);
+    create_topics(&sets);
+    let bad = [
+        ("not json at all", "malformed", "JSON"),
+        (
+            r#"{"tx_id": 9000001, "ts": "2026-01-01T00:00:00Z", "merchant_id": "T1", "amount": 5}"#,
+            "missing_field",
+            "card_id",
+        ),
+        (
+            r#"{"tx_id": 9000002, "ts": "2026-01-01T00:00:00Z", "card_id": "C1", "merchant_id": "T1", "amount": -3}"#,
+            "invalid_field",
+            "amount",
+        ),
+    ];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let send = |records: &[&str]| {
+        rt.block_on(async {
+            let f = connect(&s.addr).await;
+            let p = f.topic_producer(s.topic("tx")).await.unwrap();
+            for r in records {
+                p.send(RecordKey::NULL, r.as_bytes().to_vec())
+                    .await
+                    .unwrap();
+            }
+            p.flush().await.unwrap();
+        })
+    };
+    send(&[bad[0].0]);
+    let (transactions, _) = publish(&s, 1);
+    send(&[bad[1].0, bad[2].0]);
+    let (report, _) = run_engine(&sets);
+    assert_eq!(report.input.dead_letters, 3);
+    let dead = read_topic(&s.addr, &s.topic("a-dead"), Duration::from_secs(3));
+    assert_eq!(dead.len(), 3, "three dead letters");
+    for (record, (raw, kind, reason)) in dead.iter().zip(bad) {
+        let v: serde_json::Value = serde_json::from_slice(record).unwrap();
+        assert_eq!(v["raw"], raw, "the raw record is kept");
+        assert_eq!(v["kind"], kind);
+        assert!(
+            v["reason"].as_str().unwrap().contains(reason),
+            "reason {} mentions {reason}",
+            v["reason"]
+        );
+        assert!(
+            v["source"].as_str().unwrap().ends_with("-tx/0"),
+            "{}",
+            v["source"]
+        );
+    }
+    let scores = tx_ids(&read_topic(
+        &s.addr,
+        &s.topic("a-scores"),
+        Duration::from_secs(3),
+    ));
+    assert_eq!(
+        scores.len() as u64,
+        transactions,
+        "every valid transaction scored"
+    );
+}
+
+/// ROC AUC of the scores in `scores` against the labels of `labels`.
+fn auc_of(scores: &[Vec<u8>], labels: &[Vec<u8>]) -> f64 {
+    let truth: HashMap<u64, bool> = labels
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(r).unwrap();
+            (
+                v["tx_id"].as_u64().unwrap(),
+                v["is_fraud"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let pairs: Vec<(f32, bool)> = scores
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(r).unwrap();
+            let id = v["tx_id"].as_u64().unwrap();
+            (
+                v["score"].as_f64().unwrap() as f32,
+                truth.get(&id).copied().unwrap_or(false),
+            )
+        })
+        .collect();
+    fraudstream::eval::roc_auc(&pairs).expect("both classes present")
+}
+
+#[test]
+fn two_instances_on_two_partitions_score_every_transaction() {
+    let Some(addr) = cluster("two_instances_on_two_partitions_score_every_transaction") else {
+        return;
+    };
+    let s = Setup::new("scale", addr);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut p0 = s.sets("two", dirs[0].path(), 2);
+    p0.push("source.partitions=[0]".into());
+    let mut p1 = s.sets("two", dirs[1].path(), 2);
+    p1.push("source.partitions=[1]".into());
+    let single = s.sets("one", dirs[2].path(), 2);
+    create_topics(&p0);
+    create_topics(&single);
+    let (transactions, _) = publish(&s, 11);
+
+    let (a, b) = (spawn_engine(&p0), spawn_engine(&p1));
+    for (mut child, what) in [(a, "instance 0"), (b, "instance 1")] {
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{what} failed");
+    }
+    let r0 = RunReport::read_json(&dirs[0].path().join("report.json")).unwrap();
+    let r1 = RunReport::read_json(&dirs[1].path().join("report.json")).unwrap();
+    assert!(
+        r0.input.transactions > 0 && r1.input.transactions > 0,
+        "both had work"
+    );
+    assert_eq!(r0.input.transactions + r1.input.transactions, transactions);
+    let two = read_topic(&s.addr, &s.topic("two-scores"), Duration::from_secs(3));
+    let ids = tx_ids(&two);
+    let unique: HashSet<u64> = ids.iter().copied().collect();
+    assert_eq!(ids.len() as u64, transactions, "one score per transaction");
+    assert_eq!(
+        unique,
+        (1..=transactions).collect(),
+        "together they score every transaction"
+    );
+
+    // Quality against one instance reading both partitions.
+    run_engine(&single);
+    let one = read_topic(&s.addr, &s.topic("one-scores"), Duration::from_secs(3));
+    let labels = read_topic(&s.addr, &s.topic("labels"), Duration::from_secs(3));
+    let (auc_two, auc_one) = (auc_of(&two, &labels), auc_of(&one, &labels));
+    eprintln!("scale-out quality: ROC AUC two instances {auc_two:.4}, one instance {auc_one:.4}");
+    assert!(
+        auc_two >= auc_one - 0.05,
+        "two instances {auc_two:.4} vs one {auc_one:.4}"
+    );
+}
