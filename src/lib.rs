@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod bench_fluvio;
 pub mod checkpoint;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod engine;

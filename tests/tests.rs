@@ -4,6 +4,7 @@ mod util;
 
 mod bad_input;
 mod cli;
+mod compose;
 mod determinism;
 mod feedback;
 mod fluvio;
