@@ -5,6 +5,7 @@
 //! the model portfolio (issue 5) builds on — tested, not yet in the engine.
 
 pub mod adwin;
+pub mod batch;
 pub mod forest;
 pub mod hst;
 pub mod logistic;
