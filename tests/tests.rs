@@ -7,5 +7,6 @@ mod cli;
 mod determinism;
 mod feedback;
 mod persistence;
+mod portfolio;
 mod quality;
 mod replay;

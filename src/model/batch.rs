@@ -67,8 +67,8 @@ impl Default for BatchConfig {
         BatchConfig {
             buffer: 4000,
             negative_rate: 0.05,
-            retrain_every: 10_000,
-            swap_after: 2_000,
+            retrain_every: 50_000,
+            swap_after: 5_000,
             swap: SwapMode::AtLabel,
             l2: 1.0,
             min_frauds: 50,
@@ -123,7 +123,11 @@ impl BalancedBuffer {
         let mut x = Vec::with_capacity((self.len[0] + self.len[1]) * self.dims);
         let mut y = Vec::with_capacity(self.len[0] + self.len[1]);
         for c in 0..2 {
-            let start = if self.len[c] < self.cap { 0 } else { self.next[c] };
+            let start = if self.len[c] < self.cap {
+                0
+            } else {
+                self.next[c]
+            };
             for i in 0..self.len[c] {
                 let r = (start + i) % self.cap;
                 x.extend_from_slice(&self.rows[c][r * self.dims..][..self.dims]);
@@ -188,7 +192,13 @@ impl BatchLinear {
 
     /// Exact contributions to the log-odds (weight × standardised value),
     /// the `top` largest positive ones.
-    pub fn explain(&self, x: &[f32], names: &[CompactString], top: usize, out: &mut Vec<Contribution>) {
+    pub fn explain(
+        &self,
+        x: &[f32],
+        names: &[CompactString],
+        top: usize,
+        out: &mut Vec<Contribution>,
+    ) {
         out.clear();
         for _ in 0..top {
             let mut best: Option<(usize, f64)> = None;
@@ -310,6 +320,7 @@ pub struct BatchChampion {
     labels: u64,
     frauds: u64,
     next_snapshot: u64,
+    last_snapshot: u64,
     /// Models trained and swapped in.
     pub swaps: u64,
     /// Trainings that failed (kept the previous model).
@@ -331,6 +342,7 @@ impl BatchChampion {
             labels: 0,
             frauds: 0,
             next_snapshot: cfg.retrain_every,
+            last_snapshot: 0,
             swaps: 0,
             failures: 0,
             in_flight: None,
@@ -377,8 +389,10 @@ impl BatchChampion {
 
     /// Snapshot at the next label instead of waiting for the schedule
     /// (after a detected drift).
+    /// At most once per quarter of `retrain_every`.
     pub fn retrain_soon(&mut self) {
-        self.next_snapshot = self.next_snapshot.min(self.labels + 1);
+        let earliest = self.last_snapshot + self.cfg.retrain_every / 4;
+        self.next_snapshot = self.next_snapshot.min(earliest.max(self.labels + 1));
     }
 
     /// Take in one labelled vector (its first `dims` values); snapshots and
@@ -408,6 +422,7 @@ impl BatchChampion {
             && neg > 0
         {
             self.next_snapshot = self.labels + self.cfg.retrain_every;
+            self.last_snapshot = self.labels;
             let job = Job {
                 set: self.buffer.snapshot(),
                 prior: (self.frauds as f64 / self.labels as f64).clamp(1e-6, 0.5),
@@ -473,7 +488,11 @@ mod tests {
             (c, swapped_at)
         };
         let (c, at) = run();
-        assert_eq!(at, Some(3100), "first swap exactly swap_after labels after the snapshot");
+        assert_eq!(
+            at,
+            Some(3100),
+            "first swap exactly swap_after labels after the snapshot"
+        );
         assert_eq!(c.swaps, 2);
         let m = c.model().unwrap();
         assert_eq!(m.trained_at, 6000);

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod forest;
 pub mod hst;
 pub mod logistic;
+pub mod portfolio;
 
 use crate::event::Contribution;
 use crate::features::FeatureVector;
