@@ -53,3 +53,75 @@ fn the_forest_beats_online_logistic_regression_over_the_last_30_days() {
     }
     assert!(n > 0, "alerts were raised");
 }
+
+/// Overrides for a 45-day stream whose fraud mix flips at day 25: stolen
+/// cards and account takeovers before, compromised terminals and card
+/// testing after.
+const SUDDEN: [&str; 10] = [
+    "source.days=45",
+    "source.drift.mode=\"sudden\"",
+    "source.drift.at_day=25",
+    "source.patterns.stolen_card=0.48",
+    "source.patterns.compromised_merchant=0.02",
+    "source.patterns.account_takeover=0.48",
+    "source.patterns.card_testing=0.02",
+    "source.drift.end_mix.stolen_card=0.02",
+    "source.drift.end_mix.compromised_merchant=0.48",
+    "source.drift.end_mix.card_testing=0.48",
+];
+const AT_DAY: i64 = 25;
+/// Days within which the adaptive model must be back (stated in the README).
+const RECOVERY_DAYS: i64 = 7;
+
+/// Days from the change until the 3-day mean of daily AUC is back within
+/// 0.02 of the mean of the 5 days before the change; `None` if never.
+fn recovery_days(r: &RunReport) -> (f64, Option<i64>) {
+    let auc = |d: i64| {
+        r.daily
+            .iter()
+            .find(|m| m.day == d)
+            .and_then(|m| m.roc_auc)
+            .unwrap()
+    };
+    let before = (AT_DAY - 5..AT_DAY).map(auc).sum::<f64>() / 5.0;
+    let last = r.daily.last().unwrap().day;
+    let back = (AT_DAY..=last - 2)
+        .find(|&d| (d..d + 3).map(auc).sum::<f64>() / 3.0 >= before - 0.02)
+        .map(|d| d - AT_DAY);
+    (before, back)
+}
+
+#[test]
+fn after_a_sudden_change_of_fraud_pattern_the_forest_recovers_within_a_week() {
+    let dir = tempfile::tempdir().unwrap();
+    let forest = {
+        let mut set = SUDDEN.to_vec();
+        set.push("model.type=\"forest\"");
+        run_into(None, &dir.path().join("forest"), &set)
+    };
+    let logistic = run_into(None, &dir.path().join("logistic"), &SUDDEN);
+    let (f_before, f_back) = recovery_days(&forest);
+    let (l_before, l_back) = recovery_days(&logistic);
+    println!(
+        "daily AUC before the change: forest {f_before:.4}, logistic {l_before:.4}; back within 0.02 after {f_back:?} (forest), {l_back:?} (logistic) days"
+    );
+    let f_back = f_back.expect("the forest recovers");
+    assert!(f_back <= RECOVERY_DAYS, "forest back after {f_back} days");
+    assert!(
+        l_back.map_or(true, |l| f_back <= l),
+        "the forest recovers no later than the logistic model ({f_back} vs {l_back:?})"
+    );
+    // the error detector saw the change within three days of it, and every
+    // event is dated in the stream's days
+    let seen = forest
+        .drift_events
+        .iter()
+        .find(|e| e.kind == fraudstream::model::portfolio::DriftKind::Error && e.day >= AT_DAY)
+        .expect("an error drift after the change");
+    assert!(
+        seen.day <= AT_DAY + 3,
+        "first error drift on day {}",
+        seen.day
+    );
+    assert!(forest.drift_events.windows(2).all(|w| w[0].ts <= w[1].ts));
+}

@@ -159,6 +159,8 @@ pub struct DriftEvent {
     /// Event time (ms): the transaction's for score drift, the label's
     /// arrival for error drift and tree resets.
     pub ts: i64,
+    /// Day of `ts` counted from the evaluation's origin (as the report's daily metrics).
+    pub day: i64,
     /// Detector.
     pub kind: DriftKind,
     /// Mean of the monitored value over the window before the cut (none for
@@ -281,6 +283,8 @@ pub struct Portfolio {
     cfg: PortfolioConfig,
     /// Card + merchant features (before the side values).
     dense: usize,
+    /// Day 0 of the evaluation (for drift event days).
+    origin_ms: i64,
     names: Vec<CompactString>,
     forest: Option<AdaptiveForest>,
     hst: HalfSpaceTrees,
@@ -336,6 +340,7 @@ impl Portfolio {
         let detector = (cfg.drift_delta > 0.0).then(|| Adwin::new(cfg.drift_delta));
         Portfolio {
             dense,
+            origin_ms: eval.origin_ms,
             names: side_names,
             forest,
             hst: HalfSpaceTrees::new(dense, cfg.hst),
@@ -451,6 +456,7 @@ impl Portfolio {
                     before: Some(before),
                     after: Some(after),
                     labels: self.labels,
+                    day: 0,
                 });
             }
         }
@@ -467,7 +473,8 @@ impl Portfolio {
         served
     }
 
-    fn record(&mut self, e: DriftEvent) {
+    fn record(&mut self, mut e: DriftEvent) {
+        e.day = (e.ts - self.origin_ms).div_euclid(crate::eval::DAY_MS);
         if self.events.len() < MAX_DRIFT_EVENTS {
             self.events.push(e);
         } else {
@@ -517,6 +524,7 @@ impl Portfolio {
                     before: Some(before),
                     after: Some(after),
                     labels: self.labels,
+                    day: 0,
                 });
             }
         }
@@ -561,6 +569,7 @@ impl Portfolio {
                     before: None,
                     after: None,
                     labels: self.labels,
+                    day: 0,
                 });
             }
         }
