@@ -709,6 +709,7 @@ fn read_portfolio(s: &Section) -> PortfolioConfig {
     };
     PortfolioConfig {
         kind,
+        anomaly_feature: s.bool("anomaly_feature", d.anomaly_feature),
         compare: s.bool("compare", d.compare),
         forest: read_forest(&s.section("forest")),
         hst: read_hst(&s.section("hst")),
@@ -918,5 +919,40 @@ type = "scores"
         assert_eq!(t.engine.seed, 9);
         let err = Topology::embedded(&["source.days=0".into()]).unwrap_err();
         assert_eq!(err.0[0].key, "source.days");
+    }
+
+    #[test]
+    fn model_portfolio_keys_are_validated() {
+        let t = Topology::embedded(&[]).unwrap();
+        assert_eq!(t.model.portfolio.kind, ModelKind::Logistic, "the default");
+        let t = Topology::embedded(&[
+            "model.type=\"blend\"".into(),
+            "model.combine=\"mean\"".into(),
+            "model.forest.trees=4".into(),
+            "model.batch.swap=\"when_ready\"".into(),
+        ])
+        .unwrap();
+        assert_eq!(t.model.portfolio.kind, ModelKind::Blend);
+        assert_eq!(t.model.portfolio.combine, Combine::Mean);
+        assert_eq!(t.model.portfolio.forest.trees, 4);
+        assert_eq!(t.model.portfolio.batch.swap, SwapMode::WhenReady);
+        let err = Topology::embedded(&[
+            "model.type=\"tree\"".into(),
+            "model.forest.trees=0".into(),
+            "model.forest.colour=1".into(),
+            "model.batch.swap=\"later\"".into(),
+            "model.hst.height=99".into(),
+        ])
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        for k in [
+            "model.type",
+            "model.forest.trees",
+            "model.forest.colour",
+            "model.batch.swap",
+            "model.hst.height",
+        ] {
+            assert!(keys.contains(&k), "missing {k} in {keys:?}");
+        }
     }
 }

@@ -21,12 +21,12 @@
 //!   `max_leaves`: predicting is at most `trees * max_depth` comparisons,
 //!   learning the same plus a statistics update of `8 * features` values
 //!   per tree, and a split attempt `subspace * candidates` Gaussian CDFs.
-//! - **Drift.** Each tree feeds its absolute error `|y - p|` on every
-//!   labelled example to its own ADWIN; on a detected change the tree is
-//!   replaced by a fresh one (ARF trains a background tree from a warning
-//!   onwards; here the replacement starts empty, and a tree's vote is
-//!   weighted by its maturity, `min(1, examples / warm_up)`, so a young tree
-//!   does not pull the forest down).
+//! - **Drift** (optional, `drift_delta > 0`). Each tree feeds its absolute
+//!   error `|y - p|` on every labelled example to two ADWINs, a warning one
+//!   (10× the confidence) and a drift one. Only rises count. A warning
+//!   starts a background tree that learns alongside; a drift replaces the
+//!   tree by its background tree (or a fresh one), as in ARF. A tree's vote
+//!   is weighted by its maturity, `min(1, examples / warm_up)`.
 //!
 //! **Explanations** (Saabas, "Interpreting random forests", 2014): every node
 //! keeps the fraud probability of its leaf when it was split; a feature's
@@ -174,6 +174,10 @@ struct Tree {
     /// Examples learnt since the tree was (re)created.
     examples: f64,
     detector: Option<Adwin>,
+    /// The same test at 10× the confidence: a warning.
+    warning: Option<Adwin>,
+    /// Trained from a warning on; replaces the tree on a drift.
+    background: Option<Box<Tree>>,
 }
 
 impl Tree {
@@ -190,6 +194,8 @@ impl Tree {
             leaves: vec![Leaf::new(dims, ROOT_PRIOR, 0)],
             examples: 0.0,
             detector: (cfg.drift_delta > 0.0).then(|| Adwin::new(cfg.drift_delta)),
+            warning: (cfg.drift_delta > 0.0).then(|| Adwin::new((cfg.drift_delta * 10.0).min(0.5))),
+            background: None,
         }
     }
 
@@ -346,188 +352,49 @@ impl AdaptiveForest {
         let y = usize::from(is_fraud);
         let mut replaced = 0;
         self.updates += 1;
-        for ti in 0..self.trees.len() {
-            let tree = &mut self.trees[ti];
-            let p = tree.predict(x);
+        let mut ctx = Ctx {
+            cfg: self.cfg,
+            dims: self.dims,
+            rng: self.rng,
+            order: std::mem::take(&mut self.order),
+        };
+        for tree in &mut self.trees {
+            let err = (y as f64 - tree.predict(x)).abs();
+            // Only a rise of the error is a drift: a falling one is the tree
+            // learning. A warning (10× the confidence) starts a background
+            // tree; a drift replaces the tree by it (or by a fresh one).
+            if let Some(w) = tree.warning.as_mut() {
+                let before = w.mean();
+                if w.update(err) && w.mean() > before && tree.background.is_none() {
+                    tree.background = Some(Box::new(Tree::new(ctx.dims, &ctx.cfg)));
+                }
+            }
             if let Some(d) = tree.detector.as_mut() {
-                let err = (y as f64 - p).abs();
                 let before = d.mean();
-                // Only a rise of the error is a drift: a falling one is the
-                // tree learning.
-                if d.update(err) && d.mean() > before && tree.examples >= self.cfg.warm_up {
-                    self.trees[ti] = Tree::new(self.dims, &self.cfg);
+                if d.update(err) && d.mean() > before && tree.examples >= ctx.cfg.warm_up {
+                    let next = tree
+                        .background
+                        .take()
+                        .map(|b| *b)
+                        .unwrap_or_else(|| Tree::new(ctx.dims, &ctx.cfg));
+                    *tree = next;
                     self.resets += 1;
                     replaced += 1;
                 }
             }
-            let k = poisson(self.cfg.lambda, &mut self.rng);
+            let k = poisson(ctx.cfg.lambda, &mut ctx.rng);
             if k == 0 {
                 continue;
             }
             let w = k as f64 * weight;
-            let tree = &mut self.trees[ti];
-            tree.examples += 1.0;
-            let node = tree.leaf_node(x);
-            let li = tree.nodes[node].leaf as usize;
-            let room = tree.leaves.len() < self.cfg.max_leaves;
-            let leaf = &mut tree.leaves[li];
-            leaf.counts[y] += w;
-            leaf.seen += w;
-            leaf.since_attempt += w;
-            for (s, &v) in leaf.stats.chunks_exact_mut(STATS).zip(x) {
-                let v = v as f64;
-                let c = &mut s[3 * y..3 * y + 3];
-                c[0] += w;
-                let d = v - c[1];
-                c[1] += d * w / c[0];
-                c[2] += w * d * (v - c[1]);
-                if v < s[6] {
-                    s[6] = v;
-                }
-                if v > s[7] {
-                    s[7] = v;
-                }
-            }
-            if leaf.since_attempt >= self.cfg.grace_period
-                && leaf.depth < self.cfg.max_depth
-                && room
-            {
-                leaf.since_attempt = 0.0;
-                self.attempt_split(ti, node);
+            train(tree, x, y, w, &mut ctx);
+            if let Some(b) = tree.background.as_mut() {
+                train(b, x, y, w, &mut ctx);
             }
         }
+        self.rng = ctx.rng;
+        self.order = ctx.order;
         replaced
-    }
-
-    fn attempt_split(&mut self, ti: usize, node: usize) {
-        let dims = self.dims;
-        let m = if self.cfg.subspace == 0 {
-            ((dims as f64).sqrt().round() as usize).max(1)
-        } else {
-            self.cfg.subspace.min(dims)
-        };
-        if self.order.len() != dims {
-            self.order = (0..dims as u32).collect();
-        }
-        // Partial Fisher–Yates: the first `m` entries are the subspace.
-        for i in 0..m {
-            let j = i + (splitmix(&mut self.rng) % (dims - i) as u64) as usize;
-            self.order.swap(i, j);
-        }
-        let tree = &self.trees[ti];
-        let li = tree.nodes[node].leaf as usize;
-        let leaf = &tree.leaves[li];
-        // Class weights observed here (the statistics of any feature carry them).
-        let n0 = leaf.stats[0];
-        let n1 = leaf.stats[3];
-        let n = n0 + n1;
-        if n1 <= 0.0 || n0 <= 0.0 {
-            return; // a pure leaf has nothing to gain
-        }
-        let parent = entropy(n0, n1);
-        // (gain, feature, threshold, left counts, right counts) of the best
-        // split, and the best gain of any other feature.
-        let mut best: Option<(f64, u32, f64)> = None;
-        let mut second = 0.0f64;
-        for &f in &self.order[..m] {
-            let s = &leaf.stats[f as usize * STATS..][..STATS];
-            let (lo, hi) = (s[6], s[7]);
-            if hi <= lo {
-                continue;
-            }
-            let mut feature_best: Option<(f64, f64)> = None;
-            for c in 1..=self.cfg.candidates {
-                let t = lo + (hi - lo) * c as f64 / (self.cfg.candidates + 1) as f64;
-                let mut left = [0.0; 2];
-                for (k, l) in left.iter_mut().enumerate() {
-                    let (w, mean, m2) = (s[3 * k], s[3 * k + 1], s[3 * k + 2]);
-                    if w <= 0.0 {
-                        continue;
-                    }
-                    let sd = (m2 / w).max(0.0).sqrt();
-                    let frac = if sd < 1e-12 {
-                        if mean <= t {
-                            1.0
-                        } else {
-                            0.0
-                        }
-                    } else {
-                        normal_cdf((t - mean) / sd)
-                    };
-                    *l = w * frac;
-                }
-                let right = [n0 - left[0], n1 - left[1]];
-                let (nl, nr) = (left[0] + left[1], right[0] + right[1]);
-                if nl <= 0.0 || nr <= 0.0 {
-                    continue;
-                }
-                let gain = parent
-                    - (nl / n) * entropy(left[0], left[1])
-                    - (nr / n) * entropy(right[0], right[1]);
-                if feature_best.map_or(true, |b| gain > b.0) {
-                    feature_best = Some((gain, t));
-                }
-            }
-            if let Some((gain, t)) = feature_best {
-                match best {
-                    Some(b) if gain <= b.0 => second = second.max(gain),
-                    _ => {
-                        if let Some(b) = best {
-                            second = second.max(b.0);
-                        }
-                        best = Some((gain, f, t));
-                    }
-                }
-            }
-        }
-        let Some((gain, feature, threshold)) = best else {
-            return;
-        };
-        // Entropy of two classes ranges over [0, 1] bit.
-        let eps = ((1.0 / self.cfg.split_confidence).ln() / (2.0 * n)).sqrt();
-        if gain <= 0.0 || !(gain - second > eps || eps < self.cfg.tie_threshold) {
-            return;
-        }
-        let tree = &mut self.trees[ti];
-        let depth = tree.leaves[li].depth + 1;
-        let value = tree.leaves[li].probability();
-        // The split leaf's statistics become the left child's (reset).
-        let mut left_leaf = std::mem::replace(&mut tree.leaves[li], Leaf::new(0, 0.0, 0));
-        left_leaf.counts = [0.0; 2];
-        left_leaf.prior = value;
-        left_leaf.since_attempt = 0.0;
-        left_leaf.seen = 0.0;
-        left_leaf.depth = depth;
-        for s in left_leaf.stats.chunks_exact_mut(STATS) {
-            s.copy_from_slice(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f64::MAX, f64::MIN]);
-        }
-        tree.leaves[li] = left_leaf;
-        let ri = tree.leaves.len() as u32;
-        tree.leaves.push(Leaf::new(dims, value, depth));
-        let (ln, rn) = (tree.nodes.len() as u32, tree.nodes.len() as u32 + 1);
-        tree.nodes.push(Node {
-            feature: 0,
-            threshold: 0.0,
-            left: NONE,
-            right: NONE,
-            leaf: li as u32,
-            value: 0.0,
-        });
-        tree.nodes.push(Node {
-            feature: 0,
-            threshold: 0.0,
-            left: NONE,
-            right: NONE,
-            leaf: ri,
-            value: 0.0,
-        });
-        let n = &mut tree.nodes[node];
-        n.feature = feature;
-        n.threshold = threshold as f32;
-        n.left = ln;
-        n.right = rn;
-        n.leaf = NONE;
-        n.value = value;
     }
 
     /// Path-based (Saabas) contributions of each feature to the score of
@@ -579,6 +446,173 @@ impl AdaptiveForest {
         }
         self.contrib = contrib;
     }
+}
+
+/// What learning needs besides the tree: settings, randomness, scratch.
+struct Ctx {
+    cfg: ForestConfig,
+    dims: usize,
+    rng: u64,
+    order: Vec<u32>,
+}
+
+/// Fold one example of weight `w` into its leaf; try a split when due.
+fn train(tree: &mut Tree, x: &[f32], y: usize, w: f64, ctx: &mut Ctx) {
+    tree.examples += 1.0;
+    let node = tree.leaf_node(x);
+    let li = tree.nodes[node].leaf as usize;
+    let room = tree.leaves.len() < ctx.cfg.max_leaves;
+    let leaf = &mut tree.leaves[li];
+    leaf.counts[y] += w;
+    leaf.seen += w;
+    leaf.since_attempt += w;
+    for (s, &v) in leaf.stats.chunks_exact_mut(STATS).zip(x) {
+        let v = v as f64;
+        let c = &mut s[3 * y..3 * y + 3];
+        c[0] += w;
+        let d = v - c[1];
+        c[1] += d * w / c[0];
+        c[2] += w * d * (v - c[1]);
+        if v < s[6] {
+            s[6] = v;
+        }
+        if v > s[7] {
+            s[7] = v;
+        }
+    }
+    if leaf.since_attempt >= ctx.cfg.grace_period && leaf.depth < ctx.cfg.max_depth && room {
+        leaf.since_attempt = 0.0;
+        attempt_split(tree, node, ctx);
+    }
+}
+
+fn attempt_split(tree: &mut Tree, node: usize, ctx: &mut Ctx) {
+    let dims = ctx.dims;
+    let m = if ctx.cfg.subspace == 0 {
+        ((dims as f64).sqrt().round() as usize).max(1)
+    } else {
+        ctx.cfg.subspace.min(dims)
+    };
+    if ctx.order.len() != dims {
+        ctx.order = (0..dims as u32).collect();
+    }
+    // Partial Fisher–Yates: the first `m` entries are the subspace.
+    for i in 0..m {
+        let j = i + (splitmix(&mut ctx.rng) % (dims - i) as u64) as usize;
+        ctx.order.swap(i, j);
+    }
+    let li = tree.nodes[node].leaf as usize;
+    let leaf = &tree.leaves[li];
+    // Class weights observed here (the statistics of any feature carry them).
+    let n0 = leaf.stats[0];
+    let n1 = leaf.stats[3];
+    let n = n0 + n1;
+    if n1 <= 0.0 || n0 <= 0.0 {
+        return; // a pure leaf has nothing to gain
+    }
+    let parent = entropy(n0, n1);
+    // (gain, feature, threshold, left counts, right counts) of the best
+    // split, and the best gain of any other feature.
+    let mut best: Option<(f64, u32, f64)> = None;
+    let mut second = 0.0f64;
+    for &f in &ctx.order[..m] {
+        let s = &leaf.stats[f as usize * STATS..][..STATS];
+        let (lo, hi) = (s[6], s[7]);
+        if hi <= lo {
+            continue;
+        }
+        let mut feature_best: Option<(f64, f64)> = None;
+        for c in 1..=ctx.cfg.candidates {
+            let t = lo + (hi - lo) * c as f64 / (ctx.cfg.candidates + 1) as f64;
+            let mut left = [0.0; 2];
+            for (k, l) in left.iter_mut().enumerate() {
+                let (w, mean, m2) = (s[3 * k], s[3 * k + 1], s[3 * k + 2]);
+                if w <= 0.0 {
+                    continue;
+                }
+                let sd = (m2 / w).max(0.0).sqrt();
+                let frac = if sd < 1e-12 {
+                    if mean <= t {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                } else {
+                    normal_cdf((t - mean) / sd)
+                };
+                *l = w * frac;
+            }
+            let right = [n0 - left[0], n1 - left[1]];
+            let (nl, nr) = (left[0] + left[1], right[0] + right[1]);
+            if nl <= 0.0 || nr <= 0.0 {
+                continue;
+            }
+            let gain = parent
+                - (nl / n) * entropy(left[0], left[1])
+                - (nr / n) * entropy(right[0], right[1]);
+            if feature_best.map_or(true, |b| gain > b.0) {
+                feature_best = Some((gain, t));
+            }
+        }
+        if let Some((gain, t)) = feature_best {
+            match best {
+                Some(b) if gain <= b.0 => second = second.max(gain),
+                _ => {
+                    if let Some(b) = best {
+                        second = second.max(b.0);
+                    }
+                    best = Some((gain, f, t));
+                }
+            }
+        }
+    }
+    let Some((gain, feature, threshold)) = best else {
+        return;
+    };
+    // Entropy of two classes ranges over [0, 1] bit.
+    let eps = ((1.0 / ctx.cfg.split_confidence).ln() / (2.0 * n)).sqrt();
+    if gain <= 0.0 || !(gain - second > eps || eps < ctx.cfg.tie_threshold) {
+        return;
+    }
+    let depth = tree.leaves[li].depth + 1;
+    let value = tree.leaves[li].probability();
+    // The split leaf's statistics become the left child's (reset).
+    let mut left_leaf = std::mem::replace(&mut tree.leaves[li], Leaf::new(0, 0.0, 0));
+    left_leaf.counts = [0.0; 2];
+    left_leaf.prior = value;
+    left_leaf.since_attempt = 0.0;
+    left_leaf.seen = 0.0;
+    left_leaf.depth = depth;
+    for s in left_leaf.stats.chunks_exact_mut(STATS) {
+        s.copy_from_slice(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f64::MAX, f64::MIN]);
+    }
+    tree.leaves[li] = left_leaf;
+    let ri = tree.leaves.len() as u32;
+    tree.leaves.push(Leaf::new(dims, value, depth));
+    let (ln, rn) = (tree.nodes.len() as u32, tree.nodes.len() as u32 + 1);
+    tree.nodes.push(Node {
+        feature: 0,
+        threshold: 0.0,
+        left: NONE,
+        right: NONE,
+        leaf: li as u32,
+        value: 0.0,
+    });
+    tree.nodes.push(Node {
+        feature: 0,
+        threshold: 0.0,
+        left: NONE,
+        right: NONE,
+        leaf: ri,
+        value: 0.0,
+    });
+    let n = &mut tree.nodes[node];
+    n.feature = feature;
+    n.threshold = threshold as f32;
+    n.left = ln;
+    n.right = rn;
+    n.leaf = NONE;
+    n.value = value;
 }
 
 impl OnlineModel for AdaptiveForest {

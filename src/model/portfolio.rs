@@ -97,6 +97,8 @@ pub enum Combine {
 pub struct PortfolioConfig {
     /// Served score.
     pub kind: ModelKind,
+    /// The anomaly score is a feature of the forest and the batch model.
+    pub anomaly_feature: bool,
     /// Score and evaluate every member, whatever is served.
     pub compare: bool,
     /// Forest settings.
@@ -126,6 +128,7 @@ impl Default for PortfolioConfig {
     fn default() -> Self {
         PortfolioConfig {
             kind: ModelKind::Logistic,
+            anomaly_feature: true,
             compare: false,
             forest: ForestConfig::default(),
             hst: HstConfig::default(),
@@ -319,10 +322,13 @@ impl Portfolio {
         let mut side_names: Vec<CompactString> = names.to_vec();
         side_names.push("anomaly_score".into());
         let all = cfg.compare;
+        // Members see the features, plus the anomaly score if configured
+        // (they slice their inputs to their own width).
+        let width = dense + usize::from(cfg.anomaly_feature);
         let forest = (all || matches!(cfg.kind, ModelKind::Forest | ModelKind::Blend))
-            .then(|| AdaptiveForest::new(side_names.clone(), cfg.forest));
+            .then(|| AdaptiveForest::new(side_names[..width].to_vec(), cfg.forest));
         let batch = (all || matches!(cfg.kind, ModelKind::Batch | ModelKind::Blend))
-            .then(|| BatchChampion::new(dense + 1, cfg.batch));
+            .then(|| BatchChampion::new(width, cfg.batch));
         let mut members = Vec::new();
         if all {
             members.push(Member::Logistic);
