@@ -125,3 +125,35 @@ fn after_a_sudden_change_of_fraud_pattern_the_forest_recovers_within_a_week() {
     );
     assert!(forest.drift_events.windows(2).all(|w| w[0].ts <= w[1].ts));
 }
+
+#[test]
+fn the_blend_with_background_retraining_is_deterministic() {
+    let set = [
+        "source.days=14",
+        "model.type=\"blend\"",
+        "model.compare=true",
+        "model.batch.retrain_every=20000",
+        "model.batch.swap_after=2000",
+    ];
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ra = run_into(None, a.path(), &set);
+    let rb = run_into(None, b.path(), &set);
+    assert!(
+        ra.batch_swaps >= 3,
+        "the batch model was retrained: {}",
+        ra.batch_swaps
+    );
+    assert_eq!(ra.batch_swaps, rb.batch_swaps);
+    let read = |d: &tempfile::TempDir| std::fs::read(d.path().join("scores.jsonl")).unwrap();
+    let (sa, sb) = (read(&a), read(&b));
+    assert!(sa.len() > 500_000, "a real amount of output");
+    assert!(sa == sb, "two runs with the same seed differ");
+    assert_eq!(ra.models, rb.models, "every member's metrics");
+    assert_eq!(ra.drift_events, rb.drift_events);
+    let names: Vec<&str> = ra.models.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["logistic", "hst", "forest", "batch", "blend"]);
+    // every member is evaluated on every transaction
+    for m in &ra.models {
+        assert_eq!(m.overall.transactions, ra.input.transactions, "{}", m.name);
+    }
+}
