@@ -277,6 +277,20 @@ impl BatchLinear {
     }
 }
 
+/// Make the calling thread yield the CPU to the engine's threads: training
+/// is background work, and on a machine with as many busy threads as cores
+/// it would otherwise take turns with the card stage (measured: in-engine
+/// p99 2.6× higher while retraining every 10,000 labels on 2 cores).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread; failure is harmless
+    // (the thread keeps its priority).
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+    }
+}
+
 /// A training job and where its result goes.
 struct Job {
     set: TrainingSet,
@@ -299,6 +313,7 @@ impl Trainer {
         std::thread::Builder::new()
             .name("fraudstream-batch".into())
             .spawn(move || {
+                lower_priority();
                 for job in job_rx {
                     let r = BatchLinear::train(&job.set, job.prior, job.l2, job.trained_at);
                     if result_tx.send(r).is_err() {
