@@ -700,3 +700,89 @@ impl Portfolio {
         self.events_dropped += other.events_dropped;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::{FeatureConfig, FeatureExtractor};
+    use rand::{Rng, SeedableRng};
+
+    fn vector(rng: &mut rand_chacha::ChaCha8Rng, dims: usize) -> (FeatureVector, bool) {
+        let fraud = rng.gen_bool(0.05);
+        let mut dense: Vec<f32> = (0..dims).map(|_| rng.gen::<f32>()).collect();
+        dense[0] += if fraud { 3.0 } else { 0.0 };
+        (
+            FeatureVector {
+                dense,
+                cats: [1, 2, 3],
+            },
+            fraud,
+        )
+    }
+
+    #[test]
+    fn scores_learns_and_survives_a_serde_round_trip() {
+        let space = FeatureExtractor::new(FeatureConfig {
+            hash_bits: 4,
+            ..FeatureConfig::default()
+        })
+        .space()
+        .clone();
+        let cfg = PortfolioConfig {
+            kind: ModelKind::Blend,
+            compare: true,
+            cold_start_genuine: 100,
+            batch: BatchConfig {
+                retrain_every: 1000,
+                swap_after: 100,
+                min_frauds: 20,
+                negative_rate: 0.5,
+                ..BatchConfig::default()
+            },
+            ..PortfolioConfig::default()
+        };
+        let mut p = Portfolio::new(space.names(), cfg, EvalConfig::default());
+        let mut logistic = LogisticModel::new(&space, Default::default());
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let d = space.dense_len();
+        for i in 0..6000u64 {
+            let (mut x, y) = vector(&mut rng, d);
+            let p_lin = logistic.score(&x);
+            let s = p.score(&mut x, p_lin, i, i as i64 * 1000, i % 50);
+            assert!((0.0..=1.0).contains(&s));
+            assert_eq!(x.dense.len(), p.stride(), "side values appended");
+            logistic.learn(&x, y, 1.0);
+            p.record_label(i, y);
+            p.learn(&x, y, Some(if y { 5.0 } else { 1.0 }), i as i64 * 1000, i);
+        }
+        assert!(!p.cold(), "warm after labels of both classes");
+        assert!(p.batch_swaps() > 0, "the batch champion was trained");
+        // a fraud-like vector outranks a genuine one
+        let (mut hi, _) = vector(&mut rng, d);
+        hi.dense[0] = 3.5;
+        let (mut lo, _) = vector(&mut rng, d);
+        lo.dense[0] = 0.1;
+        let (hi2, lo2) = (hi.clone(), lo.clone());
+        let s_hi = p.score(&mut hi, 0.5, 1, 0, 1);
+        let s_lo = p.score(&mut lo, 0.5, 2, 0, 2);
+        assert!(s_hi > s_lo, "{s_hi} vs {s_lo}");
+        let mut out = Vec::new();
+        p.explain(&hi, &mut logistic, 3, &mut out);
+        assert!(!out.is_empty());
+        // the state is plain data: a restored portfolio scores the same
+        let json = serde_json::to_string(&p).unwrap();
+        let mut back: Portfolio = serde_json::from_str(&json).unwrap();
+        let (mut a, mut b) = (hi2.clone(), hi2);
+        assert_eq!(
+            p.score(&mut a, 0.5, 3, 0, 1),
+            back.score(&mut b, 0.5, 3, 0, 1)
+        );
+        let (mut a, mut b) = (lo2.clone(), lo2);
+        assert_eq!(
+            p.score(&mut a, 0.5, 4, 0, 2),
+            back.score(&mut b, 0.5, 4, 0, 2)
+        );
+        let names: Vec<String> = p.member_metrics(None).into_iter().map(|m| m.name).collect();
+        assert_eq!(names, ["logistic", "hst", "forest", "batch", "blend"]);
+    }
+}
