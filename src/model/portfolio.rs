@@ -44,6 +44,7 @@ use crate::event::Contribution;
 use crate::features::FeatureVector;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 
 /// Side values appended to each scored vector (see the module doc).
 pub const EXTRAS: usize = 5;
@@ -301,8 +302,8 @@ pub struct Portfolio {
     genuine_learnt: u64,
     /// Fraud vectors (stride `dense + EXTRAS`) and weights held back while
     /// no genuine label has arrived.
-    held: Vec<f32>,
-    held_weights: Vec<f64>,
+    held: VecDeque<f32>,
+    held_weights: VecDeque<f64>,
     events: Vec<DriftEvent>,
     events_dropped: u64,
     /// Each member's evaluation (not model state: rebuilt empty on restore).
@@ -310,6 +311,9 @@ pub struct Portfolio {
     evals: Vec<(Member, Prequential)>,
     #[serde(skip)]
     hst_in: Vec<f32>,
+    /// A held fraud being replayed.
+    #[serde(skip)]
+    replay: Vec<f32>,
     #[serde(skip)]
     std_buf: Vec<f64>,
 }
@@ -358,8 +362,9 @@ impl Portfolio {
             labels: 0,
             frauds_learnt: 0,
             genuine_learnt: 0,
-            held: Vec::new(),
-            held_weights: Vec::new(),
+            held: VecDeque::new(),
+            held_weights: VecDeque::new(),
+            replay: Vec::new(),
             events: Vec::new(),
             events_dropped: 0,
             evals: members
@@ -538,17 +543,23 @@ impl Portfolio {
             let warm = self.genuine_learnt >= self.cfg.cold_start_genuine;
             if is_fraud && !warm {
                 if self.held_weights.len() < self.cfg.hold_frauds {
-                    self.held.extend_from_slice(&x.dense[..d + EXTRAS]);
-                    self.held_weights.push(w);
+                    self.held.extend(&x.dense[..d + EXTRAS]);
+                    self.held_weights.push_back(w);
                 }
             } else {
                 self.learn_supervised(&x.dense, is_fraud, w, ts);
-                if warm && !self.held_weights.is_empty() {
+                let next = if warm {
+                    self.held_weights.pop_front()
+                } else {
+                    None
+                };
+                if let Some(w) = next {
                     // Replay one held fraud per label, oldest first.
-                    let stride = d + EXTRAS;
-                    let w = self.held_weights.remove(0);
-                    let row: Vec<f32> = self.held.drain(..stride).collect();
+                    let mut row = std::mem::take(&mut self.replay);
+                    row.clear();
+                    row.extend(self.held.drain(..d + EXTRAS));
                     self.learn_supervised(&row, true, w, ts);
+                    self.replay = row;
                 }
             }
         }
