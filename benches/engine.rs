@@ -18,6 +18,8 @@ mod features;
 mod label_join;
 #[path = "engine/model.rs"]
 mod model;
+#[path = "engine/portfolio.rs"]
+mod portfolio;
 #[path = "engine/windows.rs"]
 mod windows;
 
@@ -53,6 +55,7 @@ criterion_main!(
     windows::benches,
     features::benches,
     model::benches,
+    portfolio::benches,
     label_join::benches,
     decode::benches
 );

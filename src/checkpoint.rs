@@ -56,7 +56,10 @@ pub fn settings_of(t: &Topology) -> Vec<(String, String)> {
         ("evaluation".into(), format!("{:?}", t.evaluation)),
         (
             "model".into(),
-            format!("{:?} {:?}", t.model.logistic, t.model.imbalance),
+            format!(
+                "{:?} {:?} {:?}",
+                t.model.logistic, t.model.imbalance, t.model.portfolio
+            ),
         ),
         ("labels.learn".into(), t.labels.learn.to_string()),
         (
@@ -164,12 +167,17 @@ mod tests {
     use crate::sources::SourceItem;
 
     fn topology() -> Topology {
-        Topology::embedded(&[
+        topology_with(&[])
+    }
+
+    fn topology_with(extra: &[&str]) -> Topology {
+        let mut set: Vec<String> = vec![
             "source.days=6".into(),
             "source.cards=300".into(),
             "source.merchants=60".into(),
-        ])
-        .unwrap()
+        ];
+        set.extend(extra.iter().map(|s| s.to_string()));
+        Topology::embedded(&set).unwrap()
     }
 
     fn feed(e: &mut Engine, items: &[SourceItem], scores: &mut Vec<u32>) {
@@ -188,7 +196,16 @@ mod tests {
 
     #[test]
     fn a_restored_engine_continues_exactly_like_the_uninterrupted_one() {
-        let t = topology();
+        continues_exactly(&[]);
+    }
+
+    #[test]
+    fn a_restored_forest_blend_continues_exactly_too() {
+        continues_exactly(&["model.type=\"blend\""]);
+    }
+
+    fn continues_exactly(extra: &[&str]) {
+        let t = topology_with(extra);
         let items: Vec<SourceItem> = build_source(&t).unwrap().collect();
         let cut = items.len() / 2;
         let mut whole = Engine::new(&t).unwrap();

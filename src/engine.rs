@@ -14,6 +14,7 @@ use crate::config::Topology;
 use crate::eval::{EvalConfig, LabelOutcome, Prequential};
 use crate::event::{key_of, Contribution, Label, Score, Transaction};
 use crate::features::{merchant_feature_count, CardFeatures, FeatureVector, MerchantFeatures};
+use crate::model::portfolio::{ModelKind, Portfolio};
 use crate::model::{Imbalance, LogisticModel, OnlineModel};
 use crate::pending::{PendingFeatures, PendingMeta};
 use hdrhistogram::Histogram;
@@ -274,6 +275,9 @@ pub struct CardStage {
     cfg: CardSettings,
     cards: CardFeatures,
     model: LogisticModel,
+    /// The models beside the logistic regression and what is served
+    /// (`model.type`); `None` for the logistic alone (the default).
+    portfolio: Option<Box<Portfolio>>,
     pending: PendingFeatures,
     eval: Prequential,
     counters: EngineCounters,
@@ -309,7 +313,19 @@ fn eval_origin(t: &Topology) -> i64 {
 impl CardStage {
     /// For `topology`, with a model handle (shared between stages or not).
     pub fn new(t: &Topology, model: LogisticModel) -> Self {
-        let dense = crate::features::feature_space(&t.features).dense_len();
+        let space = crate::features::feature_space(&t.features);
+        let dense = space.dense_len();
+        let eval_cfg = EvalConfig {
+            threshold: t.engine.alert_threshold,
+            k: t.evaluation.k,
+            unlabeled: t.evaluation.unlabeled,
+            origin_ms: eval_origin(t),
+        };
+        let pf = &t.model.portfolio;
+        let portfolio = (pf.kind != ModelKind::Logistic || pf.compare)
+            .then(|| Box::new(Portfolio::new(space.names(), *pf, eval_cfg.clone())));
+        // The pending store keeps the portfolio's score-time side values too.
+        let stride = portfolio.as_ref().map_or(dense, |p| p.stride());
         CardStage {
             cfg: CardSettings {
                 threshold: t.engine.alert_threshold,
@@ -322,13 +338,9 @@ impl CardStage {
             },
             cards: CardFeatures::new(t.features.clone()),
             model,
-            pending: PendingFeatures::new(dense, t.pending.capacity, t.pending.ttl_ms),
-            eval: Prequential::new(EvalConfig {
-                threshold: t.engine.alert_threshold,
-                k: t.evaluation.k,
-                unlabeled: t.evaluation.unlabeled,
-                origin_ms: eval_origin(t),
-            }),
+            portfolio,
+            pending: PendingFeatures::new(stride, t.pending.capacity, t.pending.ttl_ms),
+            eval: Prequential::new(eval_cfg),
             counters: EngineCounters::default(),
             published: EngineCounters::default(),
             latency_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
@@ -354,14 +366,28 @@ impl CardStage {
         self.cards
             .extract_and_update(&tx, ctx.card, ctx.merchant, ctx.late, &mut self.x);
         self.x.dense.extend_from_slice(ctx.merchant_features());
-        let p = self.model.score(&self.x);
+        let p_linear = self.model.score(&self.x);
+        let p = match self.portfolio.as_deref_mut() {
+            Some(pf) => pf.score(&mut self.x, p_linear, ctx.tx_key, ts, ctx.card),
+            None => p_linear,
+        };
         let alert = p >= self.cfg.threshold;
         let mut top = Vec::new();
         if alert {
             self.counters.alerts += 1;
             if self.cfg.explain_top > 0 {
-                self.model
-                    .explain(&self.x, self.cfg.explain_top, &mut self.explain_buf);
+                match self.portfolio.as_deref_mut() {
+                    Some(pf) => pf.explain(
+                        &self.x,
+                        &mut self.model,
+                        self.cfg.explain_top,
+                        &mut self.explain_buf,
+                    ),
+                    None => {
+                        self.model
+                            .explain(&self.x, self.cfg.explain_top, &mut self.explain_buf)
+                    }
+                }
                 top = std::mem::take(&mut self.explain_buf);
             }
         }
@@ -403,17 +429,23 @@ impl CardStage {
     pub fn label(&mut self, l: &LabelContext) -> LabelResult {
         self.counters.labels += 1;
         let outcome = self.eval.record_label(l.tx_key, l.is_fraud);
+        if let Some(pf) = self.portfolio.as_deref_mut() {
+            pf.record_label(l.tx_key, l.is_fraud);
+        }
         match self.pending.take(l.tx_key, &mut self.label_x) {
             Some(meta) => {
                 self.counters.labels_joined += 1;
                 if self.cfg.learn {
-                    if let Some(w) = self
+                    let weight = self
                         .cfg
                         .imbalance
-                        .weight(l.is_fraud, l.tx_key, self.cfg.seed)
-                    {
+                        .weight(l.is_fraud, l.tx_key, self.cfg.seed);
+                    if let Some(w) = weight {
                         self.model.learn(&self.label_x, l.is_fraud, w);
                         self.counters.labels_learnt += 1;
+                    }
+                    if let Some(pf) = self.portfolio.as_deref_mut() {
+                        pf.learn(&self.label_x, l.is_fraud, weight, l.ts, l.tx_key);
                     }
                     if l.is_fraud {
                         self.cards.apply_fraud(meta.card, l.ts);
@@ -468,6 +500,11 @@ impl CardStage {
         &self.pending
     }
 
+    /// The portfolio, when `model.type` is not the logistic alone.
+    pub fn portfolio(&self) -> Option<&Portfolio> {
+        self.portfolio.as_deref()
+    }
+
     /// Cards held.
     pub fn cards(&self) -> usize {
         self.cards.len()
@@ -498,6 +535,9 @@ impl CardStage {
             .add(&other.queued_ns)
             .expect("same histogram bounds");
         self.model.absorb_statistics(&other.model);
+        if let (Some(mine), Some(theirs)) = (self.portfolio.as_deref_mut(), other.portfolio) {
+            mine.absorb(*theirs);
+        }
         self.eval.merge(other.eval);
         self.pending.absorb_counts(&other.pending);
         self.cards_absorbed += other.cards.len();
@@ -598,6 +638,11 @@ impl Engine {
         self.card.model()
     }
 
+    /// The portfolio, when `model.type` is not the logistic alone.
+    pub fn portfolio(&self) -> Option<&Portfolio> {
+        self.card.portfolio()
+    }
+
     /// Cards and merchants held, and bytes of state per card and merchant.
     pub fn state(&self) -> (usize, usize, usize, usize) {
         (
@@ -637,6 +682,14 @@ impl Engine {
                 &c.eval,
                 &c.counters,
                 c.next_eviction,
+                // JSON for the same reason as the model (tagged enums inside).
+                match &c.portfolio {
+                    Some(p) => Some(
+                        serde_json::to_vec(p)
+                            .map_err(|e| bincode::ErrorKind::Custom(e.to_string()))?,
+                    ),
+                    None => None,
+                },
             ),
         )
     }
@@ -665,19 +718,36 @@ impl Engine {
         m.published = EngineCounters::default();
         let c = &mut self.card;
         c.cards.restore_state(&mut r).context("card windows")?;
-        type CardRest = (Vec<u8>, PendingFeatures, Prequential, EngineCounters, i64);
-        let (model, pending, eval, counters, next_eviction): CardRest =
+        type CardRest = (
+            Vec<u8>,
+            PendingFeatures,
+            Prequential,
+            EngineCounters,
+            i64,
+            Option<Vec<u8>>,
+        );
+        let (model, pending, eval, counters, next_eviction, portfolio): CardRest =
             bincode::deserialize_from(&mut r).context("model and pending store")?;
         let space = crate::features::feature_space(&t.features);
         let model = serde_json::from_slice(&model).context("model")?;
         c.model =
             LogisticModel::from_file(model, &space).map_err(|e| anyhow::anyhow!("model: {e}"))?;
         anyhow::ensure!(
-            pending.stride() == space.dense_len(),
-            "pending store holds vectors of {} features, this topology computes {}",
+            pending.stride() == c.pending.stride(),
+            "pending store holds vectors of {} values, this topology keeps {}",
             pending.stride(),
-            space.dense_len()
+            c.pending.stride()
         );
+        match (portfolio, c.portfolio.as_deref_mut()) {
+            (Some(bytes), Some(fresh)) => {
+                let mut restored: Portfolio =
+                    serde_json::from_slice(&bytes).context("model portfolio")?;
+                restored.adopt_evaluations(fresh);
+                c.portfolio = Some(Box::new(restored));
+            }
+            (None, None) => {}
+            _ => anyhow::bail!("written with another model.type than this topology's"),
+        }
         c.pending = pending;
         c.eval = eval;
         c.counters = counters;

@@ -198,6 +198,17 @@ pub(crate) fn report(
             last_days_n: last_n,
         },
         daily: eval.daily(),
+        model: t.model.portfolio.kind.name().to_string(),
+        models: engine
+            .portfolio()
+            .map(|p| p.member_metrics(from))
+            .unwrap_or_default(),
+        drift_events: engine
+            .portfolio()
+            .map(|p| p.drift_events().0.to_vec())
+            .unwrap_or_default(),
+        drift_events_dropped: engine.portfolio().map_or(0, |p| p.drift_events().1),
+        batch_swaps: engine.portfolio().map_or(0, |p| p.batch_swaps()),
         outputs: written
             .0
             .into_iter()

@@ -9,5 +9,6 @@ mod determinism;
 mod feedback;
 mod fluvio;
 mod persistence;
+mod portfolio;
 mod quality;
 mod replay;

@@ -8,6 +8,10 @@ pub mod service;
 
 use crate::eval::Unlabeled;
 use crate::features::FeatureConfig;
+use crate::model::batch::{BatchConfig, SwapMode};
+use crate::model::forest::ForestConfig;
+use crate::model::hst::HstConfig;
+use crate::model::portfolio::{Combine, ModelKind, PortfolioConfig};
 use crate::model::{Imbalance, LogisticConfig, Optimizer};
 use fraudstream_sim::{DriftMode, GenuineLabels, PatternMix, SimConfig};
 pub use reader::{set_override, ConfigError, ConfigErrors};
@@ -207,6 +211,9 @@ pub struct ModelSettings {
     pub load: Option<PathBuf>,
     /// Save the model here at the end of the run.
     pub save: Option<PathBuf>,
+    /// Served model (`type`) and the portfolio's members (forest, anomaly
+    /// detector, batch champion, blend, drift detection).
+    pub portfolio: PortfolioConfig,
 }
 
 /// Pending-store settings (`[pending]`).
@@ -332,7 +339,11 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
     let source = read_source(&source_sec);
     let labels = read_labels(&root.section("labels"), &source);
     let features = read_features(&root.section("features"));
-    let model = read_model(&root.section("model"));
+    let mut model = read_model(&root.section("model"));
+    // Model randomness follows the engine seed.
+    model.portfolio.forest.seed ^= engine.seed;
+    model.portfolio.hst.seed ^= engine.seed;
+    model.portfolio.batch.seed ^= engine.seed;
     let p = root.section("pending");
     let pending = PendingSettings {
         capacity: p.int("capacity", 2_000_000, 1, 1 << 40) as usize,
@@ -718,8 +729,113 @@ fn read_features(s: &Section) -> FeatureConfig {
     cfg
 }
 
+fn read_forest(s: &Section) -> ForestConfig {
+    let d = ForestConfig::default();
+    let f = ForestConfig {
+        trees: s.int("trees", d.trees as i64, 1, 1000) as usize,
+        lambda: s.float("lambda", d.lambda, 0.01, 100.0),
+        grace_period: s.float("grace_period", d.grace_period, 1.0, 1e9),
+        split_confidence: s.float("split_confidence", d.split_confidence, 1e-300, 0.5),
+        tie_threshold: s.float("tie_threshold", d.tie_threshold, 0.0, 1.0),
+        max_depth: s.int("max_depth", d.max_depth as i64, 1, 64) as u32,
+        max_leaves: s.int("max_leaves", d.max_leaves as i64, 2, 1 << 24) as usize,
+        subspace: s.int("subspace", d.subspace as i64, 0, 4096) as usize,
+        candidates: s.int("candidates", d.candidates as i64, 1, 1024) as usize,
+        drift_delta: s.float("drift_delta", d.drift_delta, 0.0, 0.5),
+        warm_up: s.float("warm_up", d.warm_up, 0.0, 1e12),
+        seed: d.seed,
+    };
+    s.finish();
+    f
+}
+
+fn read_hst(s: &Section) -> HstConfig {
+    let d = HstConfig::default();
+    let h = HstConfig {
+        trees: s.int("trees", d.trees as i64, 1, 1000) as usize,
+        height: s.int(
+            "height",
+            d.height as i64,
+            1,
+            crate::model::hst::MAX_HEIGHT as i64,
+        ) as u32,
+        window: s.int("window", d.window as i64, 1, u32::MAX as i64) as u64,
+        seed: d.seed,
+    };
+    s.finish();
+    h
+}
+
+fn read_batch(s: &Section) -> BatchConfig {
+    let d = BatchConfig::default();
+    let b = BatchConfig {
+        buffer: s.int("buffer", d.buffer as i64, 10, 10_000_000) as usize,
+        negative_rate: s.float("negative_rate", d.negative_rate, 1e-6, 1.0),
+        retrain_every: s.int("retrain_every", d.retrain_every as i64, 1, i64::MAX) as u64,
+        swap_after: s.int("swap_after", d.swap_after as i64, 1, i64::MAX) as u64,
+        swap: match s
+            .choice("swap", &["at_label", "when_ready"], "at_label")
+            .as_str()
+        {
+            "when_ready" => SwapMode::WhenReady,
+            _ => SwapMode::AtLabel,
+        },
+        l2: s.float("l2", d.l2, 0.0, 1e9),
+        min_frauds: s.int("min_frauds", d.min_frauds as i64, 1, 1 << 30) as usize,
+        seed: d.seed,
+    };
+    s.finish();
+    b
+}
+
+fn read_portfolio(s: &Section) -> PortfolioConfig {
+    let d = PortfolioConfig::default();
+    let kind = match s
+        .choice(
+            "type",
+            &["logistic", "forest", "hst", "batch", "blend"],
+            "logistic",
+        )
+        .as_str()
+    {
+        "forest" => ModelKind::Forest,
+        "hst" => ModelKind::Hst,
+        "batch" => ModelKind::Batch,
+        "blend" => ModelKind::Blend,
+        _ => ModelKind::Logistic,
+    };
+    PortfolioConfig {
+        kind,
+        anomaly_feature: s.bool("anomaly_feature", d.anomaly_feature),
+        compare: s.bool("compare", d.compare),
+        forest: read_forest(&s.section("forest")),
+        hst: read_hst(&s.section("hst")),
+        batch: read_batch(&s.section("batch")),
+        combine: match s.choice("combine", &["stack", "mean"], "stack").as_str() {
+            "mean" => Combine::Mean,
+            _ => Combine::Stack,
+        },
+        weights: [
+            s.float("weight_logistic", d.weights[0], 0.0, 1e6),
+            s.float("weight_forest", d.weights[1], 0.0, 1e6),
+            s.float("weight_batch", d.weights[2], 0.0, 1e6),
+        ],
+        stack_rate: s.float("stack_rate", d.stack_rate, 0.0, 100.0),
+        cold_start_frauds: s.int("cold_start_frauds", d.cold_start_frauds as i64, 0, i64::MAX)
+            as u64,
+        cold_start_genuine: s.int(
+            "cold_start_genuine",
+            d.cold_start_genuine as i64,
+            0,
+            i64::MAX,
+        ) as u64,
+        hold_frauds: s.int("hold_frauds", d.hold_frauds as i64, 0, 1 << 30) as usize,
+        drift_delta: s.float("drift_delta", d.drift_delta, 0.0, 0.5),
+    }
+}
+
 fn read_model(s: &Section) -> ModelSettings {
-    s.choice("type", &["logistic"], "logistic");
+    let portfolio = read_portfolio(s);
     let opt = s.choice("optimizer", &["ftrl", "adagrad"], "ftrl");
     let d = Optimizer::default();
     let Optimizer::Ftrl {
@@ -764,6 +880,7 @@ fn read_model(s: &Section) -> ModelSettings {
         imbalance,
         load: s.opt_str("load").map(PathBuf::from),
         save: s.opt_str("save").map(PathBuf::from),
+        portfolio,
     };
     s.finish();
     m
@@ -916,5 +1033,40 @@ type = "scores"
         assert_eq!(t.engine.seed, 9);
         let err = Topology::embedded(&["source.days=0".into()]).unwrap_err();
         assert_eq!(err.0[0].key, "source.days");
+    }
+
+    #[test]
+    fn model_portfolio_keys_are_validated() {
+        let t = Topology::embedded(&[]).unwrap();
+        assert_eq!(t.model.portfolio.kind, ModelKind::Logistic, "the default");
+        let t = Topology::embedded(&[
+            "model.type=\"blend\"".into(),
+            "model.combine=\"mean\"".into(),
+            "model.forest.trees=4".into(),
+            "model.batch.swap=\"when_ready\"".into(),
+        ])
+        .unwrap();
+        assert_eq!(t.model.portfolio.kind, ModelKind::Blend);
+        assert_eq!(t.model.portfolio.combine, Combine::Mean);
+        assert_eq!(t.model.portfolio.forest.trees, 4);
+        assert_eq!(t.model.portfolio.batch.swap, SwapMode::WhenReady);
+        let err = Topology::embedded(&[
+            "model.type=\"tree\"".into(),
+            "model.forest.trees=0".into(),
+            "model.forest.colour=1".into(),
+            "model.batch.swap=\"later\"".into(),
+            "model.hst.height=99".into(),
+        ])
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        for k in [
+            "model.type",
+            "model.forest.trees",
+            "model.forest.colour",
+            "model.batch.swap",
+            "model.hst.height",
+        ] {
+            assert!(keys.contains(&k), "missing {k} in {keys:?}");
+        }
     }
 }

@@ -1,12 +1,17 @@
 //! Online models: score a feature vector now, learn from it when its label
 //! arrives. [`logistic`] holds the online logistic regression (FTRL-Proximal
 //! or AdaGrad SGD); [`Standardizer`] the running feature standardisation;
-//! [`adwin`] and [`hst`] the change detector and streaming anomaly detector
-//! the model portfolio (issue 5) builds on — tested, not yet in the engine.
+//! [`adwin`] and [`hst`] the change detector and streaming anomaly detector;
+//! [`forest`] the adaptive random forest; [`batch`] the smartcore batch
+//! champion; [`portfolio`] what `model.type` serves and how the members are
+//! combined, watched for drift and evaluated.
 
 pub mod adwin;
+pub mod batch;
+pub mod forest;
 pub mod hst;
 pub mod logistic;
+pub mod portfolio;
 
 use crate::event::Contribution;
 use crate::features::FeatureVector;

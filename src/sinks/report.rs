@@ -3,6 +3,7 @@
 
 use crate::engine::EngineCounters;
 use crate::eval::{DayMetrics, MetricsSummary};
+use crate::model::portfolio::{DriftEvent, MemberMetrics};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -141,6 +142,26 @@ pub struct RunReport {
     pub daily: Vec<DayMetrics>,
     /// Files written.
     pub outputs: Vec<OutputReport>,
+    /// Served model (`model.type`).
+    #[serde(default = "logistic")]
+    pub model: String,
+    /// Each portfolio member scored on every transaction and evaluated on
+    /// its own (champion and challengers); empty for the logistic alone.
+    #[serde(default)]
+    pub models: Vec<MemberMetrics>,
+    /// Drift detected (score distribution, error rate, forest trees), by time.
+    #[serde(default)]
+    pub drift_events: Vec<DriftEvent>,
+    /// Drift events detected but not kept (beyond the cap).
+    #[serde(default)]
+    pub drift_events_dropped: u64,
+    /// Batch champion models swapped in.
+    #[serde(default)]
+    pub batch_swaps: u64,
+}
+
+fn logistic() -> String {
+    "logistic".into()
 }
 
 impl RunReport {
@@ -220,9 +241,50 @@ impl RunReport {
         );
         let _ = writeln!(
             s,
-            "  model        logistic, version {}, {} features",
-            self.model_version, self.features
+            "  model        {}, version {}, {} features",
+            self.model, self.model_version, self.features
         );
+        if !self.models.is_empty() || !self.drift_events.is_empty() {
+            let count = |k: crate::model::portfolio::DriftKind| {
+                self.drift_events.iter().filter(|e| e.kind == k).count()
+            };
+            let _ = writeln!(
+                s,
+                "  drift        {} score, {} error, {} forest tree events ({} not kept); {} batch models swapped in",
+                count(crate::model::portfolio::DriftKind::Score),
+                count(crate::model::portfolio::DriftKind::Error),
+                count(crate::model::portfolio::DriftKind::ForestTree),
+                self.drift_events_dropped,
+                self.batch_swaps
+            );
+        }
+        if !self.models.is_empty() {
+            let _ = writeln!(
+                s,
+                "  {:<22} {:>8} {:>8} {:>9} | last {} days: {:>8} {:>8} {:>9}",
+                "models (own eval)",
+                "ROC AUC",
+                "avg prec",
+                "card P@k",
+                self.metrics.last_days_n,
+                "ROC AUC",
+                "avg prec",
+                "card P@k"
+            );
+            for m in &self.models {
+                let _ = writeln!(
+                    s,
+                    "  {:<22} {:>8} {:>8} {:>9} |              {:>8} {:>8} {:>9}",
+                    format!("{}{}", m.name, if m.served { " (served)" } else { "" }),
+                    opt(m.overall.roc_auc),
+                    opt(m.overall.average_precision),
+                    opt(m.overall.card_precision_at_k),
+                    opt(m.last_days.roc_auc),
+                    opt(m.last_days.average_precision),
+                    opt(m.last_days.card_precision_at_k)
+                );
+            }
+        }
         let _ = writeln!(
             s,
             "  {:<22} {:>9} {:>7} {:>8} {:>8} {:>9} {:>8} {:>9}",

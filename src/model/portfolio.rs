@@ -1,0 +1,806 @@
+//! The model portfolio: owns the models that score beside the core online
+//! logistic regression (adaptive forest, Half-Space Trees, the smartcore
+//! batch champion), how their scores become the final one (`model.type`),
+//! the drift detectors on the final score's distribution and on its error,
+//! the drift events, and each member's own prequential evaluation.
+//!
+//! **Score-time side values.** After the card and merchant features (`D`
+//! values), scoring appends [`EXTRAS`] values to the transaction's dense
+//! vector: the anomaly score, the logits of the logistic, forest and batch
+//! scores, and the final score. The pending store keeps them with the
+//! features, so when the label arrives the forest learns from the anomaly
+//! score the transaction *had*, the stacker from the member scores it *had*
+//! (out-of-sample, as prequential stacking must), and the error detector
+//! compares the label with the score that was served.
+//!
+//! **Members.** `hst`: Half-Space Trees over the standardised features mapped
+//! to [0, 1] (±3σ), scored then learnt on every transaction, before any
+//! label; its score is a feature of the forest and of the stacker, and the
+//! final score during cold start (until `cold_start_frauds` fraud labels
+//! were learnt, the final score is `0.5 × anomaly`: a ranking, scaled so it
+//! alerts only on extreme novelty). `forest`: [`AdaptiveForest`] over the
+//! features plus the anomaly score. `batch`: [`BatchChampion`].
+//!
+//! **Combination** (`type = "blend"`): `mean` averages the members' logits
+//! with fixed weights; `stack` is an online logistic meta-model (AdaGrad)
+//! over the anomaly score and the members' logits, starting from those
+//! weights.
+//!
+//! **Drift.** ADWIN on the final score of every transaction (score
+//! distribution) and on `|label − served score|` of every label (error
+//! rate). A rise of the error is adapted to: the stacker's learning rates
+//! restart (it re-weights the members quickly) and the batch champion
+//! snapshots its buffer at once. Score-distribution changes are recorded.
+//! The forest's per-tree resets are recorded too. Each event carries its
+//! event time.
+
+use super::adwin::Adwin;
+use super::batch::{BatchChampion, BatchConfig};
+use super::forest::{AdaptiveForest, ForestConfig};
+use super::hst::{HalfSpaceTrees, HstConfig};
+use super::{LogisticModel, OnlineModel, Standardizer};
+use crate::eval::{EvalConfig, MetricsSummary, Prequential};
+use crate::event::Contribution;
+use crate::features::FeatureVector;
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// Side values appended to each scored vector (see the module doc).
+pub const EXTRAS: usize = 5;
+const HST: usize = 0;
+const LOGIT_LINEAR: usize = 1;
+const LOGIT_FOREST: usize = 2;
+const LOGIT_BATCH: usize = 3;
+const SERVED: usize = 4;
+
+/// Which score is served (`model.type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// The online logistic regression alone (no portfolio).
+    Logistic,
+    /// The adaptive forest (anomaly score as a feature and for cold start).
+    Forest,
+    /// The Half-Space Trees anomaly score.
+    Hst,
+    /// The smartcore batch champion.
+    Batch,
+    /// Logistic, forest and batch combined.
+    Blend,
+}
+
+impl ModelKind {
+    /// Its name in topology files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Logistic => "logistic",
+            ModelKind::Forest => "forest",
+            ModelKind::Hst => "hst",
+            ModelKind::Batch => "batch",
+            ModelKind::Blend => "blend",
+        }
+    }
+}
+
+/// How a blend combines its members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// Weighted mean of logits.
+    Mean,
+    /// Online logistic meta-model over the members' logits and the anomaly score.
+    Stack,
+}
+
+/// Settings of the portfolio (`[model]` and its sub-tables).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PortfolioConfig {
+    /// Served score.
+    pub kind: ModelKind,
+    /// The anomaly score is a feature of the forest and the batch model.
+    pub anomaly_feature: bool,
+    /// Score and evaluate every member, whatever is served.
+    pub compare: bool,
+    /// Forest settings.
+    pub forest: ForestConfig,
+    /// Half-Space Trees settings.
+    pub hst: HstConfig,
+    /// Batch champion settings.
+    pub batch: BatchConfig,
+    /// Blend combination.
+    pub combine: Combine,
+    /// Blend weights of logistic, forest, batch.
+    pub weights: [f64; 3],
+    /// Learning rate of the stacker.
+    pub stack_rate: f64,
+    /// Fraud labels learnt before the served score leaves cold start.
+    pub cold_start_frauds: u64,
+    /// Genuine labels learnt before the forest and stacker learn frauds and
+    /// the served score leaves cold start (see [`Portfolio::learn`]).
+    pub cold_start_genuine: u64,
+    /// Most fraud vectors held back until then.
+    pub hold_frauds: usize,
+    /// ADWIN confidence of the score and error detectors (0 disables).
+    pub drift_delta: f64,
+}
+
+impl Default for PortfolioConfig {
+    fn default() -> Self {
+        PortfolioConfig {
+            kind: ModelKind::Logistic,
+            anomaly_feature: true,
+            compare: false,
+            forest: ForestConfig::default(),
+            hst: HstConfig::default(),
+            batch: BatchConfig::default(),
+            combine: Combine::Stack,
+            weights: [1.0, 1.0, 0.5],
+            stack_rate: 0.02,
+            cold_start_frauds: 20,
+            cold_start_genuine: 1000,
+            hold_frauds: 5000,
+            drift_delta: 1e-5,
+        }
+    }
+}
+
+/// What detected a drift.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftKind {
+    /// The distribution (mean) of served scores changed.
+    Score,
+    /// The error of served scores against labels rose.
+    Error,
+    /// A forest tree's own error rose; the tree was replaced.
+    ForestTree,
+}
+
+/// One detected drift.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DriftEvent {
+    /// Event time (ms): the transaction's for score drift, the label's
+    /// arrival for error drift and tree resets.
+    pub ts: i64,
+    /// Day of `ts` counted from the evaluation's origin (as the report's daily metrics).
+    pub day: i64,
+    /// Detector.
+    pub kind: DriftKind,
+    /// Mean of the monitored value over the window before the cut (none for
+    /// a tree reset).
+    pub before: Option<f64>,
+    /// Mean over the window kept after the cut.
+    pub after: Option<f64>,
+    /// Labels learnt by then (by this card stage).
+    pub labels: u64,
+}
+
+/// Most drift events kept per stage; later ones are only counted.
+pub const MAX_DRIFT_EVENTS: usize = 10_000;
+
+/// Online logistic meta-model over `[anomaly, logit logistic, logit forest,
+/// logit batch]`, AdaGrad.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Stacker {
+    w: [f64; 5],
+    g2: [f64; 5],
+    rate: f64,
+}
+
+impl Stacker {
+    fn new(weights: [f64; 3], rate: f64) -> Self {
+        let total: f64 = weights.iter().sum::<f64>().max(1e-9);
+        Stacker {
+            w: [
+                0.0,
+                weights[0] / total,
+                weights[1] / total,
+                weights[2] / total,
+                0.0,
+            ],
+            g2: [1.0; 5],
+            rate,
+        }
+    }
+
+    fn inputs(side: &[f32]) -> [f64; 5] {
+        [
+            side[HST] as f64,
+            side[LOGIT_LINEAR] as f64,
+            side[LOGIT_FOREST] as f64,
+            side[LOGIT_BATCH] as f64,
+            1.0,
+        ]
+    }
+
+    fn margin(&self, side: &[f32]) -> f64 {
+        let z = Self::inputs(side);
+        self.w.iter().zip(z).map(|(w, z)| w * z).sum()
+    }
+
+    fn learn(&mut self, side: &[f32], is_fraud: bool, weight: f64) {
+        let z = Self::inputs(side);
+        let p = sigmoid(self.margin(side));
+        let g = (p - f64::from(u8::from(is_fraud))) * weight;
+        for ((w, g2), z) in self.w.iter_mut().zip(&mut self.g2).zip(z) {
+            let gi = g * z;
+            *g2 += gi * gi;
+            *w -= self.rate * gi / g2.sqrt();
+        }
+    }
+
+    /// Restart the per-coordinate rates (after a drift): re-weight quickly.
+    fn restart(&mut self) {
+        self.g2 = [1.0; 5];
+    }
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z.clamp(-35.0, 35.0)).exp())
+}
+
+/// Logit, clipped to ±12 so one certain member cannot dominate a blend.
+fn logit(p: f64) -> f64 {
+    let p = p.clamp(6e-6, 1.0 - 6e-6);
+    (p / (1.0 - p)).ln()
+}
+
+/// A member whose scores are evaluated on their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Member {
+    Logistic,
+    Forest,
+    Hst,
+    Batch,
+    Blend,
+}
+
+impl Member {
+    fn name(self) -> &'static str {
+        match self {
+            Member::Logistic => "logistic",
+            Member::Forest => "forest",
+            Member::Hst => "hst",
+            Member::Batch => "batch",
+            Member::Blend => "blend",
+        }
+    }
+}
+
+/// Metrics of one member, from its own prequential evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberMetrics {
+    /// Member name.
+    pub name: String,
+    /// Whether its score is the one served.
+    pub served: bool,
+    /// Over the whole run.
+    pub overall: MetricsSummary,
+    /// Over the last days of the report.
+    pub last_days: MetricsSummary,
+}
+
+/// The portfolio of one card stage.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Portfolio {
+    cfg: PortfolioConfig,
+    /// Card + merchant features (before the side values).
+    dense: usize,
+    /// Day 0 of the evaluation (for drift event days).
+    origin_ms: i64,
+    names: Vec<CompactString>,
+    forest: Option<AdaptiveForest>,
+    hst: HalfSpaceTrees,
+    hst_scaler: Standardizer,
+    batch: Option<BatchChampion>,
+    stacker: Stacker,
+    score_drift: Option<Adwin>,
+    error_drift: Option<Adwin>,
+    labels: u64,
+    frauds_learnt: u64,
+    genuine_learnt: u64,
+    /// Fraud vectors (stride `dense + EXTRAS`) and weights held back while
+    /// no genuine label has arrived.
+    held: VecDeque<f32>,
+    held_weights: VecDeque<f64>,
+    events: Vec<DriftEvent>,
+    events_dropped: u64,
+    /// Each member's evaluation (not model state: rebuilt empty on restore).
+    #[serde(skip)]
+    evals: Vec<(Member, Prequential)>,
+    #[serde(skip)]
+    hst_in: Vec<f32>,
+    /// A held fraud being replayed.
+    #[serde(skip)]
+    replay: Vec<f32>,
+    #[serde(skip)]
+    std_buf: Vec<f64>,
+}
+
+impl Portfolio {
+    /// Take over `fresh`'s (empty) member evaluations: a portfolio restored
+    /// from a checkpoint carries its models, not their evaluations, which
+    /// then cover the stream after the restore.
+    pub fn adopt_evaluations(&mut self, fresh: &mut Portfolio) {
+        self.evals = std::mem::take(&mut fresh.evals);
+    }
+
+    /// For `dense` card + merchant features named `names`; members are
+    /// evaluated with `eval`.
+    pub fn new(names: &[CompactString], cfg: PortfolioConfig, eval: EvalConfig) -> Self {
+        let dense = names.len();
+        let mut side_names: Vec<CompactString> = names.to_vec();
+        side_names.push("anomaly_score".into());
+        let all = cfg.compare;
+        // Members see the features, plus the anomaly score if configured
+        // (they slice their inputs to their own width).
+        let width = dense + usize::from(cfg.anomaly_feature);
+        let forest = (all || matches!(cfg.kind, ModelKind::Forest | ModelKind::Blend))
+            .then(|| AdaptiveForest::new(side_names[..width].to_vec(), cfg.forest));
+        let batch = (all || matches!(cfg.kind, ModelKind::Batch | ModelKind::Blend))
+            .then(|| BatchChampion::new(width, cfg.batch));
+        let mut members = Vec::new();
+        if all {
+            members.push(Member::Logistic);
+            members.push(Member::Hst);
+        }
+        if forest.is_some() {
+            members.push(Member::Forest);
+        }
+        if batch.is_some() {
+            members.push(Member::Batch);
+        }
+        if all || cfg.kind == ModelKind::Blend {
+            members.push(Member::Blend);
+        }
+        let detector = (cfg.drift_delta > 0.0).then(|| Adwin::new(cfg.drift_delta));
+        Portfolio {
+            dense,
+            origin_ms: eval.origin_ms,
+            names: side_names,
+            forest,
+            hst: HalfSpaceTrees::new(dense, cfg.hst),
+            hst_scaler: Standardizer::new(dense),
+            batch,
+            stacker: Stacker::new(cfg.weights, cfg.stack_rate),
+            score_drift: detector.clone(),
+            error_drift: detector,
+            labels: 0,
+            frauds_learnt: 0,
+            genuine_learnt: 0,
+            held: VecDeque::new(),
+            held_weights: VecDeque::new(),
+            replay: Vec::new(),
+            events: Vec::new(),
+            events_dropped: 0,
+            evals: members
+                .into_iter()
+                .map(|m| (m, Prequential::new(eval.clone())))
+                .collect(),
+            hst_in: Vec::with_capacity(dense),
+            std_buf: Vec::with_capacity(dense),
+            cfg,
+        }
+    }
+
+    /// The served model.
+    pub fn kind(&self) -> ModelKind {
+        self.cfg.kind
+    }
+
+    /// Values per stored vector: features plus [`EXTRAS`].
+    pub fn stride(&self) -> usize {
+        self.dense + EXTRAS
+    }
+
+    fn blend(&self, side: &[f32], batch_ready: bool) -> f64 {
+        match self.cfg.combine {
+            Combine::Stack => sigmoid(self.stacker.margin(side)),
+            Combine::Mean => {
+                let w = self.cfg.weights;
+                let mut num = w[0] * side[LOGIT_LINEAR] as f64;
+                let mut den = w[0];
+                if self.forest.is_some() {
+                    num += w[1] * side[LOGIT_FOREST] as f64;
+                    den += w[1];
+                }
+                if batch_ready {
+                    num += w[2] * side[LOGIT_BATCH] as f64;
+                    den += w[2];
+                }
+                sigmoid(num / den.max(1e-9))
+            }
+        }
+    }
+
+    /// Score the transaction whose features are in `x` (the logistic model
+    /// gave `p_linear`): appends the side values to `x.dense` and returns the
+    /// served score. `tx_key`, `ts` and `card` feed the members' evaluation.
+    pub fn score(
+        &mut self,
+        x: &mut FeatureVector,
+        p_linear: f64,
+        tx_key: u64,
+        ts: i64,
+        card: u64,
+    ) -> f64 {
+        let d = self.dense;
+        debug_assert_eq!(x.dense.len(), d);
+        // Novelty before any label: standardise, map ±3σ to [0, 1].
+        self.hst_scaler.observe(&x.dense);
+        self.hst_scaler.transform(&x.dense, &mut self.std_buf);
+        self.hst_in.clear();
+        self.hst_in.extend(
+            self.std_buf
+                .iter()
+                .map(|z| (0.5 + z / 6.0).clamp(0.0, 1.0) as f32),
+        );
+        let anomaly = self.hst.score(&self.hst_in);
+        self.hst.learn(&self.hst_in);
+        x.dense.push(anomaly as f32);
+        let p_forest = self.forest.as_ref().map(|f| f.predict(&x.dense[..d + 1]));
+        let p_batch = match self.batch.as_mut() {
+            Some(b) => {
+                b.poll();
+                b.score(&x.dense[..d + 1])
+            }
+            None => None,
+        };
+        x.dense.push(logit(p_linear) as f32);
+        x.dense.push(p_forest.map_or(0.0, logit) as f32);
+        x.dense.push(p_batch.map_or(0.0, logit) as f32);
+        let side = &x.dense[d..];
+        let p_blend = self.blend(side, p_batch.is_some());
+        let cold = self.cold();
+        let cold_score = 0.5 * anomaly;
+        let served = match self.cfg.kind {
+            ModelKind::Logistic => p_linear,
+            ModelKind::Hst => anomaly,
+            ModelKind::Forest if cold => cold_score,
+            ModelKind::Forest => p_forest.unwrap_or(p_linear),
+            ModelKind::Batch => p_batch.unwrap_or(cold_score),
+            ModelKind::Blend if cold => cold_score,
+            ModelKind::Blend => p_blend,
+        };
+        x.dense.push(served as f32);
+        if let Some(a) = self.score_drift.as_mut() {
+            let before = a.mean();
+            if a.update(served) {
+                let after = a.mean();
+                self.record(DriftEvent {
+                    ts,
+                    kind: DriftKind::Score,
+                    before: Some(before),
+                    after: Some(after),
+                    labels: self.labels,
+                    day: 0,
+                });
+            }
+        }
+        for (m, eval) in &mut self.evals {
+            let s = match m {
+                Member::Logistic => p_linear,
+                Member::Hst => anomaly,
+                Member::Forest => p_forest.unwrap_or(0.0),
+                Member::Batch => p_batch.unwrap_or(cold_score),
+                Member::Blend => p_blend,
+            };
+            eval.record_score(tx_key, ts, card, s as f32);
+        }
+        served
+    }
+
+    fn record(&mut self, mut e: DriftEvent) {
+        e.day = (e.ts - self.origin_ms).div_euclid(crate::eval::DAY_MS);
+        if self.events.len() < MAX_DRIFT_EVENTS {
+            self.events.push(e);
+        } else {
+            self.events_dropped += 1;
+        }
+    }
+
+    /// Note a label for the members' evaluation (every label, joined or not).
+    pub fn record_label(&mut self, tx_key: u64, is_fraud: bool) {
+        for (_, eval) in &mut self.evals {
+            eval.record_label(tx_key, is_fraud);
+        }
+    }
+
+    /// Learn from a joined label: `x` is the stored vector (features and
+    /// side values); `weight` the class weight, `None` if subsampled away.
+    ///
+    /// Labels arrive skewed at the start of a stream: frauds within hours
+    /// (analysts), genuine confirmations only after days. A tree learnt from
+    /// frauds alone splits on noise and takes a week to unlearn it
+    /// (measured: daily AUC below 0.6 for the first 12 days). So frauds are
+    /// held back (up to `hold_frauds`) until `cold_start_genuine` genuine
+    /// labels were learnt, then replayed one per label, oldest first.
+    pub fn learn(
+        &mut self,
+        x: &FeatureVector,
+        is_fraud: bool,
+        weight: Option<f64>,
+        ts: i64,
+        tx_key: u64,
+    ) {
+        let d = self.dense;
+        let side = &x.dense[d..d + EXTRAS];
+        self.labels += 1;
+        if let Some(a) = self.error_drift.as_mut() {
+            let err = (f64::from(u8::from(is_fraud)) - side[SERVED] as f64).abs();
+            let before = a.mean();
+            if a.update(err) && a.mean() > before {
+                let after = a.mean();
+                self.stacker.restart();
+                if let Some(b) = self.batch.as_mut() {
+                    b.retrain_soon();
+                }
+                self.record(DriftEvent {
+                    ts,
+                    kind: DriftKind::Error,
+                    before: Some(before),
+                    after: Some(after),
+                    labels: self.labels,
+                    day: 0,
+                });
+            }
+        }
+        if let Some(w) = weight {
+            let warm = self.genuine_learnt >= self.cfg.cold_start_genuine;
+            if is_fraud && !warm {
+                if self.held_weights.len() < self.cfg.hold_frauds {
+                    self.held.extend(&x.dense[..d + EXTRAS]);
+                    self.held_weights.push_back(w);
+                }
+            } else {
+                self.learn_supervised(&x.dense, is_fraud, w, ts);
+                let next = if warm {
+                    self.held_weights.pop_front()
+                } else {
+                    None
+                };
+                if let Some(w) = next {
+                    // Replay one held fraud per label, oldest first.
+                    let mut row = std::mem::take(&mut self.replay);
+                    row.clear();
+                    row.extend(self.held.drain(..d + EXTRAS));
+                    self.learn_supervised(&row, true, w, ts);
+                    self.replay = row;
+                }
+            }
+        }
+        if let Some(b) = self.batch.as_mut() {
+            b.learn(&x.dense[..d + 1], is_fraud, tx_key);
+        }
+    }
+
+    /// Whether the served score is still the cold-start anomaly score.
+    fn cold(&self) -> bool {
+        self.frauds_learnt < self.cfg.cold_start_frauds
+            || self.genuine_learnt < self.cfg.cold_start_genuine
+    }
+
+    /// Forest and stacker learn one vector (features and side values).
+    fn learn_supervised(&mut self, x: &[f32], is_fraud: bool, w: f64, ts: i64) {
+        let d = self.dense;
+        if let Some(f) = self.forest.as_mut() {
+            let replaced = f.learn_example(&x[..d + 1], is_fraud, w);
+            for _ in 0..replaced {
+                self.record(DriftEvent {
+                    ts,
+                    kind: DriftKind::ForestTree,
+                    before: None,
+                    after: None,
+                    labels: self.labels,
+                    day: 0,
+                });
+            }
+        }
+        if self.cfg.kind == ModelKind::Blend || self.cfg.compare {
+            self.stacker.learn(&x[d..d + EXTRAS], is_fraud, w);
+        }
+        if is_fraud {
+            self.frauds_learnt += 1;
+        } else {
+            self.genuine_learnt += 1;
+        }
+    }
+
+    /// The `top` largest contributions to the served score of `x` (a stored
+    /// vector with side values): exact for the linear models (weight ×
+    /// standardised value, log-odds), Saabas path contributions for the
+    /// forest (probability), the anomaly score itself for `hst` and in cold
+    /// start. A blend is explained by the member with the largest weighted
+    /// logit in its combination (an approximation).
+    pub fn explain(
+        &mut self,
+        x: &FeatureVector,
+        logistic: &mut LogisticModel,
+        top: usize,
+        out: &mut Vec<Contribution>,
+    ) {
+        let d = self.dense;
+        let side = &x.dense[d..d + EXTRAS];
+        let anomaly_only = |out: &mut Vec<Contribution>| {
+            out.clear();
+            out.push(Contribution {
+                feature: "anomaly_score".into(),
+                value: side[HST] as f64,
+            });
+        };
+        let cold = self.cold();
+        let member = match self.cfg.kind {
+            ModelKind::Logistic => Member::Logistic,
+            ModelKind::Hst => Member::Hst,
+            ModelKind::Forest | ModelKind::Blend if cold => Member::Hst,
+            ModelKind::Forest => Member::Forest,
+            ModelKind::Batch => Member::Batch,
+            ModelKind::Blend => {
+                let w = match self.cfg.combine {
+                    Combine::Stack => [self.stacker.w[1], self.stacker.w[2], self.stacker.w[3]],
+                    Combine::Mean => self.cfg.weights,
+                };
+                let parts = [
+                    (Member::Logistic, w[0] * side[LOGIT_LINEAR] as f64),
+                    (Member::Forest, w[1] * side[LOGIT_FOREST] as f64),
+                    (Member::Batch, w[2] * side[LOGIT_BATCH] as f64),
+                ];
+                parts
+                    .iter()
+                    .filter(|(m, _)| match m {
+                        Member::Forest => self.forest.is_some(),
+                        Member::Batch => self.batch.as_ref().is_some_and(|b| b.model().is_some()),
+                        _ => true,
+                    })
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map_or(Member::Logistic, |p| p.0)
+            }
+        };
+        match member {
+            Member::Logistic | Member::Blend => logistic.explain(x, top, out),
+            Member::Forest => match self.forest.as_mut() {
+                Some(f) => f.contributions(&x.dense[..d + 1], top, out),
+                None => logistic.explain(x, top, out),
+            },
+            Member::Batch => match self.batch.as_ref().and_then(|b| b.model()) {
+                Some(m) => m.explain(&x.dense[..d + 1], &self.names, top, out),
+                None => anomaly_only(out),
+            },
+            Member::Hst => anomaly_only(out),
+        }
+    }
+
+    /// Drift events so far (oldest first) and how many were not kept.
+    pub fn drift_events(&self) -> (&[DriftEvent], u64) {
+        (&self.events, self.events_dropped)
+    }
+
+    /// Models swapped in by the batch champion.
+    pub fn batch_swaps(&self) -> u64 {
+        self.batch.as_ref().map_or(0, |b| b.swaps)
+    }
+
+    /// Trees the forest replaced after drift.
+    pub fn forest_resets(&self) -> u64 {
+        self.forest.as_ref().map_or(0, |f| f.resets())
+    }
+
+    /// Each evaluated member's metrics, over the run and from `from_day` on.
+    pub fn member_metrics(&self, from_day: Option<i64>) -> Vec<MemberMetrics> {
+        self.evals
+            .iter()
+            .map(|(m, e)| MemberMetrics {
+                name: m.name().to_string(),
+                served: m.name() == self.cfg.kind.name(),
+                overall: e.summary(None),
+                last_days: e.summary(from_day),
+            })
+            .collect()
+    }
+
+    /// The daily metrics of one member (by name), if it is evaluated.
+    pub fn member_daily(&self, name: &str) -> Option<Vec<crate::eval::DayMetrics>> {
+        self.evals
+            .iter()
+            .find(|(m, _)| m.name() == name)
+            .map(|(_, e)| e.daily())
+    }
+
+    /// Take in another stage's evaluations and drift events (after a
+    /// parallel run; events end up ordered by time).
+    pub fn absorb(&mut self, other: Portfolio) {
+        for ((_, mine), (_, theirs)) in self.evals.iter_mut().zip(other.evals) {
+            mine.merge(theirs);
+        }
+        self.events.extend(other.events);
+        self.events.sort_by_key(|e| e.ts);
+        self.events_dropped += other.events_dropped;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::{FeatureConfig, FeatureExtractor};
+    use rand::{Rng, SeedableRng};
+
+    fn vector(rng: &mut rand_chacha::ChaCha8Rng, dims: usize) -> (FeatureVector, bool) {
+        let fraud = rng.gen_bool(0.05);
+        let mut dense: Vec<f32> = (0..dims).map(|_| rng.gen::<f32>()).collect();
+        dense[0] += if fraud { 3.0 } else { 0.0 };
+        (
+            FeatureVector {
+                dense,
+                cats: [1, 2, 3],
+            },
+            fraud,
+        )
+    }
+
+    #[test]
+    fn scores_learns_and_survives_a_serde_round_trip() {
+        let space = FeatureExtractor::new(FeatureConfig {
+            hash_bits: 4,
+            ..FeatureConfig::default()
+        })
+        .space()
+        .clone();
+        let cfg = PortfolioConfig {
+            kind: ModelKind::Blend,
+            compare: true,
+            cold_start_genuine: 100,
+            batch: BatchConfig {
+                retrain_every: 1000,
+                swap_after: 100,
+                min_frauds: 20,
+                negative_rate: 0.5,
+                ..BatchConfig::default()
+            },
+            ..PortfolioConfig::default()
+        };
+        let mut p = Portfolio::new(space.names(), cfg, EvalConfig::default());
+        let mut logistic = LogisticModel::new(&space, Default::default());
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let d = space.dense_len();
+        for i in 0..6000u64 {
+            let (mut x, y) = vector(&mut rng, d);
+            let p_lin = logistic.score(&x);
+            let s = p.score(&mut x, p_lin, i, i as i64 * 1000, i % 50);
+            assert!((0.0..=1.0).contains(&s));
+            assert_eq!(x.dense.len(), p.stride(), "side values appended");
+            logistic.learn(&x, y, 1.0);
+            p.record_label(i, y);
+            p.learn(&x, y, Some(if y { 5.0 } else { 1.0 }), i as i64 * 1000, i);
+        }
+        assert!(!p.cold(), "warm after labels of both classes");
+        assert!(p.batch_swaps() > 0, "the batch champion was trained");
+        // a fraud-like vector outranks a genuine one
+        let (mut hi, _) = vector(&mut rng, d);
+        hi.dense[0] = 3.5;
+        let (mut lo, _) = vector(&mut rng, d);
+        lo.dense[0] = 0.1;
+        let (hi2, lo2) = (hi.clone(), lo.clone());
+        let s_hi = p.score(&mut hi, 0.5, 1, 0, 1);
+        let s_lo = p.score(&mut lo, 0.5, 2, 0, 2);
+        assert!(s_hi > s_lo, "{s_hi} vs {s_lo}");
+        let mut out = Vec::new();
+        p.explain(&hi, &mut logistic, 3, &mut out);
+        assert!(!out.is_empty());
+        // the state is plain data: a restored portfolio scores the same
+        let json = serde_json::to_string(&p).unwrap();
+        let mut back: Portfolio = serde_json::from_str(&json).unwrap();
+        let (mut a, mut b) = (hi2.clone(), hi2);
+        assert_eq!(
+            p.score(&mut a, 0.5, 3, 0, 1),
+            back.score(&mut b, 0.5, 3, 0, 1)
+        );
+        let (mut a, mut b) = (lo2.clone(), lo2);
+        assert_eq!(
+            p.score(&mut a, 0.5, 4, 0, 2),
+            back.score(&mut b, 0.5, 4, 0, 2)
+        );
+        let names: Vec<String> = p.member_metrics(None).into_iter().map(|m| m.name).collect();
+        assert_eq!(names, ["logistic", "hst", "forest", "batch", "blend"]);
+    }
+}
