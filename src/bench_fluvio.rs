@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 pub struct FluvioBenchOptions {
     /// Simulator settings of the throughput stream.
     pub sim: SimConfig,
-    /// Offered rate (transactions per second) of the latency run.
+    /// Offered rate (events per second: transactions and labels) of the latency run.
     pub rate: f64,
     /// Transactions in the latency run.
     pub latency_transactions: u64,
@@ -50,12 +50,15 @@ pub struct FluvioBenchReport {
     pub engine_transactions_per_sec: f64,
     /// Engine: events (transactions and labels) per second.
     pub engine_events_per_sec: f64,
-    /// Offered rate of the latency run.
+    /// Offered events per second of the latency run.
     pub latency_offered_per_sec: f64,
     /// Transactions timed.
     pub latency_transactions: u64,
     /// Publish → score readable, in ns.
     pub end_to_end: Latency,
+    /// Publish → the transaction itself readable on the input topic (the
+    /// cluster's own latency, without the engine), in ns.
+    pub input_topic: Latency,
 }
 
 fn with_topics(t: &Topology, suffix: &str) -> anyhow::Result<Topology> {
@@ -138,8 +141,41 @@ async fn read_records(fluvio: &Fluvio, topic: &str, n: u64) -> anyhow::Result<f6
 }
 
 #[derive(serde::Deserialize)]
-struct ScoreId {
+struct TxIdOnly {
     tx_id: u64,
+}
+
+/// Time from each transaction's send (`sent`, ns since `origin`) to its
+/// record (by `tx_id`) arriving on `stream`, for the first `n` ids.
+async fn time_records(
+    mut stream: impl futures_util::Stream<
+            Item = Result<fluvio::consumer::Record, fluvio::dataplane::link::ErrorCode>,
+        > + Unpin,
+    sent: Arc<Vec<AtomicU64>>,
+    n: u64,
+    origin: Instant,
+    what: &str,
+) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3)
+        .expect("valid bounds");
+    let mut got = 0u64;
+    while got < n {
+        match tokio::time::timeout(Duration::from_secs(60), stream.next()).await {
+            Ok(Some(Ok(r))) => {
+                let now = origin.elapsed().as_nanos() as u64;
+                let Ok(s) = serde_json::from_slice::<TxIdOnly>(r.value()) else {
+                    continue;
+                };
+                let t0 = sent.get(s.tx_id as usize).map_or(0, |t| t.load(Relaxed));
+                if t0 > 0 {
+                    h.saturating_record(now.saturating_sub(t0).max(1));
+                    got += 1;
+                }
+            }
+            _ => anyhow::bail!("latency run: {got} of {n} {what} records arrived"),
+        }
+    }
+    Ok(h)
 }
 
 /// Run the bench; `log` gets progress lines.
@@ -189,7 +225,7 @@ pub fn bench_fluvio(
     // 4. Latency at a fixed rate, engine running.
     let (ltx, llabels, lscores) = topics(&tl);
     log(&format!(
-        "latency: {} transactions at {} per second through {ltx} -> {lscores}",
+        "latency: {} transactions timed, {} events per second offered, through {ltx} -> {lscores}",
         opts.latency_transactions, opts.rate
     ));
     let n = opts.latency_transactions;
@@ -199,39 +235,32 @@ pub fn bench_fluvio(
     let engine = std::thread::spawn(move || {
         crate::service::run(&tl_engine, &crate::service::ServiceOptions { quiet: true })
     });
-    let mut sim = opts.sim.clone();
-    // Enough days for n transactions at the simulator's density, then cut at n.
-    sim.days = sim.days.max(1);
-    let hist = rt.block_on(async {
-        let cfg = ConsumerConfigExt::builder()
-            .topic(lscores.clone())
-            .offset_start(Offset::beginning())
-            .build()?;
-        let mut scores = fluvio.consumer_with_config(cfg).await?;
-        let sent = sent_ns.clone();
-        let reader = async move {
-            let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3)
-                .expect("valid bounds");
-            let mut got = 0u64;
-            while got < n {
-                match tokio::time::timeout(Duration::from_secs(60), scores.next()).await {
-                    Ok(Some(Ok(r))) => {
-                        let now = origin.elapsed().as_nanos() as u64;
-                        if let Ok(s) = serde_json::from_slice::<ScoreId>(r.value()) {
-                            if let Some(t0) = sent.get(s.tx_id as usize) {
-                                let t0 = t0.load(Relaxed);
-                                if t0 > 0 {
-                                    h.saturating_record(now.saturating_sub(t0).max(1));
-                                    got += 1;
-                                }
-                            }
-                        }
-                    }
-                    _ => anyhow::bail!("latency run: {got} of {n} scores arrived"),
-                }
+    let sim = opts.sim.clone();
+    let (plain_hist, hist) = rt.block_on(async {
+        let open = |topic: String| {
+            let fluvio = &fluvio;
+            async move {
+                let cfg = ConsumerConfigExt::builder()
+                    .topic(topic)
+                    .offset_start(Offset::beginning())
+                    .build()?;
+                anyhow::Ok(fluvio.consumer_with_config(cfg).await?)
             }
-            anyhow::Ok(h)
         };
+        let plain = time_records(
+            open(ltx.clone()).await?,
+            sent_ns.clone(),
+            n,
+            origin,
+            "transactions",
+        );
+        let scored = time_records(
+            open(lscores.clone()).await?,
+            sent_ns.clone(),
+            n,
+            origin,
+            "scores",
+        );
         let sent = sent_ns.clone();
         let writer = crate::simulate::publish(
             sim,
@@ -247,9 +276,9 @@ pub fn bench_fluvio(
             },
             |_, _| {},
         );
-        let (h, w) = tokio::join!(reader, writer);
+        let (p, s, w) = tokio::join!(plain, scored, writer);
         w?;
-        h
+        anyhow::Ok((p?, s?))
     })?;
     let _ = engine.join();
 
@@ -265,5 +294,6 @@ pub fn bench_fluvio(
         latency_offered_per_sec: opts.rate,
         latency_transactions: n,
         end_to_end: Latency::of(&hist),
+        input_topic: Latency::of(&plain_hist),
     })
 }

@@ -60,7 +60,8 @@ pub enum Command {
         /// at --fluvio-rate), on fresh topics; writes OUT/bench-fluvio.json.
         #[arg(long)]
         fluvio: bool,
-        /// Offered transactions per second of the --fluvio latency run.
+        /// Offered events (transactions and their labels) per second of the
+        /// --fluvio latency run.
         #[arg(long, default_value_t = 2000.0)]
         fluvio_rate: f64,
         /// Transactions timed in the --fluvio latency run.
