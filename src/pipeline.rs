@@ -134,21 +134,33 @@ pub fn run(t: &Topology, opts: &RunOptions) -> anyhow::Result<RunReport> {
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
 
+    save_model(t, &engine)?;
+    let report = report(t, &engine, input, events, seconds, written);
+    publish_report(t, &report, opts.quiet)?;
+    Ok(report)
+}
+
+/// Save the model where the topology says (`model.save`).
+pub(crate) fn save_model(t: &Topology, engine: &Engine) -> anyhow::Result<()> {
     if let Some(path) = &t.model.save {
         engine
             .model()
             .save(path)
             .with_context(|| format!("saving the model to {}", path.display()))?;
     }
-    let report = report(t, &engine, input, events, seconds, written);
+    Ok(())
+}
+
+/// Write the JSON report and print the summary, as the topology's sinks say.
+pub(crate) fn publish_report(t: &Topology, report: &RunReport, quiet: bool) -> anyhow::Result<()> {
     if let Some(sink) = t.sink(SinkKind::Report) {
         let path = sink.path.as_ref().expect("validated: report has a path");
         report.write_json(path)?;
     }
-    if !opts.quiet && t.sink(SinkKind::Summary).is_some() {
+    if !quiet && t.sink(SinkKind::Summary).is_some() {
         println!("{}", report.summary());
     }
-    Ok(report)
+    Ok(())
 }
 
 pub(crate) fn report(

@@ -17,7 +17,7 @@
 pub mod http;
 
 use crate::checkpoint::{self, CheckpointHeader};
-use crate::config::{LabelSource, SinkKind, SourceConfig, Topology};
+use crate::config::{LabelSource, SourceConfig, Topology};
 use crate::engine::Engine;
 use crate::event::Event;
 use crate::sinks::fluvio::FluvioSinks;
@@ -149,34 +149,36 @@ async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunRep
         tokio::select! {
             biased;
             _ = &mut stop => break,
-            pulled = source.pull(&fluvio, TICK) => match pulled? {
-                Pulled::Event(Event::Transaction(tx)) => {
+            pulled = source.pull(&fluvio, TICK) => {
+                let pulled = pulled?;
+                if let Pulled::Event(_) = pulled {
                     let now = Instant::now();
                     busy = Some((busy.map_or(now, |b| b.0), now));
                     events += 1;
-                    events_tx += 1;
-                    totals.transactions += 1;
-                    let s = engine.score(tx);
-                    sinks.score(&s).await?;
                 }
-                Pulled::Event(Event::Label(l)) => {
-                    let now = Instant::now();
-                    busy = Some((busy.map_or(now, |b| b.0), now));
-                    events += 1;
-                    totals.labels += 1;
-                    engine.label(&l);
+                match pulled {
+                    Pulled::Event(Event::Transaction(tx)) => {
+                        events_tx += 1;
+                        totals.transactions += 1;
+                        let s = engine.score(tx);
+                        sinks.score(&s).await?;
+                    }
+                    Pulled::Event(Event::Label(l)) => {
+                        totals.labels += 1;
+                        engine.label(&l);
+                    }
+                    Pulled::Rejected(d) => {
+                        totals.dead_letters += 1;
+                        *totals
+                            .dead_letters_by_kind
+                            .entry(d.kind.as_str().to_string())
+                            .or_default() += 1;
+                        metrics::counter!("fraudstream_dead_letters_total", "kind" => d.kind.as_str())
+                            .increment(1);
+                        sinks.dead_letter(&d).await?;
+                    }
+                    Pulled::Idle => {}
                 }
-                Pulled::Rejected(d) => {
-                    totals.dead_letters += 1;
-                    *totals
-                        .dead_letters_by_kind
-                        .entry(d.kind.as_str().to_string())
-                        .or_default() += 1;
-                    metrics::counter!("fraudstream_dead_letters_total", "kind" => d.kind.as_str())
-                        .increment(1);
-                    sinks.dead_letter(&d).await?;
-                }
-                Pulled::Idle => {}
             },
         }
         if last_tick.elapsed() >= TICK {
@@ -236,12 +238,7 @@ async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunRep
         .await?;
     }
     engine.publish_metrics();
-    if let Some(path) = &t.model.save {
-        engine
-            .model()
-            .save(path)
-            .with_context(|| format!("saving the model to {}", path.display()))?;
-    }
+    crate::pipeline::save_model(t, &engine)?;
     let written = crate::sinks::Written(
         sinks
             .written()
@@ -260,13 +257,7 @@ async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunRep
             started.elapsed().as_secs_f64()
         );
     }
-    if let Some(sink) = t.sink(SinkKind::Report) {
-        let path = sink.path.as_ref().expect("validated: report has a path");
-        report.write_json(path)?;
-    }
-    if !opts.quiet && t.sink(SinkKind::Summary).is_some() {
-        println!("{}", report.summary());
-    }
+    crate::pipeline::publish_report(t, &report, opts.quiet)?;
     Ok(report)
 }
 
