@@ -96,6 +96,13 @@ fn write_tx(out: &mut impl Write, t: &SimTransaction, format: FileFormat) -> std
     }
 }
 
+/// How long to wait so that `events` sent since `started` keep to `rate`
+/// events per second (`None`: no limit, or already behind).
+fn ahead_of_rate(started: Instant, events: u64, rate: Option<f64>) -> Option<Duration> {
+    let due = Duration::from_secs_f64(events as f64 / rate?);
+    due.checked_sub(started.elapsed()).filter(|d| !d.is_zero())
+}
+
 /// Write the simulation `cfg` into `dir` as `transactions.EXT` and
 /// `labels.EXT`. `rate` limits events per second (None: full speed);
 /// `progress` is called with the share done now and then.
@@ -151,12 +158,8 @@ pub fn simulate(
                 }
             }
         }
-        if let Some(r) = rate {
-            let due = Duration::from_secs_f64(events as f64 / r);
-            let now = started.elapsed();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
+        if let Some(wait) = ahead_of_rate(started, events, rate) {
+            std::thread::sleep(wait);
         }
         if events % 65_536 == 0 {
             progress(sim.progress(), events);
@@ -258,12 +261,8 @@ pub async fn publish(
                 lp.send(key, buf.clone()).await.context("sending a label")?;
             }
         }
-        if let Some(r) = rate {
-            let due = Duration::from_secs_f64(events as f64 / r);
-            let now = started.elapsed();
-            if due > now {
-                tokio::time::sleep(due - now).await;
-            }
+        if let Some(wait) = ahead_of_rate(started, events, rate) {
+            tokio::time::sleep(wait).await;
         }
         if events % 16_384 == 0 {
             progress(sim.progress(), events);
