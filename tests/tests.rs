@@ -8,6 +8,7 @@ mod compose;
 mod determinism;
 mod feedback;
 mod fluvio;
+mod golden;
 mod persistence;
 mod portfolio;
 mod quality;
