@@ -28,21 +28,15 @@ use rand_distr::{Exp1, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 mod config;
+mod time;
 mod world;
 
 pub use config::{
     DriftConfig, DriftMode, GenuineLabels, LabelConfig, PatternMix, SimConfig, MAX_CARDS, MAX_DAYS,
     MAX_FRAUD_RATE, MAX_MERCHANTS, MIN_MERCHANTS,
 };
+pub use time::{DAY_MS, DEFAULT_START_MS, HOUR_MS, MINUTE_MS};
 use world::{city_point, dist_km, World, COUNTRIES, NC, POOL_SHARE, USUAL_SHARE, WEEKEND_FACTOR};
-
-/// 2026-01-01T00:00:00Z in Unix milliseconds, the default start of day 0.
-pub const DEFAULT_START_MS: i64 = 1_767_225_600_000;
-/// One day in milliseconds.
-pub const DAY_MS: i64 = 86_400_000;
-
-const HOUR_MS: i64 = 3_600_000;
-const MINUTE_MS: i64 = 60_000;
 
 /// Fraud scenario that produced a fraudulent transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
