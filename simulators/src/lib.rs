@@ -18,16 +18,15 @@
 //! - the same [`SimConfig`] always yields the same event sequence (ChaCha8, no hash-map
 //!   iteration, no clock).
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Exp1, StandardNormal};
+use rand_distr::StandardNormal;
 
 mod config;
 mod event;
+mod labels;
 mod pattern;
 mod time;
 mod world;
@@ -40,6 +39,7 @@ pub use event::{
     card_id, merchant_id, write_card_id, write_merchant_id, Channel, SimEvent, SimLabel,
     SimTransaction,
 };
+use labels::LabelQueue;
 pub use pattern::FraudPattern;
 pub use time::{DAY_MS, DEFAULT_START_MS, HOUR_MS, MINUTE_MS};
 use world::{city_point, dist_km, World, COUNTRIES, NC, POOL_SHARE, USUAL_SHARE, WEEKEND_FACTOR};
@@ -617,29 +617,6 @@ impl DayGen {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Pending labels.
-
-/// A pending fraud label, ordered as a min-heap entry by (ts_ms, tx_id).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct PendingFraud {
-    ts_ms: i64,
-    tx_id: u64,
-    pattern: FraudPattern,
-}
-
-impl Ord for PendingFraud {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.ts_ms, other.tx_id).cmp(&(self.ts_ms, self.tx_id))
-    }
-}
-
-impl PartialOrd for PendingFraud {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
 /// Seeded, deterministic, day-by-day generator of transactions and delayed labels.
 ///
 /// Iterate it to get the event stream; see the crate docs for the ordering contract.
@@ -648,18 +625,11 @@ pub struct Simulator {
     end_ms: i64,
     world: World,
     gen: DayGen,
-    label_rng: ChaCha8Rng,
+    labels: LabelQueue,
     day_buf: Vec<SimTransaction>,
     cursor: usize,
     next_day: u32,
     next_tx_id: u64,
-    fraud_labels: BinaryHeap<PendingFraud>,
-    /// (ts_ms, tx_id) of pending genuine labels; constant maturity keeps this FIFO sorted.
-    genuine_labels: VecDeque<(i64, u64)>,
-    maturity_ms: Option<i64>,
-    analyst_mean_ms: f64,
-    chargeback_ln_median_ms: f64,
-    max_delay_ms: f64,
 }
 
 impl fmt::Debug for Simulator {
@@ -668,10 +638,7 @@ impl fmt::Debug for Simulator {
             .field("cfg", &self.cfg)
             .field("next_day", &self.next_day)
             .field("next_tx_id", &self.next_tx_id)
-            .field(
-                "pending_labels",
-                &(self.fraud_labels.len() + self.genuine_labels.len()),
-            )
+            .field("pending_labels", &self.labels.pending())
             .finish_non_exhaustive()
     }
 }
@@ -712,29 +679,16 @@ impl Simulator {
             seq: 0,
             end_ms,
         };
-        let l = cfg.labels;
-        let maturity_ms = match l.genuine {
-            GenuineLabels::Never => None,
-            GenuineLabels::After { maturity_days } => {
-                Some(((maturity_days * DAY_MS as f64).round() as i64).max(1))
-            }
-        };
         let expected_day = (world.total_rate * 1.1) as usize + 64;
         Ok(Simulator {
             end_ms,
             world,
             gen,
-            label_rng,
+            labels: LabelQueue::new(&cfg.labels, label_rng),
             day_buf: Vec::with_capacity(expected_day),
             cursor: 0,
             next_day: 0,
             next_tx_id: 1,
-            fraud_labels: BinaryHeap::new(),
-            genuine_labels: VecDeque::new(),
-            maturity_ms,
-            analyst_mean_ms: l.analyst_mean_hours * HOUR_MS as f64,
-            chargeback_ln_median_ms: (l.chargeback_median_days * DAY_MS as f64).ln(),
-            max_delay_ms: l.max_delay_days * DAY_MS as f64,
             cfg,
         })
     }
@@ -787,64 +741,6 @@ impl Simulator {
         }
         self.next_day += 1;
     }
-
-    fn schedule_label(&mut self, tx: &SimTransaction) {
-        if let Some(pattern) = tx.fraud {
-            let rng = &mut self.label_rng;
-            let delay = if rng.gen::<f64>() < self.cfg.labels.analyst_share {
-                let e: f64 = rng.sample(Exp1);
-                e * self.analyst_mean_ms
-            } else {
-                let z: f64 = rng.sample(StandardNormal);
-                (self.chargeback_ln_median_ms + self.cfg.labels.chargeback_sigma * z).exp()
-            };
-            let delay = delay.min(self.max_delay_ms).max(1.0) as i64;
-            self.fraud_labels.push(PendingFraud {
-                ts_ms: tx.ts_ms + delay,
-                tx_id: tx.tx_id,
-                pattern,
-            });
-        } else if let Some(m) = self.maturity_ms {
-            self.genuine_labels.push_back((tx.ts_ms + m, tx.tx_id));
-        }
-    }
-
-    /// Pops the earliest pending label if its ts_ms <= `limit`.
-    fn pop_label(&mut self, limit: i64) -> Option<SimLabel> {
-        let f = self.fraud_labels.peek().map(|p| (p.ts_ms, p.tx_id));
-        let g = self.genuine_labels.front().copied();
-        let take_fraud = match (f, g) {
-            (None, None) => return None,
-            (Some(f), Some(g)) => f < g,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-        };
-        if take_fraud {
-            let p = self.fraud_labels.peek()?;
-            if p.ts_ms > limit {
-                return None;
-            }
-            let p = self.fraud_labels.pop()?;
-            Some(SimLabel {
-                tx_id: p.tx_id,
-                ts_ms: p.ts_ms,
-                is_fraud: true,
-                pattern: Some(p.pattern),
-            })
-        } else {
-            let (ts_ms, tx_id) = *self.genuine_labels.front()?;
-            if ts_ms > limit {
-                return None;
-            }
-            self.genuine_labels.pop_front();
-            Some(SimLabel {
-                tx_id,
-                ts_ms,
-                is_fraud: false,
-                pattern: None,
-            })
-        }
-    }
 }
 
 impl Iterator for Simulator {
@@ -853,18 +749,18 @@ impl Iterator for Simulator {
     fn next(&mut self) -> Option<SimEvent> {
         loop {
             if let Some(tx) = self.day_buf.get(self.cursor).copied() {
-                if let Some(l) = self.pop_label(tx.ts_ms) {
+                if let Some(l) = self.labels.pop(tx.ts_ms) {
                     return Some(SimEvent::Label(l));
                 }
                 self.cursor += 1;
-                self.schedule_label(&tx);
+                self.labels.schedule(&tx);
                 return Some(SimEvent::Transaction(tx));
             }
             if self.next_day < self.cfg.days {
                 self.generate_day();
                 continue;
             }
-            return self.pop_label(i64::MAX).map(SimEvent::Label);
+            return self.labels.pop(i64::MAX).map(SimEvent::Label);
         }
     }
 }
