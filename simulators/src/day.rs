@@ -15,10 +15,12 @@ const HOUR_WEIGHTS: [f64; 24] = [
     1.5, 1.8, 1.9, 1.6, 1.1, 0.7, 0.35,
 ];
 
+/// Rounds an amount to cents, at least 0.01.
 fn cents(x: f64) -> f64 {
     ((x * 100.0).round() / 100.0).max(0.01)
 }
 
+/// A Poisson(`lambda`) draw: Knuth's product method below 30, a rounded normal above.
 pub(crate) fn poisson(rng: &mut ChaCha8Rng, lambda: f64) -> u32 {
     if lambda <= 0.0 {
         return 0;
@@ -38,6 +40,8 @@ pub(crate) fn poisson(rng: &mut ChaCha8Rng, lambda: f64) -> u32 {
     }
 }
 
+/// Volume factor of the day starting at `day_start`: [`WEEKEND_FACTOR`] on Saturday and
+/// Sunday (UTC), 1.0 on weekdays.
 pub(crate) fn dow_factor(day_start: i64) -> f64 {
     // 1970-01-01 was a Thursday; Monday = 0.
     let dow = (day_start.div_euclid(DAY_MS) + 3).rem_euclid(7);
@@ -110,6 +114,7 @@ impl DayGen {
         }
     }
 
+    /// A timestamp on the day at `day_start`, its hour drawn from [`HOUR_WEIGHTS`].
     pub(crate) fn time_of_day(&mut self, day_start: i64) -> i64 {
         let total = self.hour_cdf[23];
         let u = self.rng.gen::<f64>() * total;
@@ -117,6 +122,9 @@ impl DayGen {
         day_start + h * HOUR_MS + self.rng.gen_range(0..HOUR_MS)
     }
 
+    /// Appends a transaction at `merchant` (its country, mcc, channel and location) unless
+    /// `ts` is past the end of the run; its tx_id is the generation order within the day, and
+    /// a fraudulent one counts toward its pattern's realised volume.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn push(
         &mut self,
@@ -156,16 +164,19 @@ impl DayGen {
         self.seq += 1;
     }
 
+    /// A lognormal draw with the given median and sigma.
     pub(crate) fn lognormal(&mut self, median: f64, sigma: f64) -> f64 {
         let z: f64 = self.rng.sample(StandardNormal);
         median * (sigma * z).exp()
     }
 
+    /// An ATM withdrawal around `median`: a multiple of 10, at least 20.
     pub(crate) fn cash(&mut self, median: f64) -> f64 {
         let x = self.lognormal(median, 0.5);
         ((x / 10.0).round() * 10.0).max(20.0)
     }
 
+    /// A uniformly random ecom merchant, from the risky ones if `risky` (and there are any).
     pub(crate) fn random_ecom(&mut self, world: &World, risky: bool) -> u32 {
         let list = if risky && !world.ecom_risky.is_empty() {
             &world.ecom_risky

@@ -10,6 +10,9 @@ const TRIP_PROB_PER_DAY: f64 = 1.0 / 150.0;
 const BIG_TICKET_SHARE: f64 = 0.02;
 
 impl DayGen {
+    /// Appends every card holder's own transactions of the day at `day_start` (`dow` is the
+    /// day-of-week factor), starting trips abroad; a transaction at a compromised terminal is
+    /// marked as compromised-merchant fraud, none is made while the account is taken over.
     pub(crate) fn genuine_day(
         &mut self,
         world: &World,

@@ -6,7 +6,7 @@ use crate::world::World;
 use crate::{FraudPattern, SimConfig};
 
 /// Days of target volume the active incidents of a pattern should cover beyond today
-/// (E[D²]/2E[D] of the incident duration), so that incident starts keep pace with the target.
+/// (`E[D²]/2E[D]` of the incident duration), so that incident starts keep pace with the target.
 const LOOKAHEAD_DAYS: [f64; 4] = [1.0, 7.6, 2.5, 0.0];
 
 impl DayGen {

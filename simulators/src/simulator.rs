@@ -88,6 +88,8 @@ impl Simulator {
         Some(((c.lat, c.lon), COUNTRIES[c.country as usize].code))
     }
 
+    /// Generates the next day into `day_buf`: starts incidents, draws genuine and fraud
+    /// transactions, sorts them by (ts_ms, generation order) and assigns the final tx ids.
     fn generate_day(&mut self) {
         let day = self.next_day;
         let day_start = self.cfg.start_ms + day as i64 * DAY_MS;
