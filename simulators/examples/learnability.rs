@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use fraudstream_sim::{Channel, FraudPattern, SimConfig, SimEvent, Simulator, DAY_MS};
+use fraudstream_sim::{Channel, FraudPattern, SimConfig, SimEvent, Simulator, DAY_MS, HOUR_MS};
 
 const NF: usize = 14;
 
@@ -48,7 +48,7 @@ fn main() {
                 let mut cnt24 = 0;
                 let mut distinct10: Vec<u32> = Vec::new();
                 for &(ts, m) in &c.recent {
-                    if ts > 0 && t.ts_ms - ts < 3_600_000 {
+                    if ts > 0 && t.ts_ms - ts < HOUR_MS {
                         cnt1h += 1;
                     }
                     if ts > 0 && t.ts_ms - ts < DAY_MS {
@@ -66,7 +66,7 @@ fn main() {
                     }
                     _ => 0.0,
                 };
-                let hour = ((t.ts_ms / 3_600_000) % 24) as u32;
+                let hour = ((t.ts_ms / HOUR_MS) % 24) as u32;
                 let mt = decay(m_tx[t.merchant as usize], t.ts_ms);
                 let mf = decay(m_fraud[t.merchant as usize], t.ts_ms);
                 let f: [f32; NF] = [

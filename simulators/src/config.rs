@@ -217,6 +217,62 @@ impl Default for GenuineLabels {
     }
 }
 
+impl LabelConfig {
+    /// Every field of the label model, with paths under `labels.`.
+    fn validate(&self, errs: &mut Vec<String>) {
+        check_range(
+            errs,
+            "labels.analyst_share",
+            self.analyst_share,
+            0.0,
+            1.0,
+            false,
+        );
+        check_range(
+            errs,
+            "labels.analyst_mean_hours",
+            self.analyst_mean_hours,
+            0.0,
+            24.0 * 365.0,
+            true,
+        );
+        check_range(
+            errs,
+            "labels.chargeback_median_days",
+            self.chargeback_median_days,
+            0.0,
+            365.0,
+            true,
+        );
+        check_range(
+            errs,
+            "labels.chargeback_sigma",
+            self.chargeback_sigma,
+            0.0,
+            5.0,
+            false,
+        );
+        check_range(
+            errs,
+            "labels.max_delay_days",
+            self.max_delay_days,
+            0.0,
+            365.0,
+            true,
+        );
+        if let GenuineLabels::After { maturity_days } = self.genuine {
+            check_range(
+                errs,
+                "labels.genuine.maturity_days",
+                maturity_days,
+                0.0,
+                365.0,
+                true,
+            );
+        }
+    }
+}
+
 fn check_range(errs: &mut Vec<String>, field: &str, v: f64, lo: f64, hi: f64, lo_open: bool) {
     let ok = v.is_finite() && v <= hi && if lo_open { v > lo } else { v >= lo };
     if !ok {
@@ -232,6 +288,19 @@ impl SimConfig {
     /// field path (e.g. `"days: must be >= 1"`).
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errs = Vec::new();
+        self.validate_sizes(&mut errs);
+        self.validate_fraud(&mut errs);
+        self.validate_drift(&mut errs);
+        self.labels.validate(&mut errs);
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs)
+        }
+    }
+
+    /// `days`, `start_ms`, `cards` and `merchants`.
+    fn validate_sizes(&self, errs: &mut Vec<String>) {
         if self.days == 0 {
             errs.push("days: must be >= 1".to_string());
         } else if self.days > MAX_DAYS {
@@ -256,25 +325,33 @@ impl SimConfig {
                 self.merchants
             ));
         }
+    }
+
+    /// `fraud_rate` and the starting `patterns`.
+    fn validate_fraud(&self, errs: &mut Vec<String>) {
         check_range(
-            &mut errs,
+            errs,
             "fraud_rate",
             self.fraud_rate,
             0.0,
             MAX_FRAUD_RATE,
             false,
         );
-        self.patterns.validate("patterns", &mut errs);
+        self.patterns.validate("patterns", errs);
         let start = self.patterns.shares();
         let start_sum: f64 = start.iter().sum();
         if self.fraud_rate > 0.0 && start.iter().all(|s| s.is_finite()) && start_sum <= 0.0 {
             errs.push("patterns: at least one share must be > 0 when fraud_rate > 0".to_string());
         }
+    }
 
+    /// `drift`, against the starting `fraud_rate` and `patterns`.
+    fn validate_drift(&self, errs: &mut Vec<String>) {
+        let start_sum: f64 = self.patterns.shares().iter().sum();
         let d = &self.drift;
-        d.end_mix.validate("drift.end_mix", &mut errs);
+        d.end_mix.validate("drift.end_mix", errs);
         check_range(
-            &mut errs,
+            errs,
             "drift.end_rate_multiplier",
             d.end_rate_multiplier,
             0.0,
@@ -309,63 +386,6 @@ impl SimConfig {
                         .to_string(),
                 );
             }
-        }
-
-        let l = &self.labels;
-        check_range(
-            &mut errs,
-            "labels.analyst_share",
-            l.analyst_share,
-            0.0,
-            1.0,
-            false,
-        );
-        check_range(
-            &mut errs,
-            "labels.analyst_mean_hours",
-            l.analyst_mean_hours,
-            0.0,
-            24.0 * 365.0,
-            true,
-        );
-        check_range(
-            &mut errs,
-            "labels.chargeback_median_days",
-            l.chargeback_median_days,
-            0.0,
-            365.0,
-            true,
-        );
-        check_range(
-            &mut errs,
-            "labels.chargeback_sigma",
-            l.chargeback_sigma,
-            0.0,
-            5.0,
-            false,
-        );
-        check_range(
-            &mut errs,
-            "labels.max_delay_days",
-            l.max_delay_days,
-            0.0,
-            365.0,
-            true,
-        );
-        if let GenuineLabels::After { maturity_days } = l.genuine {
-            check_range(
-                &mut errs,
-                "labels.genuine.maturity_days",
-                maturity_days,
-                0.0,
-                365.0,
-                true,
-            );
-        }
-        if errs.is_empty() {
-            Ok(())
-        } else {
-            Err(errs)
         }
     }
 

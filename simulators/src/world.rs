@@ -225,14 +225,28 @@ fn sample_location(rng: &mut ChaCha8Rng, c: &CountryDef) -> (f64, f64) {
 }
 
 impl World {
+    /// Draws `n_merchants` merchants, then `n_cards` card holders with their habits.
     pub(crate) fn build(rng: &mut ChaCha8Rng, n_cards: u32, n_merchants: u32) -> World {
-        let mut merchants = Vec::with_capacity(n_merchants as usize);
-        let mut ecom = Vec::new();
-        let mut ecom_risky = Vec::new();
-        let mut phys = vec![Vec::new(); NC];
-        let mut atm = vec![Vec::new(); NC];
-        let mut risky = vec![Vec::new(); NC];
-        let mut pos = vec![Vec::new(); NC];
+        let mut world = World::with_merchants(rng, n_merchants);
+        world.add_cards(rng, n_cards);
+        world
+    }
+
+    /// A world of `n_merchants` merchants, indexed by channel and country, and no cards yet.
+    fn with_merchants(rng: &mut ChaCha8Rng, n_merchants: u32) -> World {
+        let mut w = World {
+            merchants: Vec::with_capacity(n_merchants as usize),
+            cards: Vec::new(),
+            links: Vec::new(),
+            ecom: Vec::new(),
+            ecom_risky: Vec::new(),
+            phys: vec![Vec::new(); NC],
+            atm: vec![Vec::new(); NC],
+            risky: vec![Vec::new(); NC],
+            pos: vec![Vec::new(); NC],
+            merchant_daily: Vec::new(),
+            total_rate: 0.0,
+        };
         for i in 0..n_merchants {
             let idx = i as usize;
             // The first merchants guarantee one POS per country, one ecom and one ATM.
@@ -273,24 +287,24 @@ impl World {
             };
             match channel {
                 Channel::Ecom => {
-                    ecom.push(i);
+                    w.ecom.push(i);
                     if is_risky(mcc) || mcc == 7995 {
-                        ecom_risky.push(i);
+                        w.ecom_risky.push(i);
                     }
                 }
                 Channel::Atm => {
-                    phys[country].push(i);
-                    atm[country].push(i);
+                    w.phys[country].push(i);
+                    w.atm[country].push(i);
                 }
                 Channel::Pos => {
-                    phys[country].push(i);
-                    pos[country].push(i);
+                    w.phys[country].push(i);
+                    w.pos[country].push(i);
                     if is_risky(mcc) {
-                        risky[country].push(i);
+                        w.risky[country].push(i);
                     }
                 }
             }
-            merchants.push(Merchant {
+            w.merchants.push(Merchant {
                 country: country as u8,
                 channel,
                 mcc,
@@ -299,12 +313,15 @@ impl World {
                 amount_factor,
             });
         }
+        w.merchant_daily = vec![0.0; w.merchants.len()];
+        w
+    }
 
-        let mut cards = Vec::with_capacity(n_cards as usize);
-        let mut links = Vec::new();
-        let mut merchant_daily = vec![0.0; merchants.len()];
+    /// Draws `n_cards` card holders (home, amounts, rate, usual and nearby merchants) and
+    /// the expected daily traffic they bring each merchant.
+    fn add_cards(&mut self, rng: &mut ChaCha8Rng, n_cards: u32) {
+        self.cards.reserve_exact(n_cards as usize);
         let mut ecom_daily = 0.0;
-        let mut total_rate = 0.0;
         let mut scratch: Vec<(f64, u32)> = Vec::with_capacity(CANDIDATES);
         let (ln_lo, ln_hi) = (15f64.ln(), 120f64.ln());
         for _ in 0..n_cards {
@@ -315,55 +332,26 @@ impl World {
             let z: f64 = rng.sample(StandardNormal);
             let rate = (1.62f64.ln() + 0.55 * z).exp().clamp(0.5, 4.0);
 
-            // Nearest physical merchants among (a sample of) the home country's terminals.
-            let list = &phys[country];
-            scratch.clear();
-            let coslat = lat.to_radians().cos();
-            let mut push = |m: u32| {
-                let mm = &merchants[m as usize];
-                scratch.push((dist2(lat, lon, mm.lat, mm.lon, coslat), m));
-            };
-            if list.len() <= CANDIDATES {
-                list.iter().for_each(|&m| push(m));
-            } else {
-                for _ in 0..CANDIDATES {
-                    push(list[rng.gen_range(0..list.len())]);
-                }
-            }
-            scratch.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            scratch.dedup_by_key(|x| x.1);
-            scratch.truncate(NEAREST);
+            self.nearest_physical(rng, &mut scratch, country, lat, lon);
             let head = scratch.len().min(USUAL_FROM);
             scratch[..head].shuffle(rng);
             let n_usual = rng.gen_range(5..=20usize).min(head);
 
-            let usual_start = links.len() as u32;
-            links.extend(scratch[..n_usual].iter().map(|x| x.1));
+            let usual_start = self.links.len() as u32;
+            self.links.extend(scratch[..n_usual].iter().map(|x| x.1));
             // Most people also have one or two favourite web shops.
             if rng.gen::<f64>() < 0.7 {
                 for _ in 0..rng.gen_range(1..=2) {
-                    links.push(ecom[rng.gen_range(0..ecom.len())]);
+                    self.links
+                        .push(self.ecom[rng.gen_range(0..self.ecom.len())]);
                 }
             }
-            let usual_len = links.len() as u32 - usual_start;
-            let pool_start = links.len() as u32;
-            links.extend(scratch[n_usual..].iter().map(|x| x.1));
-            let pool_len = links.len() as u32 - pool_start;
+            let usual_len = self.links.len() as u32 - usual_start;
+            let pool_start = self.links.len() as u32;
+            self.links.extend(scratch[n_usual..].iter().map(|x| x.1));
+            let pool_len = self.links.len() as u32 - pool_start;
 
-            // Expected daily traffic per merchant (used to size compromised-merchant incidents).
-            let wk_rate = rate * (5.0 + 2.0 * WEEKEND_FACTOR) / 7.0;
-            let pool_share = if pool_len > 0 { POOL_SHARE } else { 0.0 };
-            let usual_share = USUAL_SHARE + (POOL_SHARE - pool_share);
-            for &m in &links[usual_start as usize..(usual_start + usual_len) as usize] {
-                merchant_daily[m as usize] += wk_rate * usual_share / usual_len as f64;
-            }
-            for &m in &links[pool_start as usize..(pool_start + pool_len) as usize] {
-                merchant_daily[m as usize] += wk_rate * pool_share / pool_len as f64;
-            }
-            ecom_daily += wk_rate * (1.0 - USUAL_SHARE - POOL_SHARE);
-            total_rate += rate;
-
-            cards.push(Card {
+            let card = Card {
                 country: country as u8,
                 lat,
                 lon,
@@ -374,25 +362,60 @@ impl World {
                 usual_len,
                 pool_start,
                 pool_len,
-            });
+            };
+            ecom_daily += self.add_merchant_daily(&card);
+            self.total_rate += rate;
+            self.cards.push(card);
         }
-        for &m in &ecom {
-            merchant_daily[m as usize] += ecom_daily / ecom.len() as f64;
+        for &m in &self.ecom {
+            self.merchant_daily[m as usize] += ecom_daily / self.ecom.len() as f64;
         }
+    }
 
-        World {
-            merchants,
-            cards,
-            links,
-            ecom,
-            ecom_risky,
-            phys,
-            atm,
-            risky,
-            pos,
-            merchant_daily,
-            total_rate,
+    /// Fills `scratch` with (squared distance, merchant) of the `NEAREST` physical merchants
+    /// of `country` to (lat, lon), among all of them or a sample of `CANDIDATES`.
+    fn nearest_physical(
+        &self,
+        rng: &mut ChaCha8Rng,
+        scratch: &mut Vec<(f64, u32)>,
+        country: usize,
+        lat: f64,
+        lon: f64,
+    ) {
+        let list = &self.phys[country];
+        scratch.clear();
+        let coslat = lat.to_radians().cos();
+        let mut push = |m: u32| {
+            let mm = &self.merchants[m as usize];
+            scratch.push((dist2(lat, lon, mm.lat, mm.lon, coslat), m));
+        };
+        if list.len() <= CANDIDATES {
+            list.iter().for_each(|&m| push(m));
+        } else {
+            for _ in 0..CANDIDATES {
+                push(list[rng.gen_range(0..list.len())]);
+            }
         }
+        scratch.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        scratch.dedup_by_key(|x| x.1);
+        scratch.truncate(NEAREST);
+    }
+
+    /// Adds `card`'s expected daily traffic to its usual and nearby merchants (used to size
+    /// compromised-merchant incidents); returns its expected daily ecom traffic elsewhere.
+    fn add_merchant_daily(&mut self, card: &Card) -> f64 {
+        let wk_rate = card.rate * (5.0 + 2.0 * WEEKEND_FACTOR) / 7.0;
+        let pool_share = if card.pool_len > 0 { POOL_SHARE } else { 0.0 };
+        let usual_share = USUAL_SHARE + (POOL_SHARE - pool_share);
+        let (us, ul) = (card.usual_start as usize, card.usual_len as usize);
+        for &m in &self.links[us..us + ul] {
+            self.merchant_daily[m as usize] += wk_rate * usual_share / card.usual_len as f64;
+        }
+        let (ps, pl) = (card.pool_start as usize, card.pool_len as usize);
+        for &m in &self.links[ps..ps + pl] {
+            self.merchant_daily[m as usize] += wk_rate * pool_share / card.pool_len as f64;
+        }
+        wk_rate * (1.0 - USUAL_SHARE - POOL_SHARE)
     }
 
     /// The best of `k` random picks from `list` by distance to (lat, lon); `list` must not be empty.

@@ -1,0 +1,72 @@
+//! The fraud patterns (scenarios) the simulator mixes into the genuine traffic, and their names.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Fraud scenario that produced a fraudulent transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FraudPattern {
+    /// A physical card is stolen: a few large purchases far from home over 1-3 days.
+    StolenCard,
+    /// A terminal is compromised for 7-21 days: every transaction there is fraud.
+    CompromisedMerchant,
+    /// An account is taken over for 2-7 days: larger, more frequent purchases at new merchants.
+    AccountTakeover,
+    /// A burst of tiny amounts at many (mostly ecom) merchants, then one large purchase.
+    CardTesting,
+}
+
+impl FraudPattern {
+    /// All patterns, in the order used by array-valued helpers.
+    pub const ALL: [FraudPattern; 4] = [
+        FraudPattern::StolenCard,
+        FraudPattern::CompromisedMerchant,
+        FraudPattern::AccountTakeover,
+        FraudPattern::CardTesting,
+    ];
+
+    /// Snake-case name: `"stolen_card"`, `"compromised_merchant"`, `"account_takeover"`, `"card_testing"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FraudPattern::StolenCard => "stolen_card",
+            FraudPattern::CompromisedMerchant => "compromised_merchant",
+            FraudPattern::AccountTakeover => "account_takeover",
+            FraudPattern::CardTesting => "card_testing",
+        }
+    }
+
+    /// Position in [`FraudPattern::ALL`].
+    pub fn index(&self) -> usize {
+        *self as usize
+    }
+}
+
+impl fmt::Display for FraudPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let names: Vec<_> = FraudPattern::ALL.iter().map(|p| p.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "stolen_card",
+                "compromised_merchant",
+                "account_takeover",
+                "card_testing"
+            ]
+        );
+        for (i, p) in FraudPattern::ALL.iter().enumerate() {
+            assert_eq!(p.index(), i);
+        }
+    }
+}
