@@ -5,8 +5,8 @@
 //! (seeded ChaCha8 or the seeded simulator), so numbers compare across runs.
 
 use criterion::{criterion_main, Criterion};
-use fraudstream::event::Transaction;
-use fraudstream::sources::simulator::to_transaction;
+use fraudstream::connectors::sources::simulator::to_transaction;
+use fraudstream_engine::event::Transaction;
 use fraudstream_sim::{SimConfig, SimEvent, SimTransaction, Simulator};
 use std::time::Duration;
 

@@ -1,27 +1,17 @@
 //! fraudstream: a streaming online-learning fraud detection engine.
 //!
-//! Data flow (see ARCHITECTURE.md):
-//! source ([`sources`]) → engine ([`engine`]: [`features`] over [`windows`],
-//! [`model`], [`pending`], [`eval`]) → sinks ([`sinks`]); labels flow back
-//! through the pending store into the model. [`config`] turns topology files
-//! into a typed [`config::Topology`]; [`pipeline`] runs one.
+//! The engine core (events, windows, features, models, pending store,
+//! evaluation, the keyed stages) is the `fraudstream_engine` crate: no I/O.
+//! This crate adds, in layers that only depend downwards
+//! (see ARCHITECTURE.md):
+//!
+//! - [`commands`]: one function per `fraudstream` subcommand, and the CLI;
+//! - [`exec`]: running a topology: the file [`exec::pipeline`], the parallel
+//!   [`exec::runtime`], the Fluvio [`exec::service`] and its checkpoints;
+//! - [`connectors`]: sources, sinks, the Fluvio cluster;
+//! - [`config`]: topology files read into a typed [`config::Topology`].
 
-pub mod bench;
-pub mod bench_fluvio;
-pub mod checkpoint;
-pub mod cli;
-pub mod cluster;
+pub mod commands;
 pub mod config;
-pub mod engine;
-pub mod eval;
-pub mod event;
-pub mod features;
-pub mod model;
-pub mod pending;
-pub mod pipeline;
-pub mod runtime;
-pub mod service;
-pub mod simulate;
-pub mod sinks;
-pub mod sources;
-pub mod windows;
+pub mod connectors;
+pub mod exec;

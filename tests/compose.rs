@@ -4,7 +4,7 @@
 
 use crate::util::repo;
 use clap::Parser;
-use fraudstream::cli::{Cli, Command};
+use fraudstream::commands::cli::{Cli, Command};
 use fraudstream::config::Topology;
 
 fn strings(v: &serde_yaml_ng::Value) -> Vec<String> {
@@ -32,11 +32,11 @@ fn every_fraudstream_command_in_docker_compose_is_accepted_and_its_topology_vali
             Cli::try_parse_from(std::iter::once("fraudstream".to_string()).chain(args.clone()))
                 .unwrap_or_else(|e| panic!("service {name}: {args:?} is not accepted: {e}"));
         let (topology, set) = match cli.command {
-            Command::Run { topology, set, .. } => (topology, set),
+            Command::Run(a) => (a.topology, a.set),
             Command::Topics {
-                action: fraudstream::cli::TopicsAction::Create { topology, set },
+                action: fraudstream::commands::cli::TopicsAction::Create { topology, set },
             } => (Some(topology), set),
-            Command::Simulate { topology, set, .. } => (topology, set),
+            Command::Simulate(a) => (a.topology, a.set),
             other => panic!(
                 "service {name}: unexpected command {:?}",
                 std::mem::discriminant(&other)

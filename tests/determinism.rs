@@ -24,17 +24,16 @@ fn same_seed_writes_byte_identical_scores() {
 #[test]
 fn one_worker_runtime_equals_the_sequential_engine_byte_for_byte() {
     use fraudstream::config::Topology;
-    use fraudstream::engine::Engine;
-    use fraudstream::event::Event;
-    use fraudstream::sources::SourceItem;
+    use fraudstream::connectors::sources::SourceItem;
+    use fraudstream_engine::event::Event;
     let dir = tempfile::tempdir().unwrap();
     run_into(None, dir.path(), &["source.days=10", "engine.workers=1"]);
     let piped = std::fs::read(dir.path().join("scores.jsonl")).unwrap();
 
     let t = Topology::embedded(&["source.days=10".to_string()]).unwrap();
-    let mut engine = Engine::new(&t).unwrap();
+    let mut engine = fraudstream::exec::outputs::start_engine(&t).unwrap();
     let mut sequential = Vec::new();
-    for item in fraudstream::pipeline::build_source(&t).unwrap() {
+    for item in fraudstream::exec::pipeline::build_source(&t).unwrap() {
         match item {
             SourceItem::Event(Event::Transaction(tx)) => {
                 serde_json::to_writer(&mut sequential, &engine.score(tx)).unwrap();

@@ -5,7 +5,7 @@
 use crate::util::repo;
 use fluvio::consumer::ConsumerConfigExt;
 use fluvio::{Fluvio, FluvioClusterConfig, Offset, RecordKey};
-use fraudstream::sinks::report::RunReport;
+use fraudstream::connectors::sinks::report::RunReport;
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -419,7 +419,7 @@ fn auc_of(scores: &[Vec<u8>], labels: &[Vec<u8>]) -> f64 {
             )
         })
         .collect();
-    fraudstream::eval::roc_auc(&pairs).expect("both classes present")
+    fraudstream_engine::eval::roc_auc(&pairs).expect("both classes present")
 }
 
 #[test]

@@ -40,7 +40,7 @@ fn a_model_for_other_features_is_refused() {
     let load = format!("model.load=\"{}\"", model.display());
     let set = vec![load, "features.card_windows=[\"1h\"]".to_string()];
     let t = fraudstream::config::Topology::embedded(&set).unwrap();
-    let err = fraudstream::engine::Engine::new(&t)
+    let err = fraudstream::exec::outputs::start_engine(&t)
         .err()
         .unwrap()
         .to_string();

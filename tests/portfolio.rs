@@ -3,7 +3,7 @@
 //! engine's online logistic regression, and drift recovery.
 
 use crate::util::run_into;
-use fraudstream::sinks::report::RunReport;
+use fraudstream::connectors::sinks::report::RunReport;
 
 fn last(r: &RunReport) -> (f64, f64, f64) {
     let l = &r.metrics.last_days;
@@ -70,7 +70,7 @@ const SUDDEN: [&str; 10] = [
     "source.drift.end_mix.card_testing=0.48",
 ];
 const AT_DAY: i64 = 25;
-/// Days within which the adaptive model must be back (stated in the README).
+/// Days within which the adaptive model must be back (stated in docs/benchmarks.md, "Drift").
 const RECOVERY_DAYS: i64 = 7;
 
 /// Days from the change until the 3-day mean of daily AUC is back within
@@ -116,7 +116,9 @@ fn after_a_sudden_change_of_fraud_pattern_the_forest_recovers_within_a_week() {
     let seen = forest
         .drift_events
         .iter()
-        .find(|e| e.kind == fraudstream::model::portfolio::DriftKind::Error && e.day >= AT_DAY)
+        .find(|e| {
+            e.kind == fraudstream_engine::model::portfolio::DriftKind::Error && e.day >= AT_DAY
+        })
         .expect("an error drift after the change");
     assert!(
         seen.day <= AT_DAY + 3,

@@ -1,8 +1,9 @@
 //! Helpers that make each end-to-end test a few readable lines.
 
 use fraudstream::config::Topology;
-use fraudstream::pipeline::{run, RunOptions};
-use fraudstream::sinks::report::RunReport;
+use fraudstream::connectors::sinks::report::RunReport;
+use fraudstream::exec::pipeline::RunOptions;
+use fraudstream::exec::run;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

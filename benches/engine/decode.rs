@@ -2,10 +2,10 @@
 //! `FileReader` (open, decode every line, validate).
 
 use criterion::{black_box, criterion_group, Criterion, Throughput};
+use fraudstream::commands::simulate::simulate;
 use fraudstream::config::{FileFormat, FileInput, TimestampFormat, TRANSACTION_FIELDS};
-use fraudstream::simulate::simulate;
-use fraudstream::sources::decode::RecordKind;
-use fraudstream::sources::file::{FileReader, FileRecord};
+use fraudstream::connectors::sources::decode::RecordKind;
+use fraudstream::connectors::sources::file::{FileReader, FileRecord};
 use fraudstream_sim::SimConfig;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

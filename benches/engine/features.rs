@@ -2,8 +2,8 @@
 //! from an empty extractor each iteration.
 
 use criterion::{black_box, criterion_group, BatchSize, Criterion, SamplingMode, Throughput};
-use fraudstream::event::key_of;
-use fraudstream::features::{FeatureConfig, FeatureExtractor, FeatureVector};
+use fraudstream_engine::event::key_of;
+use fraudstream_engine::features::{FeatureConfig, FeatureExtractor, FeatureVector};
 
 const TRANSACTIONS: usize = 50_000;
 

@@ -3,18 +3,17 @@
 
 use criterion::{black_box, criterion_group, BatchSize, Criterion, SamplingMode, Throughput};
 use fraudstream::config::Topology;
-use fraudstream::engine::Engine;
-use fraudstream::event::{key_of, Event};
-use fraudstream::features::FeatureVector;
-use fraudstream::pending::{PendingFeatures, PendingMeta};
-use fraudstream::pipeline::build_source;
-use fraudstream::sources::SourceItem;
+use fraudstream::connectors::sources::SourceItem;
+use fraudstream::exec::pipeline::build_source;
+use fraudstream_engine::event::{key_of, Event};
+use fraudstream_engine::features::FeatureVector;
+use fraudstream_engine::pending::{PendingFeatures, PendingMeta};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 const VECTORS: usize = 50_000;
-const DAY_MS: i64 = 86_400_000;
+use fraudstream_engine::time::DAY_MS;
 
 fn bench_pending(c: &mut Criterion) {
     let (_, txs) = crate::sim_transactions(VECTORS);
@@ -81,7 +80,12 @@ fn bench_engine(c: &mut Criterion) {
     // outside the timing): each event is one `score` or one `label` call.
     group.bench_function("engine_score_label", |b| {
         b.iter_batched(
-            || (Engine::new(&topology).expect("engine"), events.clone()),
+            || {
+                (
+                    fraudstream::exec::outputs::start_engine(&topology).expect("engine"),
+                    events.clone(),
+                )
+            },
             |(mut engine, events)| {
                 for event in events {
                     match event {

@@ -2,9 +2,9 @@
 //! feature vectors of 50k simulated transactions.
 
 use criterion::{black_box, criterion_group, Criterion, SamplingMode, Throughput};
-use fraudstream::event::key_of;
-use fraudstream::features::{FeatureConfig, FeatureExtractor, FeatureSpace, FeatureVector};
-use fraudstream::model::{LogisticConfig, LogisticModel, OnlineModel};
+use fraudstream_engine::event::key_of;
+use fraudstream_engine::features::{FeatureConfig, FeatureExtractor, FeatureSpace, FeatureVector};
+use fraudstream_engine::model::{LogisticConfig, LogisticModel, OnlineModel};
 
 const TRANSACTIONS: usize = 50_000;
 /// Weight of a fraud example (the default `imbalance = "weight"`).

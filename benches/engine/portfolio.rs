@@ -4,9 +4,9 @@
 //! plain-data scorer. One element = one transaction.
 
 use criterion::{black_box, criterion_group, Criterion, SamplingMode, Throughput};
-use fraudstream::model::batch::{BatchChampion, BatchConfig};
-use fraudstream::model::forest::{AdaptiveForest, ForestConfig};
-use fraudstream::model::hst::{HalfSpaceTrees, HstConfig};
+use fraudstream_engine::model::batch::{BatchChampion, BatchConfig};
+use fraudstream_engine::model::forest::{AdaptiveForest, ForestConfig};
+use fraudstream_engine::model::hst::{HalfSpaceTrees, HstConfig};
 
 const TRANSACTIONS: usize = 50_000;
 const POSITIVE_WEIGHT: f64 = 5.0;

@@ -2,8 +2,8 @@
 //! (10m, 1h, 1d, 7d, 30d; 4 buckets) for 1k entities.
 
 use criterion::{black_box, criterion_group, BatchSize, Criterion, Throughput};
-use fraudstream::features::FeatureConfig;
-use fraudstream::windows::{WindowLayout, WindowSet, WindowSpec};
+use fraudstream_engine::features::FeatureConfig;
+use fraudstream_engine::windows::{WindowLayout, WindowSet, WindowSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -1,18 +1,19 @@
 //! Topology files: what a pipeline reads, computes and writes, as data.
 //!
 //! Parsing (TOML to a table), validation (table to a typed [`Topology`], every
-//! error collected) and running ([`crate::pipeline`]) are separate steps.
+//! error collected) and running ([`crate::exec::pipeline`]) are separate steps.
 
 pub mod reader;
 pub mod service;
 
-use crate::eval::Unlabeled;
-use crate::features::FeatureConfig;
-use crate::model::batch::{BatchConfig, SwapMode};
-use crate::model::forest::ForestConfig;
-use crate::model::hst::HstConfig;
-use crate::model::portfolio::{Combine, ModelKind, PortfolioConfig};
-use crate::model::{Imbalance, LogisticConfig, Optimizer};
+use fraudstream_engine::eval::Unlabeled;
+use fraudstream_engine::features::FeatureConfig;
+use fraudstream_engine::model::batch::{BatchConfig, SwapMode};
+use fraudstream_engine::model::forest::ForestConfig;
+use fraudstream_engine::model::hst::HstConfig;
+use fraudstream_engine::model::portfolio::{Combine, ModelKind, PortfolioConfig};
+use fraudstream_engine::model::{Imbalance, LogisticConfig, Optimizer};
+use fraudstream_engine::EngineConfig;
 use fraudstream_sim::{DriftMode, GenuineLabels, PatternMix, SimConfig};
 pub use reader::{set_override, ConfigError, ConfigErrors};
 use reader::{Errors, Section};
@@ -23,7 +24,7 @@ pub use service::{
     CheckpointSettings, FluvioInput, FluvioOutput, FluvioSettings, ServiceSettings, StartAt,
 };
 
-const DAY_MS: i64 = 86_400_000;
+use fraudstream_engine::time::DAY_MS;
 
 /// The default pipeline: simulator, engine, terminal summary and files under `out/embedded/`.
 pub const EMBEDDED_TOPOLOGY: &str = include_str!("../../topologies/embedded.toml");
@@ -236,34 +237,88 @@ pub struct EvaluationSettings {
     pub last_days: u32,
 }
 
-/// Kind of a sink.
+/// Which records a record sink takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SinkKind {
+pub enum Records {
     /// Every score.
     Scores,
     /// Scores that raised an alert, with their explanation.
     Alerts,
     /// Rejected records with reasons.
     DeadLetters,
-    /// End-of-run table on the terminal.
-    Summary,
-    /// End-of-run JSON report.
-    Report,
+}
+
+impl Records {
+    /// The `type` naming it in a topology.
+    pub fn name(self) -> &'static str {
+        match self {
+            Records::Scores => "scores",
+            Records::Alerts => "alerts",
+            Records::DeadLetters => "dead_letters",
+        }
+    }
+}
+
+/// Where a record sink writes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RecordTarget {
+    /// A file, written from the start on every run.
+    File {
+        /// Path.
+        path: PathBuf,
+        /// Record format.
+        format: FileFormat,
+    },
+    /// A Fluvio topic (service mode).
+    Topic(FluvioOutput),
 }
 
 /// One output (`[sinks.ID]`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct SinkConfig {
+pub enum SinkConfig {
+    /// Scores, alerts or dead letters, to a file or a topic.
+    Records {
+        /// Id in the topology.
+        id: String,
+        /// Which records.
+        records: Records,
+        /// Where to.
+        to: RecordTarget,
+    },
+    /// End-of-run table on the terminal.
+    Summary {
+        /// Id in the topology.
+        id: String,
+    },
+    /// End-of-run JSON report.
+    Report {
+        /// Id in the topology.
+        id: String,
+        /// Path of the JSON file.
+        path: PathBuf,
+    },
+}
+
+impl SinkConfig {
     /// Id in the topology.
-    pub id: String,
-    /// Kind.
-    pub kind: SinkKind,
-    /// File (not for the summary).
-    pub path: Option<PathBuf>,
-    /// Record format for scores, alerts and dead letters.
-    pub format: FileFormat,
-    /// Fluvio topic instead of a file (scores, alerts, dead letters).
-    pub topic: Option<FluvioOutput>,
+    pub fn id(&self) -> &str {
+        match self {
+            SinkConfig::Records { id, .. }
+            | SinkConfig::Summary { id }
+            | SinkConfig::Report { id, .. } => id,
+        }
+    }
+
+    /// The topic of a record sink that writes to Fluvio.
+    pub fn topic(&self) -> Option<&FluvioOutput> {
+        match self {
+            SinkConfig::Records {
+                to: RecordTarget::Topic(o),
+                ..
+            } => Some(o),
+            _ => None,
+        }
+    }
 }
 
 impl Topology {
@@ -326,9 +381,53 @@ impl Topology {
         )
     }
 
-    /// The first sink of a kind.
-    pub fn sink(&self, kind: SinkKind) -> Option<&SinkConfig> {
-        self.sinks.iter().find(|s| s.kind == kind)
+    /// Where the JSON report goes, if anywhere.
+    pub fn report_path(&self) -> Option<&std::path::Path> {
+        self.sinks.iter().find_map(|s| match s {
+            SinkConfig::Report { path, .. } => Some(path.as_path()),
+            _ => None,
+        })
+    }
+
+    /// Whether the end-of-run summary is printed.
+    pub fn has_summary(&self) -> bool {
+        self.sinks
+            .iter()
+            .any(|s| matches!(s, SinkConfig::Summary { .. }))
+    }
+
+    /// Keep only the record sinks (benchmarks drop the report and summary).
+    pub fn record_sinks_only(&mut self) {
+        self.sinks
+            .retain(|s| matches!(s, SinkConfig::Records { .. }));
+    }
+
+    /// What the engine core reads of this topology.
+    pub fn engine_config(&self) -> EngineConfig {
+        let e = &self.engine;
+        EngineConfig {
+            seed: e.seed,
+            alert_threshold: e.alert_threshold,
+            allowed_lateness_ms: e.allowed_lateness_ms,
+            idle_eviction_ms: e.idle_eviction_ms,
+            eviction_interval_ms: e.eviction_interval_ms,
+            explain_top: e.explain_top,
+            workers: e.workers,
+            learn: self.labels.learn,
+            features: self.features.clone(),
+            logistic: self.model.logistic,
+            imbalance: self.model.imbalance,
+            portfolio: self.model.portfolio,
+            pending_capacity: self.pending.capacity,
+            pending_ttl_ms: self.pending.ttl_ms,
+            eval_k: self.evaluation.k,
+            unlabeled: self.evaluation.unlabeled,
+            // Days of the simulator's reports start at its first day; files at UTC midnight.
+            eval_origin_ms: match &self.source {
+                SourceConfig::Simulator(s) => s.start_ms,
+                SourceConfig::File(_) | SourceConfig::Fluvio(_) => 0,
+            },
+        }
     }
 }
 
@@ -382,13 +481,14 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
     }
     if is_fluvio {
         for sink in &sinks {
-            let record = matches!(
-                sink.kind,
-                SinkKind::Scores | SinkKind::Alerts | SinkKind::DeadLetters
-            );
-            if record && sink.topic.is_none() {
+            if let SinkConfig::Records {
+                id,
+                to: RecordTarget::File { .. },
+                ..
+            } = sink
+            {
                 root.error(
-                    &format!("sinks.{}.topic", sink.id),
+                    &format!("sinks.{id}.topic"),
                     "a Fluvio topic (a service writes scores, alerts and dead letters to \
                      topics: files would be rewritten on every restart)",
                     None,
@@ -404,9 +504,9 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
                 root.error(sec, "no such table unless source.type = \"fluvio\"", None);
             }
         }
-        for sink in sinks.iter().filter(|s| s.topic.is_some()) {
+        for sink in sinks.iter().filter(|s| s.topic().is_some()) {
             root.error(
-                &format!("sinks.{}.topic", sink.id),
+                &format!("sinks.{}.topic", sink.id()),
                 "a path (Fluvio outputs need source.type = \"fluvio\")",
                 None,
             );
@@ -704,7 +804,7 @@ fn read_features(s: &Section) -> FeatureConfig {
         hash_bits: s.int("hash_bits", d.hash_bits as i64, 1, 24) as u32,
     };
     if 2 * cfg.merchant_windows.len() + 1 + 2 * cfg.merchant_risk_windows.len()
-        > crate::engine::MAX_MERCHANT_FEATURES
+        > fraudstream_engine::engine::MAX_MERCHANT_FEATURES
     {
         s.error(
             "merchant_windows",
@@ -757,7 +857,7 @@ fn read_hst(s: &Section) -> HstConfig {
             "height",
             d.height as i64,
             1,
-            crate::model::hst::MAX_HEIGHT as i64,
+            fraudstream_engine::model::hst::MAX_HEIGHT as i64,
         ) as u32,
         window: s.int("window", d.window as i64, 1, u32::MAX as i64) as u64,
         seed: d.seed,
@@ -887,55 +987,43 @@ fn read_model(s: &Section) -> ModelSettings {
 }
 
 fn read_sinks(s: &Section, source_partitions: u32) -> Vec<SinkConfig> {
+    const TYPES: &str = "one of \"scores\", \"alerts\", \"dead_letters\", \"summary\", \"report\"";
     let mut out = Vec::new();
     for (id, sec) in s.subsections() {
-        let Some(kind_name) = sec.opt_str("type") else {
-            sec.error(
-                "type",
-                "one of \"scores\", \"alerts\", \"dead_letters\", \"summary\", \"report\"",
-                None,
-            );
-            sec.finish();
-            continue;
-        };
-        let kind = match kind_name.as_str() {
-            "scores" => SinkKind::Scores,
-            "alerts" => SinkKind::Alerts,
-            "dead_letters" => SinkKind::DeadLetters,
-            "summary" => SinkKind::Summary,
-            "report" => SinkKind::Report,
+        let records = match sec.opt_str("type").as_deref() {
+            Some("scores") => Records::Scores,
+            Some("alerts") => Records::Alerts,
+            Some("dead_letters") => Records::DeadLetters,
+            Some("summary") => {
+                out.push(SinkConfig::Summary { id });
+                sec.finish();
+                continue;
+            }
+            Some("report") => {
+                match sec.opt_str("path") {
+                    Some(p) => out.push(SinkConfig::Report {
+                        id,
+                        path: PathBuf::from(p),
+                    }),
+                    None => sec.error("path", "the path of the JSON report", None),
+                }
+                sec.finish();
+                continue;
+            }
             other => {
-                sec.error(
-                    "type",
-                    "one of \"scores\", \"alerts\", \"dead_letters\", \"summary\", \"report\"",
-                    Some(format!("\"{other}\"")),
-                );
+                sec.error("type", TYPES, other.map(|o| format!("\"{o}\"")));
                 sec.finish();
                 continue;
             }
         };
-        let topic = match kind {
-            SinkKind::Scores | SinkKind::Alerts | SinkKind::DeadLetters => {
-                service::read_fluvio_output(&sec, source_partitions)
-            }
-            _ => None,
-        };
-        let (path, format) = match kind {
-            SinkKind::Summary => (None, FileFormat::Jsonl),
-            _ if topic.is_some() => {
+        let to = match service::read_fluvio_output(&sec, source_partitions) {
+            Some(topic) => {
                 if sec.has("path") {
                     sec.error("path", "either a path or a topic, not both", None);
                 }
-                (None, FileFormat::Jsonl)
+                Some(RecordTarget::Topic(topic))
             }
-            SinkKind::Report => {
-                let p = sec.opt_str("path");
-                if p.is_none() {
-                    sec.error("path", "the path of the JSON report", None);
-                }
-                (p.map(PathBuf::from), FileFormat::Jsonl)
-            }
-            _ => {
+            None => {
                 let p = sec.opt_str("path");
                 if p.is_none() {
                     sec.error(
@@ -945,17 +1033,16 @@ fn read_sinks(s: &Section, source_partitions: u32) -> Vec<SinkConfig> {
                     );
                 }
                 let format = format_from(&sec, p.as_deref().unwrap_or(""));
-                (p.map(PathBuf::from), format)
+                p.map(|p| RecordTarget::File {
+                    path: PathBuf::from(p),
+                    format,
+                })
             }
         };
         sec.finish();
-        out.push(SinkConfig {
-            id,
-            kind,
-            path,
-            format,
-            topic,
-        });
+        if let Some(to) = to {
+            out.push(SinkConfig::Records { id, records, to });
+        }
     }
     out
 }
@@ -969,7 +1056,7 @@ mod tests {
         let t = Topology::embedded(&[]).unwrap();
         assert!(matches!(t.source, SourceConfig::Simulator(_)));
         assert_eq!(t.labels.source, LabelSource::Simulator);
-        assert!(t.sink(SinkKind::Summary).is_some());
+        assert!(t.has_summary());
     }
 
     #[test]

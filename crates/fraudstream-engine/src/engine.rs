@@ -1,0 +1,877 @@
+//! The engine: one transaction in, one score out; one label in, one model
+//! update. No I/O. It is two keyed stages, so the same code runs in one
+//! thread ([`Engine`]) or spread over workers (the runtime of the execution layer):
+//!
+//! ```text
+//!            MerchantStage (one owner)               CardStage (one per worker, by card)
+//! tx ──► merchant windows + risk ──► TxContext ──► card windows, model.score ──► Score
+//!        route tx → worker                          pending store (tx → features)
+//! label ─► route, merchant risk ───► LabelContext ─► pending.take ─► model.learn,
+//!                                                    card fraud signal, evaluation
+//! ```
+
+use crate::config::EngineConfig;
+use crate::eval::{LabelOutcome, Prequential};
+use crate::event::{key_of, Contribution, Label, Score, Transaction};
+use crate::features::{merchant_feature_count, CardFeatures, FeatureVector, MerchantFeatures};
+use crate::model::portfolio::{ModelKind, Portfolio};
+use crate::model::{Imbalance, LogisticModel, OnlineModel};
+use crate::pending::{PendingFeatures, PendingMeta};
+use hdrhistogram::Histogram;
+use nohash_hasher::IntMap;
+use std::time::Instant;
+
+/// Most merchant features a topology may configure (carried inline per event).
+pub const MAX_MERCHANT_FEATURES: usize = 16;
+
+/// Counters of one engine; published to `metrics` by [`Engine::publish_metrics`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EngineCounters {
+    /// Transactions scored.
+    pub scored: u64,
+    /// Transactions behind the allowed lateness (scored, not windowed).
+    pub late: u64,
+    /// Alerts raised.
+    pub alerts: u64,
+    /// Labels received.
+    pub labels: u64,
+    /// Labels joined to a pending feature vector.
+    pub labels_joined: u64,
+    /// Joined labels the model learnt from (the rest were subsampled away).
+    pub labels_learnt: u64,
+    /// Labels for transactions never seen, expired or evicted.
+    pub labels_unknown: u64,
+    /// Second labels for the same transaction (not learnt from).
+    pub labels_duplicate: u64,
+    /// Cards evicted as idle.
+    pub cards_evicted: u64,
+    /// Merchants evicted as idle.
+    pub merchants_evicted: u64,
+}
+
+impl EngineCounters {
+    /// Field-wise sum (counters of parallel stages).
+    pub fn add(&mut self, o: &EngineCounters) {
+        self.scored += o.scored;
+        self.late += o.late;
+        self.alerts += o.alerts;
+        self.labels += o.labels;
+        self.labels_joined += o.labels_joined;
+        self.labels_learnt += o.labels_learnt;
+        self.labels_unknown += o.labels_unknown;
+        self.labels_duplicate += o.labels_duplicate;
+        self.cards_evicted += o.cards_evicted;
+        self.merchants_evicted += o.merchants_evicted;
+    }
+}
+
+/// What the merchant stage hands the card stage with a transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct TxContext {
+    /// Card key.
+    pub card: u64,
+    /// Merchant key.
+    pub merchant: u64,
+    /// Transaction key.
+    pub tx_key: u64,
+    /// Behind the allowed lateness.
+    pub late: bool,
+    /// Newest event time of the stream so far (drives eviction).
+    pub now: i64,
+    /// The card stage that owns the card.
+    pub worker: u16,
+    /// When the event was offered to the engine (paced benchmarks): the card
+    /// stage records the time from then to its score, queueing included.
+    pub offered: Option<Instant>,
+    merchant_len: u8,
+    merchant_features: [f32; MAX_MERCHANT_FEATURES],
+}
+
+impl TxContext {
+    /// The merchant features.
+    pub fn merchant_features(&self) -> &[f32] {
+        &self.merchant_features[..self.merchant_len as usize]
+    }
+}
+
+/// A label on its way to the card stage that scored its transaction.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LabelContext {
+    /// Transaction key.
+    pub tx_key: u64,
+    /// Arrival time.
+    pub ts: i64,
+    /// Verdict.
+    pub is_fraud: bool,
+}
+
+/// Which card stage owns a card, for `workers` stages.
+#[inline]
+pub fn worker_of(card_key: u64, workers: usize) -> usize {
+    // Multiply-shift: uniform over workers whatever the hash's low bits.
+    ((card_key as u128 * workers as u128) >> 64) as usize
+}
+
+/// Merchant state, lateness, eviction schedule and the route of every
+/// scored transaction to its card stage. One owner for the whole stream.
+pub struct MerchantStage {
+    merchants: MerchantFeatures,
+    feature_len: usize,
+    /// Every scored transaction's card stage (for label routing).
+    routes: IntMap<u64, u8>,
+    /// Mirror of the card stages' pending-store policy (same capacity and
+    /// TTL), so merchant risk learns from exactly the labels that join.
+    joinable: PendingFeatures,
+    learn: bool,
+    lateness_ms: i64,
+    idle_ms: i64,
+    eviction_interval_ms: i64,
+    newest_ts: i64,
+    next_eviction: i64,
+    counters: EngineCounters,
+    published: EngineCounters,
+    scratch: Vec<f32>,
+    empty: FeatureVector,
+}
+
+impl MerchantStage {
+    /// For `cfg`.
+    pub fn new(cfg: &EngineConfig) -> Self {
+        let n = merchant_feature_count(&cfg.features);
+        assert!(
+            n <= MAX_MERCHANT_FEATURES,
+            "validated: at most {MAX_MERCHANT_FEATURES} merchant features"
+        );
+        assert!(cfg.workers <= 256, "validated: at most 256 workers");
+        MerchantStage {
+            merchants: MerchantFeatures::new(cfg.features.clone()),
+            feature_len: n,
+            routes: IntMap::default(),
+            joinable: PendingFeatures::new(0, cfg.pending_capacity, cfg.pending_ttl_ms),
+            learn: cfg.learn,
+            lateness_ms: cfg.allowed_lateness_ms,
+            idle_ms: cfg.idle_eviction_ms,
+            eviction_interval_ms: cfg.eviction_interval_ms,
+            newest_ts: i64::MIN,
+            next_eviction: i64::MIN,
+            counters: EngineCounters::default(),
+            published: EngineCounters::default(),
+            scratch: Vec::with_capacity(n),
+            empty: FeatureVector::default(),
+        }
+    }
+
+    /// Merchant features of `tx` and the card stage (of `workers`) that owns its card.
+    pub fn on_transaction(&mut self, tx: &Transaction, workers: usize) -> TxContext {
+        let ts = tx.ts;
+        let late =
+            self.newest_ts != i64::MIN && ts < self.newest_ts.saturating_sub(self.lateness_ms);
+        if late {
+            self.counters.late += 1;
+        }
+        self.newest_ts = self.newest_ts.max(ts);
+        if self.newest_ts >= self.next_eviction {
+            let before = self.newest_ts.saturating_sub(self.idle_ms);
+            self.counters.merchants_evicted += self.merchants.evict_idle(before) as u64;
+            self.joinable.expire(self.newest_ts);
+            self.next_eviction = self.newest_ts.saturating_add(self.eviction_interval_ms);
+        }
+        let card = key_of(tx.card_id.as_bytes());
+        let merchant = key_of(tx.merchant_id.as_bytes());
+        let tx_key = tx.tx_id.key();
+        let worker = worker_of(card, workers);
+        self.scratch.clear();
+        self.merchants
+            .extract_and_update(tx, merchant, late, &mut self.scratch);
+        let mut merchant_features = [0f32; MAX_MERCHANT_FEATURES];
+        merchant_features[..self.feature_len].copy_from_slice(&self.scratch);
+        self.routes.insert(tx_key, worker as u8);
+        self.joinable.insert(
+            tx_key,
+            &self.empty,
+            PendingMeta {
+                card,
+                merchant,
+                ts,
+                cats: [0; 3],
+            },
+        );
+        TxContext {
+            card,
+            merchant,
+            tx_key,
+            late,
+            now: self.newest_ts,
+            worker: worker as u16,
+            offered: None,
+            merchant_len: self.feature_len as u8,
+            merchant_features,
+        }
+    }
+
+    /// Route a label to the card stage that scored its transaction, feeding
+    /// merchant risk on the way; `None` for a transaction never scored.
+    pub fn on_label(&mut self, label: &Label) -> Option<(usize, LabelContext)> {
+        let tx_key = label.tx_id.key();
+        let Some(&worker) = self.routes.get(&tx_key) else {
+            self.counters.labels += 1;
+            self.counters.labels_unknown += 1;
+            return None;
+        };
+        if let Some(meta) = self.joinable.take(tx_key, &mut FeatureVector::default()) {
+            if self.learn {
+                self.merchants
+                    .apply_label(meta.merchant, label.ts, label.is_fraud);
+            }
+        }
+        Some((
+            worker as usize,
+            LabelContext {
+                tx_key,
+                ts: label.ts,
+                is_fraud: label.is_fraud,
+            },
+        ))
+    }
+
+    /// Counters of this stage (late, merchant evictions, unroutable labels).
+    pub fn counters(&self) -> EngineCounters {
+        self.counters
+    }
+
+    /// Add this stage's counters since the last call to the `metrics` registry
+    /// (each stage publishes its own, so nothing is counted twice).
+    pub fn publish_metrics(&mut self) {
+        publish(&self.counters, &self.published);
+        self.published = self.counters;
+    }
+
+    /// Merchants held.
+    pub fn merchants(&self) -> usize {
+        self.merchants.len()
+    }
+
+    /// Bytes per merchant.
+    pub fn bytes_per_merchant(&self) -> usize {
+        self.merchants.bytes_per_merchant()
+    }
+}
+
+/// Settings the card stage reads from a topology.
+#[derive(Clone, Debug)]
+struct CardSettings {
+    threshold: f64,
+    idle_ms: i64,
+    eviction_interval_ms: i64,
+    explain_top: usize,
+    learn: bool,
+    imbalance: Imbalance,
+    seed: u64,
+}
+
+/// Card state, the model handle, the pending store and the evaluation of
+/// the transactions this stage scores.
+pub struct CardStage {
+    cfg: CardSettings,
+    cards: CardFeatures,
+    model: LogisticModel,
+    /// The models beside the logistic regression and what is served
+    /// (`model.type`); `None` for the logistic alone (the default).
+    portfolio: Option<Box<Portfolio>>,
+    pending: PendingFeatures,
+    eval: Prequential,
+    counters: EngineCounters,
+    published: EngineCounters,
+    latency_ns: Histogram<u64>,
+    queued_ns: Histogram<u64>,
+    next_eviction: i64,
+    x: FeatureVector,
+    label_x: FeatureVector,
+    explain_buf: Vec<Contribution>,
+    /// Cards held by stages absorbed into this one.
+    cards_absorbed: usize,
+}
+
+/// What happened to a label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelResult {
+    /// Joined and learnt from (or subsampled away).
+    Joined,
+    /// No pending vector for it.
+    Unknown,
+    /// Already labelled.
+    Duplicate,
+}
+
+impl CardStage {
+    /// For `cfg`, with a model handle (shared between stages or not).
+    pub fn new(cfg: &EngineConfig, model: LogisticModel) -> Self {
+        let space = crate::features::feature_space(&cfg.features);
+        let dense = space.dense_len();
+        let eval_cfg = cfg.eval();
+        let pf = &cfg.portfolio;
+        let portfolio = (pf.kind != ModelKind::Logistic || pf.compare)
+            .then(|| Box::new(Portfolio::new(space.names(), *pf, eval_cfg.clone())));
+        // The pending store keeps the portfolio's score-time side values too.
+        let stride = portfolio.as_ref().map_or(dense, |p| p.stride());
+        CardStage {
+            cfg: CardSettings {
+                threshold: cfg.alert_threshold,
+                idle_ms: cfg.idle_eviction_ms,
+                eviction_interval_ms: cfg.eviction_interval_ms,
+                explain_top: cfg.explain_top,
+                learn: cfg.learn,
+                imbalance: cfg.imbalance,
+                seed: cfg.seed,
+            },
+            cards: CardFeatures::new(cfg.features.clone()),
+            model,
+            portfolio,
+            pending: PendingFeatures::new(stride, cfg.pending_capacity, cfg.pending_ttl_ms),
+            eval: Prequential::new(eval_cfg),
+            counters: EngineCounters::default(),
+            published: EngineCounters::default(),
+            latency_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
+            queued_ns: Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid bounds"),
+            next_eviction: i64::MIN,
+            x: FeatureVector::default(),
+            label_x: FeatureVector::default(),
+            explain_buf: Vec::new(),
+            cards_absorbed: 0,
+        }
+    }
+
+    /// Score one transaction (test); keep its features for its label (train later).
+    pub fn score(&mut self, tx: Transaction, ctx: &TxContext) -> Score {
+        let started = Instant::now();
+        let ts = tx.ts;
+        if ctx.now >= self.next_eviction {
+            let before = ctx.now.saturating_sub(self.cfg.idle_ms);
+            self.counters.cards_evicted += self.cards.evict_idle(before) as u64;
+            self.pending.expire(ctx.now);
+            self.next_eviction = ctx.now.saturating_add(self.cfg.eviction_interval_ms);
+        }
+        self.cards
+            .extract_and_update(&tx, ctx.card, ctx.merchant, ctx.late, &mut self.x);
+        self.x.dense.extend_from_slice(ctx.merchant_features());
+        let p_linear = self.model.score(&self.x);
+        let p = match self.portfolio.as_deref_mut() {
+            Some(pf) => pf.score(&mut self.x, p_linear, ctx.tx_key, ts, ctx.card),
+            None => p_linear,
+        };
+        let alert = p >= self.cfg.threshold;
+        let mut top = Vec::new();
+        if alert {
+            self.counters.alerts += 1;
+            if self.cfg.explain_top > 0 {
+                match self.portfolio.as_deref_mut() {
+                    Some(pf) => pf.explain(
+                        &self.x,
+                        &mut self.model,
+                        self.cfg.explain_top,
+                        &mut self.explain_buf,
+                    ),
+                    None => {
+                        self.model
+                            .explain(&self.x, self.cfg.explain_top, &mut self.explain_buf)
+                    }
+                }
+                top = std::mem::take(&mut self.explain_buf);
+            }
+        }
+        self.pending.insert(
+            ctx.tx_key,
+            &self.x,
+            PendingMeta {
+                card: ctx.card,
+                merchant: ctx.merchant,
+                ts,
+                cats: self.x.cats,
+            },
+        );
+        self.eval.record_score(ctx.tx_key, ts, ctx.card, p as f32);
+        self.counters.scored += 1;
+        let score = Score {
+            tx_id: tx.tx_id,
+            ts,
+            card_id: tx.card_id,
+            score: p,
+            alert,
+            model_version: self.model.version(),
+            top_features: top,
+        };
+        let ns = started.elapsed().as_nanos() as u64;
+        self.latency_ns.saturating_record(ns.max(1));
+        if let Some(offered) = ctx.offered {
+            self.queued_ns
+                .saturating_record((offered.elapsed().as_nanos() as u64).max(1));
+        }
+        if self.counters.scored % 64 == 0 {
+            // A 1-in-64 sample keeps the metrics registry off most events.
+            metrics::histogram!("fraudstream_scoring_latency_seconds").record(ns as f64 * 1e-9);
+        }
+        score
+    }
+
+    /// Join a label to its transaction's features and learn from it.
+    pub fn label(&mut self, l: &LabelContext) -> LabelResult {
+        self.counters.labels += 1;
+        let outcome = self.eval.record_label(l.tx_key, l.is_fraud);
+        if let Some(pf) = self.portfolio.as_deref_mut() {
+            pf.record_label(l.tx_key, l.is_fraud);
+        }
+        match self.pending.take(l.tx_key, &mut self.label_x) {
+            Some(meta) => {
+                self.counters.labels_joined += 1;
+                if self.cfg.learn {
+                    let weight = self
+                        .cfg
+                        .imbalance
+                        .weight(l.is_fraud, l.tx_key, self.cfg.seed);
+                    if let Some(w) = weight {
+                        self.model.learn(&self.label_x, l.is_fraud, w);
+                        self.counters.labels_learnt += 1;
+                    }
+                    if let Some(pf) = self.portfolio.as_deref_mut() {
+                        pf.learn(&self.label_x, l.is_fraud, weight, l.ts, l.tx_key);
+                    }
+                    if l.is_fraud {
+                        self.cards.apply_fraud(meta.card, l.ts);
+                    }
+                }
+                LabelResult::Joined
+            }
+            None => {
+                if outcome == LabelOutcome::Duplicate {
+                    self.counters.labels_duplicate += 1;
+                    LabelResult::Duplicate
+                } else {
+                    self.counters.labels_unknown += 1;
+                    LabelResult::Unknown
+                }
+            }
+        }
+    }
+
+    /// Counters of this stage.
+    pub fn counters(&self) -> EngineCounters {
+        self.counters
+    }
+
+    /// Processing time per transaction (ns).
+    pub fn latency(&self) -> &Histogram<u64> {
+        &self.latency_ns
+    }
+
+    /// Time from offer to score, queueing included (paced runs only; ns).
+    pub fn queued_latency(&self) -> &Histogram<u64> {
+        &self.queued_ns
+    }
+
+    /// The full feature vector of the last transaction scored.
+    pub fn last_features(&self) -> &FeatureVector {
+        &self.x
+    }
+
+    /// The evaluation of this stage's transactions.
+    pub fn evaluation(&self) -> &Prequential {
+        &self.eval
+    }
+
+    /// The model handle.
+    pub fn model(&self) -> &LogisticModel {
+        &self.model
+    }
+
+    /// The pending store.
+    pub fn pending(&self) -> &PendingFeatures {
+        &self.pending
+    }
+
+    /// The portfolio, when `model.type` is not the logistic alone.
+    pub fn portfolio(&self) -> Option<&Portfolio> {
+        self.portfolio.as_deref()
+    }
+
+    /// Cards held.
+    pub fn cards(&self) -> usize {
+        self.cards.len()
+    }
+
+    /// Bytes per card.
+    pub fn bytes_per_card(&self) -> usize {
+        self.cards.bytes_per_card()
+    }
+
+    /// Add the counters accumulated since the last call to the `metrics`
+    /// registry (cheap enough per batch, kept off the per-event path).
+    pub fn publish_metrics(&mut self) {
+        publish(&self.counters, &self.published);
+        metrics::gauge!("fraudstream_pending_entries").set(self.pending.len() as f64);
+        metrics::gauge!("fraudstream_model_version").set(self.model.version() as f64);
+        self.published = self.counters;
+    }
+
+    /// Take in another stage's evaluation, counters, latencies and input
+    /// statistics (after a parallel run).
+    pub fn absorb(&mut self, other: CardStage) {
+        self.counters.add(&other.counters);
+        self.latency_ns
+            .add(&other.latency_ns)
+            .expect("same histogram bounds");
+        self.queued_ns
+            .add(&other.queued_ns)
+            .expect("same histogram bounds");
+        self.model.absorb_statistics(&other.model);
+        if let (Some(mine), Some(theirs)) = (self.portfolio.as_deref_mut(), other.portfolio) {
+            mine.absorb(*theirs);
+        }
+        self.eval.merge(other.eval);
+        self.pending.absorb_counts(&other.pending);
+        self.cards_absorbed += other.cards.len();
+    }
+}
+
+fn publish(c: &EngineCounters, p: &EngineCounters) {
+    metrics::counter!("fraudstream_transactions_scored_total").increment(c.scored - p.scored);
+    metrics::counter!("fraudstream_transactions_late_total").increment(c.late - p.late);
+    metrics::counter!("fraudstream_alerts_total").increment(c.alerts - p.alerts);
+    metrics::counter!("fraudstream_labels_total").increment(c.labels - p.labels);
+    metrics::counter!("fraudstream_labels_joined_total")
+        .increment(c.labels_joined - p.labels_joined);
+    metrics::counter!("fraudstream_labels_unknown_total")
+        .increment(c.labels_unknown - p.labels_unknown);
+    metrics::counter!("fraudstream_labels_duplicate_total")
+        .increment(c.labels_duplicate - p.labels_duplicate);
+    metrics::counter!("fraudstream_evictions_total", "entity" => "card")
+        .increment(c.cards_evicted - p.cards_evicted);
+    metrics::counter!("fraudstream_evictions_total", "entity" => "merchant")
+        .increment(c.merchants_evicted - p.merchants_evicted);
+}
+
+/// Both stages in one thread: the sequential engine.
+pub struct Engine {
+    merchant: MerchantStage,
+    card: CardStage,
+    published: EngineCounters,
+}
+
+impl Engine {
+    /// An engine for `cfg` with a fresh model.
+    pub fn new(cfg: &EngineConfig) -> Self {
+        Self::with_model(cfg, fresh_model(cfg))
+    }
+
+    /// An engine for `cfg` starting from `model` (for example one loaded from a file).
+    pub fn with_model(cfg: &EngineConfig, model: LogisticModel) -> Self {
+        Engine {
+            merchant: MerchantStage::new(cfg),
+            card: CardStage::new(cfg, model),
+            published: EngineCounters::default(),
+        }
+    }
+
+    /// Assemble from stages (the parallel runtime's result).
+    pub fn from_stages(merchant: MerchantStage, card: CardStage) -> Self {
+        Engine {
+            merchant,
+            card,
+            published: EngineCounters::default(),
+        }
+    }
+
+    /// Score one transaction (test), keep its features for its label (train later).
+    pub fn score(&mut self, tx: Transaction) -> Score {
+        let ctx = self.merchant.on_transaction(&tx, 1);
+        self.card.score(tx, &ctx)
+    }
+
+    /// Join a label to its transaction's features and learn from it.
+    pub fn label(&mut self, label: &Label) -> LabelResult {
+        match self.merchant.on_label(label) {
+            Some((_, l)) => self.card.label(&l),
+            None => LabelResult::Unknown,
+        }
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> EngineCounters {
+        let mut c = self.card.counters();
+        c.add(&self.merchant.counters());
+        c
+    }
+
+    /// Processing time per transaction in the card stage (ns).
+    pub fn latency(&self) -> &Histogram<u64> {
+        self.card.latency()
+    }
+
+    /// Offer-to-score time of paced runs (ns).
+    pub fn queued_latency(&self) -> &Histogram<u64> {
+        self.card.queued_latency()
+    }
+
+    /// The full feature vector of the last transaction scored.
+    pub fn last_features(&self) -> &FeatureVector {
+        self.card.last_features()
+    }
+
+    /// The evaluation so far.
+    pub fn evaluation(&self) -> &Prequential {
+        self.card.evaluation()
+    }
+
+    /// The pending store.
+    pub fn pending(&self) -> &PendingFeatures {
+        self.card.pending()
+    }
+
+    /// The model.
+    pub fn model(&self) -> &LogisticModel {
+        self.card.model()
+    }
+
+    /// The portfolio, when `model.type` is not the logistic alone.
+    pub fn portfolio(&self) -> Option<&Portfolio> {
+        self.card.portfolio()
+    }
+
+    /// Cards and merchants held, and bytes of state per card and merchant.
+    pub fn state(&self) -> (usize, usize, usize, usize) {
+        (
+            self.card.cards() + self.card.cards_absorbed,
+            self.merchant.merchants(),
+            self.card.bytes_per_card(),
+            self.merchant.bytes_per_merchant(),
+        )
+    }
+
+    /// Write the state a restart needs to continue exactly where this engine
+    /// is: card and merchant windows, label routes, pending stores, model,
+    /// evaluation and counters (not latency histograms, which describe this
+    /// process).
+    pub fn save_state<W: std::io::Write>(&self, mut w: W) -> bincode::Result<()> {
+        let (m, c) = (&self.merchant, &self.card);
+        m.merchants.save_state(&mut w)?;
+        bincode::serialize_into(
+            &mut w,
+            &(
+                &m.routes,
+                &m.joinable,
+                m.newest_ts,
+                m.next_eviction,
+                &m.counters,
+            ),
+        )?;
+        c.cards.save_state(&mut w)?;
+        bincode::serialize_into(
+            &mut w,
+            &(
+                // JSON inside: the optimizer is an internally tagged enum,
+                // which bincode cannot read back.
+                serde_json::to_vec(&c.model.to_file())
+                    .map_err(|e| bincode::ErrorKind::Custom(e.to_string()))?,
+                &c.pending,
+                &c.eval,
+                &c.counters,
+                c.next_eviction,
+                // JSON for the same reason as the model (tagged enums inside).
+                match &c.portfolio {
+                    Some(p) => Some(
+                        serde_json::to_vec(p)
+                            .map_err(|e| bincode::ErrorKind::Custom(e.to_string()))?,
+                    ),
+                    None => None,
+                },
+            ),
+        )
+    }
+
+    /// Replace this engine's state with one written by
+    /// [`save_state`](Self::save_state) of an engine built from the same
+    /// settings (`cfg`, the one this engine was built from).
+    pub fn restore_state<R: std::io::Read>(
+        &mut self,
+        cfg: &EngineConfig,
+        mut r: R,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let m = &mut self.merchant;
+        m.merchants
+            .restore_state(&mut r)
+            .context("merchant windows")?;
+        type MerchantRest = (IntMap<u64, u8>, PendingFeatures, i64, i64, EngineCounters);
+        let (routes, joinable, newest_ts, next_eviction, counters): MerchantRest =
+            bincode::deserialize_from(&mut r).context("label routes")?;
+        m.routes = routes;
+        m.joinable = joinable;
+        m.newest_ts = newest_ts;
+        m.next_eviction = next_eviction;
+        m.counters = counters;
+        m.published = EngineCounters::default();
+        let c = &mut self.card;
+        c.cards.restore_state(&mut r).context("card windows")?;
+        type CardRest = (
+            Vec<u8>,
+            PendingFeatures,
+            Prequential,
+            EngineCounters,
+            i64,
+            Option<Vec<u8>>,
+        );
+        let (model, pending, eval, counters, next_eviction, portfolio): CardRest =
+            bincode::deserialize_from(&mut r).context("model and pending store")?;
+        let space = crate::features::feature_space(&cfg.features);
+        let model = serde_json::from_slice(&model).context("model")?;
+        c.model =
+            LogisticModel::from_file(model, &space).map_err(|e| anyhow::anyhow!("model: {e}"))?;
+        anyhow::ensure!(
+            pending.stride() == c.pending.stride(),
+            "pending store holds vectors of {} values, this topology keeps {}",
+            pending.stride(),
+            c.pending.stride()
+        );
+        match (portfolio, c.portfolio.as_deref_mut()) {
+            (Some(bytes), Some(fresh)) => {
+                let mut restored: Portfolio =
+                    serde_json::from_slice(&bytes).context("model portfolio")?;
+                restored.adopt_evaluations(fresh);
+                c.portfolio = Some(Box::new(restored));
+            }
+            (None, None) => {}
+            _ => anyhow::bail!("written with another model.type than this topology's"),
+        }
+        c.pending = pending;
+        c.eval = eval;
+        c.counters = counters;
+        c.published = EngineCounters::default();
+        c.next_eviction = next_eviction;
+        self.published = EngineCounters::default();
+        Ok(())
+    }
+
+    /// Publish the counters accumulated since the last call to `metrics`.
+    pub fn publish_metrics(&mut self) {
+        let c = self.counters();
+        publish(&c, &self.published);
+        metrics::gauge!("fraudstream_pending_entries").set(self.card.pending.len() as f64);
+        metrics::gauge!("fraudstream_model_version").set(self.card.model.version() as f64);
+        self.published = c;
+    }
+}
+
+/// A fresh (untrained) logistic model for `cfg`'s feature space.
+pub fn fresh_model(cfg: &EngineConfig) -> LogisticModel {
+    LogisticModel::new(&crate::features::feature_space(&cfg.features), cfg.logistic)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::TxId;
+
+    fn engine(change: impl FnOnce(&mut EngineConfig)) -> Engine {
+        let mut cfg = EngineConfig::default();
+        change(&mut cfg);
+        Engine::new(&cfg)
+    }
+
+    fn tx(id: u64, ts: i64, amount: f64) -> Transaction {
+        Transaction {
+            tx_id: TxId::Int(id),
+            ts,
+            card_id: "card".into(),
+            merchant_id: "shop".into(),
+            amount,
+            currency: None,
+            mcc: None,
+            country: None,
+            channel: None,
+            location: None,
+        }
+    }
+
+    fn label(id: u64, ts: i64, is_fraud: bool) -> Label {
+        Label {
+            tx_id: TxId::Int(id),
+            ts,
+            is_fraud,
+        }
+    }
+
+    #[test]
+    fn a_label_trains_once_and_duplicates_are_counted() {
+        let mut e = engine(|_| {});
+        let s = e.score(tx(1, 1_000, 10.0));
+        assert_eq!(s.model_version, 0);
+        assert!(
+            (s.score - 0.01).abs() < 1e-9,
+            "untrained model scores the prior: {}",
+            s.score
+        );
+        assert!(!s.alert);
+        assert_eq!(e.label(&label(1, 2_000, true)), LabelResult::Joined);
+        assert_eq!(e.model().version(), 1);
+        assert_eq!(e.label(&label(1, 3_000, true)), LabelResult::Duplicate);
+        assert_eq!(e.label(&label(99, 3_000, false)), LabelResult::Unknown);
+        assert_eq!(e.model().version(), 1, "neither trained");
+        let c = e.counters();
+        assert_eq!(
+            (
+                c.labels,
+                c.labels_joined,
+                c.labels_duplicate,
+                c.labels_unknown
+            ),
+            (3, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn learn_false_keeps_the_model_untouched_but_evaluates() {
+        let mut e = engine(|c| c.learn = false);
+        e.score(tx(1, 1_000, 10.0));
+        e.label(&label(1, 2_000, true));
+        assert_eq!(e.model().version(), 0);
+        assert_eq!(e.evaluation().labeled(), 1);
+    }
+
+    #[test]
+    fn late_transactions_are_counted_and_scored() {
+        let mut e = engine(|c| c.allowed_lateness_ms = 60_000);
+        e.score(tx(1, 10 * 60_000, 10.0));
+        e.score(tx(2, 9 * 60_000 + 30_000, 10.0)); // 30 s behind: in time
+        e.score(tx(3, 60_000, 10.0)); // 9 minutes behind: late
+        assert_eq!(e.counters().late, 1);
+        assert_eq!(e.counters().scored, 3);
+    }
+
+    #[test]
+    fn expired_pending_entries_make_labels_unknown() {
+        let mut e = engine(|c| c.pending_ttl_ms = 3_600_000);
+        e.score(tx(1, 0, 10.0));
+        e.score(tx(2, 2 * 3_600_000, 10.0));
+        assert_eq!(
+            e.label(&label(1, 2 * 3_600_000, false)),
+            LabelResult::Unknown
+        );
+        assert_eq!(e.pending().stats().expired, 1);
+    }
+
+    #[test]
+    fn alerts_carry_their_top_contributions() {
+        let mut e = engine(|c| c.alert_threshold = 0.0);
+        let s = e.score(tx(1, 0, 10.0));
+        assert!(s.alert);
+        // untrained: every weight is zero, so nothing contributes positively
+        assert!(s.top_features.is_empty());
+        for i in 0..200u64 {
+            let big = i % 10 == 0;
+            e.score(tx(10 + i, 1000 * i as i64, if big { 5000.0 } else { 10.0 }));
+            e.label(&label(10 + i, 1000 * i as i64 + 1, big));
+        }
+        let s = e.score(tx(1000, 300_000, 5000.0));
+        assert_eq!(s.top_features.len(), 3);
+        assert!(s.top_features[0].value >= s.top_features[2].value);
+    }
+}

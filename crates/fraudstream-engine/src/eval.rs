@@ -1,0 +1,917 @@
+//! Honest prequential (test-then-train) evaluation of the fraud-scoring stream.
+//!
+//! Every transaction is scored exactly once, when it arrives and before its
+//! label can be known ([`Prequential::record_score`]); its label arrives later
+//! (typically days later, as a chargeback) or never
+//! ([`Prequential::record_label`]). Metrics are computed at report time from
+//! the stored `(score, label)` pairs, per day of the transaction's *event time*
+//! ([`Prequential::daily`]) and over a range of days ([`Prequential::summary`]).
+//!
+//! # Fraud definition
+//! A transaction counts as fraud iff its label said so. A transaction whose
+//! label never arrived counts as genuine under [`Unlabeled::Genuine`] (no
+//! chargeback means genuine) and is left out of every metric under
+//! [`Unlabeled::Ignore`]. The transactions that enter the metrics are called
+//! the *evaluated* transactions below.
+//!
+//! # Storage and memory
+//! Days are addressed by `day = (ts - origin_ms).div_euclid(DAY_MS)`. Each day
+//! that has a scored transaction owns a dense slot holding a `Vec` of compact
+//! 16-byte records (`card: u64`, `score: f32`, label state `u8`, padding).
+//! Label lookup goes through an `IntMap<u64 tx, (slot: u32, index: u32)>`,
+//! 16 bytes of payload per entry plus the hash table's control byte and load
+//! slack (about 18–37 bytes). A labeled transaction *keeps* its map entry: the
+//! label state of the record it points to marks it as labeled, so a later
+//! duplicate label is recognised as [`LabelOutcome::Duplicate`] without a
+//! second set (a separate set of labeled keys would cost about as much per
+//! labeled tx and need a second lookup). Total: roughly 34–53 bytes per
+//! scored transaction, independent of whether and when it is labeled.
+//!
+//! # Determinism and floats
+//! Days are iterated through a `BTreeMap`, ties are grouped explicitly and
+//! every float sort uses `total_cmp`, so no output depends on hash iteration
+//! order. NaN scores are treated as `0.0` (on record and in the free
+//! functions) and `-0.0` as `0.0`, so equal scores always form one tie group.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use nohash_hasher::IntMap;
+use serde::{Deserialize, Serialize};
+
+/// The width of a reporting day.
+pub use crate::time::DAY_MS;
+
+/// What to do, at report time, with transactions whose label never arrived.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unlabeled {
+    /// Count them as genuine: no chargeback means genuine (the default).
+    #[default]
+    Genuine,
+    /// Leave them out of every metric (they still count in `transactions`).
+    Ignore,
+}
+
+/// Configuration of the evaluator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EvalConfig {
+    /// Alert threshold: a transaction is alerted when `score >= threshold`
+    /// (default 0.5).
+    pub threshold: f64,
+    /// `k` of the daily card precision@k (default 100).
+    pub k: usize,
+    /// Policy for transactions whose label never arrived (default genuine).
+    pub unlabeled: Unlabeled,
+    /// Origin of day boundaries: `day = (ts - origin_ms).div_euclid(DAY_MS)`
+    /// (default 0, i.e. UTC midnight).
+    pub origin_ms: i64,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 0.5,
+            k: 100,
+            unlabeled: Unlabeled::Genuine,
+            origin_ms: 0,
+        }
+    }
+}
+
+/// Result of [`Prequential::record_label`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelOutcome {
+    /// The label was attached to its scored transaction.
+    Applied,
+    /// No transaction with this key was ever scored; nothing changed.
+    Unknown,
+    /// The transaction already had a label; nothing changed (first label wins).
+    Duplicate,
+}
+
+/// Metrics over a range of days.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricsSummary {
+    /// Scored transactions in the range (labeled or not, whatever the policy).
+    pub transactions: u64,
+    /// Of those, the ones whose label arrived.
+    pub labeled: u64,
+    /// Of those, the ones labeled fraud.
+    pub frauds: u64,
+    /// ROC AUC over the evaluated transactions; `None` when a class is absent.
+    pub roc_auc: Option<f64>,
+    /// Average precision over the evaluated transactions; `None` without fraud.
+    pub average_precision: Option<f64>,
+    /// Frauds among alerts / alerts; `None` when there is no alert.
+    pub precision_at_threshold: Option<f64>,
+    /// Alerted frauds / frauds; `None` when there is no fraud.
+    pub recall_at_threshold: Option<f64>,
+    /// Evaluated transactions with `score >= threshold`.
+    pub alerts: u64,
+    /// Mean over the days of the range of the daily card precision@k (days
+    /// where it is `None` are skipped); `None` if no day has a value.
+    pub card_precision_at_k: Option<f64>,
+    /// First day (index from `origin_ms`) in the range with a scored transaction.
+    pub first_day: Option<i64>,
+    /// Last day in the range with a scored transaction.
+    pub last_day: Option<i64>,
+}
+
+/// Metrics of one day (of the transactions' event time).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DayMetrics {
+    /// Day index from `origin_ms`.
+    pub day: i64,
+    /// Scored transactions that day (labeled or not, whatever the policy).
+    pub transactions: u64,
+    /// Transactions labeled fraud that day.
+    pub frauds: u64,
+    /// ROC AUC over the day's evaluated transactions; `None` if a class is absent.
+    pub roc_auc: Option<f64>,
+    /// Average precision over the day's evaluated transactions; `None` without fraud.
+    pub average_precision: Option<f64>,
+    /// Card precision@k over the day's evaluated transactions.
+    pub card_precision_at_k: Option<f64>,
+    /// Evaluated transactions with `score >= threshold` that day.
+    pub alerts: u64,
+}
+
+const LABEL_NONE: u8 = 0;
+const LABEL_GENUINE: u8 = 1;
+const LABEL_FRAUD: u8 = 2;
+
+/// One scored transaction: 16 bytes.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+struct Rec {
+    card: u64,
+    score: f32,
+    label: u8,
+}
+
+/// All scored transactions of one day.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct DaySlot {
+    day: i64,
+    recs: Vec<Rec>,
+}
+
+/// Prequential evaluator: stores one record per scored transaction and
+/// computes metrics on demand.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Prequential {
+    cfg: EvalConfig,
+    slots: Vec<DaySlot>,
+    by_day: BTreeMap<i64, u32>,
+    index: IntMap<u64, (u32, u32)>,
+    labeled: u64,
+}
+
+/// Canonical score: NaN becomes 0.0 and -0.0 becomes 0.0, so that `==` and
+/// `total_cmp` agree and equal scores form one tie group.
+#[inline]
+fn norm(s: f32) -> f32 {
+    if s.is_nan() {
+        0.0
+    } else {
+        s + 0.0
+    }
+}
+
+/// Day index of `ts_ms`, computed in i128 so it cannot overflow.
+fn day_of(ts_ms: i64, origin_ms: i64) -> i64 {
+    let d = (i128::from(ts_ms) - i128::from(origin_ms)).div_euclid(i128::from(DAY_MS));
+    // |d| <= 2^64 / 86_400_000 < 2^37, always representable.
+    d as i64
+}
+
+impl Prequential {
+    /// An empty evaluator.
+    pub fn new(cfg: EvalConfig) -> Self {
+        Self {
+            cfg,
+            slots: Vec::new(),
+            by_day: BTreeMap::new(),
+            index: IntMap::default(),
+            labeled: 0,
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &EvalConfig {
+        &self.cfg
+    }
+
+    /// Records the score given to a transaction when it arrived.
+    ///
+    /// `tx`: a 64-bit key of the transaction id (already hashed by the
+    /// caller); `card`: 64-bit card key. A NaN score is stored as 0.0. A
+    /// transaction is scored once: a second score for the same `tx` is
+    /// ignored (the first, honest score is kept).
+    ///
+    /// # Panics
+    /// If one day receives more than `u32::MAX` transactions (64 GiB of
+    /// records for that day alone).
+    pub fn record_score(&mut self, tx: u64, ts_ms: i64, card: u64, score: f32) {
+        let std::collections::hash_map::Entry::Vacant(entry) = self.index.entry(tx) else {
+            return;
+        };
+        let day = day_of(ts_ms, self.cfg.origin_ms);
+        // Consecutive transactions are mostly of the same day.
+        let cached = self
+            .slots
+            .last()
+            .filter(|s| s.day == day)
+            .map(|_| self.slots.len() as u32 - 1);
+        let slot = match cached.or_else(|| self.by_day.get(&day).copied()) {
+            Some(s) => s,
+            None => {
+                let s = u32::try_from(self.slots.len()).expect("more than u32::MAX days");
+                self.slots.push(DaySlot {
+                    day,
+                    recs: Vec::new(),
+                });
+                self.by_day.insert(day, s);
+                s
+            }
+        };
+        let recs = &mut self.slots[slot as usize].recs;
+        let idx = u32::try_from(recs.len()).expect("more than u32::MAX transactions in one day");
+        recs.push(Rec {
+            card,
+            score: norm(score),
+            label: LABEL_NONE,
+        });
+        entry.insert((slot, idx));
+    }
+
+    /// Attaches a label to a scored transaction.
+    ///
+    /// A second label for the same tx is [`LabelOutcome::Duplicate`] and
+    /// changes nothing (the first label wins); a label for a tx never scored
+    /// is [`LabelOutcome::Unknown`] and is dropped (a label arriving before
+    /// its transaction was scored cannot be evaluated honestly anyway).
+    pub fn record_label(&mut self, tx: u64, is_fraud: bool) -> LabelOutcome {
+        let Some(&(slot, idx)) = self.index.get(&tx) else {
+            return LabelOutcome::Unknown;
+        };
+        let rec = &mut self.slots[slot as usize].recs[idx as usize];
+        if rec.label != LABEL_NONE {
+            return LabelOutcome::Duplicate;
+        }
+        rec.label = if is_fraud { LABEL_FRAUD } else { LABEL_GENUINE };
+        self.labeled += 1;
+        LabelOutcome::Applied
+    }
+
+    /// Take in another evaluator's records (same configuration; typically a
+    /// parallel worker's, which scored a disjoint set of cards). A transaction
+    /// present in both keeps this evaluator's record.
+    pub fn merge(&mut self, other: Prequential) {
+        let mut remap: Vec<(u32, u32)> = Vec::with_capacity(other.slots.len());
+        for slot in &other.slots {
+            let target = match self.by_day.get(&slot.day) {
+                Some(&s) => s,
+                None => {
+                    let s = u32::try_from(self.slots.len()).expect("more than u32::MAX days");
+                    self.slots.push(DaySlot {
+                        day: slot.day,
+                        recs: Vec::new(),
+                    });
+                    self.by_day.insert(slot.day, s);
+                    s
+                }
+            };
+            let base = self.slots[target as usize].recs.len();
+            remap.push((
+                target,
+                u32::try_from(base).expect("more than u32::MAX transactions in one day"),
+            ));
+        }
+        for (i, slot) in other.slots.into_iter().enumerate() {
+            self.slots[remap[i].0 as usize].recs.extend(slot.recs);
+        }
+        for (tx, (slot, idx)) in other.index {
+            let (target, base) = remap[slot as usize];
+            if let std::collections::hash_map::Entry::Vacant(e) = self.index.entry(tx) {
+                e.insert((target, base + idx));
+            }
+        }
+        self.labeled += other.labeled;
+    }
+
+    /// Number of distinct transactions scored.
+    pub fn scored(&self) -> u64 {
+        self.index.len() as u64
+    }
+
+    /// Number of labels applied (one per transaction at most).
+    pub fn labeled(&self) -> u64 {
+        self.labeled
+    }
+
+    /// Whether a record enters the metrics, and as fraud or not.
+    #[inline]
+    fn outcome(&self, r: &Rec) -> Option<bool> {
+        match r.label {
+            LABEL_FRAUD => Some(true),
+            LABEL_GENUINE => Some(false),
+            _ => match self.cfg.unlabeled {
+                Unlabeled::Genuine => Some(false),
+                Unlabeled::Ignore => None,
+            },
+        }
+    }
+
+    /// Metrics over transactions whose day index (from `origin_ms`) is
+    /// `>= from_day` (`None` = all days).
+    pub fn summary(&self, from_day: Option<i64>) -> MetricsSummary {
+        let from = from_day.unwrap_or(i64::MIN);
+        let mut out = MetricsSummary {
+            transactions: 0,
+            labeled: 0,
+            frauds: 0,
+            roc_auc: None,
+            average_precision: None,
+            precision_at_threshold: None,
+            recall_at_threshold: None,
+            alerts: 0,
+            card_precision_at_k: None,
+            first_day: None,
+            last_day: None,
+        };
+        let mut pairs: Vec<(f32, bool)> = Vec::new();
+        let mut cards: Vec<(u64, f32, bool)> = Vec::new();
+        let mut true_alerts = 0u64;
+        let (mut cp_sum, mut cp_days) = (0.0f64, 0u64);
+        for (&day, &slot) in self.by_day.range(from..) {
+            let recs = &self.slots[slot as usize].recs;
+            out.first_day.get_or_insert(day);
+            out.last_day = Some(day);
+            out.transactions += recs.len() as u64;
+            cards.clear();
+            for r in recs {
+                if r.label != LABEL_NONE {
+                    out.labeled += 1;
+                }
+                let Some(fraud) = self.outcome(r) else {
+                    continue;
+                };
+                pairs.push((r.score, fraud));
+                cards.push((r.card, r.score, fraud));
+                if f64::from(r.score) >= self.cfg.threshold {
+                    out.alerts += 1;
+                    true_alerts += u64::from(fraud);
+                }
+                out.frauds += u64::from(fraud);
+            }
+            if let Some(cp) = card_precision_at_k(&cards, self.cfg.k) {
+                cp_sum += cp;
+                cp_days += 1;
+            }
+        }
+        out.roc_auc = roc_auc(&pairs);
+        out.average_precision = average_precision(&pairs);
+        out.precision_at_threshold =
+            (out.alerts > 0).then(|| true_alerts as f64 / out.alerts as f64);
+        out.recall_at_threshold = (out.frauds > 0).then(|| true_alerts as f64 / out.frauds as f64);
+        out.card_precision_at_k = (cp_days > 0).then(|| cp_sum / cp_days as f64);
+        out
+    }
+
+    /// Metrics of each day that has a scored transaction, ascending by day.
+    pub fn daily(&self) -> Vec<DayMetrics> {
+        let mut pairs: Vec<(f32, bool)> = Vec::new();
+        let mut cards: Vec<(u64, f32, bool)> = Vec::new();
+        self.by_day
+            .values()
+            .map(|&slot| {
+                let s = &self.slots[slot as usize];
+                pairs.clear();
+                cards.clear();
+                let (mut frauds, mut alerts) = (0u64, 0u64);
+                for r in &s.recs {
+                    let Some(fraud) = self.outcome(r) else {
+                        continue;
+                    };
+                    pairs.push((r.score, fraud));
+                    cards.push((r.card, r.score, fraud));
+                    frauds += u64::from(fraud);
+                    alerts += u64::from(f64::from(r.score) >= self.cfg.threshold);
+                }
+                DayMetrics {
+                    day: s.day,
+                    transactions: s.recs.len() as u64,
+                    frauds,
+                    roc_auc: roc_auc(&pairs),
+                    average_precision: average_precision(&pairs),
+                    card_precision_at_k: card_precision_at_k(&cards, self.cfg.k),
+                    alerts,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Normalised copy of `pairs` sorted by score with `order` (ties adjacent).
+fn sorted_pairs(pairs: &[(f32, bool)], descending: bool) -> Vec<(f32, bool)> {
+    let mut v: Vec<(f32, bool)> = pairs.iter().map(|&(s, y)| (norm(s), y)).collect();
+    if descending {
+        v.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+    } else {
+        v.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    v
+}
+
+/// Calls `f(positives, negatives)` for each group of equal scores, in the
+/// order of the (sorted) slice.
+fn for_each_tie_group(sorted: &[(f32, bool)], mut f: impl FnMut(u64, u64)) {
+    let mut i = 0;
+    while i < sorted.len() {
+        let s = sorted[i].0;
+        let (mut p, mut n) = (0u64, 0u64);
+        while i < sorted.len() && sorted[i].0 == s {
+            if sorted[i].1 {
+                p += 1;
+            } else {
+                n += 1;
+            }
+            i += 1;
+        }
+        f(p, n);
+    }
+}
+
+/// Exact, tie-aware ROC AUC (Mann-Whitney with average ranks). None if a
+/// class is absent.
+///
+/// Computed as the probability that a random fraud outscores a random
+/// genuine transaction, ties counting 1/2, with the pair count kept exactly
+/// in integers (`u128`) until the final division. NaN scores count as 0.0.
+pub fn roc_auc(pairs: &[(f32, bool)]) -> Option<f64> {
+    let sorted = sorted_pairs(pairs, false);
+    let (mut neg_below, mut pos_total) = (0u64, 0u64);
+    // Twice the Mann-Whitney U statistic.
+    let mut u2: u128 = 0;
+    for_each_tie_group(&sorted, |p, n| {
+        u2 += 2 * u128::from(p) * u128::from(neg_below) + u128::from(p) * u128::from(n);
+        neg_below += n;
+        pos_total += p;
+    });
+    let neg_total = neg_below;
+    if pos_total == 0 || neg_total == 0 {
+        return None;
+    }
+    Some(u2 as f64 / (2.0 * pos_total as f64 * neg_total as f64))
+}
+
+/// Average precision as in scikit-learn (sum over thresholds of
+/// (R_n - R_{n-1}) P_n, ties grouped). None if no positive.
+///
+/// Each distinct score is one threshold; all transactions sharing it enter
+/// together. NaN scores count as 0.0.
+pub fn average_precision(pairs: &[(f32, bool)]) -> Option<f64> {
+    let sorted = sorted_pairs(pairs, true);
+    let (mut tp, mut fp) = (0u64, 0u64);
+    let mut acc = 0.0f64;
+    for_each_tie_group(&sorted, |p, n| {
+        tp += p;
+        fp += n;
+        if p > 0 {
+            acc += p as f64 * (tp as f64 / (tp + fp) as f64);
+        }
+    });
+    (tp > 0).then(|| acc / tp as f64)
+}
+
+/// Card precision@k for one day.
+///
+/// `cards` holds one `(card, score, is_fraud)` entry per transaction of the
+/// day. Per card, its max score that day and whether it had any fraud that
+/// day; of the `k` cards with the highest max score (ties broken by card key
+/// ascending, deterministic), the share with fraud. With fewer than `k`
+/// cards the denominator is the number of cards (`min(k, cards)`). None if
+/// there is no card or `k == 0`. NaN scores count as 0.0.
+pub fn card_precision_at_k(cards: &[(u64, f32, bool)], k: usize) -> Option<f64> {
+    if cards.is_empty() || k == 0 {
+        return None;
+    }
+    let mut v: Vec<(u64, f32, bool)> = cards.iter().map(|&(c, s, y)| (c, norm(s), y)).collect();
+    v.sort_unstable_by_key(|e| e.0);
+    // Aggregate per card in place: (card, max score, any fraud).
+    let mut agg: Vec<(u64, f32, bool)> = Vec::with_capacity(v.len());
+    for (c, s, y) in v {
+        match agg.last_mut() {
+            Some(last) if last.0 == c => {
+                if s.total_cmp(&last.1) == Ordering::Greater {
+                    last.1 = s;
+                }
+                last.2 |= y;
+            }
+            _ => agg.push((c, s, y)),
+        }
+    }
+    agg.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let m = k.min(agg.len());
+    let hits = agg[..m].iter().filter(|e| e.2).count();
+    Some(hits as f64 / m as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pairs(scores: &[f32], labels: &[u8]) -> Vec<(f32, bool)> {
+        scores
+            .iter()
+            .zip(labels)
+            .map(|(&s, &y)| (s, y == 1))
+            .collect()
+    }
+
+    fn close(a: Option<f64>, b: f64) -> bool {
+        a.is_some_and(|a| (a - b).abs() < 1e-12)
+    }
+
+    /// O(n^2) AUC: share of (fraud, genuine) pairs ordered right, ties 1/2.
+    fn naive_auc(p: &[(f32, bool)]) -> Option<f64> {
+        let (mut num, mut den) = (0.0f64, 0.0f64);
+        for &(sp, yp) in p {
+            for &(sn, yn) in p {
+                if yp && !yn {
+                    den += 1.0;
+                    if sp > sn {
+                        num += 1.0;
+                    } else if sp == sn {
+                        num += 0.5;
+                    }
+                }
+            }
+        }
+        (den > 0.0).then(|| num / den)
+    }
+
+    /// O(n^2) AP: thresholds = distinct scores, descending; sum (R_n - R_{n-1}) P_n.
+    fn naive_ap(p: &[(f32, bool)]) -> Option<f64> {
+        let pos = p.iter().filter(|e| e.1).count();
+        if pos == 0 {
+            return None;
+        }
+        let mut th: Vec<f32> = p.iter().map(|e| e.0).collect();
+        th.sort_by(|a, b| b.total_cmp(a));
+        th.dedup();
+        let (mut ap, mut prev_r) = (0.0, 0.0);
+        for t in th {
+            let sel = p.iter().filter(|e| e.0 >= t).count();
+            let tp = p.iter().filter(|e| e.0 >= t && e.1).count();
+            let prec = tp as f64 / sel as f64;
+            let r = tp as f64 / pos as f64;
+            ap += (r - prev_r) * prec;
+            prev_r = r;
+        }
+        Some(ap)
+    }
+
+    #[test]
+    fn auc_hand_worked() {
+        let p = pairs(&[0.1, 0.4, 0.35, 0.8], &[0, 0, 1, 1]);
+        assert!(close(roc_auc(&p), 0.75));
+        // Perfect and inverted rankings.
+        assert!(close(roc_auc(&pairs(&[0.1, 0.2, 0.9], &[0, 0, 1])), 1.0));
+        assert!(close(roc_auc(&pairs(&[0.9, 0.2, 0.1], &[0, 1, 1])), 0.0));
+        // Ties across classes: pos {0.5, 0.7}, neg {0.5, 0.2}:
+        // pairs (0.5,0.5)=0.5, (0.5,0.2)=1, (0.7,0.5)=1, (0.7,0.2)=1 -> 3.5/4.
+        let p = pairs(&[0.5, 0.7, 0.5, 0.2], &[1, 1, 0, 0]);
+        assert!(close(roc_auc(&p), 0.875));
+    }
+
+    #[test]
+    fn auc_all_ties_is_half_and_one_class_is_none() {
+        let p = pairs(&[0.3; 6], &[0, 1, 0, 1, 1, 0]);
+        assert!(close(roc_auc(&p), 0.5));
+        assert_eq!(roc_auc(&pairs(&[0.1, 0.2], &[1, 1])), None);
+        assert_eq!(roc_auc(&pairs(&[0.1, 0.2], &[0, 0])), None);
+        assert_eq!(roc_auc(&[]), None);
+    }
+
+    #[test]
+    fn ap_sklearn_doc_example() {
+        let p = pairs(&[0.1, 0.4, 0.35, 0.8], &[0, 0, 1, 1]);
+        assert!(close(average_precision(&p), 0.5 + 0.5 * 2.0 / 3.0));
+        assert!((average_precision(&p).unwrap() - 0.833_333_333_333).abs() < 1e-9);
+        // All ties: one threshold, precision = prevalence.
+        assert!(close(
+            average_precision(&pairs(&[0.3; 4], &[1, 0, 0, 0])),
+            0.25
+        ));
+        assert_eq!(average_precision(&pairs(&[0.3, 0.4], &[0, 0])), None);
+        // No negatives: AP is 1.
+        assert!(close(average_precision(&pairs(&[0.3, 0.4], &[1, 1])), 1.0));
+    }
+
+    #[test]
+    fn nan_and_negative_zero_scores() {
+        // NaN counts as 0.0 and so ties with the genuine 0.0 and -0.0.
+        let p = vec![(f32::NAN, true), (0.0, false), (-0.0, false)];
+        assert!(close(roc_auc(&p), 0.5));
+        assert!(close(average_precision(&p), 1.0 / 3.0));
+        let c = vec![(1, f32::NAN, true), (2, -0.0, false)];
+        // Both max scores 0.0: tie -> card 1 first.
+        assert_eq!(card_precision_at_k(&c, 1), Some(1.0));
+    }
+
+    #[test]
+    fn card_precision_worked_example() {
+        let c = vec![
+            (1, 0.9, false),
+            (1, 0.2, true), // card 1: max 0.9, has fraud
+            (3, 0.8, true), // card 3: max 0.8, fraud
+            (2, 0.8, false),
+            (4, 0.1, true), // card 4: max 0.1, fraud
+        ];
+        // Ranking: 1 (0.9), 2 (0.8, key 2 < 3), 3 (0.8), 4 (0.1).
+        assert_eq!(card_precision_at_k(&c, 1), Some(1.0));
+        assert_eq!(card_precision_at_k(&c, 2), Some(0.5));
+        assert!(close(card_precision_at_k(&c, 3), 2.0 / 3.0));
+        // Fewer than k cards: divide by the number of cards.
+        assert_eq!(card_precision_at_k(&c, 100), Some(0.75));
+        assert_eq!(card_precision_at_k(&[], 10), None);
+        assert_eq!(card_precision_at_k(&c, 0), None);
+    }
+
+    fn cfg() -> EvalConfig {
+        EvalConfig {
+            threshold: 0.5,
+            k: 2,
+            unlabeled: Unlabeled::Genuine,
+            origin_ms: 0,
+        }
+    }
+
+    #[test]
+    fn merging_split_evaluators_equals_one() {
+        let mut all = Prequential::new(cfg());
+        let (mut a, mut b) = (Prequential::new(cfg()), Prequential::new(cfg()));
+        for i in 0..400u64 {
+            let (card, ts, score) = (
+                i % 37,
+                (i as i64) * 3_600_000,
+                ((i * 7919) % 101) as f32 / 100.0,
+            );
+            let fraud = i % 13 == 0;
+            let part = if card % 2 == 0 { &mut a } else { &mut b };
+            for p in [&mut all, part] {
+                p.record_score(i, ts, card, score);
+                if i % 5 != 0 {
+                    p.record_label(i, fraud);
+                }
+            }
+        }
+        a.merge(b);
+        assert_eq!(a.scored(), all.scored());
+        assert_eq!(a.labeled(), all.labeled());
+        assert_eq!(a.summary(None), all.summary(None));
+        assert_eq!(a.daily(), all.daily());
+        assert_eq!(a.record_label(1, true), LabelOutcome::Duplicate);
+    }
+
+    #[test]
+    fn default_config() {
+        let c = EvalConfig::default();
+        assert_eq!(c.threshold, 0.5);
+        assert_eq!(c.k, 100);
+        assert_eq!(c.unlabeled, Unlabeled::Genuine);
+        assert_eq!(c.origin_ms, 0);
+        assert_eq!(
+            serde_json::to_string(&Unlabeled::Ignore).unwrap(),
+            "\"ignore\""
+        );
+    }
+
+    #[test]
+    fn duplicate_and_unknown_labels() {
+        let mut p = Prequential::new(cfg());
+        p.record_score(10, 0, 1, 0.9);
+        p.record_score(11, 0, 2, 0.1);
+        assert_eq!(p.record_label(99, true), LabelOutcome::Unknown);
+        assert_eq!(p.record_label(10, true), LabelOutcome::Applied);
+        assert_eq!(p.record_label(10, false), LabelOutcome::Duplicate);
+        assert_eq!(p.record_label(10, true), LabelOutcome::Duplicate);
+        assert_eq!((p.scored(), p.labeled()), (2, 1));
+        let s = p.summary(None);
+        assert_eq!((s.transactions, s.labeled, s.frauds), (2, 1, 1));
+        assert_eq!(s.roc_auc, Some(1.0));
+        // A second score for the same tx is ignored.
+        p.record_score(11, 5 * DAY_MS, 2, 0.99);
+        assert_eq!(p.scored(), 2);
+        assert_eq!(p.daily().len(), 1);
+        assert_eq!(p.record_label(11, true), LabelOutcome::Applied);
+        assert_eq!(p.summary(None).roc_auc, None); // both fraud now
+    }
+
+    #[test]
+    fn unlabeled_policy() {
+        let build = |policy| {
+            let mut p = Prequential::new(EvalConfig {
+                unlabeled: policy,
+                ..cfg()
+            });
+            p.record_score(1, 0, 1, 0.9); // fraud
+            p.record_score(2, 0, 2, 0.6); // unlabeled
+            p.record_score(3, 0, 3, 0.2); // genuine
+            p.record_label(1, true);
+            p.record_label(3, false);
+            p
+        };
+        let g = build(Unlabeled::Genuine).summary(None);
+        assert_eq!(
+            (g.transactions, g.labeled, g.frauds, g.alerts),
+            (3, 2, 1, 2)
+        );
+        assert_eq!(g.roc_auc, Some(1.0));
+        assert_eq!(g.precision_at_threshold, Some(0.5));
+        assert_eq!(g.recall_at_threshold, Some(1.0));
+        assert_eq!(g.card_precision_at_k, Some(0.5)); // cards 1, 2 of top 2
+        let i = build(Unlabeled::Ignore).summary(None);
+        assert_eq!(
+            (i.transactions, i.labeled, i.frauds, i.alerts),
+            (3, 2, 1, 1)
+        );
+        assert_eq!(i.precision_at_threshold, Some(1.0));
+        assert_eq!(i.card_precision_at_k, Some(0.5)); // cards 1, 3
+        assert_eq!(i.average_precision, Some(1.0));
+    }
+
+    #[test]
+    fn per_day_split_and_from_day() {
+        let origin = 6 * 3_600_000; // days start at 06:00
+        let mut p = Prequential::new(EvalConfig {
+            origin_ms: origin,
+            ..cfg()
+        });
+        // Day -1: before the origin.
+        p.record_score(1, origin - 1, 7, 0.7);
+        // Day 0.
+        p.record_score(2, origin, 7, 0.8);
+        p.record_score(3, origin + DAY_MS - 1, 8, 0.3);
+        // Day 2 (arrives before a later day-1 tx: out of order).
+        p.record_score(4, origin + 2 * DAY_MS, 9, 0.1);
+        p.record_score(5, origin + 2 * DAY_MS + 5, 10, 0.6);
+        p.record_score(6, origin + DAY_MS + 1, 11, 0.4); // day 1
+        p.record_label(2, true);
+        p.record_label(4, true);
+        p.record_label(1, true);
+
+        let d = p.daily();
+        let days: Vec<i64> = d.iter().map(|m| m.day).collect();
+        assert_eq!(days, vec![-1, 0, 1, 2]);
+        let tx: Vec<u64> = d.iter().map(|m| m.transactions).collect();
+        assert_eq!(tx, vec![1, 2, 1, 2]);
+        assert_eq!(d[0].roc_auc, None);
+        assert_eq!(d[0].card_precision_at_k, Some(1.0));
+        assert_eq!(d[1].roc_auc, Some(1.0));
+        assert_eq!(d[1].frauds, 1);
+        assert_eq!(d[1].alerts, 1);
+        assert_eq!(d[2].average_precision, None);
+        assert_eq!(d[2].card_precision_at_k, Some(0.0));
+        assert_eq!(d[3].roc_auc, Some(0.0));
+        assert_eq!(d[3].average_precision, Some(0.5));
+
+        let all = p.summary(None);
+        assert_eq!((all.first_day, all.last_day), (Some(-1), Some(2)));
+        assert_eq!((all.transactions, all.frauds), (6, 3));
+        // Mean of daily card precision@2: (1 + 0.5 + 0 + 0.5) / 4.
+        assert!(close(all.card_precision_at_k, 0.5));
+
+        let late = p.summary(Some(1));
+        assert_eq!((late.first_day, late.last_day), (Some(1), Some(2)));
+        assert_eq!((late.transactions, late.labeled, late.frauds), (3, 1, 1));
+        // Pooled over days 1..2: fraud 0.1 vs genuine 0.6, 0.4.
+        assert_eq!(late.roc_auc, Some(0.0));
+        assert!(close(late.card_precision_at_k, 0.25));
+        assert_eq!(late.alerts, 1);
+        assert_eq!(late.precision_at_threshold, Some(0.0));
+        assert_eq!(late.recall_at_threshold, Some(0.0));
+
+        let none = p.summary(Some(3));
+        assert_eq!(none.transactions, 0);
+        assert_eq!(
+            (none.first_day, none.roc_auc, none.card_precision_at_k),
+            (None, None, None)
+        );
+        assert_eq!(none.precision_at_threshold, None);
+    }
+
+    #[test]
+    fn extreme_timestamps_and_nan_do_not_panic() {
+        let mut p = Prequential::new(EvalConfig {
+            origin_ms: i64::MAX,
+            ..cfg()
+        });
+        p.record_score(1, i64::MIN, 1, f32::NAN);
+        p.record_score(2, i64::MAX, 2, f32::INFINITY);
+        p.record_label(1, true);
+        let d = p.daily();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[1].day, 0);
+        let s = p.summary(None);
+        assert_eq!(s.roc_auc, Some(0.0));
+        assert_eq!(s.alerts, 1);
+    }
+
+    #[test]
+    fn metrics_serialize_round_trip() {
+        let mut p = Prequential::new(cfg());
+        p.record_score(1, 0, 1, 0.9);
+        p.record_score(2, 0, 2, 0.1);
+        p.record_label(1, true);
+        let s = p.summary(None);
+        let back: MetricsSummary =
+            serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        let d = p.daily();
+        let back: Vec<DayMetrics> =
+            serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        assert_eq!(back, d);
+    }
+
+    fn arb_pairs() -> impl Strategy<Value = Vec<(f32, bool)>> {
+        // Few distinct scores so ties are frequent; sometimes arbitrary floats.
+        let score = prop_oneof![
+            4 => (0u8..8).prop_map(|x| f32::from(x) / 8.0),
+            1 => any::<f32>(),
+        ];
+        prop::collection::vec((score, any::<bool>()), 0..60)
+    }
+
+    proptest! {
+        #[test]
+        fn auc_matches_naive(p in arb_pairs()) {
+            let naive_in: Vec<(f32, bool)> = p.iter().map(|&(s, y)| (norm(s), y)).collect();
+            match (roc_auc(&p), naive_auc(&naive_in)) {
+                (Some(a), Some(b)) => prop_assert!((a - b).abs() < 1e-9, "{a} vs {b}"),
+                (a, b) => prop_assert_eq!(a, b),
+            }
+        }
+
+        #[test]
+        fn ap_in_unit_interval_and_matches_naive(p in arb_pairs()) {
+            let naive_in: Vec<(f32, bool)> = p.iter().map(|&(s, y)| (norm(s), y)).collect();
+            let ap = average_precision(&p);
+            if let Some(a) = ap {
+                prop_assert!((0.0..=1.0 + 1e-12).contains(&a));
+            }
+            match (ap, naive_ap(&naive_in)) {
+                (Some(a), Some(b)) => prop_assert!((a - b).abs() < 1e-9, "{a} vs {b}"),
+                (a, b) => prop_assert_eq!(a, b),
+            }
+        }
+
+        #[test]
+        fn auc_invariant_under_increasing_transform(
+            raw in prop::collection::vec((0u32..=100, any::<bool>()), 0..60),
+            which in 0usize..3,
+        ) {
+            // Each map is strictly increasing and injective in f32 on 0..=100.
+            let f = |i: u32| -> f32 {
+                let x = f64::from(i);
+                match which {
+                    0 => (x * x * x - 5.0) as f32,
+                    1 => (x + 1.0).ln() as f32,
+                    _ => (-1.0 / (x + 1.0)) as f32,
+                }
+            };
+            let base: Vec<(f32, bool)> = raw.iter().map(|&(i, y)| (i as f32, y)).collect();
+            let moved: Vec<(f32, bool)> = raw.iter().map(|&(i, y)| (f(i), y)).collect();
+            prop_assert_eq!(roc_auc(&base), roc_auc(&moved));
+            prop_assert_eq!(average_precision(&base), average_precision(&moved));
+        }
+
+        #[test]
+        fn prequential_pools_like_free_functions(
+            txs in prop::collection::vec((0i64..4, 0u64..5, 0u8..8, 0u8..3), 0..40),
+        ) {
+            // label state: 0 = never labeled, 1 = genuine, 2 = fraud.
+            let mut p = Prequential::new(cfg());
+            let mut expect = Vec::new();
+            for (i, &(day, card, s, lab)) in txs.iter().enumerate() {
+                let score = f32::from(s) / 8.0;
+                p.record_score(i as u64, day * DAY_MS + 1000, card, score);
+                if lab > 0 {
+                    prop_assert_eq!(p.record_label(i as u64, lab == 2), LabelOutcome::Applied);
+                }
+                expect.push((score, lab == 2));
+            }
+            let s = p.summary(None);
+            prop_assert_eq!(s.transactions, txs.len() as u64);
+            prop_assert_eq!(s.roc_auc, roc_auc(&expect));
+            prop_assert_eq!(s.average_precision, average_precision(&expect));
+            let d = p.daily();
+            prop_assert_eq!(d.iter().map(|m| m.transactions).sum::<u64>(), txs.len() as u64);
+            prop_assert!(d.windows(2).all(|w| w[0].day < w[1].day));
+        }
+    }
+}

@@ -1,0 +1,863 @@
+//! Rolling per-entity features: per card and per merchant state, and the
+//! feature vector each transaction is scored with.
+//!
+//! Keyed state as a fold: each card and merchant owns its state, created on
+//! first sight, updated by its own events, dropped when idle for longer than
+//! the configured time. One owner, no lock. Features are computed from the
+//! state *before* the transaction is added, so a vector only describes the past.
+
+use crate::event::{key_of, Transaction};
+use crate::windows::{WindowLayout, WindowSet, WindowSpec};
+use compact_str::{format_compact, CompactString};
+use nohash_hasher::IntMap;
+use std::sync::Arc;
+
+use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
+/// How many recent distinct merchants a card remembers for "new merchant".
+const RECENT_MERCHANTS: usize = 16;
+/// Smoothing of the merchant fraud rate towards `RISK_PRIOR` with weight `RISK_PRIOR_WEIGHT` labels.
+const RISK_PRIOR: f64 = 0.005;
+const RISK_PRIOR_WEIGHT: f64 = 5.0;
+/// Exponential weight of the newest observation in a card's usual amount and location.
+const EW_ALPHA: f32 = 0.05;
+
+/// Settings of the feature stage.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureConfig {
+    /// Card window horizons (ms), shortest first.
+    pub card_windows: Vec<i64>,
+    /// Merchant window horizons (ms).
+    pub merchant_windows: Vec<i64>,
+    /// Merchant fraud-risk horizons (ms), over label arrival time.
+    pub merchant_risk_windows: Vec<i64>,
+    /// Buckets per window.
+    pub buckets: u32,
+    /// How long a confirmed fraud marks its card (ms).
+    pub confirmed_fraud_horizon_ms: i64,
+    /// Bits of the hashed categorical feature space.
+    pub hash_bits: u32,
+}
+
+impl Default for FeatureConfig {
+    fn default() -> Self {
+        FeatureConfig {
+            card_windows: vec![10 * MINUTE_MS, HOUR_MS, DAY_MS, 7 * DAY_MS, 30 * DAY_MS],
+            merchant_windows: vec![DAY_MS, 7 * DAY_MS, 30 * DAY_MS],
+            merchant_risk_windows: vec![DAY_MS, 7 * DAY_MS, 30 * DAY_MS],
+            buckets: 4,
+            confirmed_fraud_horizon_ms: 30 * DAY_MS,
+            hash_bits: 12,
+        }
+    }
+}
+
+/// Short label of a horizon for feature names: `10m`, `1h`, `7d`, `90s`.
+pub fn horizon_label(ms: i64) -> CompactString {
+    if ms % DAY_MS == 0 {
+        format_compact!("{}d", ms / DAY_MS)
+    } else if ms % HOUR_MS == 0 {
+        format_compact!("{}h", ms / HOUR_MS)
+    } else if ms % MINUTE_MS == 0 {
+        format_compact!("{}m", ms / MINUTE_MS)
+    } else if ms % 1000 == 0 {
+        format_compact!("{}s", ms / 1000)
+    } else {
+        format_compact!("{ms}ms")
+    }
+}
+
+/// The features of one transaction: dense values in the order of
+/// [`FeatureSpace::names`], and the hashed categorical slots.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FeatureVector {
+    /// Dense raw values (not standardised).
+    pub dense: Vec<f32>,
+    /// Hashed slots of merchant category, country and channel.
+    pub cats: [u32; CATEGORICALS],
+}
+
+/// Number of hashed categorical fields.
+pub const CATEGORICALS: usize = 3;
+/// Names of the hashed categorical fields, in slot order.
+pub const CATEGORICAL_NAMES: [&str; CATEGORICALS] = ["mcc", "country", "channel"];
+
+/// The names and order of the features, fixed by the configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureSpace {
+    names: Arc<[CompactString]>,
+    hash_bits: u32,
+}
+
+impl FeatureSpace {
+    /// Dense feature names, in vector order.
+    pub fn names(&self) -> &[CompactString] {
+        &self.names
+    }
+    /// Number of dense features.
+    pub fn dense_len(&self) -> usize {
+        self.names.len()
+    }
+    /// Bits of the hashed categorical space.
+    pub fn hash_bits(&self) -> u32 {
+        self.hash_bits
+    }
+}
+
+/// State of one card.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CardState {
+    windows: WindowSet,
+    /// Exponentially weighted mean and variance of ln(amount).
+    amount_mu: f32,
+    amount_var: f32,
+    /// Transactions seen (saturating).
+    seen: u32,
+    /// Previous location and the usual one (NaN when unknown).
+    last_loc: (f32, f32),
+    home: (f32, f32),
+    /// 16-bit fingerprints of recent distinct merchants (0 = empty), ring
+    /// order; a false "seen" needs a 1-in-4096 collision among 16 slots.
+    recent: [u16; RECENT_MERCHANTS],
+    recent_pos: u8,
+    last_country: u16,
+    /// Arrival time of the newest fraud label for this card.
+    confirmed_fraud_ts: i64,
+}
+
+/// State of one merchant / terminal.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct MerchantState {
+    windows: WindowSet,
+    /// Labels by arrival time: count = labelled, aux = frauds.
+    risk: WindowSet,
+}
+
+/// Owns every card's state: the card half of the feature vector.
+#[derive(Debug)]
+pub struct CardFeatures {
+    cfg: FeatureConfig,
+    card_layout: WindowLayout,
+    cards: IntMap<u64, CardState>,
+    /// `ln(1 + n)` for n < LN1P_TABLE.
+    ln1p: Box<[f32]>,
+    /// Hash of each categorical field's name, mixed into its values' hashes.
+    cat_salts: [u64; CATEGORICALS],
+}
+
+/// Owns every merchant's state: the merchant half of the feature vector,
+/// including the label-fed fraud risk.
+#[derive(Debug)]
+pub struct MerchantFeatures {
+    cfg: FeatureConfig,
+    merchant_layout: WindowLayout,
+    risk_layout: WindowLayout,
+    merchants: IntMap<u64, MerchantState>,
+    ln1p: Box<[f32]>,
+}
+
+/// Both halves in one place, for single-threaded use: the vector is the card
+/// features followed by the merchant features.
+#[derive(Debug)]
+pub struct FeatureExtractor {
+    space: FeatureSpace,
+    card: CardFeatures,
+    merchant: MerchantFeatures,
+    merchant_buf: Vec<f32>,
+}
+
+fn layout(horizons: &[i64], buckets: u32) -> WindowLayout {
+    let specs: Vec<WindowSpec> = horizons
+        .iter()
+        .map(|&h| WindowSpec {
+            horizon_ms: h,
+            buckets,
+        })
+        .collect();
+    WindowLayout::new(&specs)
+}
+/// Distance in km by the equirectangular approximation: within 0.5 % of the
+/// great-circle distance below ~1000 km, and monotone beyond, which is all a
+/// feature needs, at a fraction of haversine's cost (one cosine, no asin).
+pub fn distance_km(a: (f32, f32), b: (f32, f32)) -> f64 {
+    let (lat1, lon1) = (a.0 as f64, a.1 as f64);
+    let (lat2, lon2) = (b.0 as f64, b.1 as f64);
+    let mut dlon = (lon2 - lon1).abs();
+    if dlon > 180.0 {
+        dlon = 360.0 - dlon;
+    }
+    let x = dlon.to_radians() * ((lat1 + lat2) * 0.5).to_radians().cos();
+    let y = (lat2 - lat1).to_radians();
+    6371.0 * (x * x + y * y).sqrt()
+}
+
+fn ln1p(x: f64) -> f32 {
+    fast_ln(1.0 + x.max(0.0) as f32)
+}
+
+/// Natural log of a positive finite `y`, within 1e-4 absolute: exponent from
+/// the float's bits, mantissa through a polynomial. Features need ranks and
+/// scale, not the last digits, and libm's `log1pf` was a sixth of the cost
+/// of feature extraction.
+#[inline]
+pub fn fast_ln(y: f32) -> f32 {
+    if !(y.is_finite() && y > 0.0) {
+        return y.ln();
+    }
+    let bits = y.to_bits();
+    let exp = ((bits >> 23) & 0xff) as i32 - 127;
+    // mantissa in [1, 2), recentred to [sqrt(1/2), sqrt(2)) for accuracy
+    let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let mut e = exp as f32;
+    if m > std::f32::consts::SQRT_2 {
+        m *= 0.5;
+        e += 1.0;
+    }
+    // ln(m) = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.1716
+    let t = (m - 1.0) / (m + 1.0);
+    let t2 = t * t;
+    let atanh = t * (1.0 + t2 * (1.0 / 3.0 + t2 * (1.0 / 5.0 + t2 * (1.0 / 7.0))));
+    e * std::f32::consts::LN_2 + 2.0 * atanh
+}
+
+/// `ln(1 + n)` for small counts, looked up.
+const LN1P_TABLE: usize = 1024;
+
+#[inline]
+fn ln1p_count(table: &[f32], n: u32) -> f32 {
+    table
+        .get(n as usize)
+        .copied()
+        .unwrap_or_else(|| (n as f32).ln_1p())
+}
+
+/// Order of the fixed (non-window) features; window features come first.
+const CARD_FIXED: [&str; 17] = [
+    "amount_log",
+    "amount_vs_card_mean",
+    "amount_vs_card_max",
+    "amount_zscore",
+    "secs_since_last_log",
+    "first_seen",
+    "new_merchant",
+    "new_merchant_x_amount",
+    "dist_prev_km_log",
+    "speed_kmh_log",
+    "dist_home_km_log",
+    "has_location",
+    "country_change",
+    "hour_sin",
+    "hour_cos",
+    "night",
+    "weekend",
+];
+
+fn ln1p_table() -> Box<[f32]> {
+    (0..LN1P_TABLE).map(|n| (n as f32).ln_1p()).collect()
+}
+
+/// Names of the card features, in vector order.
+fn card_names(cfg: &FeatureConfig) -> Vec<CompactString> {
+    let mut names = Vec::new();
+    for &h in &cfg.card_windows {
+        let l = horizon_label(h);
+        names.push(format_compact!("card_count_{l}"));
+        names.push(format_compact!("card_amount_{l}"));
+        names.push(format_compact!("card_new_merch_{l}"));
+    }
+    names.extend(CARD_FIXED.iter().map(|s| CompactString::from(*s)));
+    names.push("card_confirmed_fraud".into());
+    names
+}
+
+/// Names of the merchant features, in vector order.
+fn merchant_names(cfg: &FeatureConfig) -> Vec<CompactString> {
+    let mut names = Vec::new();
+    for &h in &cfg.merchant_windows {
+        let l = horizon_label(h);
+        names.push(format_compact!("merch_count_{l}"));
+        names.push(format_compact!("merch_amount_mean_{l}"));
+    }
+    names.push("amount_vs_merch_mean".into());
+    for &h in &cfg.merchant_risk_windows {
+        let l = horizon_label(h);
+        names.push(format_compact!("merch_risk_{l}"));
+        names.push(format_compact!("merch_frauds_{l}"));
+    }
+    names
+}
+
+/// The feature space a configuration computes: card features, then merchant features.
+pub fn feature_space(cfg: &FeatureConfig) -> FeatureSpace {
+    let mut names = card_names(cfg);
+    names.extend(merchant_names(cfg));
+    FeatureSpace {
+        names: names.into(),
+        hash_bits: cfg.hash_bits,
+    }
+}
+
+/// Number of merchant features a configuration computes.
+pub fn merchant_feature_count(cfg: &FeatureConfig) -> usize {
+    2 * cfg.merchant_windows.len() + 1 + 2 * cfg.merchant_risk_windows.len()
+}
+
+/// Bytes of one card's state (struct, window slots, hash-table slot).
+fn card_bytes(l: &WindowLayout) -> usize {
+    std::mem::size_of::<(u64, CardState)>()
+        + l.slots() * std::mem::size_of::<crate::windows::Bucket>()
+}
+
+impl CardFeatures {
+    /// No cards yet.
+    pub fn new(cfg: FeatureConfig) -> Self {
+        CardFeatures {
+            card_layout: layout(&cfg.card_windows, cfg.buckets),
+            cfg,
+            cards: IntMap::default(),
+            ln1p: ln1p_table(),
+            cat_salts: CATEGORICAL_NAMES.map(|n| key_of(n.as_bytes())),
+        }
+    }
+
+    /// Cards currently held.
+    pub fn len(&self) -> usize {
+        self.cards.len()
+    }
+
+    /// Write every card's state (checkpoints).
+    pub fn save_state<W: std::io::Write>(&self, w: W) -> bincode::Result<()> {
+        bincode::serialize_into(w, &self.cards)
+    }
+
+    /// Replace every card's state with one written by [`save_state`](Self::save_state)
+    /// under the same feature settings.
+    pub fn restore_state<R: std::io::Read>(&mut self, r: R) -> bincode::Result<()> {
+        let cards: IntMap<u64, CardState> = bincode::deserialize_from(r)?;
+        let slots = self.card_layout.slots();
+        if cards.values().any(|c| c.windows.slots() != slots) {
+            return Err(Box::new(bincode::ErrorKind::Custom(
+                "card windows have another layout than this topology's".into(),
+            )));
+        }
+        self.cards = cards;
+        Ok(())
+    }
+
+    /// True when no card is held.
+    pub fn is_empty(&self) -> bool {
+        self.cards.is_empty()
+    }
+
+    /// Approximate bytes of state per card.
+    pub fn bytes_per_card(&self) -> usize {
+        card_bytes(&self.card_layout)
+    }
+
+    /// Write the card features of `tx` into `out` (cleared first) and its
+    /// hashed categoricals, from the card's state before `tx`; then fold `tx`
+    /// into the card. A `late` transaction is not added to the windows.
+    pub fn extract_and_update(
+        &mut self,
+        tx: &Transaction,
+        card_key: u64,
+        merchant_key: u64,
+        late: bool,
+        out: &mut FeatureVector,
+    ) {
+        let dense = &mut out.dense;
+        dense.clear();
+        let ts = tx.ts;
+        let amount = tx.amount;
+        let amount_f = amount as f32;
+        let ln_amount = fast_ln(amount as f32);
+        let merch_fp = (merchant_key as u16) | 1;
+        let country_fp = tx
+            .country
+            .as_deref()
+            .map(|c| (key_of(c.as_bytes()) as u16) | 1)
+            .unwrap_or(0);
+        let loc = tx.location.map(|(a, b)| (a as f32, b as f32));
+
+        // ---- card
+        let card_layout = &self.card_layout;
+        let card = self.cards.entry(card_key).or_insert_with(|| CardState {
+            windows: card_layout.new_set(),
+            amount_mu: 0.0,
+            amount_var: 0.0,
+            seen: 0,
+            last_loc: (f32::NAN, f32::NAN),
+            home: (f32::NAN, f32::NAN),
+            recent: [0; RECENT_MERCHANTS],
+            recent_pos: 0,
+            last_country: 0,
+            confirmed_fraud_ts: i64::MIN,
+        });
+        let prev_latest = card.windows.latest();
+        if !late {
+            card.windows.advance(card_layout, ts);
+        }
+        let n = self.cfg.card_windows.len();
+        let mut longest = Default::default();
+        for i in 0..n {
+            let s = card.windows.query(card_layout, i, ts);
+            dense.push(ln1p_count(&self.ln1p, s.count));
+            dense.push(ln1p(s.sum));
+            dense.push(ln1p_count(&self.ln1p, s.aux));
+            longest = s;
+        }
+        let first_seen = card.seen == 0;
+        dense.push(ln1p(amount));
+        let vs_mean = longest
+            .mean()
+            .map(|m| fast_ln(((amount + 1.0) / (m + 1.0)) as f32))
+            .unwrap_or(0.0);
+        dense.push(vs_mean);
+        dense.push(if longest.count > 0 {
+            fast_ln(((amount + 1.0) / (longest.max as f64 + 1.0)) as f32)
+        } else {
+            0.0
+        });
+        dense.push(if card.seen >= 3 {
+            ((ln_amount - card.amount_mu) / (card.amount_var + 0.05).sqrt()).clamp(-10.0, 10.0)
+        } else {
+            0.0
+        });
+        let gap_ms = if first_seen || prev_latest == i64::MIN {
+            None
+        } else {
+            Some((ts - prev_latest).max(0))
+        };
+        dense.push(gap_ms.map(|g| ln1p(g as f64 / 1000.0)).unwrap_or(0.0));
+        dense.push(first_seen as u8 as f32);
+        let new_merchant = !card.recent.contains(&merch_fp);
+        dense.push(new_merchant as u8 as f32);
+        dense.push(if new_merchant { vs_mean.max(0.0) } else { 0.0 });
+        let (mut dist_prev, mut speed, mut dist_home) = (0.0f32, 0.0f32, 0.0f32);
+        if let Some(here) = loc {
+            if !card.last_loc.0.is_nan() {
+                let d = distance_km(card.last_loc, here);
+                dist_prev = ln1p(d);
+                let hours = gap_ms.unwrap_or(0) as f64 / HOUR_MS as f64;
+                speed = ln1p(d / hours.max(1.0 / 60.0));
+            }
+            if !card.home.0.is_nan() {
+                dist_home = ln1p(distance_km(card.home, here));
+            }
+        }
+        dense.push(dist_prev);
+        dense.push(speed);
+        dense.push(dist_home);
+        dense.push(loc.is_some() as u8 as f32);
+        dense.push(
+            (card.last_country != 0 && country_fp != 0 && card.last_country != country_fp) as u8
+                as f32,
+        );
+        let minute_of_day = ts.rem_euclid(DAY_MS) as f64 / MINUTE_MS as f64;
+        let (sin, cos) = (minute_of_day / 1440.0 * std::f64::consts::TAU).sin_cos();
+        dense.push(sin as f32);
+        dense.push(cos as f32);
+        dense.push((minute_of_day < 360.0) as u8 as f32);
+        // 1970-01-01 was a Thursday: day 0 -> weekday 3 (Mon = 0).
+        let weekday = (ts.div_euclid(DAY_MS) + 3).rem_euclid(7);
+        dense.push((weekday >= 5) as u8 as f32);
+        let confirmed_fraud = card.confirmed_fraud_ts != i64::MIN
+            && ts - card.confirmed_fraud_ts <= self.cfg.confirmed_fraud_horizon_ms;
+        dense.push(confirmed_fraud as u8 as f32);
+
+        // fold the transaction into the card
+        if !late {
+            card.windows
+                .add(card_layout, ts, amount_f, new_merchant as u32);
+        }
+        if card.seen == 0 {
+            card.amount_mu = ln_amount;
+        } else {
+            let d = ln_amount - card.amount_mu;
+            card.amount_mu += EW_ALPHA * d;
+            card.amount_var = (1.0 - EW_ALPHA) * (card.amount_var + EW_ALPHA * d * d);
+        }
+        card.seen = card.seen.saturating_add(1);
+        if let Some(here) = loc {
+            card.last_loc = here;
+            card.home = if card.home.0.is_nan() {
+                here
+            } else {
+                (
+                    card.home.0 + EW_ALPHA * (here.0 - card.home.0),
+                    card.home.1 + EW_ALPHA * (here.1 - card.home.1),
+                )
+            };
+        }
+        if new_merchant {
+            card.recent[card.recent_pos as usize] = merch_fp;
+            card.recent_pos = ((card.recent_pos as usize + 1) % RECENT_MERCHANTS) as u8;
+        }
+        if country_fp != 0 {
+            card.last_country = country_fp;
+        }
+
+        // ---- hashed categoricals
+        let mask = (1u32 << self.cfg.hash_bits) - 1;
+        let fields = [&tx.mcc, &tx.country, &tx.channel];
+        for (slot, (field, salt)) in fields.iter().zip(self.cat_salts).enumerate() {
+            let h = match field {
+                Some(v) => key_of(v.as_bytes()) ^ salt,
+                None => salt,
+            };
+            out.cats[slot] = (h as u32) & mask;
+        }
+    }
+
+    /// Mark the card as having a confirmed fraud at `label_ts`.
+    pub fn apply_fraud(&mut self, card_key: u64, label_ts: i64) {
+        if let Some(c) = self.cards.get_mut(&card_key) {
+            c.confirmed_fraud_ts = c.confirmed_fraud_ts.max(label_ts);
+        }
+    }
+
+    /// Drop cards with no activity since `before`; returns how many.
+    pub fn evict_idle(&mut self, before: i64) -> usize {
+        let n = self.cards.len();
+        self.cards
+            .retain(|_, c| c.windows.latest() >= before || c.confirmed_fraud_ts >= before);
+        n - self.cards.len()
+    }
+}
+
+impl MerchantFeatures {
+    /// No merchants yet.
+    pub fn new(cfg: FeatureConfig) -> Self {
+        MerchantFeatures {
+            merchant_layout: layout(&cfg.merchant_windows, cfg.buckets),
+            risk_layout: layout(&cfg.merchant_risk_windows, cfg.buckets),
+            cfg,
+            merchants: IntMap::default(),
+            ln1p: ln1p_table(),
+        }
+    }
+
+    /// Merchants currently held.
+    pub fn len(&self) -> usize {
+        self.merchants.len()
+    }
+
+    /// Write every merchant's state (checkpoints).
+    pub fn save_state<W: std::io::Write>(&self, w: W) -> bincode::Result<()> {
+        bincode::serialize_into(w, &self.merchants)
+    }
+
+    /// Replace every merchant's state with one written by
+    /// [`save_state`](Self::save_state) under the same feature settings.
+    pub fn restore_state<R: std::io::Read>(&mut self, r: R) -> bincode::Result<()> {
+        let merchants: IntMap<u64, MerchantState> = bincode::deserialize_from(r)?;
+        let (w, k) = (self.merchant_layout.slots(), self.risk_layout.slots());
+        if merchants
+            .values()
+            .any(|m| m.windows.slots() != w || m.risk.slots() != k)
+        {
+            return Err(Box::new(bincode::ErrorKind::Custom(
+                "merchant windows have another layout than this topology's".into(),
+            )));
+        }
+        self.merchants = merchants;
+        Ok(())
+    }
+
+    /// True when no merchant is held.
+    pub fn is_empty(&self) -> bool {
+        self.merchants.is_empty()
+    }
+
+    /// Approximate bytes of state per merchant.
+    pub fn bytes_per_merchant(&self) -> usize {
+        std::mem::size_of::<(u64, MerchantState)>()
+            + (self.merchant_layout.slots() + self.risk_layout.slots())
+                * std::mem::size_of::<crate::windows::Bucket>()
+    }
+
+    /// Append the merchant features of `tx` to `out`, from the merchant's
+    /// state before `tx`; then fold `tx` into the merchant.
+    pub fn extract_and_update(
+        &mut self,
+        tx: &Transaction,
+        merchant_key: u64,
+        late: bool,
+        out: &mut Vec<f32>,
+    ) {
+        let ts = tx.ts;
+        let amount = tx.amount;
+        let amount_f = amount as f32;
+        // ---- merchant
+        let (ml, rl) = (&self.merchant_layout, &self.risk_layout);
+        let merchant = self
+            .merchants
+            .entry(merchant_key)
+            .or_insert_with(|| MerchantState {
+                windows: ml.new_set(),
+                risk: rl.new_set(),
+            });
+        if !late {
+            merchant.windows.advance(ml, ts);
+        }
+        let mut merch_longest = Default::default();
+        for i in 0..self.cfg.merchant_windows.len() {
+            let s = merchant.windows.query(ml, i, ts);
+            out.push(ln1p_count(&self.ln1p, s.count));
+            out.push(ln1p(s.mean().unwrap_or(0.0)));
+            merch_longest = s;
+        }
+        out.push(
+            merch_longest
+                .mean()
+                .map(|m| fast_ln(((amount + 1.0) / (m + 1.0)) as f32))
+                .unwrap_or(0.0),
+        );
+        merchant.risk.advance(rl, ts);
+        for i in 0..self.cfg.merchant_risk_windows.len() {
+            let s = merchant.risk.query(rl, i, ts);
+            let rate = (s.aux as f64 + RISK_PRIOR * RISK_PRIOR_WEIGHT)
+                / (s.count as f64 + RISK_PRIOR_WEIGHT);
+            out.push(rate as f32);
+            out.push(ln1p_count(&self.ln1p, s.aux));
+        }
+        if !late {
+            merchant.windows.add(ml, ts, amount_f, 0);
+        }
+    }
+
+    /// Fold a label into the merchant's fraud-risk windows at its arrival time.
+    pub fn apply_label(&mut self, merchant_key: u64, label_ts: i64, is_fraud: bool) {
+        if let Some(m) = self.merchants.get_mut(&merchant_key) {
+            m.risk
+                .add(&self.risk_layout, label_ts, 0.0, is_fraud as u32);
+        }
+    }
+
+    /// Drop merchants with no activity since `before`; returns how many.
+    pub fn evict_idle(&mut self, before: i64) -> usize {
+        let n = self.merchants.len();
+        self.merchants
+            .retain(|_, m| m.windows.latest() >= before || m.risk.latest() >= before);
+        n - self.merchants.len()
+    }
+}
+
+impl FeatureExtractor {
+    /// A new extractor with no entities.
+    pub fn new(cfg: FeatureConfig) -> Self {
+        FeatureExtractor {
+            space: feature_space(&cfg),
+            merchant_buf: Vec::with_capacity(merchant_feature_count(&cfg)),
+            card: CardFeatures::new(cfg.clone()),
+            merchant: MerchantFeatures::new(cfg),
+        }
+    }
+
+    /// The feature names and sizes.
+    pub fn space(&self) -> &FeatureSpace {
+        &self.space
+    }
+
+    /// Cards currently held.
+    pub fn cards(&self) -> usize {
+        self.card.len()
+    }
+
+    /// Merchants currently held.
+    pub fn merchants(&self) -> usize {
+        self.merchant.len()
+    }
+
+    /// Approximate bytes of state per card and per merchant (struct, window
+    /// slots and hash-table slot), for reports.
+    pub fn bytes_per_entity(&self) -> (usize, usize) {
+        (
+            self.card.bytes_per_card(),
+            self.merchant.bytes_per_merchant(),
+        )
+    }
+
+    /// Compute the features of `tx` into `out` from the state before it, then
+    /// fold `tx` into its card's and merchant's state. A `late` transaction
+    /// (behind the allowed lateness) is scored but not added to the windows.
+    pub fn extract_and_update(
+        &mut self,
+        tx: &Transaction,
+        card_key: u64,
+        merchant_key: u64,
+        late: bool,
+        out: &mut FeatureVector,
+    ) {
+        self.merchant_buf.clear();
+        self.merchant
+            .extract_and_update(tx, merchant_key, late, &mut self.merchant_buf);
+        self.card
+            .extract_and_update(tx, card_key, merchant_key, late, out);
+        out.dense.extend_from_slice(&self.merchant_buf);
+        debug_assert_eq!(out.dense.len(), self.space.dense_len());
+    }
+
+    /// Fold a label into the merchant's fraud-risk windows (at the label's
+    /// arrival time) and, for a fraud, mark the card.
+    pub fn apply_label(&mut self, card_key: u64, merchant_key: u64, label_ts: i64, is_fraud: bool) {
+        self.merchant.apply_label(merchant_key, label_ts, is_fraud);
+        if is_fraud {
+            self.card.apply_fraud(card_key, label_ts);
+        }
+    }
+
+    /// Drop cards and merchants with no activity since `before`; returns how
+    /// many of each were dropped.
+    pub fn evict_idle(&mut self, before: i64) -> (usize, usize) {
+        (
+            self.card.evict_idle(before),
+            self.merchant.evict_idle(before),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::TxId;
+
+    fn tx(ts: i64, card: &str, merchant: &str, amount: f64) -> Transaction {
+        Transaction {
+            tx_id: TxId::Int(ts as u64),
+            ts,
+            card_id: card.into(),
+            merchant_id: merchant.into(),
+            amount,
+            currency: None,
+            mcc: Some("5411".into()),
+            country: Some("NL".into()),
+            channel: Some("pos".into()),
+            location: Some((52.37, 4.89)),
+        }
+    }
+
+    fn feature(fx: &FeatureExtractor, v: &FeatureVector, name: &str) -> f32 {
+        let i = fx
+            .space()
+            .names()
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("no feature {name}"));
+        v.dense[i]
+    }
+
+    fn run(fx: &mut FeatureExtractor, t: &Transaction) -> FeatureVector {
+        let mut v = FeatureVector::default();
+        let (c, m) = (
+            key_of(t.card_id.as_bytes()),
+            key_of(t.merchant_id.as_bytes()),
+        );
+        fx.extract_and_update(t, c, m, false, &mut v);
+        v
+    }
+
+    #[test]
+    fn names_are_unique_and_match_vector_length() {
+        let mut fx = FeatureExtractor::new(FeatureConfig::default());
+        let v = run(&mut fx, &tx(0, "c", "m", 10.0));
+        let names = fx.space().names();
+        assert_eq!(v.dense.len(), names.len());
+        let mut sorted: Vec<_> = names.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len());
+        assert!(names.iter().all(|n| n.len() <= 24), "names stay inline");
+    }
+
+    #[test]
+    fn features_describe_history_before_the_transaction() {
+        let mut fx = FeatureExtractor::new(FeatureConfig::default());
+        let first = run(&mut fx, &tx(0, "c", "m", 10.0));
+        assert_eq!(feature(&fx, &first, "card_count_1h"), 0.0);
+        assert_eq!(feature(&fx, &first, "first_seen"), 1.0);
+        assert_eq!(feature(&fx, &first, "new_merchant"), 1.0);
+        let second = run(&mut fx, &tx(60_000, "c", "m", 10.0));
+        assert_eq!(feature(&fx, &second, "card_count_1h"), (2f32).ln());
+        assert_eq!(feature(&fx, &second, "first_seen"), 0.0);
+        assert_eq!(feature(&fx, &second, "new_merchant"), 0.0);
+        assert!((feature(&fx, &second, "secs_since_last_log") - 61f32.ln()).abs() < 1e-5);
+        // another card does not see the first card's history
+        let other = run(&mut fx, &tx(60_000, "d", "m", 10.0));
+        assert_eq!(feature(&fx, &other, "card_count_1h"), 0.0);
+        // but the merchant does
+        assert_eq!(feature(&fx, &other, "merch_count_1d"), (3f32).ln());
+    }
+
+    #[test]
+    fn large_far_amount_stands_out() {
+        let mut fx = FeatureExtractor::new(FeatureConfig::default());
+        for i in 0..20 {
+            run(&mut fx, &tx(i * HOUR_MS, "c", "m", 20.0));
+        }
+        let mut far = tx(21 * HOUR_MS, "c", "x", 500.0);
+        far.location = Some((40.0, -3.7));
+        let v = run(&mut fx, &far);
+        assert!(feature(&fx, &v, "amount_zscore") > 5.0);
+        assert!(feature(&fx, &v, "amount_vs_card_mean") > 2.5);
+        assert!(feature(&fx, &v, "dist_home_km_log") > 7.0);
+        assert!(feature(&fx, &v, "speed_kmh_log") > 6.0);
+        assert_eq!(feature(&fx, &v, "new_merchant"), 1.0);
+    }
+
+    #[test]
+    fn labels_raise_merchant_risk_and_mark_the_card() {
+        let mut fx = FeatureExtractor::new(FeatureConfig::default());
+        let t = tx(0, "c", "m", 20.0);
+        run(&mut fx, &t);
+        let (c, m) = (key_of(b"c"), key_of(b"m"));
+        let before = run(&mut fx, &tx(HOUR_MS, "c", "m", 20.0));
+        for i in 0..5 {
+            fx.apply_label(c, m, HOUR_MS + i, true);
+        }
+        let after = run(&mut fx, &tx(2 * HOUR_MS, "c", "m", 20.0));
+        assert!(
+            feature(&fx, &after, "merch_risk_7d") > 10.0 * feature(&fx, &before, "merch_risk_7d")
+        );
+        assert_eq!(feature(&fx, &after, "card_confirmed_fraud"), 1.0);
+        assert_eq!(feature(&fx, &before, "card_confirmed_fraud"), 0.0);
+    }
+
+    #[test]
+    fn idle_entities_are_evicted() {
+        let mut fx = FeatureExtractor::new(FeatureConfig::default());
+        run(&mut fx, &tx(0, "a", "m1", 1.0));
+        run(&mut fx, &tx(10 * DAY_MS, "b", "m2", 1.0));
+        assert_eq!(fx.evict_idle(DAY_MS), (1, 1));
+        assert_eq!((fx.cards(), fx.merchants()), (1, 1));
+    }
+
+    #[test]
+    fn late_transactions_do_not_enter_windows() {
+        let mut fx = FeatureExtractor::new(FeatureConfig::default());
+        run(&mut fx, &tx(HOUR_MS, "c", "m", 1.0));
+        let t = tx(0, "c", "m", 1.0);
+        let mut v = FeatureVector::default();
+        fx.extract_and_update(&t, key_of(b"c"), key_of(b"m"), true, &mut v);
+        let next = run(&mut fx, &tx(HOUR_MS + 1, "c", "m", 1.0));
+        assert_eq!(feature(&fx, &next, "card_count_1d"), (2f32).ln());
+    }
+
+    #[test]
+    fn fast_ln_is_close_to_ln() {
+        let mut y = 1e-6f32;
+        while y < 1e12 {
+            let (a, b) = (fast_ln(y), y.ln());
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{y}: {a} vs {b}");
+            y *= 1.013;
+        }
+        assert_eq!(fast_ln(1.0), 0.0);
+    }
+
+    #[test]
+    fn horizon_labels_are_short() {
+        assert_eq!(horizon_label(600_000), "10m");
+        assert_eq!(horizon_label(HOUR_MS), "1h");
+        assert_eq!(horizon_label(30 * DAY_MS), "30d");
+        assert_eq!(horizon_label(1500), "1500ms");
+    }
+}

@@ -1,0 +1,760 @@
+//! Adaptive random forest of Hoeffding trees: owns an online tree ensemble
+//! for fraud scoring, its per-tree drift detectors and its path-based
+//! (Saabas) explanations.
+//!
+//! After Gomes et al., "Adaptive random forests for evolving data stream
+//! classification" (Machine Learning 2017), simplified:
+//!
+//! - **Online bagging.** Each tree learns each example `k ~ Poisson(lambda)`
+//!   times (`lambda = 6` as in ARF); frauds are further weighted by the
+//!   caller's class weight (the topology's `model.imbalance`), so the rare
+//!   class is not drowned out.
+//! - **Hoeffding trees** (Domingos & Hulten, VFDT). A leaf keeps, per feature
+//!   and class, the weight, mean and variance of the values that reached it
+//!   (a Gaussian estimator, as River's default numeric observer). Every
+//!   `grace_period` of weight it evaluates `candidates` thresholds on a
+//!   random subspace of `subspace` features (information gain, class split
+//!   estimated from the Gaussians) and splits when the best beats the second
+//!   best by the Hoeffding bound, or the bound falls under `tie_threshold`.
+//!   Children start from their parent's probability (an m-estimate).
+//! - **Bounded cost.** Depth is capped at `max_depth` and leaves per tree at
+//!   `max_leaves`: predicting is at most `trees * max_depth` comparisons,
+//!   learning the same plus a statistics update of `8 * features` values
+//!   per tree, and a split attempt `subspace * candidates` Gaussian CDFs.
+//! - **Drift** (optional, `drift_delta > 0`). Each tree feeds its absolute
+//!   error `|y - p|` on every labelled example to two ADWINs, a warning one
+//!   (10× the confidence) and a drift one. Only rises count. A warning
+//!   starts a background tree that learns alongside; a drift replaces the
+//!   tree by its background tree (or a fresh one), as in ARF. A tree's vote
+//!   is weighted by its maturity, `min(1, examples / warm_up)`.
+//!
+//! **Explanations** (Saabas, "Interpreting random forests", 2014): every node
+//! keeps the fraud probability of its leaf when it was split; a feature's
+//! contribution is the sum of the probability changes along each tree's path
+//! at the nodes that split on it, averaged over trees (probability units).
+//! This is an approximation of the trees' attribution (it ignores feature
+//! interactions and depends on the split order), not an exact decomposition
+//! of a margin as for the linear model; it sums to the forest's score minus
+//! the mean root probability.
+//!
+//! Randomness (Poisson draws, subspaces) comes from one splitmix64 state in
+//! the forest, advanced in label order, so the same labels in the same order
+//! give the same forest. All state is plain data (serde).
+
+use super::adwin::Adwin;
+use super::OnlineModel;
+use crate::event::Contribution;
+use crate::features::FeatureVector;
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+/// Settings of an [`AdaptiveForest`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForestConfig {
+    /// Number of trees.
+    pub trees: usize,
+    /// Poisson rate of online bagging.
+    pub lambda: f64,
+    /// Example weight at a leaf between two split attempts.
+    pub grace_period: f64,
+    /// Confidence `delta` of the Hoeffding bound.
+    pub split_confidence: f64,
+    /// Split anyway once the bound is below this (ties).
+    pub tie_threshold: f64,
+    /// Deepest leaf (root is depth 0).
+    pub max_depth: u32,
+    /// Most leaves per tree.
+    pub max_leaves: usize,
+    /// Features examined per split attempt; 0 = `sqrt(features)` (ARF).
+    pub subspace: usize,
+    /// Thresholds tried per feature.
+    pub candidates: usize,
+    /// ADWIN confidence of the per-tree error detectors; 0 disables them.
+    pub drift_delta: f64,
+    /// Examples before a tree's vote counts fully.
+    pub warm_up: f64,
+    /// Seed of the Poisson draws and subspaces.
+    pub seed: u64,
+}
+
+impl Default for ForestConfig {
+    fn default() -> Self {
+        ForestConfig {
+            trees: 10,
+            lambda: 6.0,
+            grace_period: 200.0,
+            split_confidence: 1e-7,
+            tie_threshold: 0.05,
+            max_depth: 14,
+            max_leaves: 2000,
+            subspace: 0,
+            candidates: 16,
+            // Off by default: measured on the default simulation, per-tree
+            // resets (even at 1e-9) cost more than they bring (docs/benchmarks.md).
+            drift_delta: 0.0,
+            warm_up: 2000.0,
+            seed: 7,
+        }
+    }
+}
+
+/// Prior fraud probability of a root leaf.
+const ROOT_PRIOR: f64 = 0.01;
+/// No node: the children of a leaf.
+const NONE: u32 = u32::MAX;
+/// Statistics kept per feature at a leaf: weight, mean, M2 of each class,
+/// then min and max over both classes.
+const STATS: usize = 8;
+
+/// A node of a tree: internal when `leaf == NONE`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Node {
+    feature: u32,
+    threshold: f32,
+    left: u32,
+    right: u32,
+    /// Index of the leaf statistics, or `NONE` for an internal node.
+    leaf: u32,
+    /// Fraud probability of this node's leaf when it was split (internal).
+    value: f64,
+}
+
+/// Weight of a leaf's prior (its parent's probability) in its estimate.
+const PRIOR_WEIGHT: f64 = 50.0;
+
+/// Statistics of one leaf.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Leaf {
+    /// Class weights seen here.
+    counts: [f64; 2],
+    /// Fraud probability of the parent when this leaf was created.
+    prior: f64,
+    /// Per-feature Gaussian statistics (`STATS` per feature).
+    stats: Vec<f64>,
+    /// Weight seen since the last split attempt.
+    since_attempt: f64,
+    /// Weight observed here (not inherited).
+    seen: f64,
+    depth: u32,
+}
+
+impl Leaf {
+    fn new(dims: usize, prior: f64, depth: u32) -> Self {
+        let mut stats = vec![0.0; dims * STATS];
+        for s in stats.chunks_exact_mut(STATS) {
+            s[6] = f64::MAX;
+            s[7] = f64::MIN;
+        }
+        Leaf {
+            counts: [0.0; 2],
+            prior,
+            stats,
+            since_attempt: 0.0,
+            seen: 0.0,
+            depth,
+        }
+    }
+
+    /// An m-estimate: a new leaf starts at its parent's probability and
+    /// moves to its own class weights as they accumulate. (Inheriting the
+    /// split's Gaussian estimate of the class counts instead, as VFDT
+    /// implementations do, gave new leaves wildly wrong probabilities on
+    /// heavy-tailed features.)
+    fn probability(&self) -> f64 {
+        (self.counts[1] + PRIOR_WEIGHT * self.prior)
+            / (self.counts[0] + self.counts[1] + PRIOR_WEIGHT)
+    }
+}
+
+/// One Hoeffding tree with its drift detector.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Tree {
+    nodes: Vec<Node>,
+    leaves: Vec<Leaf>,
+    /// Examples learnt since the tree was (re)created.
+    examples: f64,
+    detector: Option<Adwin>,
+    /// The same test at 10× the confidence: a warning.
+    warning: Option<Adwin>,
+    /// Trained from a warning on; replaces the tree on a drift.
+    background: Option<Box<Tree>>,
+}
+
+impl Tree {
+    fn new(dims: usize, cfg: &ForestConfig) -> Self {
+        Tree {
+            nodes: vec![Node {
+                feature: 0,
+                threshold: 0.0,
+                left: NONE,
+                right: NONE,
+                leaf: 0,
+                value: 0.0,
+            }],
+            leaves: vec![Leaf::new(dims, ROOT_PRIOR, 0)],
+            examples: 0.0,
+            detector: (cfg.drift_delta > 0.0).then(|| Adwin::new(cfg.drift_delta)),
+            warning: (cfg.drift_delta > 0.0).then(|| Adwin::new((cfg.drift_delta * 10.0).min(0.5))),
+            background: None,
+        }
+    }
+
+    /// Index of the node `x` ends in.
+    #[inline]
+    fn leaf_node(&self, x: &[f32]) -> usize {
+        let mut i = 0usize;
+        loop {
+            let n = &self.nodes[i];
+            if n.leaf != NONE {
+                return i;
+            }
+            i = if x[n.feature as usize] <= n.threshold {
+                n.left
+            } else {
+                n.right
+            } as usize;
+        }
+    }
+
+    #[inline]
+    fn predict(&self, x: &[f32]) -> f64 {
+        self.leaves[self.nodes[self.leaf_node(x)].leaf as usize].probability()
+    }
+}
+
+/// Standard normal CDF (Abramowitz–Stegun 7.1.26 erf, |error| < 1.5e-7).
+fn normal_cdf(z: f64) -> f64 {
+    let x = z.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let y = 1.0
+        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
+            + 0.254_829_592)
+            * t
+            * (-x * x).exp();
+    if z >= 0.0 {
+        0.5 * (1.0 + y)
+    } else {
+        0.5 * (1.0 - y)
+    }
+}
+
+fn entropy(a: f64, b: f64) -> f64 {
+    let n = a + b;
+    if n <= 0.0 {
+        return 0.0;
+    }
+    let mut h = 0.0;
+    for c in [a, b] {
+        if c > 0.0 {
+            let p = c / n;
+            h -= p * p.log2();
+        }
+    }
+    h
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn uniform(state: &mut u64) -> f64 {
+    (splitmix(state) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Poisson draw by inversion (fine for the small rates of online bagging).
+fn poisson(lambda: f64, state: &mut u64) -> u32 {
+    let u = uniform(state);
+    let mut p = (-lambda).exp();
+    let mut cdf = p;
+    let mut k = 0u32;
+    while u > cdf && k < 64 {
+        k += 1;
+        p *= lambda / k as f64;
+        cdf += p;
+    }
+    k
+}
+
+/// An adaptive random forest of Hoeffding trees over dense features.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdaptiveForest {
+    cfg: ForestConfig,
+    dims: usize,
+    names: Vec<CompactString>,
+    trees: Vec<Tree>,
+    rng: u64,
+    updates: u64,
+    /// Trees replaced after a detected change, over the forest's life.
+    resets: u64,
+    /// Feature indices, shuffled for subspaces.
+    #[serde(skip)]
+    order: Vec<u32>,
+    /// Per-feature contributions (explanations).
+    #[serde(skip)]
+    contrib: Vec<f64>,
+}
+
+impl AdaptiveForest {
+    /// A forest over the first `names.len()` dense features.
+    pub fn new(names: Vec<CompactString>, cfg: ForestConfig) -> Self {
+        let dims = names.len();
+        assert!(dims > 0, "a forest needs features");
+        assert!(cfg.trees > 0, "a forest needs trees");
+        AdaptiveForest {
+            trees: (0..cfg.trees).map(|_| Tree::new(dims, &cfg)).collect(),
+            rng: cfg.seed ^ 0x5EED_F0E5_7000_0000,
+            cfg,
+            dims,
+            names,
+            updates: 0,
+            resets: 0,
+            order: Vec::new(),
+            contrib: Vec::new(),
+        }
+    }
+
+    /// Features per input.
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// Trees replaced after a detected change so far.
+    pub fn resets(&self) -> u64 {
+        self.resets
+    }
+
+    /// Total leaves over all trees.
+    pub fn leaves(&self) -> usize {
+        self.trees.iter().map(|t| t.leaves.len()).sum()
+    }
+
+    /// Fraud score of `x` (its first `dims` values): the maturity-weighted
+    /// mean of the trees' leaf probabilities.
+    pub fn predict(&self, x: &[f32]) -> f64 {
+        let x = &x[..self.dims];
+        let (mut sum, mut weight) = (0.0, 0.0);
+        for t in &self.trees {
+            let w = (t.examples / self.cfg.warm_up).clamp(1e-3, 1.0);
+            sum += w * t.predict(x);
+            weight += w;
+        }
+        sum / weight
+    }
+
+    /// Learn one example with class weight `weight`; returns how many trees
+    /// were replaced because their error drifted.
+    pub fn learn_example(&mut self, x: &[f32], is_fraud: bool, weight: f64) -> u32 {
+        let x = &x[..self.dims];
+        let y = usize::from(is_fraud);
+        let mut replaced = 0;
+        self.updates += 1;
+        let mut ctx = Ctx {
+            cfg: self.cfg,
+            dims: self.dims,
+            rng: self.rng,
+            order: std::mem::take(&mut self.order),
+        };
+        for tree in &mut self.trees {
+            let err = (y as f64 - tree.predict(x)).abs();
+            // Only a rise of the error is a drift: a falling one is the tree
+            // learning. A warning (10× the confidence) starts a background
+            // tree; a drift replaces the tree by it (or by a fresh one).
+            if let Some(w) = tree.warning.as_mut() {
+                let before = w.mean();
+                if w.update(err) && w.mean() > before && tree.background.is_none() {
+                    tree.background = Some(Box::new(Tree::new(ctx.dims, &ctx.cfg)));
+                }
+            }
+            if let Some(d) = tree.detector.as_mut() {
+                let before = d.mean();
+                if d.update(err) && d.mean() > before && tree.examples >= ctx.cfg.warm_up {
+                    let next = tree
+                        .background
+                        .take()
+                        .map(|b| *b)
+                        .unwrap_or_else(|| Tree::new(ctx.dims, &ctx.cfg));
+                    *tree = next;
+                    self.resets += 1;
+                    replaced += 1;
+                }
+            }
+            let k = poisson(ctx.cfg.lambda, &mut ctx.rng);
+            if k == 0 {
+                continue;
+            }
+            let w = k as f64 * weight;
+            train(tree, x, y, w, &mut ctx);
+            if let Some(b) = tree.background.as_mut() {
+                train(b, x, y, w, &mut ctx);
+            }
+        }
+        self.rng = ctx.rng;
+        self.order = ctx.order;
+        replaced
+    }
+
+    /// Path-based (Saabas) contributions of each feature to the score of
+    /// `x`, averaged over trees, the `top` largest positive ones into `out`.
+    pub fn contributions(&mut self, x: &[f32], top: usize, out: &mut Vec<Contribution>) {
+        out.clear();
+        let x = &x[..self.dims];
+        let mut contrib = std::mem::take(&mut self.contrib);
+        contrib.clear();
+        contrib.resize(self.dims, 0.0);
+        let mut weight = 0.0;
+        for t in &self.trees {
+            let w = (t.examples / self.cfg.warm_up).clamp(1e-3, 1.0);
+            weight += w;
+            let mut i = 0usize;
+            loop {
+                let n = &t.nodes[i];
+                if n.leaf != NONE {
+                    break;
+                }
+                let next = if x[n.feature as usize] <= n.threshold {
+                    n.left
+                } else {
+                    n.right
+                } as usize;
+                let c = &t.nodes[next];
+                let child_value = if c.leaf != NONE {
+                    t.leaves[c.leaf as usize].probability()
+                } else {
+                    c.value
+                };
+                contrib[n.feature as usize] += w * (child_value - n.value);
+                i = next;
+            }
+        }
+        for _ in 0..top {
+            let mut best: Option<usize> = None;
+            for (i, &v) in contrib.iter().enumerate() {
+                if v > 0.0 && best.map_or(true, |b| v > contrib[b]) {
+                    best = Some(i);
+                }
+            }
+            let Some(b) = best else { break };
+            out.push(Contribution {
+                feature: self.names[b].clone(),
+                value: contrib[b] / weight,
+            });
+            contrib[b] = 0.0;
+        }
+        self.contrib = contrib;
+    }
+}
+
+/// What learning needs besides the tree: settings, randomness, scratch.
+struct Ctx {
+    cfg: ForestConfig,
+    dims: usize,
+    rng: u64,
+    order: Vec<u32>,
+}
+
+/// Fold one example of weight `w` into its leaf; try a split when due.
+fn train(tree: &mut Tree, x: &[f32], y: usize, w: f64, ctx: &mut Ctx) {
+    tree.examples += 1.0;
+    let node = tree.leaf_node(x);
+    let li = tree.nodes[node].leaf as usize;
+    let room = tree.leaves.len() < ctx.cfg.max_leaves;
+    let leaf = &mut tree.leaves[li];
+    leaf.counts[y] += w;
+    leaf.seen += w;
+    leaf.since_attempt += w;
+    for (s, &v) in leaf.stats.chunks_exact_mut(STATS).zip(x) {
+        let v = v as f64;
+        let c = &mut s[3 * y..3 * y + 3];
+        c[0] += w;
+        let d = v - c[1];
+        c[1] += d * w / c[0];
+        c[2] += w * d * (v - c[1]);
+        if v < s[6] {
+            s[6] = v;
+        }
+        if v > s[7] {
+            s[7] = v;
+        }
+    }
+    if leaf.since_attempt >= ctx.cfg.grace_period && leaf.depth < ctx.cfg.max_depth && room {
+        leaf.since_attempt = 0.0;
+        attempt_split(tree, node, ctx);
+    }
+}
+
+fn attempt_split(tree: &mut Tree, node: usize, ctx: &mut Ctx) {
+    let dims = ctx.dims;
+    let m = if ctx.cfg.subspace == 0 {
+        ((dims as f64).sqrt().round() as usize).max(1)
+    } else {
+        ctx.cfg.subspace.min(dims)
+    };
+    if ctx.order.len() != dims {
+        ctx.order = (0..dims as u32).collect();
+    }
+    // Partial Fisher–Yates: the first `m` entries are the subspace.
+    for i in 0..m {
+        let j = i + (splitmix(&mut ctx.rng) % (dims - i) as u64) as usize;
+        ctx.order.swap(i, j);
+    }
+    let li = tree.nodes[node].leaf as usize;
+    let leaf = &tree.leaves[li];
+    // Class weights observed here (the statistics of any feature carry them).
+    let n0 = leaf.stats[0];
+    let n1 = leaf.stats[3];
+    let n = n0 + n1;
+    if n1 <= 0.0 || n0 <= 0.0 {
+        return; // a pure leaf has nothing to gain
+    }
+    let parent = entropy(n0, n1);
+    // (gain, feature, threshold, left counts, right counts) of the best
+    // split, and the best gain of any other feature.
+    let mut best: Option<(f64, u32, f64)> = None;
+    let mut second = 0.0f64;
+    for &f in &ctx.order[..m] {
+        let s = &leaf.stats[f as usize * STATS..][..STATS];
+        let (lo, hi) = (s[6], s[7]);
+        if hi <= lo {
+            continue;
+        }
+        let mut feature_best: Option<(f64, f64)> = None;
+        for c in 1..=ctx.cfg.candidates {
+            let t = lo + (hi - lo) * c as f64 / (ctx.cfg.candidates + 1) as f64;
+            let mut left = [0.0; 2];
+            for (k, l) in left.iter_mut().enumerate() {
+                let (w, mean, m2) = (s[3 * k], s[3 * k + 1], s[3 * k + 2]);
+                if w <= 0.0 {
+                    continue;
+                }
+                let sd = (m2 / w).max(0.0).sqrt();
+                let frac = if sd < 1e-12 {
+                    if mean <= t {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                } else {
+                    normal_cdf((t - mean) / sd)
+                };
+                *l = w * frac;
+            }
+            let right = [n0 - left[0], n1 - left[1]];
+            let (nl, nr) = (left[0] + left[1], right[0] + right[1]);
+            if nl <= 0.0 || nr <= 0.0 {
+                continue;
+            }
+            let gain = parent
+                - (nl / n) * entropy(left[0], left[1])
+                - (nr / n) * entropy(right[0], right[1]);
+            if feature_best.map_or(true, |b| gain > b.0) {
+                feature_best = Some((gain, t));
+            }
+        }
+        if let Some((gain, t)) = feature_best {
+            match best {
+                Some(b) if gain <= b.0 => second = second.max(gain),
+                _ => {
+                    if let Some(b) = best {
+                        second = second.max(b.0);
+                    }
+                    best = Some((gain, f, t));
+                }
+            }
+        }
+    }
+    let Some((gain, feature, threshold)) = best else {
+        return;
+    };
+    // Entropy of two classes ranges over [0, 1] bit.
+    let eps = ((1.0 / ctx.cfg.split_confidence).ln() / (2.0 * n)).sqrt();
+    if gain <= 0.0 || !(gain - second > eps || eps < ctx.cfg.tie_threshold) {
+        return;
+    }
+    let depth = tree.leaves[li].depth + 1;
+    let value = tree.leaves[li].probability();
+    // The split leaf's statistics become the left child's (reset).
+    let mut left_leaf = std::mem::replace(&mut tree.leaves[li], Leaf::new(0, 0.0, 0));
+    left_leaf.counts = [0.0; 2];
+    left_leaf.prior = value;
+    left_leaf.since_attempt = 0.0;
+    left_leaf.seen = 0.0;
+    left_leaf.depth = depth;
+    for s in left_leaf.stats.chunks_exact_mut(STATS) {
+        s.copy_from_slice(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f64::MAX, f64::MIN]);
+    }
+    tree.leaves[li] = left_leaf;
+    let ri = tree.leaves.len() as u32;
+    tree.leaves.push(Leaf::new(dims, value, depth));
+    let (ln, rn) = (tree.nodes.len() as u32, tree.nodes.len() as u32 + 1);
+    tree.nodes.push(Node {
+        feature: 0,
+        threshold: 0.0,
+        left: NONE,
+        right: NONE,
+        leaf: li as u32,
+        value: 0.0,
+    });
+    tree.nodes.push(Node {
+        feature: 0,
+        threshold: 0.0,
+        left: NONE,
+        right: NONE,
+        leaf: ri,
+        value: 0.0,
+    });
+    let n = &mut tree.nodes[node];
+    n.feature = feature;
+    n.threshold = threshold as f32;
+    n.left = ln;
+    n.right = rn;
+    n.leaf = NONE;
+    n.value = value;
+}
+
+impl OnlineModel for AdaptiveForest {
+    fn score(&mut self, x: &FeatureVector) -> f64 {
+        self.predict(&x.dense)
+    }
+
+    fn learn(&mut self, x: &FeatureVector, is_fraud: bool, weight: f64) {
+        self.learn_example(&x.dense, is_fraud, weight);
+    }
+
+    fn explain(&mut self, x: &FeatureVector, top: usize, out: &mut Vec<Contribution>) {
+        self.contributions(&x.dense, top, out)
+    }
+
+    fn version(&self) -> u64 {
+        self.updates
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn names(d: usize) -> Vec<CompactString> {
+        (0..d).map(|i| format!("f{i}").into()).collect()
+    }
+
+    /// Fraud iff feature 1 is high AND feature 2 is low: an interaction a
+    /// linear model cannot express.
+    fn example(rng: &mut rand_chacha::ChaCha8Rng) -> (Vec<f32>, bool) {
+        let x: Vec<f32> = (0..5).map(|_| rng.gen::<f32>()).collect();
+        let fraud = x[1] > 0.8 && x[2] < 0.3;
+        (x, fraud)
+    }
+
+    #[test]
+    fn learns_an_interaction_and_explains_it() {
+        let mut f = AdaptiveForest::new(names(5), ForestConfig::default());
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..20_000 {
+            let (x, y) = example(&mut rng);
+            f.learn_example(&x, y, if y { 5.0 } else { 1.0 });
+        }
+        let mut pairs = Vec::new();
+        for _ in 0..4000 {
+            let (x, y) = example(&mut rng);
+            pairs.push((f.predict(&x) as f32, y));
+        }
+        let auc = crate::eval::roc_auc(&pairs).unwrap();
+        assert!(auc > 0.97, "auc {auc}");
+        let mut out = Vec::new();
+        f.contributions(&[0.5, 0.95, 0.1, 0.5, 0.5], 2, &mut out);
+        let top: Vec<&str> = out.iter().map(|c| c.feature.as_str()).collect();
+        assert!(top.contains(&"f1") && top.contains(&"f2"), "{top:?}");
+        assert!(out[0].value >= out[1].value);
+    }
+
+    #[test]
+    fn depth_and_leaves_stay_bounded() {
+        let cfg = ForestConfig {
+            trees: 3,
+            max_depth: 3,
+            max_leaves: 6,
+            grace_period: 50.0,
+            ..ForestConfig::default()
+        };
+        let mut f = AdaptiveForest::new(names(5), cfg);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        for _ in 0..20_000 {
+            let (x, y) = example(&mut rng);
+            f.learn_example(&x, y, 1.0);
+        }
+        for t in &f.trees {
+            assert!(t.leaves.len() <= 6, "{}", t.leaves.len());
+            assert!(t.leaves.iter().all(|l| l.depth <= 3));
+        }
+        assert!(f.leaves() > 3, "the trees grew");
+    }
+
+    #[test]
+    fn a_changed_concept_replaces_trees_and_is_relearnt() {
+        let cfg = ForestConfig {
+            drift_delta: 1e-5,
+            ..ForestConfig::default()
+        };
+        let mut f = AdaptiveForest::new(names(5), cfg);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..20_000 {
+            let (x, y) = example(&mut rng);
+            f.learn_example(&x, y, 5.0_f64.powi(y as i32));
+        }
+        assert_eq!(f.resets(), 0, "no change, no reset");
+        // The concept flips: fraud is now feature 3 low.
+        let flipped = |rng: &mut rand_chacha::ChaCha8Rng| {
+            let x: Vec<f32> = (0..5).map(|_| rng.gen::<f32>()).collect();
+            let y = x[3] < 0.1;
+            (x, y)
+        };
+        for _ in 0..40_000 {
+            let (x, y) = flipped(&mut rng);
+            f.learn_example(&x, y, 5.0_f64.powi(y as i32));
+        }
+        assert!(f.resets() > 0, "the change was detected");
+        let pairs: Vec<(f32, bool)> = (0..4000)
+            .map(|_| {
+                let (x, y) = flipped(&mut rng);
+                (f.predict(&x) as f32, y)
+            })
+            .collect();
+        let auc = crate::eval::roc_auc(&pairs).unwrap();
+        assert!(auc > 0.95, "auc after the change {auc}");
+    }
+
+    #[test]
+    fn same_examples_same_forest_and_serde_round_trip() {
+        let run = || {
+            let mut f = AdaptiveForest::new(names(5), ForestConfig::default());
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+            for _ in 0..5000 {
+                let (x, y) = example(&mut rng);
+                f.learn_example(&x, y, 1.0);
+            }
+            f
+        };
+        let (a, b) = (run(), run());
+        let x = [0.5, 0.9, 0.2, 0.1, 0.3];
+        assert_eq!(a.predict(&x), b.predict(&x));
+        let json = serde_json::to_string(&a).unwrap();
+        let back: AdaptiveForest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.predict(&x), a.predict(&x));
+    }
+
+    #[test]
+    fn poisson_mean_is_lambda() {
+        let mut s = 1u64;
+        let n = 20_000;
+        let sum: u32 = (0..n).map(|_| poisson(6.0, &mut s)).sum();
+        let mean = sum as f64 / n as f64;
+        assert!((mean - 6.0).abs() < 0.1, "{mean}");
+        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_cdf(1.96) - 0.975).abs() < 1e-4);
+    }
+}

@@ -1,0 +1,166 @@
+//! The command line: every subcommand and flag of `fraudstream`, parsed by
+//! clap. In the library so tests can check that a command line (for example
+//! one in docker-compose.yml) is accepted without running it.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "fraudstream",
+    version,
+    about = "Streaming online-learning fraud detection engine"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    /// What to do.
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a topology (the built-in simulator → engine → summary when none is given).
+    Run(RunArgs),
+    /// Check topology files and report every error at once.
+    Validate(ValidateArgs),
+    /// Benchmark the pipeline on a generated stream (no output files but the results).
+    Bench(BenchArgs),
+    /// Write simulated transactions and labels to files, or publish them to Fluvio.
+    Simulate(SimulateArgs),
+    /// Manage the Fluvio topics of a topology.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+}
+
+/// Flags of `fraudstream run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Topology file (TOML).
+    pub topology: Option<PathBuf>,
+    /// Override a key, e.g. --set source.days=10 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// No progress or summary on the terminal.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Flags of `fraudstream validate`.
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Topology files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Flags of `fraudstream bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Topology to benchmark (default: the built-in one); its file sinks are ignored.
+    pub topology: Option<PathBuf>,
+    /// Override a key, e.g. --set source.days=10 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Worker counts to measure, comma-separated (default: 1 and the number of cores).
+    #[arg(long, value_delimiter = ',')]
+    pub workers: Vec<usize>,
+    /// Offered rate of the latency run, as a share of the measured maximum.
+    #[arg(long, default_value_t = 0.5)]
+    pub rate_fraction: f64,
+    /// Folder for bench.json and bench.svg.
+    #[arg(long, default_value = "out/bench")]
+    pub out: PathBuf,
+    /// Skip the paced (latency with queueing) runs.
+    #[arg(long)]
+    pub no_paced: bool,
+    /// Instead: benchmark the service against the Fluvio cluster of a
+    /// Fluvio topology (plain consumer vs engine rate, end-to-end latency
+    /// at --fluvio-rate), on fresh topics; writes OUT/bench-fluvio.json.
+    #[arg(long)]
+    pub fluvio: bool,
+    /// Offered events (transactions and their labels) per second of the
+    /// --fluvio latency run.
+    #[arg(long, default_value_t = 2000.0)]
+    pub fluvio_rate: f64,
+    /// Transactions timed in the --fluvio latency run.
+    #[arg(long, default_value_t = 20_000)]
+    pub fluvio_latency_transactions: u64,
+    /// Simulated days of the --fluvio throughput stream (5000 cards).
+    #[arg(long, default_value_t = 11)]
+    pub fluvio_days: u32,
+    /// Instead: write the stream with its feature vectors as CSV (for
+    /// benches/river_compare.py), then print one JSON line of fraudstream's
+    /// figures on the same stream.
+    #[arg(long, value_name = "PATH")]
+    pub export_stream: Option<PathBuf>,
+}
+
+/// Flags of `fraudstream simulate`.
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// Where to: files under --out, or Fluvio topics (address from
+    /// --set fluvio.address=..., FLUVIO_SC_ADDR, or the Fluvio profile).
+    #[arg(long, value_enum, default_value_t = Target::Files)]
+    pub to: Target,
+    /// Fluvio topic for transactions (with --to fluvio).
+    #[arg(long, default_value = "transactions")]
+    pub topic: String,
+    /// Fluvio topic for labels (with --to fluvio); "none" publishes no labels.
+    #[arg(long, default_value = "labels")]
+    pub labels_topic: String,
+    /// Take the simulator settings from this topology's [source] (default: the built-in one).
+    #[arg(long)]
+    pub topology: Option<PathBuf>,
+    /// Override a key of the topology, e.g. --set source.cards=1000 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Output folder.
+    #[arg(long, default_value = "data/sim")]
+    pub out: PathBuf,
+    /// File format.
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    pub format: Format,
+    /// Simulated days (overrides the topology).
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Number of cards (overrides the topology).
+    #[arg(long)]
+    pub cards: Option<u32>,
+    /// Seed (overrides the topology).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Events per second (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<f64>,
+}
+
+#[derive(Subcommand)]
+pub enum TopicsAction {
+    /// Create the topics a topology reads and writes, with their partition
+    /// counts (topics that exist are left as they are).
+    Create {
+        /// Topology file.
+        topology: PathBuf,
+        /// Override a key, e.g. --set fluvio.address=127.0.0.1:9003 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// Files under --out.
+    Files,
+    /// Fluvio topics.
+    Fluvio,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    /// Comma-separated values.
+    Csv,
+    /// JSON lines.
+    Jsonl,
+}

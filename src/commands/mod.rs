@@ -1,0 +1,45 @@
+//! Commands: the `fraudstream` command line ([`cli`]) and one function per
+//! subcommand. The binary only parses flags and prints errors.
+
+pub mod bench;
+pub mod bench_fluvio;
+pub mod cli;
+pub mod run;
+pub mod simulate;
+pub mod topics;
+
+use crate::config::Topology;
+use cli::{Cli, Command, TopicsAction};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Carry out a parsed command line.
+pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = ExitCode::SUCCESS;
+    match cli.command {
+        Command::Run(a) => run::run(&a).map(|_| done),
+        Command::Validate(a) => Ok(run::validate(&a)),
+        Command::Bench(a) => bench::command(&a).map(|_| done),
+        Command::Simulate(a) => simulate::command(&a).map(|_| done),
+        Command::Topics {
+            action: TopicsAction::Create { topology, set },
+        } => topics::create(&topology, &set),
+    }
+}
+
+/// The topology at `path` (the built-in one when `None`) with `set` overrides.
+fn load(path: Option<&Path>, set: &[String]) -> anyhow::Result<Topology> {
+    match path {
+        Some(p) => Topology::from_file(p, set),
+        None => Topology::embedded(set),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn exit_code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,37 @@
+//! `fraudstream run` and `fraudstream validate`: a topology run to its end
+//! (or, for a service, until stopped), or only checked.
+
+use crate::commands::cli::{RunArgs, ValidateArgs};
+use crate::config::Topology;
+use crate::exec::pipeline::RunOptions;
+use anyhow::Context;
+use std::process::ExitCode;
+
+/// Run the topology (the built-in one when none is named).
+pub fn run(a: &RunArgs) -> anyhow::Result<()> {
+    let t = super::load(a.topology.as_deref(), &a.set)?;
+    crate::exec::run(
+        &t,
+        &RunOptions {
+            quiet: a.quiet,
+            pace: None,
+        },
+    )
+    .with_context(|| format!("running {}", t.file))?;
+    Ok(())
+}
+
+/// Check each file; every error of every file is printed (exit 1 if any).
+pub fn validate(a: &ValidateArgs) -> ExitCode {
+    let mut failed = false;
+    for f in &a.files {
+        match Topology::from_file(f, &[]) {
+            Ok(_) => println!("{}: ok", f.display()),
+            Err(e) => {
+                failed = true;
+                eprint!("{e}");
+            }
+        }
+    }
+    super::exit_code(!failed)
+}

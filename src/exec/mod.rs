@@ -1,0 +1,22 @@
+//! Execution: running a topology. [`pipeline`] drives a file or simulator
+//! source through the engine (sequentially or on the parallel [`runtime`])
+//! into sinks; [`service`] runs the engine against Fluvio until stopped,
+//! saving [`checkpoint`]s; [`outputs`] holds what both write at the end.
+
+pub mod checkpoint;
+pub mod outputs;
+pub mod pipeline;
+pub mod runtime;
+pub mod service;
+
+use crate::config::{SourceConfig, Topology};
+use crate::connectors::sinks::report::RunReport;
+
+/// Run any topology: the file pipeline for a finite source, the service
+/// (until stopped, or idle when so configured) for a Fluvio source.
+pub fn run(t: &Topology, opts: &pipeline::RunOptions) -> anyhow::Result<RunReport> {
+    match t.source {
+        SourceConfig::Fluvio(_) => service::run(t, &service::ServiceOptions { quiet: opts.quiet }),
+        SourceConfig::Simulator(_) | SourceConfig::File(_) => pipeline::run(t, opts),
+    }
+}
