@@ -3,9 +3,10 @@
 //! directory), so a restart after a crash finds either the previous
 //! checkpoint or the new one, never half of one.
 //!
-//! Layout: a magic line, a bincode [`CheckpointHeader`] (offsets, counters,
-//! the settings the state was built under), then the engine's state as
-//! [`Engine::save_state`] writes it.
+//! Layout: a magic line naming the format version, a bincode
+//! [`CheckpointHeader`] (offsets, counters, the settings the state was built
+//! under, key by key), then the engine's snapshot as [`Engine::save_state`]
+//! writes it (bincode, with its own layout version).
 
 use crate::config::Topology;
 use crate::connectors::sinks::report::InputCounts;
@@ -17,7 +18,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"FSCKPT1\n";
+const MAGIC: &[u8; 8] = b"FSCKPT2\n";
 const FILE_NAME: &str = "checkpoint.bin";
 
 /// What a checkpoint says about itself.
@@ -35,34 +36,51 @@ pub struct CheckpointHeader {
     pub settings: Vec<(String, String)>,
 }
 
-/// The topology settings a checkpointed state depends on, by section: a
-/// state restored under other settings would be wrong or unreadable.
+/// The settings a checkpointed state depends on, key by key (dotted paths
+/// of the engine's settings, values as JSON): a state restored under other
+/// settings would be wrong or unreadable. Left out: what shapes outputs but
+/// not state (workers, explanations per alert, the report's day origin).
 pub fn settings_of(t: &Topology) -> Vec<(String, String)> {
-    let e = &t.engine;
-    vec![
-        ("features".into(), format!("{:?}", t.features)),
-        ("pending".into(), format!("{:?}", t.pending)),
-        ("evaluation".into(), format!("{:?}", t.evaluation)),
-        (
-            "model".into(),
-            format!(
-                "{:?} {:?} {:?}",
-                t.model.logistic, t.model.imbalance, t.model.portfolio
-            ),
-        ),
-        ("labels.learn".into(), t.labels.learn.to_string()),
-        (
-            "engine".into(),
-            format!(
-                "seed={} threshold={} lateness={} idle={} eviction={}",
-                e.seed,
-                e.alert_threshold,
-                e.allowed_lateness_ms,
-                e.idle_eviction_ms,
-                e.eviction_interval_ms
-            ),
-        ),
-    ]
+    let value = serde_json::to_value(t.engine_config()).expect("settings are plain data");
+    let mut out = Vec::new();
+    flatten("", &value, &mut out);
+    out.retain(|(k, _)| !matches!(k.as_str(), "workers" | "explain_top" | "eval_origin_ms"));
+    out
+}
+
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, x) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, x, out);
+            }
+        }
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+/// Every setting whose value differs between a checkpoint (`then`) and now,
+/// as `key (was X, now Y)`.
+fn changed_settings(then: &[(String, String)], now: &[(String, String)]) -> Vec<String> {
+    let lookup = |list: &[(String, String)], k: &str| {
+        list.iter()
+            .find(|(key, _)| key == k)
+            .map_or_else(|| "unset".to_string(), |(_, v)| v.clone())
+    };
+    let mut keys: Vec<&str> = then.iter().chain(now).map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (a, b) = (lookup(then, k), lookup(now, k));
+            (a != b).then(|| format!("{k} (was {a}, now {b})"))
+        })
+        .collect()
 }
 
 /// The checkpoint file in `dir`.
@@ -119,27 +137,28 @@ pub fn restore(
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic)
         .with_context(|| format!("{}: not a fraudstream checkpoint", path.display()))?;
-    if &magic != MAGIC {
+    if magic[..6] == MAGIC[..6] && magic != *MAGIC {
         bail!(
-            "{}: not a fraudstream checkpoint (or another version)",
-            path.display()
+            "{}: a checkpoint in format {}, this build reads {}; move it away to start \
+             from a fresh state (or run the version that wrote it)",
+            path.display(),
+            String::from_utf8_lossy(&magic[..7]),
+            String::from_utf8_lossy(&MAGIC[..7])
         );
+    }
+    if &magic != MAGIC {
+        bail!("{}: not a fraudstream checkpoint", path.display());
     }
     let header: CheckpointHeader = bincode::deserialize_from(&mut r)
         .with_context(|| format!("{}: damaged header", path.display()))?;
-    let now = settings_of(t);
-    let changed: Vec<&str> = now
-        .iter()
-        .filter(|(k, v)| !header.settings.iter().any(|(hk, hv)| hk == k && hv == v))
-        .map(|(k, _)| k.as_str())
-        .collect();
+    let changed = changed_settings(&header.settings, &settings_of(t));
     if !changed.is_empty() {
         bail!(
-            "{}: written under other settings of {} than {} has now; restore the old settings, \
+            "{}: written under other settings than {} has now: {}; restore the old settings, \
              or move the checkpoint away to start from a fresh state",
             path.display(),
-            changed.join(", "),
-            t.file
+            t.file,
+            changed.join(", ")
         );
     }
     engine
@@ -226,7 +245,7 @@ mod tests {
         feed(&mut second, &items[cut..], &mut got);
         assert_eq!(got, expected, "same scores, bit for bit");
         assert_eq!(second.counters(), whole.counters());
-        let model = |e: &Engine| bincode::serialize(&e.model().to_file()).unwrap();
+        let model = |e: &Engine| bincode::serialize(&e.model().state()).unwrap();
         assert_eq!(model(&second), model(&whole), "same model, bit for bit");
         let (a, b) = (
             second.evaluation().summary(None),
@@ -257,9 +276,19 @@ mod tests {
         .unwrap();
         let mut e2 = start_engine(&other).unwrap();
         let err = format!("{:#}", restore(dir.path(), &other, &mut e2).unwrap_err());
-        assert!(err.contains("features, pending"), "{err}");
+        assert!(
+            err.contains("features.buckets (was 4, now 6)")
+                && err.contains("pending_capacity (was 2000000, now 10)"),
+            "{err}"
+        );
         std::fs::write(path_in(dir.path()), b"garbage").unwrap();
         let err = format!("{:#}", restore(dir.path(), &t, &mut e).unwrap_err());
         assert!(err.contains("not a fraudstream checkpoint"), "{err}");
+        std::fs::write(path_in(dir.path()), b"FSCKPT1\nolder layout").unwrap();
+        let err = format!("{:#}", restore(dir.path(), &t, &mut e).unwrap_err());
+        assert!(
+            err.contains("a checkpoint in format FSCKPT1, this build reads FSCKPT2"),
+            "{err}"
+        );
     }
 }

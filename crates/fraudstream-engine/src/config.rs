@@ -9,7 +9,7 @@ use crate::model::{Imbalance, LogisticConfig};
 use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 
 /// Everything the two stages and the sequential engine are built from.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct EngineConfig {
     /// Seed for every random choice of the engine (subsampling, model members).
     pub seed: u64,

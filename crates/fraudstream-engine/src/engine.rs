@@ -13,9 +13,11 @@
 use crate::config::EngineConfig;
 use crate::eval::{LabelOutcome, Prequential};
 use crate::event::{key_of, Contribution, Label, Score, Transaction};
-use crate::features::{merchant_feature_count, CardFeatures, FeatureVector, MerchantFeatures};
+use crate::features::{
+    merchant_feature_count, CardFeatures, CardState, FeatureVector, MerchantFeatures, MerchantState,
+};
 use crate::model::portfolio::{ModelKind, Portfolio};
-use crate::model::{Imbalance, LogisticModel, OnlineModel};
+use crate::model::{Imbalance, LogisticModel, ModelState, OnlineModel};
 use crate::pending::{PendingFeatures, PendingMeta};
 use hdrhistogram::Histogram;
 use nohash_hasher::IntMap;
@@ -649,42 +651,30 @@ impl Engine {
     /// Write the state a restart needs to continue exactly where this engine
     /// is: card and merchant windows, label routes, pending stores, model,
     /// evaluation and counters (not latency histograms, which describe this
-    /// process).
-    pub fn save_state<W: std::io::Write>(&self, mut w: W) -> bincode::Result<()> {
+    /// process), as one bincode snapshot of layout [`SNAPSHOT_VERSION`].
+    pub fn save_state<W: std::io::Write>(&self, w: W) -> bincode::Result<()> {
         let (m, c) = (&self.merchant, &self.card);
-        m.merchants.save_state(&mut w)?;
-        bincode::serialize_into(
-            &mut w,
-            &(
-                &m.routes,
-                &m.joinable,
-                m.newest_ts,
-                m.next_eviction,
-                &m.counters,
-            ),
-        )?;
-        c.cards.save_state(&mut w)?;
-        bincode::serialize_into(
-            &mut w,
-            &(
-                // JSON inside: the optimizer is an internally tagged enum,
-                // which bincode cannot read back.
-                serde_json::to_vec(&c.model.to_file())
-                    .map_err(|e| bincode::ErrorKind::Custom(e.to_string()))?,
-                &c.pending,
-                &c.eval,
-                &c.counters,
-                c.next_eviction,
-                // JSON for the same reason as the model (tagged enums inside).
-                match &c.portfolio {
-                    Some(p) => Some(
-                        serde_json::to_vec(p)
-                            .map_err(|e| bincode::ErrorKind::Custom(e.to_string()))?,
-                    ),
-                    None => None,
-                },
-            ),
-        )
+        let snapshot = EngineSnapshotRef {
+            version: SNAPSHOT_VERSION,
+            merchant: MerchantSnapshotRef {
+                merchants: m.merchants.entities(),
+                routes: &m.routes,
+                joinable: &m.joinable,
+                newest_ts: m.newest_ts,
+                next_eviction: m.next_eviction,
+                counters: m.counters,
+            },
+            card: CardSnapshotRef {
+                cards: c.cards.entities(),
+                model: c.model.state(),
+                pending: &c.pending,
+                eval: &c.eval,
+                counters: c.counters,
+                next_eviction: c.next_eviction,
+                portfolio: c.portfolio.as_deref(),
+            },
+        };
+        bincode::serialize_into(w, &snapshot)
     }
 
     /// Replace this engine's state with one written by
@@ -693,59 +683,17 @@ impl Engine {
     pub fn restore_state<R: std::io::Read>(
         &mut self,
         cfg: &EngineConfig,
-        mut r: R,
+        r: R,
     ) -> anyhow::Result<()> {
         use anyhow::Context as _;
-        let m = &mut self.merchant;
-        m.merchants
-            .restore_state(&mut r)
-            .context("merchant windows")?;
-        type MerchantRest = (IntMap<u64, u8>, PendingFeatures, i64, i64, EngineCounters);
-        let (routes, joinable, newest_ts, next_eviction, counters): MerchantRest =
-            bincode::deserialize_from(&mut r).context("label routes")?;
-        m.routes = routes;
-        m.joinable = joinable;
-        m.newest_ts = newest_ts;
-        m.next_eviction = next_eviction;
-        m.counters = counters;
-        m.published = EngineCounters::default();
-        let c = &mut self.card;
-        c.cards.restore_state(&mut r).context("card windows")?;
-        type CardRest = (
-            Vec<u8>,
-            PendingFeatures,
-            Prequential,
-            EngineCounters,
-            i64,
-            Option<Vec<u8>>,
-        );
-        let (model, pending, eval, counters, next_eviction, portfolio): CardRest =
-            bincode::deserialize_from(&mut r).context("model and pending store")?;
-        let space = crate::features::feature_space(&cfg.features);
-        let model = serde_json::from_slice(&model).context("model")?;
-        c.model =
-            LogisticModel::from_file(model, &space).map_err(|e| anyhow::anyhow!("model: {e}"))?;
+        let snapshot: EngineSnapshot = bincode::deserialize_from(r).context("engine state")?;
         anyhow::ensure!(
-            pending.stride() == c.pending.stride(),
-            "pending store holds vectors of {} values, this topology keeps {}",
-            pending.stride(),
-            c.pending.stride()
+            snapshot.version == SNAPSHOT_VERSION,
+            "engine state of layout version {}, this build reads version {SNAPSHOT_VERSION}",
+            snapshot.version
         );
-        match (portfolio, c.portfolio.as_deref_mut()) {
-            (Some(bytes), Some(fresh)) => {
-                let mut restored: Portfolio =
-                    serde_json::from_slice(&bytes).context("model portfolio")?;
-                restored.adopt_evaluations(fresh);
-                c.portfolio = Some(Box::new(restored));
-            }
-            (None, None) => {}
-            _ => anyhow::bail!("written with another model.type than this topology's"),
-        }
-        c.pending = pending;
-        c.eval = eval;
-        c.counters = counters;
-        c.published = EngineCounters::default();
-        c.next_eviction = next_eviction;
+        self.merchant.restore(snapshot.merchant)?;
+        self.card.restore(cfg, snapshot.card)?;
         self.published = EngineCounters::default();
         Ok(())
     }
@@ -757,6 +705,116 @@ impl Engine {
         metrics::gauge!("fraudstream_pending_entries").set(self.card.pending.len() as f64);
         metrics::gauge!("fraudstream_model_version").set(self.card.model.version() as f64);
         self.published = c;
+    }
+}
+
+/// Layout version of [`EngineSnapshot`]; raise it when a snapshot field changes.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// What an engine keeps at a checkpoint (the form it is read back in).
+#[derive(serde::Deserialize)]
+struct EngineSnapshot {
+    version: u32,
+    merchant: MerchantSnapshot,
+    card: CardSnapshot,
+}
+
+/// The merchant stage's part of a checkpoint.
+#[derive(serde::Deserialize)]
+struct MerchantSnapshot {
+    merchants: IntMap<u64, MerchantState>,
+    routes: IntMap<u64, u8>,
+    joinable: PendingFeatures,
+    newest_ts: i64,
+    next_eviction: i64,
+    counters: EngineCounters,
+}
+
+/// A card stage's part of a checkpoint.
+#[derive(serde::Deserialize)]
+struct CardSnapshot {
+    cards: IntMap<u64, CardState>,
+    model: ModelState,
+    pending: PendingFeatures,
+    eval: Prequential,
+    counters: EngineCounters,
+    next_eviction: i64,
+    portfolio: Option<Portfolio>,
+}
+
+// The same snapshots, borrowed from the live engine for writing (serde
+// writes a reference exactly as the value it points to).
+#[derive(serde::Serialize)]
+struct EngineSnapshotRef<'a> {
+    version: u32,
+    merchant: MerchantSnapshotRef<'a>,
+    card: CardSnapshotRef<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct MerchantSnapshotRef<'a> {
+    merchants: &'a IntMap<u64, MerchantState>,
+    routes: &'a IntMap<u64, u8>,
+    joinable: &'a PendingFeatures,
+    newest_ts: i64,
+    next_eviction: i64,
+    counters: EngineCounters,
+}
+
+#[derive(serde::Serialize)]
+struct CardSnapshotRef<'a> {
+    cards: &'a IntMap<u64, CardState>,
+    model: ModelState,
+    pending: &'a PendingFeatures,
+    eval: &'a Prequential,
+    counters: EngineCounters,
+    next_eviction: i64,
+    portfolio: Option<&'a Portfolio>,
+}
+
+impl MerchantStage {
+    fn restore(&mut self, s: MerchantSnapshot) -> anyhow::Result<()> {
+        self.merchants
+            .restore_entities(s.merchants)
+            .map_err(|e| anyhow::anyhow!("merchant windows: {e}"))?;
+        self.routes = s.routes;
+        self.joinable = s.joinable;
+        self.newest_ts = s.newest_ts;
+        self.next_eviction = s.next_eviction;
+        self.counters = s.counters;
+        self.published = EngineCounters::default();
+        Ok(())
+    }
+}
+
+impl CardStage {
+    fn restore(&mut self, cfg: &EngineConfig, s: CardSnapshot) -> anyhow::Result<()> {
+        self.cards
+            .restore_entities(s.cards)
+            .map_err(|e| anyhow::anyhow!("card windows: {e}"))?;
+        let space = crate::features::feature_space(&cfg.features);
+        self.model = LogisticModel::from_state(s.model, cfg.logistic.optimizer, &space)
+            .map_err(|e| anyhow::anyhow!("model: {e}"))?;
+        anyhow::ensure!(
+            s.pending.stride() == self.pending.stride(),
+            "pending store holds vectors of {} values, this topology keeps {}",
+            s.pending.stride(),
+            self.pending.stride()
+        );
+        match (s.portfolio, self.portfolio.as_deref_mut()) {
+            (Some(mut restored), Some(fresh)) => {
+                restored.adopt_evaluations(fresh);
+                self.portfolio = Some(Box::new(restored));
+            }
+            (None, None) => {}
+            _ => anyhow::bail!("written with another model.type than this topology's"),
+        }
+        self.pending = s.pending;
+        self.eval = s.eval;
+        self.counters = s.counters;
+        self.published = EngineCounters::default();
+        self.next_eviction = s.next_eviction;
+        Ok(())
     }
 }
 

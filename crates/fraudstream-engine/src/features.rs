@@ -22,7 +22,7 @@ const RISK_PRIOR_WEIGHT: f64 = 5.0;
 const EW_ALPHA: f32 = 0.05;
 
 /// Settings of the feature stage.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct FeatureConfig {
     /// Card window horizons (ms), shortest first.
     pub card_windows: Vec<i64>,
@@ -324,20 +324,17 @@ impl CardFeatures {
         self.cards.len()
     }
 
-    /// Write every card's state (checkpoints).
-    pub fn save_state<W: std::io::Write>(&self, w: W) -> bincode::Result<()> {
-        bincode::serialize_into(w, &self.cards)
+    /// Every card's state (what a checkpoint keeps).
+    pub fn entities(&self) -> &IntMap<u64, CardState> {
+        &self.cards
     }
 
-    /// Replace every card's state with one written by [`save_state`](Self::save_state)
-    /// under the same feature settings.
-    pub fn restore_state<R: std::io::Read>(&mut self, r: R) -> bincode::Result<()> {
-        let cards: IntMap<u64, CardState> = bincode::deserialize_from(r)?;
+    /// Replace every card's state with `cards` (from a checkpoint written
+    /// under the same feature settings); refused when a window layout differs.
+    pub fn restore_entities(&mut self, cards: IntMap<u64, CardState>) -> Result<(), String> {
         let slots = self.card_layout.slots();
         if cards.values().any(|c| c.windows.slots() != slots) {
-            return Err(Box::new(bincode::ErrorKind::Custom(
-                "card windows have another layout than this topology's".into(),
-            )));
+            return Err("card windows have another layout than this topology's".into());
         }
         self.cards = cards;
         Ok(())
@@ -541,23 +538,24 @@ impl MerchantFeatures {
         self.merchants.len()
     }
 
-    /// Write every merchant's state (checkpoints).
-    pub fn save_state<W: std::io::Write>(&self, w: W) -> bincode::Result<()> {
-        bincode::serialize_into(w, &self.merchants)
+    /// Every merchant's state (what a checkpoint keeps).
+    pub fn entities(&self) -> &IntMap<u64, MerchantState> {
+        &self.merchants
     }
 
-    /// Replace every merchant's state with one written by
-    /// [`save_state`](Self::save_state) under the same feature settings.
-    pub fn restore_state<R: std::io::Read>(&mut self, r: R) -> bincode::Result<()> {
-        let merchants: IntMap<u64, MerchantState> = bincode::deserialize_from(r)?;
+    /// Replace every merchant's state with `merchants` (from a checkpoint
+    /// written under the same feature settings); refused when a window
+    /// layout differs.
+    pub fn restore_entities(
+        &mut self,
+        merchants: IntMap<u64, MerchantState>,
+    ) -> Result<(), String> {
         let (w, k) = (self.merchant_layout.slots(), self.risk_layout.slots());
         if merchants
             .values()
             .any(|m| m.windows.slots() != w || m.risk.slots() != k)
         {
-            return Err(Box::new(bincode::ErrorKind::Custom(
-                "merchant windows have another layout than this topology's".into(),
-            )));
+            return Err("merchant windows have another layout than this topology's".into());
         }
         self.merchants = merchants;
         Ok(())

@@ -102,7 +102,7 @@ impl Imbalance {
 }
 
 /// Settings of the logistic model.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct LogisticConfig {
     /// Update rule.
     pub optimizer: Optimizer,
@@ -170,12 +170,22 @@ pub struct LogisticModel {
     ranked: Vec<(f64, usize)>,
 }
 
-/// The saved form of a model (model files and checkpoints).
+/// The saved form of a model in a model file (JSON): its format, its update
+/// rule and its learnt state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelFile {
     format: CompactString,
     format_version: u32,
     optimizer: Optimizer,
+    #[serde(flatten)]
+    state: ModelState,
+}
+
+/// What a model has learnt (checkpoints keep this; the update rule and the
+/// other settings come from the topology, which the checkpoint is checked
+/// against).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelState {
     offset: f64,
     feature_names: Vec<CompactString>,
     hash_bits: u32,
@@ -315,6 +325,13 @@ impl LogisticModel {
             format: FORMAT.into(),
             format_version: FORMAT_VERSION,
             optimizer: self.optimizer,
+            state: self.state(),
+        }
+    }
+
+    /// What the model has learnt (for checkpoints).
+    pub fn state(&self) -> ModelState {
+        ModelState {
             offset: self.offset,
             feature_names: self.feature_names.to_vec(),
             hash_bits: self.hash_bits,
@@ -335,6 +352,16 @@ impl LogisticModel {
                 m.format, m.format_version
             ));
         }
+        Self::from_state(m.state, m.optimizer, space)
+    }
+
+    /// A model from its learnt `state` with update rule `optimizer`; it must
+    /// have been trained on `space`. The error says what does not match.
+    pub fn from_state(
+        m: ModelState,
+        optimizer: Optimizer,
+        space: &FeatureSpace,
+    ) -> Result<Self, String> {
         if m.feature_names.as_slice() != space.names() || m.hash_bits != space.hash_bits() {
             return Err("trained on other features than this topology computes".into());
         }
@@ -351,7 +378,7 @@ impl LogisticModel {
         let mut scaler = m.scaler;
         scaler.ensure_cache();
         Ok(LogisticModel {
-            optimizer: m.optimizer,
+            optimizer,
             offset: m.offset,
             feature_names: space.names().into(),
             hash_bits: m.hash_bits,

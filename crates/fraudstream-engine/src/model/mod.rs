@@ -16,7 +16,7 @@ pub mod portfolio;
 use crate::event::Contribution;
 use crate::features::FeatureVector;
 
-pub use logistic::{Imbalance, LogisticConfig, LogisticModel, ModelFile, Optimizer};
+pub use logistic::{Imbalance, LogisticConfig, LogisticModel, ModelFile, ModelState, Optimizer};
 
 /// A model that is scored test-then-train on a stream.
 pub trait OnlineModel {
