@@ -233,6 +233,13 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// One of the values of `T`, by name (`default` when the key is absent
+    /// or wrong; a wrong name is reported with every allowed one).
+    pub fn named<T: fraudstream_engine::Named>(&self, key: &str, default: T) -> T {
+        let names: Vec<&str> = T::ALL.iter().map(|v| v.name()).collect();
+        T::from_name(&self.choice(key, &names, default.name())).unwrap_or(default)
+    }
+
     /// An integer in `[min, max]`.
     pub fn int(&self, key: &str, default: i64, min: i64, max: i64) -> i64 {
         match self.value(key) {

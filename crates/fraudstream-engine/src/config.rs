@@ -4,8 +4,9 @@
 
 use crate::eval::{EvalConfig, Unlabeled};
 use crate::features::FeatureConfig;
-use crate::model::portfolio::PortfolioConfig;
-use crate::model::{Imbalance, LogisticConfig};
+use crate::model::batch::SwapMode;
+use crate::model::portfolio::{Combine, ModelKind, PortfolioConfig};
+use crate::model::{Imbalance, LogisticConfig, Optimizer};
 use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 
 /// Everything the two stages and the sequential engine are built from.
@@ -82,5 +83,130 @@ impl EngineConfig {
             unlabeled: self.unlabeled,
             origin_ms: self.eval_origin_ms,
         }
+    }
+}
+
+/// A setting chosen by name in a topology file (`type = "forest"`): the
+/// enum knows its names, so a reader lists and parses them from here and a
+/// report prints them from here, never spelling them again.
+pub trait Named: Sized + Copy + 'static {
+    /// Every value, in the order messages list them.
+    const ALL: &'static [Self];
+    /// Its name in topology files and reports.
+    fn name(self) -> &'static str;
+    /// The value called `name`.
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.name() == name)
+    }
+}
+
+impl Named for ModelKind {
+    const ALL: &'static [Self] = &[
+        ModelKind::Logistic,
+        ModelKind::Forest,
+        ModelKind::Hst,
+        ModelKind::Batch,
+        ModelKind::Blend,
+    ];
+    fn name(self) -> &'static str {
+        ModelKind::name(self)
+    }
+}
+
+impl Named for Combine {
+    const ALL: &'static [Self] = &[Combine::Stack, Combine::Mean];
+    fn name(self) -> &'static str {
+        match self {
+            Combine::Stack => "stack",
+            Combine::Mean => "mean",
+        }
+    }
+}
+
+impl Named for SwapMode {
+    const ALL: &'static [Self] = &[SwapMode::AtLabel, SwapMode::WhenReady];
+    fn name(self) -> &'static str {
+        match self {
+            SwapMode::AtLabel => "at_label",
+            SwapMode::WhenReady => "when_ready",
+        }
+    }
+}
+
+impl Named for Unlabeled {
+    const ALL: &'static [Self] = &[Unlabeled::Genuine, Unlabeled::Ignore];
+    fn name(self) -> &'static str {
+        match self {
+            Unlabeled::Genuine => "genuine",
+            Unlabeled::Ignore => "ignore",
+        }
+    }
+}
+
+/// Each update rule with its own default settings (the first is the default).
+impl Named for Optimizer {
+    const ALL: &'static [Self] = &[
+        Optimizer::Ftrl {
+            alpha: 0.05,
+            beta: 1.0,
+            l1: 0.0,
+            l2: 1.0,
+        },
+        Optimizer::Adagrad {
+            learning_rate: 0.05,
+            l2: 1e-4,
+        },
+    ];
+    fn name(self) -> &'static str {
+        match self {
+            Optimizer::Ftrl { .. } => "ftrl",
+            Optimizer::Adagrad { .. } => "adagrad",
+        }
+    }
+}
+
+/// Each class-imbalance rule with its own default settings (the first is the default).
+impl Named for Imbalance {
+    const ALL: &'static [Self] = &[
+        Imbalance::Weight {
+            positive_weight: 5.0,
+        },
+        Imbalance::Subsample { negative_rate: 0.1 },
+        Imbalance::None,
+    ];
+    fn name(self) -> &'static str {
+        match self {
+            Imbalance::Weight { .. } => "weight",
+            Imbalance::Subsample { .. } => "subsample",
+            Imbalance::None => "none",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trips<T: Named + PartialEq + std::fmt::Debug>() {
+        for &v in T::ALL {
+            assert_eq!(T::from_name(v.name()), Some(v));
+        }
+        assert_eq!(T::from_name("no such name"), None);
+    }
+
+    #[test]
+    fn the_first_named_variant_is_the_default() {
+        assert_eq!(Optimizer::ALL[0], Optimizer::default());
+        assert_eq!(Imbalance::ALL[0], Imbalance::default());
+    }
+
+    #[test]
+    fn every_named_setting_reads_back_from_its_name() {
+        round_trips::<ModelKind>();
+        round_trips::<Combine>();
+        round_trips::<SwapMode>();
+        round_trips::<Unlabeled>();
+        round_trips::<Optimizer>();
+        round_trips::<Imbalance>();
     }
 }

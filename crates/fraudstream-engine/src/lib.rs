@@ -21,4 +21,4 @@ pub mod pending;
 pub mod time;
 pub mod windows;
 
-pub use config::EngineConfig;
+pub use config::{EngineConfig, Named};

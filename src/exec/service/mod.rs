@@ -69,236 +69,308 @@ pub fn run(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunReport> {
 }
 
 async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunReport> {
-    let SourceConfig::Fluvio(tx_input) = &t.source else {
-        anyhow::bail!("{}: the service needs source.type = \"fluvio\"", t.file);
-    };
-    let health = Arc::new(Health::default());
-    health.set_phase(Phase::Starting);
-    if let Some(addr) = &t.service.listen {
-        let bound = http::serve(addr, health.clone(), recorder()).await?;
-        if !opts.quiet {
-            eprintln!("fraudstream: health and metrics on http://{bound}/health, /metrics");
+    let mut service = Service::start(t, opts).await?;
+    let mut stop = Box::pin(shutdown_signal());
+    let reason = loop {
+        tokio::select! {
+            biased;
+            _ = &mut stop => break "signal",
+            pulled = service.source.pull(&service.fluvio, TICK) => service.on_event(pulled?).await?,
         }
+        if let Some(reason) = service.tick().await {
+            break reason;
+        }
+        if service.checkpoint_due() {
+            service.checkpoint().await?;
+        }
+    };
+    service.shutdown(reason).await
+}
+
+/// A running service: the engine, its input partitions and output topics,
+/// and what it counts between checkpoints.
+struct Service<'t> {
+    t: &'t Topology,
+    quiet: bool,
+    engine: Engine,
+    /// The last checkpoint's header; the next one is written from it.
+    header: CheckpointHeader,
+    totals: InputCounts,
+    fluvio: fluvio::Fluvio,
+    source: FluvioSource,
+    sinks: SinkRouter,
+    health: Arc<Health>,
+    started: Instant,
+    /// Events in this run (all, and transactions).
+    events: u64,
+    events_tx: u64,
+    /// First and last event of this run (rates over the time there was work).
+    busy: Option<(Instant, Instant)>,
+    last_checkpoint: Instant,
+    last_tick: Instant,
+    last_watermarks: Instant,
+    last_rate: (Instant, u64),
+}
+
+impl<'t> Service<'t> {
+    /// Serve health and metrics, restore the checkpoint, connect, open the
+    /// input partitions where the checkpoint left them and the output topics.
+    async fn start(t: &'t Topology, opts: &ServiceOptions) -> anyhow::Result<Self> {
+        let SourceConfig::Fluvio(tx_input) = &t.source else {
+            anyhow::bail!("{}: the service needs source.type = \"fluvio\"", t.file);
+        };
+        let health = Arc::new(Health::default());
+        health.set_phase(Phase::Starting);
+        if let Some(addr) = &t.service.listen {
+            let bound = http::serve(addr, health.clone(), recorder()).await?;
+            if !opts.quiet {
+                eprintln!("fraudstream: health and metrics on http://{bound}/health, /metrics");
+            }
+        }
+        let mut engine = crate::exec::outputs::start_engine(t)?;
+        let header = restore(t, &mut engine, &health, opts.quiet)?;
+        let (fluvio, address) = crate::connectors::cluster::connect(&t.fluvio).await?;
+        let mut plans = vec![OpenPlan {
+            input: tx_input,
+            kind: RecordKind::Transaction,
+            resume: &header.offsets,
+        }];
+        if let LabelSource::Fluvio(l) = &t.labels.source {
+            plans.push(OpenPlan {
+                input: l,
+                kind: RecordKind::Label,
+                resume: &header.offsets,
+            });
+        }
+        let source = FluvioSource::open(&fluvio, &plans)
+            .await
+            .with_context(|| format!("opening the input topics on {address}"))?;
+        drop(plans);
+        let sinks = SinkRouter::new(open_topic_sinks(&fluvio, &t.sinks).await?);
+        if !opts.quiet {
+            eprintln!("fraudstream: consuming {} on {address}", tx_input.topic);
+        }
+        health.set_phase(Phase::Running);
+        let now = Instant::now();
+        Ok(Service {
+            t,
+            quiet: opts.quiet,
+            engine,
+            totals: header.totals.clone(),
+            header,
+            fluvio,
+            source,
+            sinks,
+            health,
+            started: now,
+            events: 0,
+            events_tx: 0,
+            busy: None,
+            last_checkpoint: now,
+            last_tick: now,
+            last_watermarks: now - WATERMARK_EVERY,
+            last_rate: (now, 0),
+        })
     }
 
-    let mut engine = crate::exec::outputs::start_engine(t)?;
-    let mut header = CheckpointHeader {
+    /// Score a transaction, learn from a label, or pass a rejected record to
+    /// the dead letters; outputs go to the producers at once.
+    async fn on_event(&mut self, pulled: Pulled) -> anyhow::Result<()> {
+        if let Pulled::Event(_) = pulled {
+            let now = Instant::now();
+            self.busy = Some((self.busy.map_or(now, |b| b.0), now));
+            self.events += 1;
+        }
+        match pulled {
+            Pulled::Event(Event::Transaction(tx)) => {
+                self.events_tx += 1;
+                self.totals.transactions += 1;
+                self.sinks.route(&Output::Score(self.engine.score(tx)))?;
+                self.sinks.send().await?;
+            }
+            Pulled::Event(Event::Label(l)) => {
+                self.totals.labels += 1;
+                self.engine.label(&l);
+            }
+            Pulled::Rejected(d) => {
+                self.totals.count_dead_letter(&d);
+                self.sinks.route(&Output::DeadLetter(d))?;
+                self.sinks.send().await?;
+            }
+            Pulled::Idle => {}
+        }
+        Ok(())
+    }
+
+    /// Every [`TICK`]: publish metrics and gauges, refresh partition
+    /// watermarks now and then; `Some(reason)` when the service should stop
+    /// (`stop_when_idle`).
+    async fn tick(&mut self) -> Option<&'static str> {
+        if self.last_tick.elapsed() < TICK {
+            return None;
+        }
+        self.last_tick = Instant::now();
+        self.engine.publish_metrics();
+        self.health
+            .scored
+            .store(self.engine.counters().scored as i64, Relaxed);
+        if self.last_watermarks.elapsed() >= WATERMARK_EVERY {
+            self.last_watermarks = Instant::now();
+            if let Err(e) = self.source.refresh_watermarks(&self.fluvio).await {
+                eprintln!("fraudstream: reading partition watermarks: {e:#}");
+            }
+        }
+        publish_gauges(
+            &self.source,
+            &self.engine,
+            &self.health,
+            &mut self.last_rate,
+            self.events,
+        );
+        let idle = self.t.service.stop_when_idle_ms;
+        let stop = idle > 0
+            && self.events > 0
+            && self.source.all_idle_for(Duration::from_millis(idle as u64));
+        stop.then_some("idle")
+    }
+
+    /// Whether the checkpoint interval has passed.
+    fn checkpoint_due(&self) -> bool {
+        self.t.checkpoint.as_ref().is_some_and(|c| {
+            self.last_checkpoint.elapsed() >= Duration::from_millis(c.interval_ms as u64)
+        })
+    }
+
+    /// Flush outputs, write the checkpoint, then commit consumer offsets.
+    async fn checkpoint(&mut self) -> anyhow::Result<()> {
+        let Some(c) = &self.t.checkpoint else {
+            return Ok(());
+        };
+        let began = Instant::now();
+        tokio::time::timeout(FLUSH_TIMEOUT, self.sinks.flush())
+            .await
+            .map_err(|_| anyhow::anyhow!("flushing outputs took over {FLUSH_TIMEOUT:?}"))?
+            .context("flushing outputs before a checkpoint")?;
+        let header = &mut self.header;
+        header.sequence += 1;
+        header.written_ms = now_ms();
+        header.offsets = self.source.offsets();
+        header.totals = self.totals.clone();
+        let bytes =
+            tokio::task::block_in_place(|| checkpoint::write(&c.dir, header, &self.engine))?;
+        commit_offsets(&mut self.source).await;
+        self.health
+            .last_checkpoint_ms
+            .store(header.written_ms, Relaxed);
+        metrics::counter!("fraudstream_checkpoints_total").increment(1);
+        metrics::gauge!("fraudstream_checkpoint_bytes").set(bytes as f64);
+        metrics::histogram!("fraudstream_checkpoint_seconds").record(began.elapsed().as_secs_f64());
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    /// Drain: flush outputs, write a last checkpoint, save the model and
+    /// publish the report of the whole stream (restored counters included).
+    async fn shutdown(mut self, reason: &str) -> anyhow::Result<RunReport> {
+        self.health.set_phase(Phase::Stopping);
+        if !self.quiet {
+            eprintln!(
+                "fraudstream: stopping ({reason}): flushing outputs and writing a checkpoint"
+            );
+        }
+        tokio::time::timeout(FLUSH_TIMEOUT, self.sinks.flush())
+            .await
+            .map_err(|_| anyhow::anyhow!("flushing outputs took over {FLUSH_TIMEOUT:?}"))??;
+        self.checkpoint().await?;
+        self.engine.publish_metrics();
+        let t = self.t;
+        crate::exec::outputs::save_model(t, &self.engine)?;
+        // Rates over the time the engine had work (first to last event), not
+        // the time it waited for traffic.
+        let busy_secs = self
+            .busy
+            .map_or(0.0, |(a, b)| b.duration_since(a).as_secs_f64());
+        let written = self.sinks.written();
+        let mut report = crate::exec::outputs::run_report(
+            t,
+            &self.engine,
+            self.totals,
+            self.events,
+            busy_secs,
+            written,
+        );
+        report.throughput.transactions_per_sec = self.events_tx as f64 / busy_secs.max(1e-9);
+        if !self.quiet {
+            eprintln!(
+                "fraudstream: {} events in this run, busy {busy_secs:.2} s of {:.2} s",
+                self.events,
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+        crate::exec::outputs::publish_report(t, &report, self.quiet)?;
+        Ok(report)
+    }
+}
+
+/// The header to continue from: the checkpoint's (its state restored into
+/// `engine`), or a fresh one.
+fn restore(
+    t: &Topology,
+    engine: &mut Engine,
+    health: &Health,
+    quiet: bool,
+) -> anyhow::Result<CheckpointHeader> {
+    let fresh = CheckpointHeader {
         written_ms: 0,
         sequence: 0,
         offsets: Vec::new(),
         totals: InputCounts::default(),
         settings: checkpoint::settings_of(t),
     };
-    if let Some(c) = &t.checkpoint {
-        if let Some(h) = checkpoint::restore(&c.dir, t, &mut engine)? {
-            if !opts.quiet {
-                eprintln!(
-                    "fraudstream: restored checkpoint {} from {} ({} transactions scored so far)",
-                    h.sequence,
-                    checkpoint::path_in(&c.dir).display(),
-                    engine.counters().scored
-                );
-            }
-            health.last_checkpoint_ms.store(h.written_ms, Relaxed);
-            header = h;
-            header.settings = checkpoint::settings_of(t);
-        }
-    }
-
-    let (fluvio, address) = crate::connectors::cluster::connect(&t.fluvio).await?;
-    let mut plans = vec![OpenPlan {
-        input: tx_input,
-        kind: RecordKind::Transaction,
-        resume: &header.offsets,
-    }];
-    if let LabelSource::Fluvio(l) = &t.labels.source {
-        plans.push(OpenPlan {
-            input: l,
-            kind: RecordKind::Label,
-            resume: &header.offsets,
-        });
-    }
-    let mut source = FluvioSource::open(&fluvio, &plans)
-        .await
-        .with_context(|| format!("opening the input topics on {address}"))?;
-    drop(plans);
-    let mut sinks = SinkRouter::new(open_topic_sinks(&fluvio, &t.sinks).await?);
-    if !opts.quiet {
-        eprintln!("fraudstream: consuming {} on {address}", tx_input.topic);
-    }
-    health.set_phase(Phase::Running);
-
-    let mut stop = Box::pin(shutdown_signal());
-    let started = Instant::now();
-    let mut events = 0u64;
-    let mut events_tx = 0u64;
-    let mut totals = header.totals.clone();
-    let interval = t
-        .checkpoint
-        .as_ref()
-        .map(|c| Duration::from_millis(c.interval_ms as u64));
-    let mut last_checkpoint = Instant::now();
-    let mut last_tick = Instant::now();
-    let mut last_watermarks = Instant::now() - WATERMARK_EVERY;
-    let mut last_rate = (Instant::now(), 0u64);
-    let stop_idle = (t.service.stop_when_idle_ms > 0)
-        .then(|| Duration::from_millis(t.service.stop_when_idle_ms as u64));
-    let mut reason = "signal";
-    let mut busy: Option<(Instant, Instant)> = None;
-
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut stop => break,
-            pulled = source.pull(&fluvio, TICK) => {
-                let pulled = pulled?;
-                if let Pulled::Event(_) = pulled {
-                    let now = Instant::now();
-                    busy = Some((busy.map_or(now, |b| b.0), now));
-                    events += 1;
-                }
-                match pulled {
-                    Pulled::Event(Event::Transaction(tx)) => {
-                        events_tx += 1;
-                        totals.transactions += 1;
-                        sinks.route(&Output::Score(engine.score(tx)))?;
-                        sinks.send().await?;
-                    }
-                    Pulled::Event(Event::Label(l)) => {
-                        totals.labels += 1;
-                        engine.label(&l);
-                    }
-                    Pulled::Rejected(d) => {
-                        totals.count_dead_letter(&d);
-                        sinks.route(&Output::DeadLetter(d))?;
-                        sinks.send().await?;
-                    }
-                    Pulled::Idle => {}
-                }
-            },
-        }
-        if last_tick.elapsed() >= TICK {
-            last_tick = Instant::now();
-            engine.publish_metrics();
-            health
-                .scored
-                .store(engine.counters().scored as i64, Relaxed);
-            if last_watermarks.elapsed() >= WATERMARK_EVERY {
-                last_watermarks = Instant::now();
-                if let Err(e) = source.refresh_watermarks(&fluvio).await {
-                    eprintln!("fraudstream: reading partition watermarks: {e:#}");
-                }
-            }
-            publish_gauges(&source, &engine, &health, &mut last_rate, events);
-            if let Some(d) = stop_idle {
-                if events > 0 && source.all_idle_for(d) {
-                    reason = "idle";
-                    break;
-                }
-            }
-        }
-        if let (Some(every), Some(c)) = (interval, &t.checkpoint) {
-            if last_checkpoint.elapsed() >= every {
-                take_checkpoint(
-                    &c.dir,
-                    &mut header,
-                    &totals,
-                    &engine,
-                    &mut source,
-                    &mut sinks,
-                    &health,
-                )
-                .await?;
-                last_checkpoint = Instant::now();
-            }
-        }
-    }
-
-    health.set_phase(Phase::Stopping);
-    if !opts.quiet {
-        eprintln!("fraudstream: stopping ({reason}): flushing outputs and writing a checkpoint");
-    }
-    tokio::time::timeout(FLUSH_TIMEOUT, sinks.flush())
-        .await
-        .map_err(|_| anyhow::anyhow!("flushing outputs took over {FLUSH_TIMEOUT:?}"))??;
-    if let Some(c) = &t.checkpoint {
-        take_checkpoint(
-            &c.dir,
-            &mut header,
-            &totals,
-            &engine,
-            &mut source,
-            &mut sinks,
-            &health,
-        )
-        .await?;
-    }
-    engine.publish_metrics();
-    crate::exec::outputs::save_model(t, &engine)?;
-    let written = sinks.written();
-    // Rates over the time the engine had work (first to last event), not
-    // the time it waited for traffic.
-    let busy_secs = busy.map_or(0.0, |(a, b)| b.duration_since(a).as_secs_f64());
-    let mut report =
-        crate::exec::outputs::run_report(t, &engine, totals, events, busy_secs, written);
-    report.throughput.transactions_per_sec = events_tx as f64 / busy_secs.max(1e-9);
-    if !opts.quiet {
+    let Some(c) = &t.checkpoint else {
+        return Ok(fresh);
+    };
+    let Some(mut h) = checkpoint::restore(&c.dir, t, engine)? else {
+        return Ok(fresh);
+    };
+    if !quiet {
         eprintln!(
-            "fraudstream: {events} events in this run, busy {busy_secs:.2} s of {:.2} s",
-            started.elapsed().as_secs_f64()
+            "fraudstream: restored checkpoint {} from {} ({} transactions scored so far)",
+            h.sequence,
+            checkpoint::path_in(&c.dir).display(),
+            engine.counters().scored
         );
     }
-    crate::exec::outputs::publish_report(t, &report, opts.quiet)?;
-    Ok(report)
+    health.last_checkpoint_ms.store(h.written_ms, Relaxed);
+    h.settings = fresh.settings;
+    Ok(h)
 }
 
-/// Flush outputs, write the checkpoint, then commit consumer offsets.
-async fn take_checkpoint(
-    dir: &std::path::Path,
-    header: &mut CheckpointHeader,
-    totals: &InputCounts,
-    engine: &Engine,
-    source: &mut FluvioSource,
-    sinks: &mut SinkRouter,
-    health: &Health,
-) -> anyhow::Result<()> {
-    let began = Instant::now();
-    tokio::time::timeout(FLUSH_TIMEOUT, sinks.flush())
-        .await
-        .map_err(|_| anyhow::anyhow!("flushing outputs took over {FLUSH_TIMEOUT:?}"))?
-        .context("flushing outputs before a checkpoint")?;
-    header.sequence += 1;
-    header.written_ms = now_ms();
-    header.offsets = source.offsets();
-    header.totals = totals.clone();
-    let bytes = tokio::task::block_in_place(|| checkpoint::write(dir, header, engine))?;
-    // The checkpoint holds the offsets a restart uses; the consumer's
-    // committed offsets serve `start = "committed"` and lag tooling, so a
-    // slow or failed commit is reported and the stream goes on.
-    if source.commits_enabled() {
-        match tokio::time::timeout(COMMIT_TIMEOUT, source.commit()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                metrics::counter!("fraudstream_offset_commit_failures_total").increment(1);
-                eprintln!("fraudstream: committing consumer offsets: {e:#}");
-            }
-            Err(_) => {
-                // A stuck commit would stall every checkpoint: stop trying.
-                metrics::counter!("fraudstream_offset_commit_failures_total").increment(1);
-                source.disable_commits();
-                eprintln!(
-                    "fraudstream: the cluster did not acknowledge a consumer offset commit \
-                     within {COMMIT_TIMEOUT:?}; commits are off for this run (restarts resume \
-                     from the checkpoint's offsets all the same)"
-                );
-            }
+/// Commit the consumer offsets of the checkpoint just written. The
+/// checkpoint holds the offsets a restart uses; the consumer's committed
+/// offsets serve `start = "committed"` and lag tooling, so a slow or failed
+/// commit is reported and the stream goes on.
+async fn commit_offsets(source: &mut FluvioSource) {
+    if !source.commits_enabled() {
+        return;
+    }
+    match tokio::time::timeout(COMMIT_TIMEOUT, source.commit()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            metrics::counter!("fraudstream_offset_commit_failures_total").increment(1);
+            eprintln!("fraudstream: committing consumer offsets: {e:#}");
+        }
+        Err(_) => {
+            // A stuck commit would stall every checkpoint: stop trying.
+            metrics::counter!("fraudstream_offset_commit_failures_total").increment(1);
+            source.disable_commits();
+            eprintln!(
+                "fraudstream: the cluster did not acknowledge a consumer offset commit \
+                 within {COMMIT_TIMEOUT:?}; commits are off for this run (restarts resume \
+                 from the checkpoint's offsets all the same)"
+            );
         }
     }
-    health.last_checkpoint_ms.store(header.written_ms, Relaxed);
-    metrics::counter!("fraudstream_checkpoints_total").increment(1);
-    metrics::gauge!("fraudstream_checkpoint_bytes").set(bytes as f64);
-    metrics::histogram!("fraudstream_checkpoint_seconds").record(began.elapsed().as_secs_f64());
-    Ok(())
 }
 
 fn publish_gauges(

@@ -1,0 +1,348 @@
+//! The engine's sections of a topology: `[engine]`, `[features]`,
+//! `[model]` (with the portfolio's sub-tables), `[pending]`, `[evaluation]`.
+//! Every default comes from the settings' own `Default`; every choice is
+//! read through the enum's names ([`Named`]).
+
+use super::reader::Section;
+use fraudstream_engine::eval::Unlabeled;
+use fraudstream_engine::features::FeatureConfig;
+use fraudstream_engine::model::batch::BatchConfig;
+use fraudstream_engine::model::forest::ForestConfig;
+use fraudstream_engine::model::hst::HstConfig;
+use fraudstream_engine::model::portfolio::PortfolioConfig;
+use fraudstream_engine::model::{Imbalance, LogisticConfig, Optimizer};
+use fraudstream_engine::{EngineConfig, Named};
+use std::path::PathBuf;
+
+/// When to draw a progress line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// When stderr is a terminal.
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
+}
+
+/// Engine-wide settings (`[engine]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineSettings {
+    /// Seed for every random choice of the engine.
+    pub seed: u64,
+    /// `score >= alert_threshold` raises an alert.
+    pub alert_threshold: f64,
+    /// Events this far behind the newest are still placed in their bucket.
+    pub allowed_lateness_ms: i64,
+    /// Entities idle this long are evicted.
+    pub idle_eviction_ms: i64,
+    /// Event time between eviction sweeps.
+    pub eviction_interval_ms: i64,
+    /// Contributions listed per alert.
+    pub explain_top: usize,
+    /// Card-stage worker threads (1: sequential and deterministic).
+    pub workers: usize,
+    /// Progress line.
+    pub progress: Progress,
+}
+
+/// Model settings (`[model]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSettings {
+    /// Logistic regression settings.
+    pub logistic: LogisticConfig,
+    /// Class-imbalance handling.
+    pub imbalance: Imbalance,
+    /// Start from this saved model.
+    pub load: Option<PathBuf>,
+    /// Save the model here at the end of the run.
+    pub save: Option<PathBuf>,
+    /// Served model (`type`) and the portfolio's members (forest, anomaly
+    /// detector, batch champion, blend, drift detection).
+    pub portfolio: PortfolioConfig,
+}
+
+/// Pending-store settings (`[pending]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingSettings {
+    /// Most entries held.
+    pub capacity: usize,
+    /// Longest an entry waits for its label.
+    pub ttl_ms: i64,
+}
+
+/// Evaluation settings (`[evaluation]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvaluationSettings {
+    /// k of card precision@k.
+    pub k: usize,
+    /// Unlabelled transactions at the end of a run.
+    pub unlabeled: Unlabeled,
+    /// The report also summarises the last this many days.
+    pub last_days: u32,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        let d = EngineConfig::default();
+        EngineSettings {
+            seed: d.seed,
+            alert_threshold: d.alert_threshold,
+            allowed_lateness_ms: d.allowed_lateness_ms,
+            idle_eviction_ms: d.idle_eviction_ms,
+            eviction_interval_ms: d.eviction_interval_ms,
+            explain_top: d.explain_top,
+            workers: d.workers,
+            progress: Progress::Auto,
+        }
+    }
+}
+
+impl EngineSettings {
+    /// `[engine]`.
+    pub(super) fn read(s: &Section) -> Self {
+        let d = Self::default();
+        let e = EngineSettings {
+            seed: s.int("seed", d.seed as i64, 0, i64::MAX) as u64,
+            alert_threshold: s.float("alert_threshold", d.alert_threshold, 0.0, 1.0),
+            allowed_lateness_ms: s.duration("allowed_lateness", d.allowed_lateness_ms, 0),
+            idle_eviction_ms: s.duration("idle_eviction", d.idle_eviction_ms, 1),
+            eviction_interval_ms: s.duration("eviction_interval", d.eviction_interval_ms, 1),
+            explain_top: s.int("explain_top", d.explain_top as i64, 0, 64) as usize,
+            workers: match s.int("workers", d.workers as i64, 0, 256) {
+                0 => std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+                n => n as usize,
+            },
+            progress: s.named("progress", d.progress),
+        };
+        s.finish();
+        e
+    }
+}
+
+impl Named for Progress {
+    const ALL: &'static [Self] = &[Progress::Auto, Progress::On, Progress::Off];
+    fn name(self) -> &'static str {
+        match self {
+            Progress::Auto => "auto",
+            Progress::On => "on",
+            Progress::Off => "off",
+        }
+    }
+}
+
+impl Default for PendingSettings {
+    fn default() -> Self {
+        let d = EngineConfig::default();
+        PendingSettings {
+            capacity: d.pending_capacity,
+            ttl_ms: d.pending_ttl_ms,
+        }
+    }
+}
+
+impl PendingSettings {
+    /// `[pending]`.
+    pub(super) fn read(s: &Section) -> Self {
+        let d = Self::default();
+        let p = PendingSettings {
+            capacity: s.int("capacity", d.capacity as i64, 1, 1 << 40) as usize,
+            ttl_ms: s.duration("ttl", d.ttl_ms, 1),
+        };
+        s.finish();
+        p
+    }
+}
+
+impl Default for EvaluationSettings {
+    fn default() -> Self {
+        let d = EngineConfig::default();
+        EvaluationSettings {
+            k: d.eval_k,
+            unlabeled: d.unlabeled,
+            last_days: 30,
+        }
+    }
+}
+
+impl EvaluationSettings {
+    /// `[evaluation]`.
+    pub(super) fn read(s: &Section) -> Self {
+        let d = Self::default();
+        let e = EvaluationSettings {
+            k: s.int("k", d.k as i64, 1, 1 << 30) as usize,
+            unlabeled: s.named("unlabeled", d.unlabeled),
+            last_days: s.int("last_days", d.last_days as i64, 1, 100_000) as u32,
+        };
+        s.finish();
+        e
+    }
+}
+
+pub(super) fn read_features(s: &Section) -> FeatureConfig {
+    let d = FeatureConfig::default();
+    let mut cfg = FeatureConfig {
+        card_windows: s.durations("card_windows", &d.card_windows, 1000),
+        merchant_windows: s.durations("merchant_windows", &d.merchant_windows, 1000),
+        merchant_risk_windows: s.durations("merchant_risk_windows", &d.merchant_risk_windows, 1000),
+        buckets: s.int("buckets", d.buckets as i64, 1, 1024) as u32,
+        confirmed_fraud_horizon_ms: s.duration(
+            "confirmed_fraud_horizon",
+            d.confirmed_fraud_horizon_ms,
+            1,
+        ),
+        hash_bits: s.int("hash_bits", d.hash_bits as i64, 1, 24) as u32,
+    };
+    if fraudstream_engine::features::merchant_feature_count(&cfg)
+        > fraudstream_engine::engine::MAX_MERCHANT_FEATURES
+    {
+        s.error(
+            "merchant_windows",
+            "at most 7 merchant and merchant-risk windows together",
+            None,
+        );
+    }
+    for (key, list) in [
+        ("card_windows", &mut cfg.card_windows),
+        ("merchant_windows", &mut cfg.merchant_windows),
+        ("merchant_risk_windows", &mut cfg.merchant_risk_windows),
+    ] {
+        let mut sorted = list.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != list.len() {
+            s.error(key, "distinct horizons", None);
+        }
+        *list = sorted;
+    }
+    s.finish();
+    cfg
+}
+
+fn read_forest(s: &Section) -> ForestConfig {
+    let d = ForestConfig::default();
+    let f = ForestConfig {
+        trees: s.int("trees", d.trees as i64, 1, 1000) as usize,
+        lambda: s.float("lambda", d.lambda, 0.01, 100.0),
+        grace_period: s.float("grace_period", d.grace_period, 1.0, 1e9),
+        split_confidence: s.float("split_confidence", d.split_confidence, 1e-300, 0.5),
+        tie_threshold: s.float("tie_threshold", d.tie_threshold, 0.0, 1.0),
+        max_depth: s.int("max_depth", d.max_depth as i64, 1, 64) as u32,
+        max_leaves: s.int("max_leaves", d.max_leaves as i64, 2, 1 << 24) as usize,
+        subspace: s.int("subspace", d.subspace as i64, 0, 4096) as usize,
+        candidates: s.int("candidates", d.candidates as i64, 1, 1024) as usize,
+        drift_delta: s.float("drift_delta", d.drift_delta, 0.0, 0.5),
+        warm_up: s.float("warm_up", d.warm_up, 0.0, 1e12),
+        seed: d.seed,
+    };
+    s.finish();
+    f
+}
+
+fn read_hst(s: &Section) -> HstConfig {
+    let d = HstConfig::default();
+    let h = HstConfig {
+        trees: s.int("trees", d.trees as i64, 1, 1000) as usize,
+        height: s.int(
+            "height",
+            d.height as i64,
+            1,
+            fraudstream_engine::model::hst::MAX_HEIGHT as i64,
+        ) as u32,
+        window: s.int("window", d.window as i64, 1, u32::MAX as i64) as u64,
+        seed: d.seed,
+    };
+    s.finish();
+    h
+}
+
+fn read_batch(s: &Section) -> BatchConfig {
+    let d = BatchConfig::default();
+    let b = BatchConfig {
+        buffer: s.int("buffer", d.buffer as i64, 10, 10_000_000) as usize,
+        negative_rate: s.float("negative_rate", d.negative_rate, 1e-6, 1.0),
+        retrain_every: s.int("retrain_every", d.retrain_every as i64, 1, i64::MAX) as u64,
+        swap_after: s.int("swap_after", d.swap_after as i64, 1, i64::MAX) as u64,
+        swap: s.named("swap", d.swap),
+        l2: s.float("l2", d.l2, 0.0, 1e9),
+        min_frauds: s.int("min_frauds", d.min_frauds as i64, 1, 1 << 30) as usize,
+        seed: d.seed,
+    };
+    s.finish();
+    b
+}
+
+fn read_portfolio(s: &Section) -> PortfolioConfig {
+    let d = PortfolioConfig::default();
+    PortfolioConfig {
+        kind: s.named("type", d.kind),
+        anomaly_feature: s.bool("anomaly_feature", d.anomaly_feature),
+        compare: s.bool("compare", d.compare),
+        forest: read_forest(&s.section("forest")),
+        hst: read_hst(&s.section("hst")),
+        batch: read_batch(&s.section("batch")),
+        combine: s.named("combine", d.combine),
+        weights: [
+            s.float("weight_logistic", d.weights[0], 0.0, 1e6),
+            s.float("weight_forest", d.weights[1], 0.0, 1e6),
+            s.float("weight_batch", d.weights[2], 0.0, 1e6),
+        ],
+        stack_rate: s.float("stack_rate", d.stack_rate, 0.0, 100.0),
+        cold_start_frauds: s.int("cold_start_frauds", d.cold_start_frauds as i64, 0, i64::MAX)
+            as u64,
+        cold_start_genuine: s.int(
+            "cold_start_genuine",
+            d.cold_start_genuine as i64,
+            0,
+            i64::MAX,
+        ) as u64,
+        hold_frauds: s.int("hold_frauds", d.hold_frauds as i64, 0, 1 << 30) as usize,
+        drift_delta: s.float("drift_delta", d.drift_delta, 0.0, 0.5),
+    }
+}
+
+pub(super) fn read_model(s: &Section) -> ModelSettings {
+    let portfolio = read_portfolio(s);
+    let d = LogisticConfig::default();
+    // Each variant's keys default to that variant's own defaults.
+    let optimizer = match s.named("optimizer", d.optimizer) {
+        Optimizer::Adagrad { learning_rate, l2 } => Optimizer::Adagrad {
+            learning_rate: s.float("learning_rate", learning_rate, 1e-9, 100.0),
+            l2: s.float("l2", l2, 0.0, 1e6),
+        },
+        Optimizer::Ftrl {
+            alpha,
+            beta,
+            l1,
+            l2,
+        } => Optimizer::Ftrl {
+            alpha: s.float("alpha", alpha, 1e-9, 100.0),
+            beta: s.float("beta", beta, 0.0, 1e6),
+            l1: s.float("l1", l1, 0.0, 1e6),
+            l2: s.float("l2", l2, 0.0, 1e6),
+        },
+    };
+    let imbalance = match s.named("imbalance", Imbalance::default()) {
+        Imbalance::None => Imbalance::None,
+        Imbalance::Subsample { negative_rate } => Imbalance::Subsample {
+            negative_rate: s.float("negative_rate", negative_rate, 1e-6, 1.0),
+        },
+        Imbalance::Weight { positive_weight } => Imbalance::Weight {
+            positive_weight: s.float("positive_weight", positive_weight, 1e-6, 1e6),
+        },
+    };
+    let m = ModelSettings {
+        logistic: LogisticConfig {
+            optimizer,
+            prior_fraud_rate: s.float("prior_fraud_rate", d.prior_fraud_rate, 1e-9, 0.999_999),
+        },
+        imbalance,
+        load: s.opt_str("load").map(PathBuf::from),
+        save: s.opt_str("save").map(PathBuf::from),
+        portfolio,
+    };
+    s.finish();
+    m
+}
