@@ -803,7 +803,7 @@ fn read_features(s: &Section) -> FeatureConfig {
         ),
         hash_bits: s.int("hash_bits", d.hash_bits as i64, 1, 24) as u32,
     };
-    if 2 * cfg.merchant_windows.len() + 1 + 2 * cfg.merchant_risk_windows.len()
+    if fraudstream_engine::features::merchant_feature_count(&cfg)
         > fraudstream_engine::engine::MAX_MERCHANT_FEATURES
     {
         s.error(
