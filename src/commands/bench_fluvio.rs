@@ -186,6 +186,165 @@ async fn time_records(
     Ok(h)
 }
 
+/// What the throughput phases measured (steps 1 to 3).
+struct ThroughputRun {
+    published: crate::commands::simulate::Published,
+    publish_secs: f64,
+    plain_secs: f64,
+    engine: crate::connectors::sinks::report::RunReport,
+}
+
+/// Steps 1 to 3 on the topics of `tp`: publish the simulated stream, read it
+/// with a plain consumer, then run the engine on it.
+fn throughput_run(
+    rt: &tokio::runtime::Runtime,
+    fluvio: &Fluvio,
+    address: &impl std::fmt::Display,
+    tp: &Topology,
+    opts: &FluvioBenchOptions,
+    log: &mut impl FnMut(&str),
+) -> anyhow::Result<ThroughputRun> {
+    // 1. Publish the throughput stream.
+    let (tx_topic, label_topic, _) = topics(tp);
+    log(&format!(
+        "publishing the simulated stream to {tx_topic} on {address}"
+    ));
+    let began = Instant::now();
+    let published = rt.block_on(crate::commands::simulate::publish(
+        opts.sim.clone(),
+        fluvio,
+        &tx_topic,
+        label_topic.as_deref(),
+        None,
+        |_| true,
+        |_, _| {},
+    ))?;
+    let publish_secs = began.elapsed().as_secs_f64();
+
+    // 2. Plain consumer.
+    log("plain consumer: reading the transaction topic");
+    let plain_secs = rt.block_on(read_records(fluvio, &tx_topic, published.transactions))?;
+
+    // 3. The engine on the same stream.
+    log("engine: consume, score, produce");
+    let engine =
+        crate::exec::service::run(tp, &crate::exec::service::ServiceOptions { quiet: true })
+            .context("the engine on the throughput stream")?;
+    Ok(ThroughputRun {
+        published,
+        publish_secs,
+        plain_secs,
+        engine,
+    })
+}
+
+/// Step 4 on the topics of `tl`, with the engine running on them: the
+/// latency to the input topic and to the score topic, in ns.
+fn latency_run(
+    rt: &tokio::runtime::Runtime,
+    fluvio: &Fluvio,
+    tl: &Topology,
+    opts: &FluvioBenchOptions,
+    log: &mut impl FnMut(&str),
+) -> anyhow::Result<(hdrhistogram::Histogram<u64>, hdrhistogram::Histogram<u64>)> {
+    let (ltx, llabels, lscores) = topics(tl);
+    log(&format!(
+        "latency: {} transactions timed, {} events per second offered, through {ltx} -> {lscores}",
+        opts.latency_transactions, opts.rate
+    ));
+    let n = opts.latency_transactions;
+    let sent_ns: Arc<Vec<AtomicU64>> = Arc::new((0..=n).map(|_| AtomicU64::new(0)).collect());
+    let origin = Instant::now();
+    let tl_engine = tl.clone();
+    let engine = std::thread::spawn(move || {
+        crate::exec::service::run(
+            &tl_engine,
+            &crate::exec::service::ServiceOptions { quiet: true },
+        )
+    });
+    let timing = LatencyTiming {
+        fluvio,
+        sent_ns,
+        n,
+        origin,
+    };
+    let hists = rt.block_on(timing.run(&ltx, llabels.as_deref(), &lscores, opts));
+    let _ = engine.join();
+    hists
+}
+
+/// The paced publish of the latency run and the two timed readers.
+struct LatencyTiming<'a> {
+    fluvio: &'a Fluvio,
+    /// Send time of each transaction (ns since `origin`; 0 = not sent).
+    sent_ns: Arc<Vec<AtomicU64>>,
+    /// Transactions timed.
+    n: u64,
+    origin: Instant,
+}
+
+impl LatencyTiming<'_> {
+    /// Publish at `opts.rate` to `ltx` (labels to `llabels`) while timing
+    /// each transaction's arrival on `ltx` and its score's on `lscores`.
+    async fn run(
+        &self,
+        ltx: &str,
+        llabels: Option<&str>,
+        lscores: &str,
+        opts: &FluvioBenchOptions,
+    ) -> anyhow::Result<(hdrhistogram::Histogram<u64>, hdrhistogram::Histogram<u64>)> {
+        let (n, origin) = (self.n, self.origin);
+        let plain = time_records(
+            self.open(ltx).await?,
+            self.sent_ns.clone(),
+            n,
+            origin,
+            "transactions",
+        );
+        let scored = time_records(
+            self.open(lscores).await?,
+            self.sent_ns.clone(),
+            n,
+            origin,
+            "scores",
+        );
+        let sent = self.sent_ns.clone();
+        let writer = crate::commands::simulate::publish(
+            opts.sim.clone(),
+            self.fluvio,
+            ltx,
+            llabels,
+            Some(opts.rate),
+            move |tx_id| {
+                if let Some(slot) = sent.get(tx_id as usize) {
+                    slot.store(origin.elapsed().as_nanos() as u64, Relaxed);
+                }
+                tx_id < n
+            },
+            |_, _| {},
+        );
+        let (p, s, w) = tokio::join!(plain, scored, writer);
+        w?;
+        anyhow::Ok((p?, s?))
+    }
+
+    /// A consumer of `topic` from the beginning.
+    async fn open(
+        &self,
+        topic: &str,
+    ) -> anyhow::Result<
+        impl futures_util::Stream<
+                Item = Result<fluvio::consumer::Record, fluvio::dataplane::link::ErrorCode>,
+            > + Unpin,
+    > {
+        let cfg = ConsumerConfigExt::builder()
+            .topic(topic.to_string())
+            .offset_start(Offset::beginning())
+            .build()?;
+        self.fluvio.consumer_with_config(cfg).await
+    }
+}
+
 /// Run the bench; `log` gets progress lines.
 pub fn bench_fluvio(
     t: &Topology,
@@ -203,108 +362,20 @@ pub fn bench_fluvio(
             &crate::connectors::cluster::topics_of(top),
         ))?;
     }
-
-    // 1. Publish the throughput stream.
-    let (tx_topic, label_topic, _) = topics(&tp);
-    log(&format!(
-        "publishing the simulated stream to {tx_topic} on {address}"
-    ));
-    let began = Instant::now();
-    let published = rt.block_on(crate::commands::simulate::publish(
-        opts.sim.clone(),
-        &fluvio,
-        &tx_topic,
-        label_topic.as_deref(),
-        None,
-        |_| true,
-        |_, _| {},
-    ))?;
-    let publish_secs = began.elapsed().as_secs_f64();
-
-    // 2. Plain consumer.
-    log("plain consumer: reading the transaction topic");
-    let plain_secs = rt.block_on(read_records(&fluvio, &tx_topic, published.transactions))?;
-
-    // 3. The engine on the same stream.
-    log("engine: consume, score, produce");
-    let report =
-        crate::exec::service::run(&tp, &crate::exec::service::ServiceOptions { quiet: true })
-            .context("the engine on the throughput stream")?;
-
-    // 4. Latency at a fixed rate, engine running.
-    let (ltx, llabels, lscores) = topics(&tl);
-    log(&format!(
-        "latency: {} transactions timed, {} events per second offered, through {ltx} -> {lscores}",
-        opts.latency_transactions, opts.rate
-    ));
-    let n = opts.latency_transactions;
-    let sent_ns: Arc<Vec<AtomicU64>> = Arc::new((0..=n).map(|_| AtomicU64::new(0)).collect());
-    let origin = Instant::now();
-    let tl_engine = tl.clone();
-    let engine = std::thread::spawn(move || {
-        crate::exec::service::run(
-            &tl_engine,
-            &crate::exec::service::ServiceOptions { quiet: true },
-        )
-    });
-    let sim = opts.sim.clone();
-    let (plain_hist, hist) = rt.block_on(async {
-        let open = |topic: String| {
-            let fluvio = &fluvio;
-            async move {
-                let cfg = ConsumerConfigExt::builder()
-                    .topic(topic)
-                    .offset_start(Offset::beginning())
-                    .build()?;
-                anyhow::Ok(fluvio.consumer_with_config(cfg).await?)
-            }
-        };
-        let plain = time_records(
-            open(ltx.clone()).await?,
-            sent_ns.clone(),
-            n,
-            origin,
-            "transactions",
-        );
-        let scored = time_records(
-            open(lscores.clone()).await?,
-            sent_ns.clone(),
-            n,
-            origin,
-            "scores",
-        );
-        let sent = sent_ns.clone();
-        let writer = crate::commands::simulate::publish(
-            sim,
-            &fluvio,
-            &ltx,
-            llabels.as_deref(),
-            Some(opts.rate),
-            move |tx_id| {
-                if let Some(slot) = sent.get(tx_id as usize) {
-                    slot.store(origin.elapsed().as_nanos() as u64, Relaxed);
-                }
-                tx_id < n
-            },
-            |_, _| {},
-        );
-        let (p, s, w) = tokio::join!(plain, scored, writer);
-        w?;
-        anyhow::Ok((p?, s?))
-    })?;
-    let _ = engine.join();
-
+    let th = throughput_run(&rt, &fluvio, &address, &tp, opts, &mut log)?;
+    let (plain_hist, hist) = latency_run(&rt, &fluvio, &tl, opts, &mut log)?;
+    let published = &th.published;
     Ok(FluvioBenchReport {
         cluster: address.to_string(),
         transactions: published.transactions,
         labels: published.labels,
         publish_records_per_sec: (published.transactions + published.labels) as f64
-            / publish_secs.max(1e-9),
-        plain_consumer_records_per_sec: published.transactions as f64 / plain_secs.max(1e-9),
-        engine_transactions_per_sec: report.throughput.transactions_per_sec,
-        engine_events_per_sec: report.throughput.events_per_sec,
+            / th.publish_secs.max(1e-9),
+        plain_consumer_records_per_sec: published.transactions as f64 / th.plain_secs.max(1e-9),
+        engine_transactions_per_sec: th.engine.throughput.transactions_per_sec,
+        engine_events_per_sec: th.engine.throughput.events_per_sec,
         latency_offered_per_sec: opts.rate,
-        latency_transactions: n,
+        latency_transactions: opts.latency_transactions,
         end_to_end: Latency::of(&hist),
         input_topic: Latency::of(&plain_hist),
     })

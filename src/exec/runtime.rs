@@ -20,7 +20,8 @@ use crate::connectors::sources::{EventSource, SourceItem};
 use crate::exec::outputs::start_model;
 use crossbeam::channel::{bounded, Receiver, Sender};
 use fraudstream_engine::engine::{CardStage, Engine, LabelContext, MerchantStage, TxContext};
-use fraudstream_engine::event::{Event, Transaction};
+use fraudstream_engine::event::{DeadLetter, Event, Transaction};
+use fraudstream_engine::EngineConfig;
 use std::time::{Duration, Instant};
 
 /// Sleep most of the way, then spin the last stretch (sleep overshoots by
@@ -71,6 +72,55 @@ struct Worker {
     handle: std::thread::JoinHandle<CardStage>,
 }
 
+impl Worker {
+    /// Run `stage` on its own thread (number `i`), its scores going to `out`.
+    fn spawn(i: usize, stage: CardStage, out: SinkHandle) -> anyhow::Result<Self> {
+        let (tx, rx) = bounded::<Vec<WorkItem>>(8);
+        let (back_tx, back_rx) = bounded::<Vec<WorkItem>>(10);
+        let handle = std::thread::Builder::new()
+            .name(format!("fraudstream-card-{i}"))
+            .spawn(move || card_worker(stage, rx, back_tx, out))?;
+        Ok(Worker {
+            tx,
+            recycled: back_rx,
+            batch: Vec::with_capacity(WORK_BATCH),
+            handle,
+        })
+    }
+
+    /// Hand the batch to the stage; the next one is a recycled vector when
+    /// one came back.
+    fn send(&mut self) -> anyhow::Result<()> {
+        let next = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(WORK_BATCH));
+        let full = std::mem::replace(&mut self.batch, next);
+        self.tx
+            .send(full)
+            .map_err(|_| anyhow::anyhow!("a card stage stopped early"))
+    }
+
+    /// Add `item` to the batch. Full batches go under load; at once when the
+    /// stage is idle, so light traffic does not wait for a batch to fill.
+    #[inline]
+    fn queue(&mut self, item: WorkItem) -> anyhow::Result<()> {
+        self.batch.push(item);
+        if self.batch.len() >= WORK_BATCH || self.tx.is_empty() {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    /// Send what is queued, if anything.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if !self.batch.is_empty() {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
 fn card_worker(
     mut stage: CardStage,
     rx: Receiver<Vec<WorkItem>>,
@@ -99,116 +149,30 @@ fn card_worker(
     stage
 }
 
-/// Run `source` through `workers` card stages. `on_event` is called for
-/// every event (progress) and every rejected record goes to `sinks`. With
-/// `pace` (events per second) the source is offered at that rate, and each
-/// transaction's time from offer to score is recorded.
-/// Returns the engine assembled from the stages and the router's counts.
-pub fn run_parallel(
+/// Build `workers` card stages sharing one model and start each on its own
+/// thread.
+fn start_card_stages(
     t: &Topology,
+    cfg: &EngineConfig,
     workers: usize,
-    pace: Option<f64>,
-    source: &mut dyn EventSource,
     sinks: &mut SinkWriter,
-    mut on_event: impl FnMut(&dyn EventSource, &SourceItem, u64),
-    mut on_reject: impl FnMut(&fraudstream_engine::event::DeadLetter),
-) -> anyhow::Result<(Engine, RouterCounts)> {
-    let workers = workers.max(1);
-    let cfg = t.engine_config();
+) -> anyhow::Result<Vec<Worker>> {
     let first = start_model(t)?;
-    let mut stages = vec![CardStage::new(&cfg, first.share())];
+    let mut stages = vec![CardStage::new(cfg, first.share())];
     for _ in 1..workers {
-        stages.push(CardStage::new(&cfg, first.share()));
+        stages.push(CardStage::new(cfg, first.share()));
     }
     drop(first);
     let mut pool: Vec<Worker> = Vec::with_capacity(workers);
     for (i, stage) in stages.into_iter().enumerate() {
-        let (tx, rx) = bounded::<Vec<WorkItem>>(8);
-        let (back_tx, back_rx) = bounded::<Vec<WorkItem>>(10);
-        let out = sinks.handle();
-        let handle = std::thread::Builder::new()
-            .name(format!("fraudstream-card-{i}"))
-            .spawn(move || card_worker(stage, rx, back_tx, out))?;
-        pool.push(Worker {
-            tx,
-            recycled: back_rx,
-            batch: Vec::with_capacity(WORK_BATCH),
-            handle,
-        });
+        pool.push(Worker::spawn(i, stage, sinks.handle())?);
     }
-    let send = |w: &mut Worker| -> anyhow::Result<()> {
-        let next = w
-            .recycled
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(WORK_BATCH));
-        let full = std::mem::replace(&mut w.batch, next);
-        w.tx.send(full)
-            .map_err(|_| anyhow::anyhow!("a card stage stopped early"))
-    };
-    let mut merchant = MerchantStage::new(&cfg);
-    let mut counts = RouterCounts::default();
-    let start = Instant::now();
-    while let Some(item) = source.next() {
-        let offered = match pace {
-            Some(rate) => {
-                let due = start + Duration::from_secs_f64(counts.events as f64 / rate);
-                let now = Instant::now();
-                if due > now {
-                    // Idle until the next offer: hand over what is queued first.
-                    for w in pool.iter_mut() {
-                        if !w.batch.is_empty() {
-                            send(w)?;
-                        }
-                    }
-                    wait_until(due);
-                }
-                // An event the source produced late is offered when it exists:
-                // the figure is the engine's queueing, not the source's stalls.
-                Some(due.max(now))
-            }
-            None => None,
-        };
-        counts.events += 1;
-        on_event(&*source, &item, counts.events);
-        if counts.events % 32_768 == 0 {
-            merchant.publish_metrics();
-        }
-        match item {
-            SourceItem::Event(Event::Transaction(tx)) => {
-                counts.transactions += 1;
-                let mut ctx = merchant.on_transaction(&tx, workers);
-                ctx.offered = offered;
-                let w = &mut pool[ctx.worker as usize];
-                w.batch.push(WorkItem::Transaction(tx, ctx));
-                // Full batches under load; at once when the stage is idle,
-                // so light traffic does not wait for a batch to fill.
-                if w.batch.len() >= WORK_BATCH || w.tx.is_empty() {
-                    send(w)?;
-                }
-            }
-            SourceItem::Event(Event::Label(label)) => {
-                counts.labels += 1;
-                if let Some((worker, l)) = merchant.on_label(&label) {
-                    let w = &mut pool[worker];
-                    w.batch.push(WorkItem::Label(l));
-                    if w.batch.len() >= WORK_BATCH || w.tx.is_empty() {
-                        send(w)?;
-                    }
-                }
-            }
-            SourceItem::Rejected(dead) => {
-                on_reject(&dead);
-                sinks.push(Output::DeadLetter(dead))?;
-            }
-        }
-    }
-    for w in pool.iter_mut() {
-        if !w.batch.is_empty() {
-            send(w)?;
-        }
-    }
-    merchant.publish_metrics();
-    let mut done = Vec::with_capacity(workers);
+    Ok(pool)
+}
+
+/// Close every card stage's input, wait for each, and merge them into one.
+fn join_card_stages(pool: Vec<Worker>) -> anyhow::Result<CardStage> {
+    let mut done = Vec::with_capacity(pool.len());
     for w in pool {
         drop(w.tx);
         done.push(
@@ -222,5 +186,118 @@ pub fn run_parallel(
     for other in iter {
         card.absorb(other);
     }
-    Ok((Engine::from_stages(merchant, card), counts))
+    Ok(card)
+}
+
+/// The merchant stage and the card stages' inputs: where each event goes.
+struct Router {
+    pool: Vec<Worker>,
+    merchant: MerchantStage,
+    counts: RouterCounts,
+}
+
+impl Router {
+    /// Send what every card stage has queued.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        for w in self.pool.iter_mut() {
+            w.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Wait until the next event is due at `rate` events per second from
+    /// `start`, handing over what is queued first; returns its offer time.
+    fn pace(&mut self, start: Instant, rate: f64) -> anyhow::Result<Instant> {
+        let due = start + Duration::from_secs_f64(self.counts.events as f64 / rate);
+        let now = Instant::now();
+        if due > now {
+            // Idle until the next offer: hand over what is queued first.
+            self.flush()?;
+            wait_until(due);
+        }
+        // An event the source produced late is offered when it exists:
+        // the figure is the engine's queueing, not the source's stalls.
+        Ok(due.max(now))
+    }
+
+    /// Publish the merchant stage's metrics every 32 768 events.
+    #[inline]
+    fn publish_now_and_then(&mut self) {
+        if self.counts.events % 32_768 == 0 {
+            self.merchant.publish_metrics();
+        }
+    }
+
+    /// Send a transaction or label to its card stage, a rejected record to `sinks`.
+    #[inline]
+    fn route(
+        &mut self,
+        item: SourceItem,
+        offered: Option<Instant>,
+        sinks: &mut SinkWriter,
+        on_reject: &mut impl FnMut(&DeadLetter),
+    ) -> anyhow::Result<()> {
+        match item {
+            SourceItem::Event(Event::Transaction(tx)) => {
+                self.counts.transactions += 1;
+                let mut ctx = self.merchant.on_transaction(&tx, self.pool.len());
+                ctx.offered = offered;
+                let worker = ctx.worker as usize;
+                self.pool[worker].queue(WorkItem::Transaction(tx, ctx))?;
+            }
+            SourceItem::Event(Event::Label(label)) => {
+                self.counts.labels += 1;
+                if let Some((worker, l)) = self.merchant.on_label(&label) {
+                    self.pool[worker].queue(WorkItem::Label(l))?;
+                }
+            }
+            SourceItem::Rejected(dead) => {
+                on_reject(&dead);
+                sinks.push(Output::DeadLetter(dead))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hand over what is queued, stop the card stages and assemble the engine.
+    fn finish(mut self) -> anyhow::Result<(Engine, RouterCounts)> {
+        self.flush()?;
+        self.merchant.publish_metrics();
+        let card = join_card_stages(self.pool)?;
+        Ok((Engine::from_stages(self.merchant, card), self.counts))
+    }
+}
+
+/// Run `source` through `workers` card stages. `on_event` is called for
+/// every event (progress) and every rejected record goes to `sinks`. With
+/// `pace` (events per second) the source is offered at that rate, and each
+/// transaction's time from offer to score is recorded.
+/// Returns the engine assembled from the stages and the router's counts.
+pub fn run_parallel(
+    t: &Topology,
+    workers: usize,
+    pace: Option<f64>,
+    source: &mut dyn EventSource,
+    sinks: &mut SinkWriter,
+    mut on_event: impl FnMut(&dyn EventSource, &SourceItem, u64),
+    mut on_reject: impl FnMut(&DeadLetter),
+) -> anyhow::Result<(Engine, RouterCounts)> {
+    let cfg = t.engine_config();
+    let mut router = Router {
+        pool: start_card_stages(t, &cfg, workers.max(1), sinks)?,
+        merchant: MerchantStage::new(&cfg),
+        counts: RouterCounts::default(),
+    };
+    let start = Instant::now();
+    while let Some(item) = source.next() {
+        let offered = match pace {
+            Some(rate) => Some(router.pace(start, rate)?),
+            None => None,
+        };
+        router.counts.events += 1;
+        on_event(&*source, &item, router.counts.events);
+        router.publish_now_and_then();
+        router.route(item, offered, sinks, &mut on_reject)?;
+    }
+    router.finish()
 }

@@ -1,5 +1,7 @@
-//! Rolling per-entity features: per card and per merchant state, and the
-//! feature vector each transaction is scored with.
+//! Rolling per-entity features: per card and per merchant state, the one
+//! declaration of every dense feature (name and vector order, in the
+//! `feature_group!` groups), and the feature vector each transaction is
+//! scored with.
 //!
 //! Keyed state as a fold: each card and merchant owns its state, created on
 //! first sight, updated by its own events, dropped when idle for longer than
@@ -7,7 +9,7 @@
 //! state *before* the transaction is added, so a vector only describes the past.
 
 use crate::event::{key_of, Transaction};
-use crate::windows::{WindowLayout, WindowSet, WindowSpec};
+use crate::windows::{WindowLayout, WindowSet, WindowSpec, WindowStats};
 use compact_str::{format_compact, CompactString};
 use nohash_hasher::IntMap;
 use std::sync::Arc;
@@ -137,6 +139,8 @@ pub struct MerchantState {
 pub struct CardFeatures {
     cfg: FeatureConfig,
     card_layout: WindowLayout,
+    /// Card features per vector ([`card_feature_count`]).
+    len: usize,
     cards: IntMap<u64, CardState>,
     /// `ln(1 + n)` for n < LN1P_TABLE.
     ln1p: Box<[f32]>,
@@ -148,9 +152,10 @@ pub struct CardFeatures {
 /// including the label-fed fraud risk.
 #[derive(Debug)]
 pub struct MerchantFeatures {
-    cfg: FeatureConfig,
     merchant_layout: WindowLayout,
     risk_layout: WindowLayout,
+    /// Merchant features per vector ([`merchant_feature_count`]).
+    len: usize,
     merchants: IntMap<u64, MerchantState>,
     ln1p: Box<[f32]>,
 }
@@ -230,59 +235,157 @@ fn ln1p_count(table: &[f32], n: u32) -> f32 {
         .unwrap_or_else(|| (n as f32).ln_1p())
 }
 
-/// Order of the fixed (non-window) features; window features come first.
-const CARD_FIXED: [&str; 17] = [
-    "amount_log",
-    "amount_vs_card_mean",
-    "amount_vs_card_max",
-    "amount_zscore",
-    "secs_since_last_log",
-    "first_seen",
-    "new_merchant",
-    "new_merchant_x_amount",
-    "dist_prev_km_log",
-    "speed_kmh_log",
-    "dist_home_km_log",
-    "has_location",
-    "country_change",
-    "hour_sin",
-    "hour_cos",
-    "night",
-    "weekend",
-];
-
 fn ln1p_table() -> Box<[f32]> {
     (0..LN1P_TABLE).map(|n| (n as f32).ln_1p()).collect()
 }
 
+/// `1.0` for true, `0.0` for false.
+#[inline]
+fn flag(b: bool) -> f32 {
+    b as u8 as f32
+}
+
+/// `ln((amount + 1) / (reference + 1))`: an amount against a usual one.
+#[inline]
+fn amount_vs(amount: f64, reference: f64) -> f32 {
+    fast_ln(((amount + 1.0) / (reference + 1.0)) as f32)
+}
+
+/// Declares one group of dense features, the single source of their names
+/// and order: a struct of `f32` values whose field names, in declaration
+/// order, are the feature names (windowed groups add the horizon label) and
+/// the vector order. A value is written by building the struct, so every
+/// feature gets one, and its `push_to` appends them in the declared order.
+macro_rules! feature_group {
+    ($(#[$meta:meta])* struct $name:ident { $($(#[$fmeta:meta])* $field:ident,)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug)]
+        struct $name {
+            $($(#[$fmeta])* $field: f32,)+
+        }
+
+        impl $name {
+            /// Feature names, in vector order.
+            const NAMES: &'static [&'static str] = &[$(stringify!($field)),+];
+            /// Number of features in the group.
+            const LEN: usize = Self::NAMES.len();
+
+            /// Append the values in the declared order.
+            #[inline]
+            fn push_to(&self, out: &mut Vec<f32>) {
+                out.extend_from_slice(&[$(self.$field),+]);
+            }
+        }
+    };
+}
+
+feature_group! {
+    /// Card features of one window horizon, named `{field}_{horizon}`; one
+    /// group per card window, shortest first, at the start of the vector.
+    struct CardWindow {
+        /// `ln(1 + transactions)` in the window.
+        card_count,
+        /// `ln(1 + amount spent)` in the window.
+        card_amount,
+        /// `ln(1 + transactions at merchants new to the card)` in the window.
+        card_new_merch,
+    }
+}
+
+feature_group! {
+    /// Card features without a horizon, after the window groups.
+    struct CardFixed {
+        /// `ln(1 + amount)`.
+        amount_log,
+        /// Amount against the card's mean over its longest window.
+        amount_vs_card_mean,
+        /// Amount against the card's largest over its longest window.
+        amount_vs_card_max,
+        /// Z-score of `ln(amount)` against the card's usual, clamped to ±10.
+        amount_zscore,
+        /// `ln(1 + seconds since the card's previous transaction)`.
+        secs_since_last_log,
+        /// The card's first transaction.
+        first_seen,
+        /// A merchant not among the card's recent ones.
+        new_merchant,
+        /// `amount_vs_card_mean` (at least 0) at a new merchant.
+        new_merchant_x_amount,
+        /// `ln(1 + km from the previous location)`.
+        dist_prev_km_log,
+        /// `ln(1 + km/h since the previous location)`.
+        speed_kmh_log,
+        /// `ln(1 + km from the card's usual location)`.
+        dist_home_km_log,
+        /// The transaction has a location.
+        has_location,
+        /// Another country than the card's previous one.
+        country_change,
+        /// Time of day on the unit circle.
+        hour_sin,
+        /// Time of day on the unit circle.
+        hour_cos,
+        /// Between midnight and 06:00 UTC.
+        night,
+        /// Saturday or Sunday (UTC).
+        weekend,
+        /// A fraud on the card was confirmed within the configured horizon.
+        card_confirmed_fraud,
+    }
+}
+
+feature_group! {
+    /// Merchant activity of one window horizon, named `{field}_{horizon}`;
+    /// one group per merchant window, first in the merchant half.
+    struct MerchantWindow {
+        /// `ln(1 + transactions)` in the window.
+        merch_count,
+        /// `ln(1 + mean amount)` in the window.
+        merch_amount_mean,
+    }
+}
+
+feature_group! {
+    /// Merchant features without a horizon, after the activity groups.
+    struct MerchantFixed {
+        /// Amount against the merchant's mean over its longest window.
+        amount_vs_merch_mean,
+    }
+}
+
+feature_group! {
+    /// Merchant fraud risk of one label-time horizon, named
+    /// `{field}_{horizon}`; one group per risk window, last in the vector.
+    struct MerchantRisk {
+        /// Fraud share of the labels, smoothed towards the prior.
+        merch_risk,
+        /// `ln(1 + frauds)` in the window.
+        merch_frauds,
+    }
+}
+
+/// Append `fields` named for each horizon: `{field}_{horizon}`.
+fn push_windowed_names(names: &mut Vec<CompactString>, fields: &[&str], horizons: &[i64]) {
+    for &h in horizons {
+        let l = horizon_label(h);
+        names.extend(fields.iter().map(|f| format_compact!("{f}_{l}")));
+    }
+}
+
 /// Names of the card features, in vector order.
 fn card_names(cfg: &FeatureConfig) -> Vec<CompactString> {
-    let mut names = Vec::new();
-    for &h in &cfg.card_windows {
-        let l = horizon_label(h);
-        names.push(format_compact!("card_count_{l}"));
-        names.push(format_compact!("card_amount_{l}"));
-        names.push(format_compact!("card_new_merch_{l}"));
-    }
-    names.extend(CARD_FIXED.iter().map(|s| CompactString::from(*s)));
-    names.push("card_confirmed_fraud".into());
+    let mut names = Vec::with_capacity(card_feature_count(cfg));
+    push_windowed_names(&mut names, CardWindow::NAMES, &cfg.card_windows);
+    names.extend(CardFixed::NAMES.iter().map(|&s| CompactString::from(s)));
     names
 }
 
 /// Names of the merchant features, in vector order.
 fn merchant_names(cfg: &FeatureConfig) -> Vec<CompactString> {
-    let mut names = Vec::new();
-    for &h in &cfg.merchant_windows {
-        let l = horizon_label(h);
-        names.push(format_compact!("merch_count_{l}"));
-        names.push(format_compact!("merch_amount_mean_{l}"));
-    }
-    names.push("amount_vs_merch_mean".into());
-    for &h in &cfg.merchant_risk_windows {
-        let l = horizon_label(h);
-        names.push(format_compact!("merch_risk_{l}"));
-        names.push(format_compact!("merch_frauds_{l}"));
-    }
+    let mut names = Vec::with_capacity(merchant_feature_count(cfg));
+    push_windowed_names(&mut names, MerchantWindow::NAMES, &cfg.merchant_windows);
+    names.extend(MerchantFixed::NAMES.iter().map(|&s| CompactString::from(s)));
+    push_windowed_names(&mut names, MerchantRisk::NAMES, &cfg.merchant_risk_windows);
     names
 }
 
@@ -290,15 +393,27 @@ fn merchant_names(cfg: &FeatureConfig) -> Vec<CompactString> {
 pub fn feature_space(cfg: &FeatureConfig) -> FeatureSpace {
     let mut names = card_names(cfg);
     names.extend(merchant_names(cfg));
+    assert_eq!(
+        names.len(),
+        card_feature_count(cfg) + merchant_feature_count(cfg),
+        "feature names and counts come from the same groups"
+    );
     FeatureSpace {
         names: names.into(),
         hash_bits: cfg.hash_bits,
     }
 }
 
+/// Number of card features a configuration computes.
+pub fn card_feature_count(cfg: &FeatureConfig) -> usize {
+    CardWindow::LEN * cfg.card_windows.len() + CardFixed::LEN
+}
+
 /// Number of merchant features a configuration computes.
 pub fn merchant_feature_count(cfg: &FeatureConfig) -> usize {
-    2 * cfg.merchant_windows.len() + 1 + 2 * cfg.merchant_risk_windows.len()
+    MerchantWindow::LEN * cfg.merchant_windows.len()
+        + MerchantFixed::LEN
+        + MerchantRisk::LEN * cfg.merchant_risk_windows.len()
 }
 
 /// Bytes of one card's state (struct, window slots, hash-table slot).
@@ -307,11 +422,243 @@ fn card_bytes(l: &WindowLayout) -> usize {
         + l.slots() * std::mem::size_of::<crate::windows::Bucket>()
 }
 
+/// What the card features use of one transaction, derived once.
+struct CardInput {
+    ts: i64,
+    amount: f64,
+    ln_amount: f32,
+    /// Fingerprint of the merchant in the card's recent-merchant ring.
+    merch_fp: u16,
+    /// Fingerprint of the country (0 when unknown).
+    country_fp: u16,
+    loc: Option<(f32, f32)>,
+}
+
+impl CardInput {
+    fn of(tx: &Transaction, merchant_key: u64) -> Self {
+        CardInput {
+            ts: tx.ts,
+            amount: tx.amount,
+            ln_amount: fast_ln(tx.amount as f32),
+            merch_fp: (merchant_key as u16) | 1,
+            country_fp: tx
+                .country
+                .as_deref()
+                .map(|c| (key_of(c.as_bytes()) as u16) | 1)
+                .unwrap_or(0),
+            loc: tx.location.map(|(a, b)| (a as f32, b as f32)),
+        }
+    }
+}
+
+/// What a card's window history says before the transaction.
+struct CardHistory {
+    /// Stats of the longest window.
+    longest: WindowStats,
+    /// Milliseconds since the card's previous transaction (none for a first).
+    gap_ms: Option<i64>,
+    /// The merchant is not among the card's recent ones.
+    new_merchant: bool,
+}
+
+impl CardWindow {
+    fn of(s: &WindowStats, table: &[f32]) -> Self {
+        CardWindow {
+            card_count: ln1p_count(table, s.count),
+            card_amount: ln1p(s.sum),
+            card_new_merch: ln1p_count(table, s.aux),
+        }
+    }
+}
+
+/// Time-of-day and weekday features of a timestamp (UTC).
+struct Clock {
+    sin: f32,
+    cos: f32,
+    night: bool,
+    weekend: bool,
+}
+
+impl Clock {
+    fn of(ts: i64) -> Self {
+        let minute_of_day = ts.rem_euclid(DAY_MS) as f64 / MINUTE_MS as f64;
+        let (sin, cos) = (minute_of_day / 1440.0 * std::f64::consts::TAU).sin_cos();
+        // 1970-01-01 was a Thursday: day 0 -> weekday 3 (Mon = 0).
+        let weekday = (ts.div_euclid(DAY_MS) + 3).rem_euclid(7);
+        Clock {
+            sin: sin as f32,
+            cos: cos as f32,
+            night: minute_of_day < 360.0,
+            weekend: weekday >= 5,
+        }
+    }
+}
+
+impl CardFixed {
+    /// The fixed features of `x` against the card's state before it.
+    fn of(card: &CardState, x: &CardInput, h: &CardHistory, fraud_horizon_ms: i64) -> Self {
+        let vs_mean = h
+            .longest
+            .mean()
+            .map(|m| amount_vs(x.amount, m))
+            .unwrap_or(0.0);
+        let (dist_prev, speed, dist_home) = card.distances(x.loc, h.gap_ms);
+        let clock = Clock::of(x.ts);
+        CardFixed {
+            amount_log: ln1p(x.amount),
+            amount_vs_card_mean: vs_mean,
+            amount_vs_card_max: if h.longest.count > 0 {
+                amount_vs(x.amount, h.longest.max as f64)
+            } else {
+                0.0
+            },
+            amount_zscore: card.amount_zscore(x.ln_amount),
+            secs_since_last_log: h.gap_ms.map(|g| ln1p(g as f64 / 1000.0)).unwrap_or(0.0),
+            first_seen: flag(card.seen == 0),
+            new_merchant: flag(h.new_merchant),
+            new_merchant_x_amount: if h.new_merchant {
+                vs_mean.max(0.0)
+            } else {
+                0.0
+            },
+            dist_prev_km_log: dist_prev,
+            speed_kmh_log: speed,
+            dist_home_km_log: dist_home,
+            has_location: flag(x.loc.is_some()),
+            country_change: flag(card.country_changed(x.country_fp)),
+            hour_sin: clock.sin,
+            hour_cos: clock.cos,
+            night: flag(clock.night),
+            weekend: flag(clock.weekend),
+            card_confirmed_fraud: flag(card.fraud_within(x.ts, fraud_horizon_ms)),
+        }
+    }
+}
+
+impl CardState {
+    /// A card never seen.
+    fn new(layout: &WindowLayout) -> Self {
+        CardState {
+            windows: layout.new_set(),
+            amount_mu: 0.0,
+            amount_var: 0.0,
+            seen: 0,
+            last_loc: (f32::NAN, f32::NAN),
+            home: (f32::NAN, f32::NAN),
+            recent: [0; RECENT_MERCHANTS],
+            recent_pos: 0,
+            last_country: 0,
+            confirmed_fraud_ts: i64::MIN,
+        }
+    }
+
+    /// Milliseconds from the previous transaction (newest at `prev_latest`) to `ts`.
+    fn gap_ms(&self, prev_latest: i64, ts: i64) -> Option<i64> {
+        if self.seen == 0 || prev_latest == i64::MIN {
+            None
+        } else {
+            Some((ts - prev_latest).max(0))
+        }
+    }
+
+    /// The merchant (by fingerprint) is not among the recent ones.
+    fn is_new_merchant(&self, merch_fp: u16) -> bool {
+        !self.recent.contains(&merch_fp)
+    }
+
+    /// Z-score of `ln_amount` against the usual, 0 before the third transaction.
+    fn amount_zscore(&self, ln_amount: f32) -> f32 {
+        if self.seen >= 3 {
+            ((ln_amount - self.amount_mu) / (self.amount_var + 0.05).sqrt()).clamp(-10.0, 10.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// `ln(1 + x)` of the km from the previous location, the km/h from it and
+    /// the km from the usual location; 0 where a location is unknown.
+    fn distances(&self, here: Option<(f32, f32)>, gap_ms: Option<i64>) -> (f32, f32, f32) {
+        let (mut dist_prev, mut speed, mut dist_home) = (0.0f32, 0.0f32, 0.0f32);
+        if let Some(here) = here {
+            if !self.last_loc.0.is_nan() {
+                let d = distance_km(self.last_loc, here);
+                dist_prev = ln1p(d);
+                let hours = gap_ms.unwrap_or(0) as f64 / HOUR_MS as f64;
+                speed = ln1p(d / hours.max(1.0 / 60.0));
+            }
+            if !self.home.0.is_nan() {
+                dist_home = ln1p(distance_km(self.home, here));
+            }
+        }
+        (dist_prev, speed, dist_home)
+    }
+
+    /// Both countries are known and differ.
+    fn country_changed(&self, country_fp: u16) -> bool {
+        self.last_country != 0 && country_fp != 0 && self.last_country != country_fp
+    }
+
+    /// A fraud was confirmed at most `horizon_ms` before `ts`.
+    fn fraud_within(&self, ts: i64, horizon_ms: i64) -> bool {
+        self.confirmed_fraud_ts != i64::MIN && ts - self.confirmed_fraud_ts <= horizon_ms
+    }
+
+    /// Fold a transaction into the card; a `late` one stays out of the windows.
+    fn fold(&mut self, layout: &WindowLayout, x: &CardInput, late: bool, new_merchant: bool) {
+        if !late {
+            self.windows
+                .add(layout, x.ts, x.amount as f32, new_merchant as u32);
+        }
+        self.fold_amount(x.ln_amount);
+        self.seen = self.seen.saturating_add(1);
+        if let Some(here) = x.loc {
+            self.fold_location(here);
+        }
+        if new_merchant {
+            self.remember_merchant(x.merch_fp);
+        }
+        if x.country_fp != 0 {
+            self.last_country = x.country_fp;
+        }
+    }
+
+    /// Move the usual `ln(amount)` and its variance towards `ln_amount`.
+    fn fold_amount(&mut self, ln_amount: f32) {
+        if self.seen == 0 {
+            self.amount_mu = ln_amount;
+        } else {
+            let d = ln_amount - self.amount_mu;
+            self.amount_mu += EW_ALPHA * d;
+            self.amount_var = (1.0 - EW_ALPHA) * (self.amount_var + EW_ALPHA * d * d);
+        }
+    }
+
+    /// Remember `here` as the previous location and move the usual one towards it.
+    fn fold_location(&mut self, here: (f32, f32)) {
+        self.last_loc = here;
+        self.home = if self.home.0.is_nan() {
+            here
+        } else {
+            (
+                self.home.0 + EW_ALPHA * (here.0 - self.home.0),
+                self.home.1 + EW_ALPHA * (here.1 - self.home.1),
+            )
+        };
+    }
+
+    /// Put a merchant fingerprint in the recent-merchant ring.
+    fn remember_merchant(&mut self, merch_fp: u16) {
+        self.recent[self.recent_pos as usize] = merch_fp;
+        self.recent_pos = ((self.recent_pos as usize + 1) % RECENT_MERCHANTS) as u8;
+    }
+}
+
 impl CardFeatures {
     /// No cards yet.
     pub fn new(cfg: FeatureConfig) -> Self {
         CardFeatures {
             card_layout: layout(&cfg.card_windows, cfg.buckets),
+            len: card_feature_count(&cfg),
             cfg,
             cards: IntMap::default(),
             ln1p: ln1p_table(),
@@ -361,139 +708,50 @@ impl CardFeatures {
         late: bool,
         out: &mut FeatureVector,
     ) {
-        let dense = &mut out.dense;
-        dense.clear();
-        let ts = tx.ts;
-        let amount = tx.amount;
-        let amount_f = amount as f32;
-        let ln_amount = fast_ln(amount as f32);
-        let merch_fp = (merchant_key as u16) | 1;
-        let country_fp = tx
-            .country
-            .as_deref()
-            .map(|c| (key_of(c.as_bytes()) as u16) | 1)
-            .unwrap_or(0);
-        let loc = tx.location.map(|(a, b)| (a as f32, b as f32));
-
-        // ---- card
-        let card_layout = &self.card_layout;
-        let card = self.cards.entry(card_key).or_insert_with(|| CardState {
-            windows: card_layout.new_set(),
-            amount_mu: 0.0,
-            amount_var: 0.0,
-            seen: 0,
-            last_loc: (f32::NAN, f32::NAN),
-            home: (f32::NAN, f32::NAN),
-            recent: [0; RECENT_MERCHANTS],
-            recent_pos: 0,
-            last_country: 0,
-            confirmed_fraud_ts: i64::MIN,
-        });
+        let x = CardInput::of(tx, merchant_key);
+        let layout = &self.card_layout;
+        let card = self
+            .cards
+            .entry(card_key)
+            .or_insert_with(|| CardState::new(layout));
         let prev_latest = card.windows.latest();
         if !late {
-            card.windows.advance(card_layout, ts);
+            card.windows.advance(layout, x.ts);
         }
-        let n = self.cfg.card_windows.len();
-        let mut longest = Default::default();
-        for i in 0..n {
-            let s = card.windows.query(card_layout, i, ts);
-            dense.push(ln1p_count(&self.ln1p, s.count));
-            dense.push(ln1p(s.sum));
-            dense.push(ln1p_count(&self.ln1p, s.aux));
+        let dense = &mut out.dense;
+        dense.clear();
+        let longest = Self::push_windows(card, layout, &self.ln1p, x.ts, dense);
+        let history = CardHistory {
+            longest,
+            gap_ms: card.gap_ms(prev_latest, x.ts),
+            new_merchant: card.is_new_merchant(x.merch_fp),
+        };
+        CardFixed::of(card, &x, &history, self.cfg.confirmed_fraud_horizon_ms).push_to(dense);
+        assert_eq!(dense.len(), self.len, "card vector as declared");
+        card.fold(layout, &x, late, history.new_merchant);
+        self.hash_categoricals(tx, &mut out.cats);
+    }
+
+    /// Append one [`CardWindow`] group per window, shortest first; returns
+    /// the longest window's stats.
+    fn push_windows(
+        card: &CardState,
+        layout: &WindowLayout,
+        table: &[f32],
+        ts: i64,
+        dense: &mut Vec<f32>,
+    ) -> WindowStats {
+        let mut longest = WindowStats::default();
+        for i in 0..layout.specs().len() {
+            let s = card.windows.query(layout, i, ts);
+            CardWindow::of(&s, table).push_to(dense);
             longest = s;
         }
-        let first_seen = card.seen == 0;
-        dense.push(ln1p(amount));
-        let vs_mean = longest
-            .mean()
-            .map(|m| fast_ln(((amount + 1.0) / (m + 1.0)) as f32))
-            .unwrap_or(0.0);
-        dense.push(vs_mean);
-        dense.push(if longest.count > 0 {
-            fast_ln(((amount + 1.0) / (longest.max as f64 + 1.0)) as f32)
-        } else {
-            0.0
-        });
-        dense.push(if card.seen >= 3 {
-            ((ln_amount - card.amount_mu) / (card.amount_var + 0.05).sqrt()).clamp(-10.0, 10.0)
-        } else {
-            0.0
-        });
-        let gap_ms = if first_seen || prev_latest == i64::MIN {
-            None
-        } else {
-            Some((ts - prev_latest).max(0))
-        };
-        dense.push(gap_ms.map(|g| ln1p(g as f64 / 1000.0)).unwrap_or(0.0));
-        dense.push(first_seen as u8 as f32);
-        let new_merchant = !card.recent.contains(&merch_fp);
-        dense.push(new_merchant as u8 as f32);
-        dense.push(if new_merchant { vs_mean.max(0.0) } else { 0.0 });
-        let (mut dist_prev, mut speed, mut dist_home) = (0.0f32, 0.0f32, 0.0f32);
-        if let Some(here) = loc {
-            if !card.last_loc.0.is_nan() {
-                let d = distance_km(card.last_loc, here);
-                dist_prev = ln1p(d);
-                let hours = gap_ms.unwrap_or(0) as f64 / HOUR_MS as f64;
-                speed = ln1p(d / hours.max(1.0 / 60.0));
-            }
-            if !card.home.0.is_nan() {
-                dist_home = ln1p(distance_km(card.home, here));
-            }
-        }
-        dense.push(dist_prev);
-        dense.push(speed);
-        dense.push(dist_home);
-        dense.push(loc.is_some() as u8 as f32);
-        dense.push(
-            (card.last_country != 0 && country_fp != 0 && card.last_country != country_fp) as u8
-                as f32,
-        );
-        let minute_of_day = ts.rem_euclid(DAY_MS) as f64 / MINUTE_MS as f64;
-        let (sin, cos) = (minute_of_day / 1440.0 * std::f64::consts::TAU).sin_cos();
-        dense.push(sin as f32);
-        dense.push(cos as f32);
-        dense.push((minute_of_day < 360.0) as u8 as f32);
-        // 1970-01-01 was a Thursday: day 0 -> weekday 3 (Mon = 0).
-        let weekday = (ts.div_euclid(DAY_MS) + 3).rem_euclid(7);
-        dense.push((weekday >= 5) as u8 as f32);
-        let confirmed_fraud = card.confirmed_fraud_ts != i64::MIN
-            && ts - card.confirmed_fraud_ts <= self.cfg.confirmed_fraud_horizon_ms;
-        dense.push(confirmed_fraud as u8 as f32);
+        longest
+    }
 
-        // fold the transaction into the card
-        if !late {
-            card.windows
-                .add(card_layout, ts, amount_f, new_merchant as u32);
-        }
-        if card.seen == 0 {
-            card.amount_mu = ln_amount;
-        } else {
-            let d = ln_amount - card.amount_mu;
-            card.amount_mu += EW_ALPHA * d;
-            card.amount_var = (1.0 - EW_ALPHA) * (card.amount_var + EW_ALPHA * d * d);
-        }
-        card.seen = card.seen.saturating_add(1);
-        if let Some(here) = loc {
-            card.last_loc = here;
-            card.home = if card.home.0.is_nan() {
-                here
-            } else {
-                (
-                    card.home.0 + EW_ALPHA * (here.0 - card.home.0),
-                    card.home.1 + EW_ALPHA * (here.1 - card.home.1),
-                )
-            };
-        }
-        if new_merchant {
-            card.recent[card.recent_pos as usize] = merch_fp;
-            card.recent_pos = ((card.recent_pos as usize + 1) % RECENT_MERCHANTS) as u8;
-        }
-        if country_fp != 0 {
-            card.last_country = country_fp;
-        }
-
-        // ---- hashed categoricals
+    /// Hash the categorical fields of `tx` into their slots.
+    fn hash_categoricals(&self, tx: &Transaction, cats: &mut [u32; CATEGORICALS]) {
         let mask = (1u32 << self.cfg.hash_bits) - 1;
         let fields = [&tx.mcc, &tx.country, &tx.channel];
         for (slot, (field, salt)) in fields.iter().zip(self.cat_salts).enumerate() {
@@ -501,7 +759,7 @@ impl CardFeatures {
                 Some(v) => key_of(v.as_bytes()) ^ salt,
                 None => salt,
             };
-            out.cats[slot] = (h as u32) & mask;
+            cats[slot] = (h as u32) & mask;
         }
     }
 
@@ -521,13 +779,52 @@ impl CardFeatures {
     }
 }
 
+impl MerchantWindow {
+    fn of(s: &WindowStats, table: &[f32]) -> Self {
+        MerchantWindow {
+            merch_count: ln1p_count(table, s.count),
+            merch_amount_mean: ln1p(s.mean().unwrap_or(0.0)),
+        }
+    }
+}
+
+impl MerchantFixed {
+    /// `amount` against the mean of the merchant's longest window.
+    fn of(amount: f64, longest: &WindowStats) -> Self {
+        MerchantFixed {
+            amount_vs_merch_mean: longest.mean().map(|m| amount_vs(amount, m)).unwrap_or(0.0),
+        }
+    }
+}
+
+impl MerchantRisk {
+    fn of(s: &WindowStats, table: &[f32]) -> Self {
+        let rate =
+            (s.aux as f64 + RISK_PRIOR * RISK_PRIOR_WEIGHT) / (s.count as f64 + RISK_PRIOR_WEIGHT);
+        MerchantRisk {
+            merch_risk: rate as f32,
+            merch_frauds: ln1p_count(table, s.aux),
+        }
+    }
+}
+
+impl MerchantState {
+    /// A merchant never seen.
+    fn new(windows: &WindowLayout, risk: &WindowLayout) -> Self {
+        MerchantState {
+            windows: windows.new_set(),
+            risk: risk.new_set(),
+        }
+    }
+}
+
 impl MerchantFeatures {
     /// No merchants yet.
     pub fn new(cfg: FeatureConfig) -> Self {
         MerchantFeatures {
             merchant_layout: layout(&cfg.merchant_windows, cfg.buckets),
             risk_layout: layout(&cfg.merchant_risk_windows, cfg.buckets),
-            cfg,
+            len: merchant_feature_count(&cfg),
             merchants: IntMap::default(),
             ln1p: ln1p_table(),
         }
@@ -582,44 +879,54 @@ impl MerchantFeatures {
         late: bool,
         out: &mut Vec<f32>,
     ) {
+        let start = out.len();
         let ts = tx.ts;
-        let amount = tx.amount;
-        let amount_f = amount as f32;
-        // ---- merchant
         let (ml, rl) = (&self.merchant_layout, &self.risk_layout);
         let merchant = self
             .merchants
             .entry(merchant_key)
-            .or_insert_with(|| MerchantState {
-                windows: ml.new_set(),
-                risk: rl.new_set(),
-            });
+            .or_insert_with(|| MerchantState::new(ml, rl));
         if !late {
             merchant.windows.advance(ml, ts);
         }
-        let mut merch_longest = Default::default();
-        for i in 0..self.cfg.merchant_windows.len() {
-            let s = merchant.windows.query(ml, i, ts);
-            out.push(ln1p_count(&self.ln1p, s.count));
-            out.push(ln1p(s.mean().unwrap_or(0.0)));
-            merch_longest = s;
-        }
-        out.push(
-            merch_longest
-                .mean()
-                .map(|m| fast_ln(((amount + 1.0) / (m + 1.0)) as f32))
-                .unwrap_or(0.0),
-        );
+        let longest = Self::push_activity(&merchant.windows, ml, &self.ln1p, ts, out);
+        MerchantFixed::of(tx.amount, &longest).push_to(out);
         merchant.risk.advance(rl, ts);
-        for i in 0..self.cfg.merchant_risk_windows.len() {
-            let s = merchant.risk.query(rl, i, ts);
-            let rate = (s.aux as f64 + RISK_PRIOR * RISK_PRIOR_WEIGHT)
-                / (s.count as f64 + RISK_PRIOR_WEIGHT);
-            out.push(rate as f32);
-            out.push(ln1p_count(&self.ln1p, s.aux));
-        }
+        Self::push_risk(&merchant.risk, rl, &self.ln1p, ts, out);
+        assert_eq!(out.len() - start, self.len, "merchant vector as declared");
         if !late {
-            merchant.windows.add(ml, ts, amount_f, 0);
+            merchant.windows.add(ml, ts, tx.amount as f32, 0);
+        }
+    }
+
+    /// Append one [`MerchantWindow`] group per activity window; returns the
+    /// longest window's stats.
+    fn push_activity(
+        windows: &WindowSet,
+        layout: &WindowLayout,
+        table: &[f32],
+        ts: i64,
+        out: &mut Vec<f32>,
+    ) -> WindowStats {
+        let mut longest = WindowStats::default();
+        for i in 0..layout.specs().len() {
+            let s = windows.query(layout, i, ts);
+            MerchantWindow::of(&s, table).push_to(out);
+            longest = s;
+        }
+        longest
+    }
+
+    /// Append one [`MerchantRisk`] group per risk window.
+    fn push_risk(
+        risk: &WindowSet,
+        layout: &WindowLayout,
+        table: &[f32],
+        ts: i64,
+        out: &mut Vec<f32>,
+    ) {
+        for i in 0..layout.specs().len() {
+            MerchantRisk::of(&risk.query(layout, i, ts), table).push_to(out);
         }
     }
 

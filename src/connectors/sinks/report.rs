@@ -199,8 +199,24 @@ impl RunReport {
     /// The terminal summary.
     pub fn summary(&self) -> String {
         let mut s = String::new();
-        let opt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into());
         let _ = writeln!(s, "fraudstream run: {}", self.topology);
+        self.write_counts(&mut s);
+        self.write_speed(&mut s);
+        self.write_drift(&mut s);
+        self.write_models(&mut s);
+        self.write_metrics(&mut s);
+        for o in &self.outputs {
+            let _ = writeln!(
+                s,
+                "  output       {} -> {} ({} records)",
+                o.id, o.path, o.records
+            );
+        }
+        s
+    }
+
+    /// Summary lines of the input, the engine counters and the state held.
+    fn write_counts(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "  input        {} transactions, {} labels, {} dead letters{}",
@@ -240,6 +256,10 @@ impl RunReport {
             self.pending.evicted_capacity,
             self.pending.expired
         );
+    }
+
+    /// Summary lines of the throughput, the latency and the model served.
+    fn write_speed(&self, s: &mut String) {
         let t = &self.throughput;
         let _ = writeln!(
             s,
@@ -257,47 +277,61 @@ impl RunReport {
             "  model        {}, version {}, {} features",
             self.model, self.model_version, self.features
         );
-        if !self.models.is_empty() || !self.drift_events.is_empty() {
-            let count = |k: fraudstream_engine::model::portfolio::DriftKind| {
-                self.drift_events.iter().filter(|e| e.kind == k).count()
-            };
+    }
+
+    /// Summary line of the drift events and batch swaps, with a portfolio.
+    fn write_drift(&self, s: &mut String) {
+        if self.models.is_empty() && self.drift_events.is_empty() {
+            return;
+        }
+        let count = |k: fraudstream_engine::model::portfolio::DriftKind| {
+            self.drift_events.iter().filter(|e| e.kind == k).count()
+        };
+        let _ = writeln!(
+            s,
+            "  drift        {} score, {} error, {} forest tree events ({} not kept); {} batch models swapped in",
+            count(fraudstream_engine::model::portfolio::DriftKind::Score),
+            count(fraudstream_engine::model::portfolio::DriftKind::Error),
+            count(fraudstream_engine::model::portfolio::DriftKind::ForestTree),
+            self.drift_events_dropped,
+            self.batch_swaps
+        );
+    }
+
+    /// Summary table of each portfolio member's own evaluation.
+    fn write_models(&self, s: &mut String) {
+        if self.models.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "  {:<22} {:>8} {:>8} {:>9} | last {} days: {:>8} {:>8} {:>9}",
+            "models (own eval)",
+            "ROC AUC",
+            "avg prec",
+            "card P@k",
+            self.metrics.last_days_n,
+            "ROC AUC",
+            "avg prec",
+            "card P@k"
+        );
+        for m in &self.models {
             let _ = writeln!(
                 s,
-                "  drift        {} score, {} error, {} forest tree events ({} not kept); {} batch models swapped in",
-                count(fraudstream_engine::model::portfolio::DriftKind::Score),
-                count(fraudstream_engine::model::portfolio::DriftKind::Error),
-                count(fraudstream_engine::model::portfolio::DriftKind::ForestTree),
-                self.drift_events_dropped,
-                self.batch_swaps
+                "  {:<22} {:>8} {:>8} {:>9} |              {:>8} {:>8} {:>9}",
+                format!("{}{}", m.name, if m.served { " (served)" } else { "" }),
+                opt(m.overall.roc_auc),
+                opt(m.overall.average_precision),
+                opt(m.overall.card_precision_at_k),
+                opt(m.last_days.roc_auc),
+                opt(m.last_days.average_precision),
+                opt(m.last_days.card_precision_at_k)
             );
         }
-        if !self.models.is_empty() {
-            let _ = writeln!(
-                s,
-                "  {:<22} {:>8} {:>8} {:>9} | last {} days: {:>8} {:>8} {:>9}",
-                "models (own eval)",
-                "ROC AUC",
-                "avg prec",
-                "card P@k",
-                self.metrics.last_days_n,
-                "ROC AUC",
-                "avg prec",
-                "card P@k"
-            );
-            for m in &self.models {
-                let _ = writeln!(
-                    s,
-                    "  {:<22} {:>8} {:>8} {:>9} |              {:>8} {:>8} {:>9}",
-                    format!("{}{}", m.name, if m.served { " (served)" } else { "" }),
-                    opt(m.overall.roc_auc),
-                    opt(m.overall.average_precision),
-                    opt(m.overall.card_precision_at_k),
-                    opt(m.last_days.roc_auc),
-                    opt(m.last_days.average_precision),
-                    opt(m.last_days.card_precision_at_k)
-                );
-            }
-        }
+    }
+
+    /// Summary table of the prequential metrics, overall and over the last days.
+    fn write_metrics(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "  {:<22} {:>9} {:>7} {:>8} {:>8} {:>9} {:>8} {:>9}",
@@ -323,13 +357,10 @@ impl RunReport {
                 opt(m.card_precision_at_k)
             );
         }
-        for o in &self.outputs {
-            let _ = writeln!(
-                s,
-                "  output       {} -> {} ({} records)",
-                o.id, o.path, o.records
-            );
-        }
-        s
     }
+}
+
+/// A metric to four decimals, or `n/a`.
+fn opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into())
 }

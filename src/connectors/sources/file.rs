@@ -7,6 +7,7 @@ use compact_str::CompactString;
 use fraudstream_engine::event::{DeadLetter, Label, RejectKind, Transaction};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
 
 /// Raw bytes of a rejected record kept in its dead letter.
 pub const DEAD_LETTER_RAW_BYTES: usize = 4096;
@@ -36,25 +37,310 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// What reading one line or row gave.
+enum Next {
+    /// A record (a dead letter among them).
+    Record(FileRecord),
+    /// A blank line or row: not a record.
+    Blank,
+    /// The end of the file; with the dead letter of the read error that ended it.
+    End(Option<FileRecord>),
+}
+
+/// Turns decoded fields into records, and rejects into dead letters.
+struct RecordBuilder {
+    source: CompactString,
+    decoder: Decoder,
+    kind: RecordKind,
+}
+
+impl RecordBuilder {
+    /// The dead letter of a record at `line`.
+    fn dead(&self, line: u64, reject: Reject, raw: &str) -> FileRecord {
+        FileRecord::Rejected(DeadLetter {
+            source: self.source.clone(),
+            line: Some(line),
+            kind: reject.kind,
+            reason: reject.reason,
+            raw: truncate(raw, DEAD_LETTER_RAW_BYTES).to_string(),
+        })
+    }
+
+    /// The transaction or label of `rec`.
+    fn build(&self, rec: &RawRecord<'_>) -> Result<FileRecord, Reject> {
+        Ok(match self.kind {
+            RecordKind::Transaction => {
+                let (t, l) = self.decoder.transaction(rec)?;
+                FileRecord::Transaction(t, l)
+            }
+            RecordKind::Label => FileRecord::Label(self.decoder.label(rec)?),
+        })
+    }
+
+    /// The record of one JSON line, or its dead letter.
+    fn json_line(&self, line: u64, text: &str) -> FileRecord {
+        let mut rec = RawRecord::default();
+        let result = self
+            .decoder
+            .decode_json(text, &mut rec)
+            .and_then(|_| self.build(&rec));
+        result.unwrap_or_else(|reject| self.dead(line, reject, text))
+    }
+}
+
+/// The lines of a JSONL file.
+struct JsonlLines {
+    reader: BufReader<Counting<File>>,
+    line: Vec<u8>,
+}
+
+impl JsonlLines {
+    fn new(counting: Counting<File>) -> Self {
+        JsonlLines {
+            reader: BufReader::with_capacity(1 << 16, counting),
+            line: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Read and decode the next line (numbered through `line_no`); lines over
+    /// `max` bytes are rejected unread.
+    fn next_record(&mut self, b: &RecordBuilder, line_no: &mut u64, max: usize) -> Next {
+        let (n, any) = match read_bounded_line(&mut self.reader, &mut self.line, max) {
+            Ok(r) => r,
+            Err(e) => {
+                *line_no += 1;
+                let r = Reject::new(
+                    RejectKind::Malformed,
+                    format!("read error, rest of file skipped: {e}"),
+                );
+                return Next::End(Some(b.dead(*line_no, r, "")));
+            }
+        };
+        if !any {
+            return Next::End(None);
+        }
+        *line_no += 1;
+        self.decode(b, *line_no, n, max)
+    }
+
+    /// Decode the line just read, `n` bytes in the file with its newline.
+    fn decode(&self, b: &RecordBuilder, line_no: u64, n: usize, max: usize) -> Next {
+        let line = &self.line;
+        let content_len = if line.last() == Some(&b'\n') && n > 0 {
+            n - 1
+        } else {
+            n
+        };
+        if content_len > max {
+            let raw = String::from_utf8_lossy(&line[..line.len().min(DEAD_LETTER_RAW_BYTES)])
+                .into_owned();
+            let r = Reject::new(
+                RejectKind::Oversized,
+                format!("record of {content_len} bytes exceeds max_record_bytes = {max}"),
+            );
+            return Next::Record(b.dead(line_no, r, &raw));
+        }
+        let text = match std::str::from_utf8(line) {
+            Ok(t) => t.trim_end_matches(['\n', '\r']),
+            Err(e) => {
+                let raw = String::from_utf8_lossy(line).into_owned();
+                let r = Reject::new(RejectKind::Malformed, format!("not UTF-8: {e}"));
+                return Next::Record(b.dead(line_no, r, raw.trim_end()));
+            }
+        };
+        if text.trim().is_empty() {
+            return Next::Blank;
+        }
+        Next::Record(b.json_line(line_no, text))
+    }
+}
+
+/// The rows of a CSV file with a header.
+struct CsvRows {
+    reader: Box<csv::Reader<Counting<File>>>,
+    /// Slot of each column, by position.
+    slots: Vec<Option<usize>>,
+    record: csv::StringRecord,
+    width: usize,
+}
+
+impl CsvRows {
+    /// Read the header and map its columns to the decoder's slots. Fails when
+    /// the header cannot be read or lacks a mapped required column.
+    fn open(
+        counting: Counting<File>,
+        decoder: &Decoder,
+        path: &Path,
+        source: &str,
+    ) -> anyhow::Result<Self> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(counting);
+        let headers = reader
+            .headers()
+            .map_err(|e| anyhow::anyhow!("{}: cannot read the CSV header: {e}", path.display()))?
+            .clone();
+        let missing = decoder.missing_columns(headers.iter());
+        if !missing.is_empty() {
+            anyhow::bail!(missing_columns_message(&missing, &headers, path, source));
+        }
+        let slots = headers.iter().map(|h| decoder.slot_of(h)).collect();
+        Ok(CsvRows {
+            reader: Box::new(reader),
+            slots,
+            record: csv::StringRecord::new(),
+            width: headers.len(),
+        })
+    }
+
+    /// Read and decode the next row (numbered through `line_no`).
+    fn next_record(&mut self, b: &RecordBuilder, line_no: &mut u64, max: usize) -> Next {
+        let res = self.reader.read_record(&mut self.record);
+        let line = self
+            .record
+            .position()
+            .map(|p| p.line())
+            .unwrap_or(*line_no + 1);
+        *line_no = line;
+        match res {
+            Ok(false) => return Next::End(None),
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(line);
+                let r = Reject::new(RejectKind::Malformed, format!("unreadable CSV record: {e}"));
+                return Next::Record(b.dead(line, r, ""));
+            }
+            Ok(true) => {}
+        }
+        if self.is_blank() {
+            return Next::Blank;
+        }
+        if let Some(r) = self.shape_error(max) {
+            return Next::Record(b.dead(line, r, &self.raw()));
+        }
+        Next::Record(
+            b.build(&self.fields())
+                .unwrap_or_else(|reject| b.dead(line, reject, &self.raw())),
+        )
+    }
+
+    /// The row is one empty field: a blank line.
+    fn is_blank(&self) -> bool {
+        self.record.len() == 1 && self.record.get(0).is_some_and(|f| f.trim().is_empty())
+    }
+
+    /// Why the row cannot be a record: over `max` bytes, or not as wide as the header.
+    fn shape_error(&self, max: usize) -> Option<Reject> {
+        let record = &self.record;
+        let bytes = record.as_slice().len() + record.len();
+        if bytes > max {
+            return Some(Reject::new(
+                RejectKind::Oversized,
+                format!("record of {bytes} bytes exceeds max_record_bytes = {max}"),
+            ));
+        }
+        if record.len() != self.width {
+            return Some(Reject::new(
+                RejectKind::Malformed,
+                format!(
+                    "expected {} fields as in the header, found {}",
+                    self.width,
+                    record.len()
+                ),
+            ));
+        }
+        None
+    }
+
+    /// The row's mapped fields in their slots.
+    fn fields(&self) -> RawRecord<'_> {
+        let mut rec = RawRecord::default();
+        for (value, slot) in self.record.iter().zip(self.slots.iter()) {
+            if let Some(s) = slot {
+                rec.set(
+                    *s,
+                    super::decode::Raw::Str(std::borrow::Cow::Borrowed(value)),
+                );
+            }
+        }
+        rec
+    }
+
+    /// The row as text, for its dead letter.
+    fn raw(&self) -> String {
+        self.record.iter().collect::<Vec<_>>().join(",")
+    }
+}
+
+/// The error of a CSV header without the mapped columns `missing` (field, column).
+fn missing_columns_message(
+    missing: &[(&'static str, String)],
+    headers: &csv::StringRecord,
+    path: &Path,
+    source: &str,
+) -> String {
+    let list: Vec<String> = missing
+        .iter()
+        .map(|(f, c)| {
+            if f == c {
+                c.to_string()
+            } else {
+                format!("{c} (for {f})")
+            }
+        })
+        .collect();
+    format!(
+        "{}: the CSV header has no column {}; its columns are: {}. Map them under [{source}.fields].",
+        path.display(),
+        list.join(", "),
+        headers.iter().collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// Read one line of at most `max` bytes into `buf`; returns (bytes in the
+/// line, whether anything was read). Longer lines are consumed but not kept.
+fn read_bounded_line(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<(usize, bool)> {
+    buf.clear();
+    let mut total = 0usize;
+    let mut any = false;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok((total, any));
+        }
+        any = true;
+        let (take, end) = match memchr(b'\n', chunk) {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if buf.len() <= max {
+            let keep = take.min(max + 1 - buf.len().min(max + 1));
+            buf.extend_from_slice(&chunk[..keep]);
+        }
+        total += take;
+        reader.consume(take);
+        if end {
+            return Ok((total, any));
+        }
+    }
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
 enum Inner {
-    Csv {
-        reader: Box<csv::Reader<Counting<File>>>,
-        /// Slot of each column, by position.
-        slots: Vec<Option<usize>>,
-        record: csv::StringRecord,
-        width: usize,
-    },
-    Jsonl {
-        reader: BufReader<Counting<File>>,
-        line: Vec<u8>,
-    },
+    Csv(CsvRows),
+    Jsonl(JsonlLines),
 }
 
 /// Reads one file of transactions or labels.
 pub struct FileReader {
-    source: CompactString,
-    decoder: Decoder,
-    kind: RecordKind,
+    records: RecordBuilder,
     inner: Inner,
     total_bytes: u64,
     line_no: u64,
@@ -85,53 +371,15 @@ impl FileReader {
         };
         let decoder = Decoder::new(kind, &input.fields, label_column, input.timestamp.clone());
         let inner = match input.format {
-            FileFormat::Csv => {
-                let mut reader = csv::ReaderBuilder::new()
-                    .has_headers(true)
-                    .flexible(true)
-                    .from_reader(counting);
-                let headers = reader
-                    .headers()
-                    .map_err(|e| {
-                        anyhow::anyhow!("{}: cannot read the CSV header: {e}", path.display())
-                    })?
-                    .clone();
-                let missing = decoder.missing_columns(headers.iter());
-                if !missing.is_empty() {
-                    let list: Vec<String> = missing
-                        .iter()
-                        .map(|(f, c)| {
-                            if f == c {
-                                c.to_string()
-                            } else {
-                                format!("{c} (for {f})")
-                            }
-                        })
-                        .collect();
-                    anyhow::bail!(
-                        "{}: the CSV header has no column {}; its columns are: {}. Map them under [{source}.fields].",
-                        path.display(),
-                        list.join(", "),
-                        headers.iter().collect::<Vec<_>>().join(", ")
-                    );
-                }
-                let slots = headers.iter().map(|h| decoder.slot_of(h)).collect();
-                Inner::Csv {
-                    reader: Box::new(reader),
-                    slots,
-                    record: csv::StringRecord::new(),
-                    width: headers.len(),
-                }
-            }
-            FileFormat::Jsonl => Inner::Jsonl {
-                reader: BufReader::with_capacity(1 << 16, counting),
-                line: Vec::with_capacity(1024),
-            },
+            FileFormat::Csv => Inner::Csv(CsvRows::open(counting, &decoder, path, source)?),
+            FileFormat::Jsonl => Inner::Jsonl(JsonlLines::new(counting)),
         };
         Ok(FileReader {
-            source: source.into(),
-            decoder,
-            kind,
+            records: RecordBuilder {
+                source: source.into(),
+                decoder,
+                kind,
+            },
             inner,
             total_bytes,
             line_no: 0,
@@ -145,8 +393,8 @@ impl FileReader {
     /// Share of the file read.
     pub fn progress(&self) -> f64 {
         let read = match &self.inner {
-            Inner::Csv { reader, .. } => reader.get_ref().bytes,
-            Inner::Jsonl { reader, .. } => reader.get_ref().bytes,
+            Inner::Csv(rows) => rows.reader.get_ref().bytes,
+            Inner::Jsonl(lines) => lines.reader.get_ref().bytes,
         };
         if self.total_bytes == 0 {
             1.0
@@ -155,68 +403,6 @@ impl FileReader {
         }
     }
 
-    fn dead(source: &CompactString, line: u64, reject: Reject, raw: &str) -> FileRecord {
-        FileRecord::Rejected(DeadLetter {
-            source: source.clone(),
-            line: Some(line),
-            kind: reject.kind,
-            reason: reject.reason,
-            raw: truncate(raw, DEAD_LETTER_RAW_BYTES).to_string(),
-        })
-    }
-
-    fn build(
-        decoder: &Decoder,
-        kind: RecordKind,
-        rec: &RawRecord<'_>,
-    ) -> Result<FileRecord, Reject> {
-        Ok(match kind {
-            RecordKind::Transaction => {
-                let (t, l) = decoder.transaction(rec)?;
-                FileRecord::Transaction(t, l)
-            }
-            RecordKind::Label => FileRecord::Label(decoder.label(rec)?),
-        })
-    }
-
-    /// Read one line of at most `max` bytes into `buf`; returns (bytes in the
-    /// line, whether anything was read). Longer lines are consumed but not kept.
-    fn read_bounded_line(
-        reader: &mut impl BufRead,
-        buf: &mut Vec<u8>,
-        max: usize,
-    ) -> io::Result<(usize, bool)> {
-        buf.clear();
-        let mut total = 0usize;
-        let mut any = false;
-        loop {
-            let chunk = reader.fill_buf()?;
-            if chunk.is_empty() {
-                return Ok((total, any));
-            }
-            any = true;
-            let (take, end) = match memchr(b'\n', chunk) {
-                Some(i) => (i + 1, true),
-                None => (chunk.len(), false),
-            };
-            if buf.len() <= max {
-                let keep = take.min(max + 1 - buf.len().min(max + 1));
-                buf.extend_from_slice(&chunk[..keep]);
-            }
-            total += take;
-            reader.consume(take);
-            if end {
-                return Ok((total, any));
-            }
-        }
-    }
-}
-
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
-}
-
-impl FileReader {
     /// Read everything, then order it: rejected records first (they have no
     /// time), then by event time, ties in file order.
     fn load_sorted(&mut self) -> std::vec::IntoIter<FileRecord> {
@@ -228,6 +414,26 @@ impl FileReader {
         };
         all.sort_by_key(ts);
         all.into_iter()
+    }
+
+    /// The next record in file order; blank lines are skipped.
+    fn next_in_file(&mut self) -> Option<FileRecord> {
+        while !self.done {
+            let (b, max) = (&self.records, self.max_record_bytes);
+            let next = match &mut self.inner {
+                Inner::Jsonl(lines) => lines.next_record(b, &mut self.line_no, max),
+                Inner::Csv(rows) => rows.next_record(b, &mut self.line_no, max),
+            };
+            match next {
+                Next::Record(r) => return Some(r),
+                Next::Blank => {}
+                Next::End(last) => {
+                    self.done = true;
+                    return last;
+                }
+            }
+        }
+        None
     }
 }
 
@@ -242,165 +448,6 @@ impl Iterator for FileReader {
             return self.sorted.as_mut().and_then(|it| it.next());
         }
         self.next_in_file()
-    }
-}
-
-impl FileReader {
-    /// The next record in file order.
-    fn next_in_file(&mut self) -> Option<FileRecord> {
-        if self.done {
-            return None;
-        }
-        let FileReader {
-            source,
-            decoder,
-            kind,
-            inner,
-            line_no: self_line_no,
-            max_record_bytes,
-            done,
-            ..
-        } = self;
-        let kind = *kind;
-        loop {
-            match inner {
-                Inner::Jsonl { reader, line } => {
-                    let max = *max_record_bytes;
-                    let (n, any) = match Self::read_bounded_line(reader, line, max) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            *done = true;
-                            *self_line_no += 1;
-                            let r = Reject::new(
-                                RejectKind::Malformed,
-                                format!("read error, rest of file skipped: {e}"),
-                            );
-                            return Some(Self::dead(source, *self_line_no, r, ""));
-                        }
-                    };
-                    if !any {
-                        *done = true;
-                        return None;
-                    }
-                    *self_line_no += 1;
-                    let content_len = {
-                        let mut l = n;
-                        if line.last() == Some(&b'\n') && l > 0 {
-                            l -= 1;
-                        }
-                        l
-                    };
-                    let line_no = *self_line_no;
-                    if content_len > max {
-                        let raw =
-                            String::from_utf8_lossy(&line[..line.len().min(DEAD_LETTER_RAW_BYTES)])
-                                .into_owned();
-                        let r = Reject::new(
-                            RejectKind::Oversized,
-                            format!(
-                                "record of {content_len} bytes exceeds max_record_bytes = {max}"
-                            ),
-                        );
-                        return Some(Self::dead(source, line_no, r, &raw));
-                    }
-                    let text = match std::str::from_utf8(line) {
-                        Ok(t) => t.trim_end_matches(['\n', '\r']),
-                        Err(e) => {
-                            let raw = String::from_utf8_lossy(line).into_owned();
-                            let r = Reject::new(RejectKind::Malformed, format!("not UTF-8: {e}"));
-                            return Some(Self::dead(source, line_no, r, raw.trim_end()));
-                        }
-                    };
-                    if text.trim().is_empty() {
-                        continue; // blank lines are not records
-                    }
-                    let mut rec = RawRecord::default();
-                    let result = decoder
-                        .decode_json(text, &mut rec)
-                        .and_then(|_| Self::build(decoder, kind, &rec));
-                    return Some(match result {
-                        Ok(r) => r,
-                        Err(reject) => {
-                            let raw = text.to_string();
-                            Self::dead(source, line_no, reject, &raw)
-                        }
-                    });
-                }
-                Inner::Csv {
-                    reader,
-                    slots,
-                    record,
-                    width,
-                } => {
-                    let res = reader.read_record(record);
-                    let line_no = record
-                        .position()
-                        .map(|p| p.line())
-                        .unwrap_or(*self_line_no + 1);
-                    *self_line_no = line_no;
-                    match res {
-                        Ok(false) => {
-                            *done = true;
-                            return None;
-                        }
-                        Err(e) => {
-                            let line = e.position().map(|p| p.line()).unwrap_or(line_no);
-                            let r = Reject::new(
-                                RejectKind::Malformed,
-                                format!("unreadable CSV record: {e}"),
-                            );
-                            return Some(Self::dead(source, line, r, ""));
-                        }
-                        Ok(true) => {}
-                    }
-                    let raw = || record.iter().collect::<Vec<_>>().join(",");
-                    if record.len() == 1 && record.get(0).is_some_and(|f| f.trim().is_empty()) {
-                        continue;
-                    }
-                    let bytes = record.as_slice().len() + record.len();
-                    if bytes > *max_record_bytes {
-                        let r = Reject::new(
-                            RejectKind::Oversized,
-                            format!(
-                                "record of {bytes} bytes exceeds max_record_bytes = {}",
-                                *max_record_bytes
-                            ),
-                        );
-                        let raw = raw();
-                        return Some(Self::dead(source, line_no, r, &raw));
-                    }
-                    if record.len() != *width {
-                        let r = Reject::new(
-                            RejectKind::Malformed,
-                            format!(
-                                "expected {} fields as in the header, found {}",
-                                width,
-                                record.len()
-                            ),
-                        );
-                        let raw = raw();
-                        return Some(Self::dead(source, line_no, r, &raw));
-                    }
-                    let mut rec = RawRecord::default();
-                    for (value, slot) in record.iter().zip(slots.iter()) {
-                        if let Some(s) = slot {
-                            rec.set(
-                                *s,
-                                super::decode::Raw::Str(std::borrow::Cow::Borrowed(value)),
-                            );
-                        }
-                    }
-                    let result = Self::build(decoder, kind, &rec);
-                    return Some(match result {
-                        Ok(r) => r,
-                        Err(reject) => {
-                            let raw = raw();
-                            Self::dead(source, line_no, reject, &raw)
-                        }
-                    });
-                }
-            }
-        }
     }
 }
 
