@@ -90,7 +90,7 @@ pub fn run_report(
         },
         latency: Latency::of(engine.latency()),
         latency_with_queueing: Latency::of(engine.queued_latency()),
-        model_version: fraudstream_engine::model::OnlineModel::version(engine.model()),
+        model_version: fraudstream_engine::model::Classifier::version(engine.model()),
         features: fraudstream_engine::features::feature_space(&t.features).dense_len() as u64,
         metrics: MetricsReport {
             overall,

@@ -15,7 +15,7 @@ use crate::eval::{LabelOutcome, Prequential};
 use crate::event::{key_of, Contribution, Label, Score, Transaction};
 use crate::features::{merchant_feature_count, CardFeatures, FeatureVector, MerchantFeatures};
 use crate::model::portfolio::{ModelKind, Portfolio};
-use crate::model::{Imbalance, LogisticModel, OnlineModel};
+use crate::model::{Classifier, Explain, Imbalance, LogisticModel};
 use crate::pending::{PendingFeatures, PendingMeta};
 use hdrhistogram::Histogram;
 use nohash_hasher::IntMap;
@@ -354,7 +354,7 @@ impl CardStage {
         self.cards
             .extract_and_update(&tx, ctx.card, ctx.merchant, ctx.late, &mut self.x);
         self.x.dense.extend_from_slice(ctx.merchant_features());
-        let p_linear = self.model.score(&self.x);
+        let p_linear = self.model.predict_proba_one(&self.x);
         let p = match self.portfolio.as_deref_mut() {
             Some(pf) => pf.score(&mut self.x, p_linear, ctx.tx_key, ts, ctx.card),
             None => p_linear,
@@ -373,7 +373,7 @@ impl CardStage {
                     ),
                     None => {
                         self.model
-                            .explain(&self.x, self.cfg.explain_top, &mut self.explain_buf)
+                            .explain_one(&self.x, self.cfg.explain_top, &mut self.explain_buf)
                     }
                 }
                 top = std::mem::take(&mut self.explain_buf);
@@ -429,7 +429,7 @@ impl CardStage {
                         .imbalance
                         .weight(l.is_fraud, l.tx_key, self.cfg.seed);
                     if let Some(w) = weight {
-                        self.model.learn(&self.label_x, l.is_fraud, w);
+                        self.model.learn_one(&self.label_x, l.is_fraud, w);
                         self.counters.labels_learnt += 1;
                     }
                     if let Some(pf) = self.portfolio.as_deref_mut() {

@@ -38,7 +38,7 @@ use super::adwin::Adwin;
 use super::batch::{BatchChampion, BatchConfig};
 use super::forest::{AdaptiveForest, ForestConfig};
 use super::hst::{HalfSpaceTrees, HstConfig};
-use super::{LogisticModel, OnlineModel, Standardizer};
+use super::{AnomalyDetector, Classifier, Explain, LogisticModel, Standardizer};
 use crate::eval::{EvalConfig, MetricsSummary, Prequential};
 use crate::event::Contribution;
 use crate::features::FeatureVector;
@@ -436,10 +436,13 @@ impl Portfolio {
                 .iter()
                 .map(|z| (0.5 + z / 6.0).clamp(0.0, 1.0) as f32),
         );
-        let anomaly = self.hst.score(&self.hst_in);
-        self.hst.learn(&self.hst_in);
+        let anomaly = self.hst.score_one(&self.hst_in);
+        self.hst.learn_one(&self.hst_in);
         x.dense.push(anomaly as f32);
-        let p_forest = self.forest.as_ref().map(|f| f.predict(&x.dense[..d + 1]));
+        let p_forest = self
+            .forest
+            .as_mut()
+            .map(|f| f.predict_proba_one(&x.dense[..d + 1]));
         let p_batch = match self.batch.as_mut() {
             Some(b) => {
                 b.poll();
@@ -585,6 +588,7 @@ impl Portfolio {
     fn learn_supervised(&mut self, x: &[f32], is_fraud: bool, w: f64, ts: i64) {
         let d = self.dense;
         if let Some(f) = self.forest.as_mut() {
+            // `learn_example`, not `learn_one`: the replaced trees are events.
             let replaced = f.learn_example(&x[..d + 1], is_fraud, w);
             for _ in 0..replaced {
                 self.record(DriftEvent {
@@ -658,10 +662,10 @@ impl Portfolio {
             }
         };
         match member {
-            Member::Logistic | Member::Blend => logistic.explain(x, top, out),
+            Member::Logistic | Member::Blend => logistic.explain_one(x, top, out),
             Member::Forest => match self.forest.as_mut() {
-                Some(f) => f.contributions(&x.dense[..d + 1], top, out),
-                None => logistic.explain(x, top, out),
+                Some(f) => f.explain_one(&x.dense[..d + 1], top, out),
+                None => logistic.explain_one(x, top, out),
             },
             Member::Batch => match self.batch.as_ref().and_then(|b| b.model()) {
                 Some(m) => m.explain(&x.dense[..d + 1], &self.names, top, out),
@@ -765,11 +769,11 @@ mod tests {
         let d = space.dense_len();
         for i in 0..6000u64 {
             let (mut x, y) = vector(&mut rng, d);
-            let p_lin = logistic.score(&x);
+            let p_lin = logistic.predict_proba_one(&x);
             let s = p.score(&mut x, p_lin, i, i as i64 * 1000, i % 50);
             assert!((0.0..=1.0).contains(&s));
             assert_eq!(x.dense.len(), p.stride(), "side values appended");
-            logistic.learn(&x, y, 1.0);
+            logistic.learn_one(&x, y, 1.0);
             p.record_label(i, y);
             p.learn(&x, y, Some(if y { 5.0 } else { 1.0 }), i as i64 * 1000, i);
         }
