@@ -2,12 +2,13 @@
 //! logistic regression (adaptive forest, Half-Space Trees, the smartcore
 //! batch champion), how their scores become the final one (`model.type`),
 //! the drift detectors on the final score's distribution and on its error,
-//! the drift events, and each member's own prequential evaluation.
+//! the drift events, the named score-time side values ([`SideValues`]) and
+//! each member's own prequential evaluation.
 //!
 //! **Score-time side values.** After the card and merchant features (`D`
-//! values), scoring appends [`EXTRAS`] values to the transaction's dense
-//! vector: the anomaly score, the logits of the logistic, forest and batch
-//! scores, and the final score. The pending store keeps them with the
+//! values), scoring appends [`SideValues::LEN`] values to the transaction's
+//! dense vector: the anomaly score, the logits of the logistic, forest and
+//! batch scores, and the final score. The pending store keeps them with the
 //! features, so when the label arrives the forest learns from the anomaly
 //! score the transaction *had*, the stacker from the member scores it *had*
 //! (out-of-sample, as prequential stacking must), and the error detector
@@ -46,13 +47,55 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
-/// Side values appended to each scored vector (see the module doc).
-pub const EXTRAS: usize = 5;
-const HST: usize = 0;
-const LOGIT_LINEAR: usize = 1;
-const LOGIT_FOREST: usize = 2;
-const LOGIT_BATCH: usize = 3;
-const SERVED: usize = 4;
+/// The score-time side values stored after a transaction's features (see
+/// the module doc), in the order of the fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SideValues {
+    /// The Half-Space Trees anomaly score.
+    pub anomaly: f32,
+    /// Logit of the logistic regression's score.
+    pub logit_linear: f32,
+    /// Logit of the forest's score (0 without a forest).
+    pub logit_forest: f32,
+    /// Logit of the batch champion's score (0 before its first model).
+    pub logit_batch: f32,
+    /// The served score.
+    pub served: f32,
+}
+
+impl SideValues {
+    /// How many values they take in a stored vector.
+    pub const LEN: usize = 5;
+
+    /// Read them from the start of `tail` (a stored vector after its features).
+    ///
+    /// # Panics
+    /// If `tail` holds fewer than [`LEN`](Self::LEN) values.
+    pub fn read(tail: &[f32]) -> Self {
+        let [anomaly, logit_linear, logit_forest, logit_batch, served]: [f32; Self::LEN] =
+            tail[..Self::LEN].try_into().expect("a slice of LEN values");
+        SideValues {
+            anomaly,
+            logit_linear,
+            logit_forest,
+            logit_batch,
+            served,
+        }
+    }
+
+    /// Write them after the first `features` values of `dense`, replacing
+    /// whatever followed.
+    pub fn write(&self, dense: &mut Vec<f32>, features: usize) {
+        dense.truncate(features);
+        dense.extend_from_slice(&[
+            self.anomaly,
+            self.logit_linear,
+            self.logit_forest,
+            self.logit_batch,
+            self.served,
+        ]);
+    }
+}
 
 /// Which score is served (`model.type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,22 +247,22 @@ impl Stacker {
         }
     }
 
-    fn inputs(side: &[f32]) -> [f64; 5] {
+    fn inputs(side: &SideValues) -> [f64; 5] {
         [
-            side[HST] as f64,
-            side[LOGIT_LINEAR] as f64,
-            side[LOGIT_FOREST] as f64,
-            side[LOGIT_BATCH] as f64,
+            side.anomaly as f64,
+            side.logit_linear as f64,
+            side.logit_forest as f64,
+            side.logit_batch as f64,
             1.0,
         ]
     }
 
-    fn margin(&self, side: &[f32]) -> f64 {
+    fn margin(&self, side: &SideValues) -> f64 {
         let z = Self::inputs(side);
         self.w.iter().zip(z).map(|(w, z)| w * z).sum()
     }
 
-    fn learn(&mut self, side: &[f32], is_fraud: bool, weight: f64) {
+    fn learn(&mut self, side: &SideValues, is_fraud: bool, weight: f64) {
         let z = Self::inputs(side);
         let p = sigmoid(self.margin(side));
         let g = (p - f64::from(u8::from(is_fraud))) * weight;
@@ -300,8 +343,8 @@ pub struct Portfolio {
     labels: u64,
     frauds_learnt: u64,
     genuine_learnt: u64,
-    /// Fraud vectors (stride `dense + EXTRAS`) and weights held back while
-    /// no genuine label has arrived.
+    /// Fraud vectors (stride `dense + SideValues::LEN`) and weights held
+    /// back while no genuine label has arrived.
     held: VecDeque<f32>,
     held_weights: VecDeque<f64>,
     events: Vec<DriftEvent>,
@@ -389,24 +432,24 @@ impl Portfolio {
         self.cfg.kind
     }
 
-    /// Values per stored vector: features plus [`EXTRAS`].
+    /// Values per stored vector: features plus [`SideValues::LEN`].
     pub fn stride(&self) -> usize {
-        self.dense + EXTRAS
+        self.dense + SideValues::LEN
     }
 
-    fn blend(&self, side: &[f32], batch_ready: bool) -> f64 {
+    fn blend(&self, side: &SideValues, batch_ready: bool) -> f64 {
         match self.cfg.combine {
             Combine::Stack => sigmoid(self.stacker.margin(side)),
             Combine::Mean => {
                 let w = self.cfg.weights;
-                let mut num = w[0] * side[LOGIT_LINEAR] as f64;
+                let mut num = w[0] * side.logit_linear as f64;
                 let mut den = w[0];
                 if self.forest.is_some() {
-                    num += w[1] * side[LOGIT_FOREST] as f64;
+                    num += w[1] * side.logit_forest as f64;
                     den += w[1];
                 }
                 if batch_ready {
-                    num += w[2] * side[LOGIT_BATCH] as f64;
+                    num += w[2] * side.logit_batch as f64;
                     den += w[2];
                 }
                 sigmoid(num / den.max(1e-9))
@@ -414,9 +457,25 @@ impl Portfolio {
         }
     }
 
+    /// Novelty before any label: standardise, map ±3σ to [0, 1], score, learn.
+    fn anomaly(&mut self, dense: &[f32]) -> f64 {
+        self.hst_scaler.observe(dense);
+        self.hst_scaler.transform(dense, &mut self.std_buf);
+        self.hst_in.clear();
+        self.hst_in.extend(
+            self.std_buf
+                .iter()
+                .map(|z| (0.5 + z / 6.0).clamp(0.0, 1.0) as f32),
+        );
+        let anomaly = self.hst.score_one(&self.hst_in);
+        self.hst.learn_one(&self.hst_in);
+        anomaly
+    }
+
     /// Score the transaction whose features are in `x` (the logistic model
-    /// gave `p_linear`): appends the side values to `x.dense` and returns the
-    /// served score. `tx_key`, `ts` and `card` feed the members' evaluation.
+    /// gave `p_linear`): writes the side values after the features in
+    /// `x.dense` and returns the served score. `tx_key`, `ts` and `card` feed
+    /// the members' evaluation.
     pub fn score(
         &mut self,
         x: &mut FeatureVector,
@@ -427,34 +486,26 @@ impl Portfolio {
     ) -> f64 {
         let d = self.dense;
         debug_assert_eq!(x.dense.len(), d);
-        // Novelty before any label: standardise, map ±3σ to [0, 1].
-        self.hst_scaler.observe(&x.dense);
-        self.hst_scaler.transform(&x.dense, &mut self.std_buf);
-        self.hst_in.clear();
-        self.hst_in.extend(
-            self.std_buf
-                .iter()
-                .map(|z| (0.5 + z / 6.0).clamp(0.0, 1.0) as f32),
-        );
-        let anomaly = self.hst.score_one(&self.hst_in);
-        self.hst.learn_one(&self.hst_in);
+        let anomaly = self.anomaly(&x.dense);
+        // The anomaly score is the last input of the forest and batch model.
         x.dense.push(anomaly as f32);
-        let p_forest = self
-            .forest
-            .as_mut()
-            .map(|f| f.predict_proba_one(&x.dense[..d + 1]));
+        let input = &x.dense[..d + 1];
+        let p_forest = self.forest.as_mut().map(|f| f.predict_proba_one(input));
         let p_batch = match self.batch.as_mut() {
             Some(b) => {
                 b.poll();
-                b.score(&x.dense[..d + 1])
+                b.score(input)
             }
             None => None,
         };
-        x.dense.push(logit(p_linear) as f32);
-        x.dense.push(p_forest.map_or(0.0, logit) as f32);
-        x.dense.push(p_batch.map_or(0.0, logit) as f32);
-        let side = &x.dense[d..];
-        let p_blend = self.blend(side, p_batch.is_some());
+        let mut side = SideValues {
+            anomaly: anomaly as f32,
+            logit_linear: logit(p_linear) as f32,
+            logit_forest: p_forest.map_or(0.0, logit) as f32,
+            logit_batch: p_batch.map_or(0.0, logit) as f32,
+            served: 0.0,
+        };
+        let p_blend = self.blend(&side, p_batch.is_some());
         let cold = self.cold();
         let cold_score = 0.5 * anomaly;
         let served = match self.cfg.kind {
@@ -466,7 +517,24 @@ impl Portfolio {
             ModelKind::Blend if cold => cold_score,
             ModelKind::Blend => p_blend,
         };
-        x.dense.push(served as f32);
+        side.served = served as f32;
+        side.write(&mut x.dense, d);
+        self.watch_scores(served, ts);
+        for (m, eval) in &mut self.evals {
+            let s = match m {
+                Member::Logistic => p_linear,
+                Member::Hst => anomaly,
+                Member::Forest => p_forest.unwrap_or(0.0),
+                Member::Batch => p_batch.unwrap_or(cold_score),
+                Member::Blend => p_blend,
+            };
+            eval.record_score(tx_key, ts, card, s as f32);
+        }
+        served
+    }
+
+    /// Feed the served score of a transaction at `ts` to the score-distribution detector.
+    fn watch_scores(&mut self, served: f64, ts: i64) {
         if let Some(a) = self.score_drift.as_mut() {
             let before = a.mean();
             if a.update(served) {
@@ -481,17 +549,6 @@ impl Portfolio {
                 });
             }
         }
-        for (m, eval) in &mut self.evals {
-            let s = match m {
-                Member::Logistic => p_linear,
-                Member::Hst => anomaly,
-                Member::Forest => p_forest.unwrap_or(0.0),
-                Member::Batch => p_batch.unwrap_or(cold_score),
-                Member::Blend => p_blend,
-            };
-            eval.record_score(tx_key, ts, card, s as f32);
-        }
-        served
     }
 
     fn record(&mut self, mut e: DriftEvent) {
@@ -528,10 +585,44 @@ impl Portfolio {
         tx_key: u64,
     ) {
         let d = self.dense;
-        let side = &x.dense[d..d + EXTRAS];
+        let stride = d + SideValues::LEN;
+        let side = SideValues::read(&x.dense[d..]);
         self.labels += 1;
+        self.watch_error(is_fraud, side.served, ts);
+        if let Some(w) = weight {
+            let warm = self.genuine_learnt >= self.cfg.cold_start_genuine;
+            if is_fraud && !warm {
+                if self.held_weights.len() < self.cfg.hold_frauds {
+                    self.held.extend(&x.dense[..stride]);
+                    self.held_weights.push_back(w);
+                }
+            } else {
+                self.learn_supervised(&x.dense, is_fraud, w, ts);
+                let next = if warm {
+                    self.held_weights.pop_front()
+                } else {
+                    None
+                };
+                if let Some(w) = next {
+                    // Replay one held fraud per label, oldest first.
+                    let mut row = std::mem::take(&mut self.replay);
+                    row.clear();
+                    row.extend(self.held.drain(..stride));
+                    self.learn_supervised(&row, true, w, ts);
+                    self.replay = row;
+                }
+            }
+        }
+        if let Some(b) = self.batch.as_mut() {
+            b.learn(&x.dense[..d + 1], is_fraud, tx_key);
+        }
+    }
+
+    /// Feed `|label − served score|` to the error detector; a rise restarts
+    /// the stacker's rates and brings the batch champion's snapshot forward.
+    fn watch_error(&mut self, is_fraud: bool, served: f32, ts: i64) {
         if let Some(a) = self.error_drift.as_mut() {
-            let err = (f64::from(u8::from(is_fraud)) - side[SERVED] as f64).abs();
+            let err = (f64::from(u8::from(is_fraud)) - served as f64).abs();
             let before = a.mean();
             if a.update(err) && a.mean() > before {
                 let after = a.mean();
@@ -548,33 +639,6 @@ impl Portfolio {
                     day: 0,
                 });
             }
-        }
-        if let Some(w) = weight {
-            let warm = self.genuine_learnt >= self.cfg.cold_start_genuine;
-            if is_fraud && !warm {
-                if self.held_weights.len() < self.cfg.hold_frauds {
-                    self.held.extend(&x.dense[..d + EXTRAS]);
-                    self.held_weights.push_back(w);
-                }
-            } else {
-                self.learn_supervised(&x.dense, is_fraud, w, ts);
-                let next = if warm {
-                    self.held_weights.pop_front()
-                } else {
-                    None
-                };
-                if let Some(w) = next {
-                    // Replay one held fraud per label, oldest first.
-                    let mut row = std::mem::take(&mut self.replay);
-                    row.clear();
-                    row.extend(self.held.drain(..d + EXTRAS));
-                    self.learn_supervised(&row, true, w, ts);
-                    self.replay = row;
-                }
-            }
-        }
-        if let Some(b) = self.batch.as_mut() {
-            b.learn(&x.dense[..d + 1], is_fraud, tx_key);
         }
     }
 
@@ -602,12 +666,46 @@ impl Portfolio {
             }
         }
         if self.cfg.kind == ModelKind::Blend || self.cfg.compare {
-            self.stacker.learn(&x[d..d + EXTRAS], is_fraud, w);
+            self.stacker.learn(&SideValues::read(&x[d..]), is_fraud, w);
         }
         if is_fraud {
             self.frauds_learnt += 1;
         } else {
             self.genuine_learnt += 1;
+        }
+    }
+
+    /// The member that explains the served score of a vector with side
+    /// values `side`: the served one; the anomaly score in cold start; for a
+    /// blend, the member with the largest weighted logit in its combination.
+    fn explaining_member(&self, side: &SideValues) -> Member {
+        let cold = self.cold();
+        match self.cfg.kind {
+            ModelKind::Logistic => Member::Logistic,
+            ModelKind::Hst => Member::Hst,
+            ModelKind::Forest | ModelKind::Blend if cold => Member::Hst,
+            ModelKind::Forest => Member::Forest,
+            ModelKind::Batch => Member::Batch,
+            ModelKind::Blend => {
+                let w = match self.cfg.combine {
+                    Combine::Stack => [self.stacker.w[1], self.stacker.w[2], self.stacker.w[3]],
+                    Combine::Mean => self.cfg.weights,
+                };
+                let parts = [
+                    (Member::Logistic, w[0] * side.logit_linear as f64),
+                    (Member::Forest, w[1] * side.logit_forest as f64),
+                    (Member::Batch, w[2] * side.logit_batch as f64),
+                ];
+                parts
+                    .iter()
+                    .filter(|(m, _)| match m {
+                        Member::Forest => self.forest.is_some(),
+                        Member::Batch => self.batch.as_ref().is_some_and(|b| b.model().is_some()),
+                        _ => true,
+                    })
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map_or(Member::Logistic, |p| p.0)
+            }
         }
     }
 
@@ -625,43 +723,15 @@ impl Portfolio {
         out: &mut Vec<Contribution>,
     ) {
         let d = self.dense;
-        let side = &x.dense[d..d + EXTRAS];
+        let side = SideValues::read(&x.dense[d..]);
         let anomaly_only = |out: &mut Vec<Contribution>| {
             out.clear();
             out.push(Contribution {
                 feature: "anomaly_score".into(),
-                value: side[HST] as f64,
+                value: side.anomaly as f64,
             });
         };
-        let cold = self.cold();
-        let member = match self.cfg.kind {
-            ModelKind::Logistic => Member::Logistic,
-            ModelKind::Hst => Member::Hst,
-            ModelKind::Forest | ModelKind::Blend if cold => Member::Hst,
-            ModelKind::Forest => Member::Forest,
-            ModelKind::Batch => Member::Batch,
-            ModelKind::Blend => {
-                let w = match self.cfg.combine {
-                    Combine::Stack => [self.stacker.w[1], self.stacker.w[2], self.stacker.w[3]],
-                    Combine::Mean => self.cfg.weights,
-                };
-                let parts = [
-                    (Member::Logistic, w[0] * side[LOGIT_LINEAR] as f64),
-                    (Member::Forest, w[1] * side[LOGIT_FOREST] as f64),
-                    (Member::Batch, w[2] * side[LOGIT_BATCH] as f64),
-                ];
-                parts
-                    .iter()
-                    .filter(|(m, _)| match m {
-                        Member::Forest => self.forest.is_some(),
-                        Member::Batch => self.batch.as_ref().is_some_and(|b| b.model().is_some()),
-                        _ => true,
-                    })
-                    .max_by(|a, b| a.1.total_cmp(&b.1))
-                    .map_or(Member::Logistic, |p| p.0)
-            }
-        };
-        match member {
+        match self.explaining_member(&side) {
             Member::Logistic | Member::Blend => logistic.explain_one(x, top, out),
             Member::Forest => match self.forest.as_mut() {
                 Some(f) => f.explain_one(&x.dense[..d + 1], top, out),
@@ -806,5 +876,20 @@ mod tests {
         );
         let names: Vec<String> = p.member_metrics(None).into_iter().map(|m| m.name).collect();
         assert_eq!(names, ["logistic", "hst", "forest", "batch", "blend"]);
+    }
+
+    #[test]
+    fn side_values_keep_their_stored_order() {
+        let side = SideValues {
+            anomaly: 1.0,
+            logit_linear: 2.0,
+            logit_forest: 3.0,
+            logit_batch: 4.0,
+            served: 5.0,
+        };
+        let mut dense = vec![9.0, 9.0, 7.0];
+        side.write(&mut dense, 2);
+        assert_eq!(dense, [9.0, 9.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(SideValues::read(&dense[2..]), side);
     }
 }
