@@ -99,10 +99,7 @@ pub fn run_report(
         },
         daily: eval.daily(),
         model: t.model.portfolio.kind.name().to_string(),
-        models: engine
-            .portfolio()
-            .map(|p| p.member_metrics(from))
-            .unwrap_or_default(),
+        models: engine.member_evaluation().metrics(from),
         drift_events: engine
             .portfolio()
             .map(|p| p.drift_events().0.to_vec())

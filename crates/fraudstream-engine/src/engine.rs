@@ -11,10 +11,10 @@
 //! ```
 
 use crate::config::EngineConfig;
-use crate::eval::{LabelOutcome, Prequential};
+use crate::eval::{LabelOutcome, MemberEvaluation, Prequential};
 use crate::event::{key_of, Contribution, Label, Score, Transaction};
 use crate::features::{merchant_feature_count, CardFeatures, FeatureVector, MerchantFeatures};
-use crate::model::portfolio::{ModelKind, Portfolio};
+use crate::model::portfolio::Portfolio;
 use crate::model::{Classifier, Explain, Imbalance, LogisticModel};
 use crate::pending::{PendingFeatures, PendingMeta};
 use hdrhistogram::Histogram;
@@ -269,7 +269,7 @@ struct CardSettings {
     seed: u64,
 }
 
-/// Card state, the model handle, the pending store and the evaluation of
+/// Card state, the model handle, the pending store and the evaluations of
 /// the transactions this stage scores.
 pub struct CardStage {
     cfg: CardSettings,
@@ -280,6 +280,8 @@ pub struct CardStage {
     portfolio: Option<Box<Portfolio>>,
     pending: PendingFeatures,
     eval: Prequential,
+    /// Each portfolio member's own evaluation (none for the logistic alone).
+    members: MemberEvaluation,
     counters: EngineCounters,
     published: EngineCounters,
     latency_ns: Histogram<u64>,
@@ -310,8 +312,9 @@ impl CardStage {
         let dense = space.dense_len();
         let eval_cfg = cfg.eval();
         let pf = &cfg.portfolio;
-        let portfolio = (pf.kind != ModelKind::Logistic || pf.compare)
-            .then(|| Box::new(Portfolio::new(space.names(), *pf, eval_cfg.clone())));
+        let portfolio = pf
+            .runs_portfolio()
+            .then(|| Box::new(Portfolio::new(space.names(), *pf, eval_cfg.origin_ms)));
         // The pending store keeps the portfolio's score-time side values too.
         let stride = portfolio.as_ref().map_or(dense, |p| p.stride());
         CardStage {
@@ -328,6 +331,7 @@ impl CardStage {
             model,
             portfolio,
             pending: PendingFeatures::new(stride, cfg.pending_capacity, cfg.pending_ttl_ms),
+            members: MemberEvaluation::new(pf, &eval_cfg),
             eval: Prequential::new(eval_cfg),
             counters: EngineCounters::default(),
             published: EngineCounters::default(),
@@ -355,9 +359,12 @@ impl CardStage {
             .extract_and_update(&tx, ctx.card, ctx.merchant, ctx.late, &mut self.x);
         self.x.dense.extend_from_slice(ctx.merchant_features());
         let p_linear = self.model.predict_proba_one(&self.x);
-        let p = match self.portfolio.as_deref_mut() {
-            Some(pf) => pf.score(&mut self.x, p_linear, ctx.tx_key, ts, ctx.card),
-            None => p_linear,
+        let (p, member_scores) = match self.portfolio.as_deref_mut() {
+            Some(pf) => {
+                let (p, members) = pf.score(&mut self.x, p_linear, ts);
+                (p, Some(members))
+            }
+            None => (p_linear, None),
         };
         let alert = p >= self.cfg.threshold;
         let mut top = Vec::new();
@@ -390,6 +397,9 @@ impl CardStage {
             },
         );
         self.eval.record_score(ctx.tx_key, ts, ctx.card, p as f32);
+        if let Some(m) = &member_scores {
+            self.members.record_score(ctx.tx_key, ts, ctx.card, m);
+        }
         self.counters.scored += 1;
         let score = Score {
             tx_id: tx.tx_id,
@@ -417,9 +427,7 @@ impl CardStage {
     pub fn label(&mut self, l: &LabelContext) -> LabelResult {
         self.counters.labels += 1;
         let outcome = self.eval.record_label(l.tx_key, l.is_fraud);
-        if let Some(pf) = self.portfolio.as_deref_mut() {
-            pf.record_label(l.tx_key, l.is_fraud);
-        }
+        self.members.record_label(l.tx_key, l.is_fraud);
         match self.pending.take(l.tx_key, &mut self.label_x) {
             Some(meta) => {
                 self.counters.labels_joined += 1;
@@ -478,6 +486,11 @@ impl CardStage {
         &self.eval
     }
 
+    /// Each portfolio member's evaluation.
+    pub fn member_evaluation(&self) -> &MemberEvaluation {
+        &self.members
+    }
+
     /// The model handle.
     pub fn model(&self) -> &LogisticModel {
         &self.model
@@ -526,6 +539,7 @@ impl CardStage {
         if let (Some(mine), Some(theirs)) = (self.portfolio.as_deref_mut(), other.portfolio) {
             mine.absorb(*theirs);
         }
+        self.members.merge(other.members);
         self.eval.merge(other.eval);
         self.pending.absorb_counts(&other.pending);
         self.cards_absorbed += other.cards.len();
@@ -619,6 +633,11 @@ impl Engine {
     /// The evaluation so far.
     pub fn evaluation(&self) -> &Prequential {
         self.card.evaluation()
+    }
+
+    /// Each portfolio member's evaluation so far.
+    pub fn member_evaluation(&self) -> &MemberEvaluation {
+        self.card.member_evaluation()
     }
 
     /// The pending store.
@@ -733,10 +752,9 @@ impl Engine {
         );
         match (portfolio, c.portfolio.as_deref_mut()) {
             (Some(bytes), Some(fresh)) => {
-                let mut restored: Portfolio =
-                    serde_json::from_slice(&bytes).context("model portfolio")?;
-                restored.adopt_evaluations(fresh);
-                c.portfolio = Some(Box::new(restored));
+                // The member evaluations are the stage's, not restored: they
+                // cover the stream after the restore.
+                *fresh = serde_json::from_slice(&bytes).context("model portfolio")?;
             }
             (None, None) => {}
             _ => anyhow::bail!("written with another model.type than this topology's"),

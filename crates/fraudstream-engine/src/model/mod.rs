@@ -5,8 +5,9 @@
 //! logistic regression (FTRL-Proximal or AdaGrad SGD); [`adwin`] and [`hst`]
 //! the change detector and streaming anomaly detector; [`forest`] the
 //! adaptive random forest; [`batch`] the smartcore batch champion;
-//! [`portfolio`] what `model.type` serves and how the members are combined,
-//! watched for drift and evaluated.
+//! [`portfolio`] what `model.type` serves and how the members are combined
+//! and watched for drift (their evaluation is an observer outside the
+//! models, in [`crate::eval`]).
 //!
 //! **Inputs differ by model**, so each trait names its input type: the
 //! logistic regression reads a whole

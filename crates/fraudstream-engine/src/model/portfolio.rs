@@ -2,8 +2,10 @@
 //! logistic regression (adaptive forest, Half-Space Trees, the smartcore
 //! batch champion), how their scores become the final one (`model.type`),
 //! the drift detectors on the final score's distribution and on its error,
-//! the drift events, the named score-time side values ([`SideValues`]) and
-//! each member's own prequential evaluation.
+//! the drift events, and the named score-time side values ([`SideValues`]).
+//! It does not evaluate its members: scoring returns every member's score
+//! ([`MemberScores`]) to an observer outside the models
+//! ([`MemberEvaluation`](crate::eval::MemberEvaluation)).
 //!
 //! **Score-time side values.** After the card and merchant features (`D`
 //! values), scoring appends [`SideValues::LEN`] values to the transaction's
@@ -40,12 +42,14 @@ use super::batch::{BatchChampion, BatchConfig};
 use super::forest::{AdaptiveForest, ForestConfig};
 use super::hst::{HalfSpaceTrees, HstConfig};
 use super::{AnomalyDetector, Classifier, Explain, LogisticModel, Standardizer};
-use crate::eval::{EvalConfig, MetricsSummary, Prequential};
 use crate::event::Contribution;
 use crate::features::FeatureVector;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+
+/// Where the run report reads it from (it is the evaluation's).
+pub use crate::eval::MemberMetrics;
 
 /// The score-time side values stored after a transaction's features (see
 /// the module doc), in the order of the fields.
@@ -166,6 +170,43 @@ pub struct PortfolioConfig {
     pub hold_frauds: usize,
     /// ADWIN confidence of the score and error detectors (0 disables).
     pub drift_delta: f64,
+}
+
+impl PortfolioConfig {
+    /// Whether anything beside the logistic regression runs: `model.type` is
+    /// not the logistic alone, or every member is compared.
+    pub fn runs_portfolio(&self) -> bool {
+        self.kind != ModelKind::Logistic || self.compare
+    }
+
+    fn runs_forest(&self) -> bool {
+        self.compare || matches!(self.kind, ModelKind::Forest | ModelKind::Blend)
+    }
+
+    fn runs_batch(&self) -> bool {
+        self.compare || matches!(self.kind, ModelKind::Batch | ModelKind::Blend)
+    }
+
+    /// The members evaluated on their own, in report order: every one with
+    /// `compare`, else those the served blend or forest or batch is made of.
+    pub fn evaluated_members(&self) -> Vec<Member> {
+        let all = self.compare;
+        let mut members = Vec::new();
+        if all {
+            members.push(Member::Logistic);
+            members.push(Member::Hst);
+        }
+        if self.runs_forest() {
+            members.push(Member::Forest);
+        }
+        if self.runs_batch() {
+            members.push(Member::Batch);
+        }
+        if all || self.kind == ModelKind::Blend {
+            members.push(Member::Blend);
+        }
+        members
+    }
 }
 
 impl Default for PortfolioConfig {
@@ -291,16 +332,22 @@ fn logit(p: f64) -> f64 {
 
 /// A member whose scores are evaluated on their own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Member {
+pub enum Member {
+    /// The online logistic regression.
     Logistic,
+    /// The adaptive forest.
     Forest,
+    /// The Half-Space Trees anomaly score.
     Hst,
+    /// The batch champion.
     Batch,
+    /// The combination of the members.
     Blend,
 }
 
 impl Member {
-    fn name(self) -> &'static str {
+    /// Its name in reports (as [`ModelKind::name`]).
+    pub fn name(self) -> &'static str {
         match self {
             Member::Logistic => "logistic",
             Member::Forest => "forest",
@@ -311,17 +358,33 @@ impl Member {
     }
 }
 
-/// Metrics of one member, from its own prequential evaluation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MemberMetrics {
-    /// Member name.
-    pub name: String,
-    /// Whether its score is the one served.
-    pub served: bool,
-    /// Over the whole run.
-    pub overall: MetricsSummary,
-    /// Over the last days of the report.
-    pub last_days: MetricsSummary,
+/// Every member's score of one transaction, as its own evaluation records
+/// it; [`Portfolio::score`] returns them for an observer outside the models.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MemberScores {
+    /// The logistic regression's.
+    pub logistic: f64,
+    /// The anomaly score.
+    pub hst: f64,
+    /// The forest's (0 without a forest, which is then not evaluated).
+    pub forest: f64,
+    /// The batch champion's; the cold-start score before its first model.
+    pub batch: f64,
+    /// The blend's (whatever is served).
+    pub blend: f64,
+}
+
+impl MemberScores {
+    /// The score of member `m`.
+    pub fn of(&self, m: Member) -> f64 {
+        match m {
+            Member::Logistic => self.logistic,
+            Member::Hst => self.hst,
+            Member::Forest => self.forest,
+            Member::Batch => self.batch,
+            Member::Blend => self.blend,
+        }
+    }
 }
 
 /// The portfolio of one card stage.
@@ -349,9 +412,6 @@ pub struct Portfolio {
     held_weights: VecDeque<f64>,
     events: Vec<DriftEvent>,
     events_dropped: u64,
-    /// Each member's evaluation (not model state: rebuilt empty on restore).
-    #[serde(skip)]
-    evals: Vec<(Member, Prequential)>,
     #[serde(skip)]
     hst_in: Vec<f32>,
     /// A held fraud being replayed.
@@ -362,45 +422,25 @@ pub struct Portfolio {
 }
 
 impl Portfolio {
-    /// Take over `fresh`'s (empty) member evaluations: a portfolio restored
-    /// from a checkpoint carries its models, not their evaluations, which
-    /// then cover the stream after the restore.
-    pub fn adopt_evaluations(&mut self, fresh: &mut Portfolio) {
-        self.evals = std::mem::take(&mut fresh.evals);
-    }
-
-    /// For `dense` card + merchant features named `names`; members are
-    /// evaluated with `eval`.
-    pub fn new(names: &[CompactString], cfg: PortfolioConfig, eval: EvalConfig) -> Self {
+    /// For `dense` card + merchant features named `names`; drift events are
+    /// dated in days from `origin_ms` (the evaluation's day 0).
+    pub fn new(names: &[CompactString], cfg: PortfolioConfig, origin_ms: i64) -> Self {
         let dense = names.len();
         let mut side_names: Vec<CompactString> = names.to_vec();
         side_names.push("anomaly_score".into());
-        let all = cfg.compare;
         // Members see the features, plus the anomaly score if configured
         // (they slice their inputs to their own width).
         let width = dense + usize::from(cfg.anomaly_feature);
-        let forest = (all || matches!(cfg.kind, ModelKind::Forest | ModelKind::Blend))
+        let forest = cfg
+            .runs_forest()
             .then(|| AdaptiveForest::new(side_names[..width].to_vec(), cfg.forest));
-        let batch = (all || matches!(cfg.kind, ModelKind::Batch | ModelKind::Blend))
+        let batch = cfg
+            .runs_batch()
             .then(|| BatchChampion::new(width, cfg.batch));
-        let mut members = Vec::new();
-        if all {
-            members.push(Member::Logistic);
-            members.push(Member::Hst);
-        }
-        if forest.is_some() {
-            members.push(Member::Forest);
-        }
-        if batch.is_some() {
-            members.push(Member::Batch);
-        }
-        if all || cfg.kind == ModelKind::Blend {
-            members.push(Member::Blend);
-        }
         let detector = (cfg.drift_delta > 0.0).then(|| Adwin::new(cfg.drift_delta));
         Portfolio {
             dense,
-            origin_ms: eval.origin_ms,
+            origin_ms,
             names: side_names,
             forest,
             hst: HalfSpaceTrees::new(dense, cfg.hst),
@@ -417,10 +457,6 @@ impl Portfolio {
             replay: Vec::new(),
             events: Vec::new(),
             events_dropped: 0,
-            evals: members
-                .into_iter()
-                .map(|m| (m, Prequential::new(eval.clone())))
-                .collect(),
             hst_in: Vec::with_capacity(dense),
             std_buf: Vec::with_capacity(dense),
             cfg,
@@ -473,17 +509,10 @@ impl Portfolio {
     }
 
     /// Score the transaction whose features are in `x` (the logistic model
-    /// gave `p_linear`): writes the side values after the features in
-    /// `x.dense` and returns the served score. `tx_key`, `ts` and `card` feed
-    /// the members' evaluation.
-    pub fn score(
-        &mut self,
-        x: &mut FeatureVector,
-        p_linear: f64,
-        tx_key: u64,
-        ts: i64,
-        card: u64,
-    ) -> f64 {
+    /// gave `p_linear`, `ts` is its event time): writes the side values after
+    /// the features in `x.dense` and returns the served score and every
+    /// member's score.
+    pub fn score(&mut self, x: &mut FeatureVector, p_linear: f64, ts: i64) -> (f64, MemberScores) {
         let d = self.dense;
         debug_assert_eq!(x.dense.len(), d);
         let anomaly = self.anomaly(&x.dense);
@@ -520,17 +549,14 @@ impl Portfolio {
         side.served = served as f32;
         side.write(&mut x.dense, d);
         self.watch_scores(served, ts);
-        for (m, eval) in &mut self.evals {
-            let s = match m {
-                Member::Logistic => p_linear,
-                Member::Hst => anomaly,
-                Member::Forest => p_forest.unwrap_or(0.0),
-                Member::Batch => p_batch.unwrap_or(cold_score),
-                Member::Blend => p_blend,
-            };
-            eval.record_score(tx_key, ts, card, s as f32);
-        }
-        served
+        let members = MemberScores {
+            logistic: p_linear,
+            hst: anomaly,
+            forest: p_forest.unwrap_or(0.0),
+            batch: p_batch.unwrap_or(cold_score),
+            blend: p_blend,
+        };
+        (served, members)
     }
 
     /// Feed the served score of a transaction at `ts` to the score-distribution detector.
@@ -557,13 +583,6 @@ impl Portfolio {
             self.events.push(e);
         } else {
             self.events_dropped += 1;
-        }
-    }
-
-    /// Note a label for the members' evaluation (every label, joined or not).
-    pub fn record_label(&mut self, tx_key: u64, is_fraud: bool) {
-        for (_, eval) in &mut self.evals {
-            eval.record_label(tx_key, is_fraud);
         }
     }
 
@@ -760,33 +779,9 @@ impl Portfolio {
         self.forest.as_ref().map_or(0, |f| f.resets())
     }
 
-    /// Each evaluated member's metrics, over the run and from `from_day` on.
-    pub fn member_metrics(&self, from_day: Option<i64>) -> Vec<MemberMetrics> {
-        self.evals
-            .iter()
-            .map(|(m, e)| MemberMetrics {
-                name: m.name().to_string(),
-                served: m.name() == self.cfg.kind.name(),
-                overall: e.summary(None),
-                last_days: e.summary(from_day),
-            })
-            .collect()
-    }
-
-    /// The daily metrics of one member (by name), if it is evaluated.
-    pub fn member_daily(&self, name: &str) -> Option<Vec<crate::eval::DayMetrics>> {
-        self.evals
-            .iter()
-            .find(|(m, _)| m.name() == name)
-            .map(|(_, e)| e.daily())
-    }
-
-    /// Take in another stage's evaluations and drift events (after a
-    /// parallel run; events end up ordered by time).
+    /// Take in another stage's drift events (after a parallel run; events
+    /// end up ordered by time).
     pub fn absorb(&mut self, other: Portfolio) {
-        for ((_, mine), (_, theirs)) in self.evals.iter_mut().zip(other.evals) {
-            mine.merge(theirs);
-        }
         self.events.extend(other.events);
         self.events.sort_by_key(|e| e.ts);
         self.events_dropped += other.events_dropped;
@@ -796,6 +791,7 @@ impl Portfolio {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::{EvalConfig, MemberEvaluation};
     use crate::features::{FeatureConfig, FeatureExtractor};
     use rand::{Rng, SeedableRng};
 
@@ -833,18 +829,23 @@ mod tests {
             },
             ..PortfolioConfig::default()
         };
-        let mut p = Portfolio::new(space.names(), cfg, EvalConfig::default());
+        let eval = EvalConfig::default();
+        let mut p = Portfolio::new(space.names(), cfg, eval.origin_ms);
+        let mut members = MemberEvaluation::new(&cfg, &eval);
         let mut logistic = LogisticModel::new(&space, Default::default());
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let d = space.dense_len();
         for i in 0..6000u64 {
             let (mut x, y) = vector(&mut rng, d);
             let p_lin = logistic.predict_proba_one(&x);
-            let s = p.score(&mut x, p_lin, i, i as i64 * 1000, i % 50);
+            let (s, scores) = p.score(&mut x, p_lin, i as i64 * 1000);
             assert!((0.0..=1.0).contains(&s));
             assert_eq!(x.dense.len(), p.stride(), "side values appended");
+            assert_eq!(SideValues::read(&x.dense[d..]).served, s as f32);
+            assert_eq!(scores.logistic, p_lin);
+            members.record_score(i, i as i64 * 1000, i % 50, &scores);
             logistic.learn_one(&x, y, 1.0);
-            p.record_label(i, y);
+            members.record_label(i, y);
             p.learn(&x, y, Some(if y { 5.0 } else { 1.0 }), i as i64 * 1000, i);
         }
         assert!(!p.cold(), "warm after labels of both classes");
@@ -855,8 +856,8 @@ mod tests {
         let (mut lo, _) = vector(&mut rng, d);
         lo.dense[0] = 0.1;
         let (hi2, lo2) = (hi.clone(), lo.clone());
-        let s_hi = p.score(&mut hi, 0.5, 1, 0, 1);
-        let s_lo = p.score(&mut lo, 0.5, 2, 0, 2);
+        let (s_hi, _) = p.score(&mut hi, 0.5, 0);
+        let (s_lo, _) = p.score(&mut lo, 0.5, 0);
         assert!(s_hi > s_lo, "{s_hi} vs {s_lo}");
         let mut out = Vec::new();
         p.explain(&hi, &mut logistic, 3, &mut out);
@@ -865,17 +866,13 @@ mod tests {
         let json = serde_json::to_string(&p).unwrap();
         let mut back: Portfolio = serde_json::from_str(&json).unwrap();
         let (mut a, mut b) = (hi2.clone(), hi2);
-        assert_eq!(
-            p.score(&mut a, 0.5, 3, 0, 1),
-            back.score(&mut b, 0.5, 3, 0, 1)
-        );
+        assert_eq!(p.score(&mut a, 0.5, 0), back.score(&mut b, 0.5, 0));
+        assert_eq!(a.dense, b.dense, "the same side values");
         let (mut a, mut b) = (lo2.clone(), lo2);
-        assert_eq!(
-            p.score(&mut a, 0.5, 4, 0, 2),
-            back.score(&mut b, 0.5, 4, 0, 2)
-        );
-        let names: Vec<String> = p.member_metrics(None).into_iter().map(|m| m.name).collect();
+        assert_eq!(p.score(&mut a, 0.5, 0), back.score(&mut b, 0.5, 0));
+        let names: Vec<String> = members.metrics(None).into_iter().map(|m| m.name).collect();
         assert_eq!(names, ["logistic", "hst", "forest", "batch", "blend"]);
+        assert_eq!(members.metrics(None)[4].overall.transactions, 6000);
     }
 
     #[test]
