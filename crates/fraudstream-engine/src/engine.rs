@@ -9,13 +9,17 @@
 //! label ─► route, merchant risk ───► LabelContext ─► pending.take ─► model.learn,
 //!                                                    card fraud signal, evaluation
 //! ```
+//!
+//! The card stage's `model` is one [`ServedModel`] whatever `model.type` is;
+//! the evaluations (of the served score, and of each portfolio member's
+//! score the model returns) are observers the stage owns beside it.
 
 use crate::config::EngineConfig;
 use crate::eval::{LabelOutcome, MemberEvaluation, Prequential};
 use crate::event::{key_of, Contribution, Label, Score, Transaction};
 use crate::features::{merchant_feature_count, CardFeatures, FeatureVector, MerchantFeatures};
 use crate::model::portfolio::Portfolio;
-use crate::model::{Classifier, Explain, Imbalance, LogisticModel};
+use crate::model::{Imbalance, LogisticModel, ServedModel};
 use crate::pending::{PendingFeatures, PendingMeta};
 use hdrhistogram::Histogram;
 use nohash_hasher::IntMap;
@@ -269,15 +273,14 @@ struct CardSettings {
     seed: u64,
 }
 
-/// Card state, the model handle, the pending store and the evaluations of
+/// Card state, the served model, the pending store and the evaluations of
 /// the transactions this stage scores.
 pub struct CardStage {
     cfg: CardSettings,
     cards: CardFeatures,
-    model: LogisticModel,
-    /// The models beside the logistic regression and what is served
-    /// (`model.type`); `None` for the logistic alone (the default).
-    portfolio: Option<Box<Portfolio>>,
+    /// The logistic regression (a handle, maybe shared between stages) and
+    /// the portfolio beside it when `model.type` asks for one.
+    model: ServedModel,
     pending: PendingFeatures,
     eval: Prequential,
     /// Each portfolio member's own evaluation (none for the logistic alone).
@@ -309,14 +312,10 @@ impl CardStage {
     /// For `cfg`, with a model handle (shared between stages or not).
     pub fn new(cfg: &EngineConfig, model: LogisticModel) -> Self {
         let space = crate::features::feature_space(&cfg.features);
-        let dense = space.dense_len();
         let eval_cfg = cfg.eval();
-        let pf = &cfg.portfolio;
-        let portfolio = pf
-            .runs_portfolio()
-            .then(|| Box::new(Portfolio::new(space.names(), *pf, eval_cfg.origin_ms)));
+        let model = ServedModel::new(&space, model, cfg.portfolio, eval_cfg.origin_ms);
         // The pending store keeps the portfolio's score-time side values too.
-        let stride = portfolio.as_ref().map_or(dense, |p| p.stride());
+        let stride = model.stride();
         CardStage {
             cfg: CardSettings {
                 threshold: cfg.alert_threshold,
@@ -329,9 +328,8 @@ impl CardStage {
             },
             cards: CardFeatures::new(cfg.features.clone()),
             model,
-            portfolio,
             pending: PendingFeatures::new(stride, cfg.pending_capacity, cfg.pending_ttl_ms),
-            members: MemberEvaluation::new(pf, &eval_cfg),
+            members: MemberEvaluation::new(&cfg.portfolio, &eval_cfg),
             eval: Prequential::new(eval_cfg),
             counters: EngineCounters::default(),
             published: EngineCounters::default(),
@@ -358,31 +356,14 @@ impl CardStage {
         self.cards
             .extract_and_update(&tx, ctx.card, ctx.merchant, ctx.late, &mut self.x);
         self.x.dense.extend_from_slice(ctx.merchant_features());
-        let p_linear = self.model.predict_proba_one(&self.x);
-        let (p, member_scores) = match self.portfolio.as_deref_mut() {
-            Some(pf) => {
-                let (p, members) = pf.score(&mut self.x, p_linear, ts);
-                (p, Some(members))
-            }
-            None => (p_linear, None),
-        };
+        let (p, member_scores) = self.model.score(&mut self.x, ts);
         let alert = p >= self.cfg.threshold;
         let mut top = Vec::new();
         if alert {
             self.counters.alerts += 1;
             if self.cfg.explain_top > 0 {
-                match self.portfolio.as_deref_mut() {
-                    Some(pf) => pf.explain(
-                        &self.x,
-                        &mut self.model,
-                        self.cfg.explain_top,
-                        &mut self.explain_buf,
-                    ),
-                    None => {
-                        self.model
-                            .explain_one(&self.x, self.cfg.explain_top, &mut self.explain_buf)
-                    }
-                }
+                self.model
+                    .explain(&self.x, self.cfg.explain_top, &mut self.explain_buf);
                 top = std::mem::take(&mut self.explain_buf);
             }
         }
@@ -436,12 +417,10 @@ impl CardStage {
                         .cfg
                         .imbalance
                         .weight(l.is_fraud, l.tx_key, self.cfg.seed);
-                    if let Some(w) = weight {
-                        self.model.learn_one(&self.label_x, l.is_fraud, w);
+                    self.model
+                        .learn(&self.label_x, l.is_fraud, weight, l.ts, l.tx_key);
+                    if weight.is_some() {
                         self.counters.labels_learnt += 1;
-                    }
-                    if let Some(pf) = self.portfolio.as_deref_mut() {
-                        pf.learn(&self.label_x, l.is_fraud, weight, l.ts, l.tx_key);
                     }
                     if l.is_fraud {
                         self.cards.apply_fraud(meta.card, l.ts);
@@ -491,9 +470,9 @@ impl CardStage {
         &self.members
     }
 
-    /// The model handle.
+    /// The logistic model handle.
     pub fn model(&self) -> &LogisticModel {
-        &self.model
+        self.model.logistic()
     }
 
     /// The pending store.
@@ -503,7 +482,7 @@ impl CardStage {
 
     /// The portfolio, when `model.type` is not the logistic alone.
     pub fn portfolio(&self) -> Option<&Portfolio> {
-        self.portfolio.as_deref()
+        self.model.portfolio()
     }
 
     /// Cards held.
@@ -535,10 +514,7 @@ impl CardStage {
         self.queued_ns
             .add(&other.queued_ns)
             .expect("same histogram bounds");
-        self.model.absorb_statistics(&other.model);
-        if let (Some(mine), Some(theirs)) = (self.portfolio.as_deref_mut(), other.portfolio) {
-            mine.absorb(*theirs);
-        }
+        self.model.absorb(other.model);
         self.members.merge(other.members);
         self.eval.merge(other.eval);
         self.pending.absorb_counts(&other.pending);
@@ -688,14 +664,14 @@ impl Engine {
             &(
                 // JSON inside: the optimizer is an internally tagged enum,
                 // which bincode cannot read back.
-                serde_json::to_vec(&c.model.to_file())
+                serde_json::to_vec(&c.model.logistic().to_file())
                     .map_err(|e| bincode::ErrorKind::Custom(e.to_string()))?,
                 &c.pending,
                 &c.eval,
                 &c.counters,
                 c.next_eviction,
                 // JSON for the same reason as the model (tagged enums inside).
-                match &c.portfolio {
+                match c.model.portfolio() {
                     Some(p) => Some(
                         serde_json::to_vec(p)
                             .map_err(|e| bincode::ErrorKind::Custom(e.to_string()))?,
@@ -742,7 +718,7 @@ impl Engine {
             bincode::deserialize_from(&mut r).context("model and pending store")?;
         let space = crate::features::feature_space(&cfg.features);
         let model = serde_json::from_slice(&model).context("model")?;
-        c.model =
+        *c.model.logistic_mut() =
             LogisticModel::from_file(model, &space).map_err(|e| anyhow::anyhow!("model: {e}"))?;
         anyhow::ensure!(
             pending.stride() == c.pending.stride(),
@@ -750,7 +726,7 @@ impl Engine {
             pending.stride(),
             c.pending.stride()
         );
-        match (portfolio, c.portfolio.as_deref_mut()) {
+        match (portfolio, c.model.portfolio_mut()) {
             (Some(bytes), Some(fresh)) => {
                 // The member evaluations are the stage's, not restored: they
                 // cover the stream after the restore.
@@ -787,6 +763,7 @@ pub fn fresh_model(cfg: &EngineConfig) -> LogisticModel {
 mod tests {
     use super::*;
     use crate::event::TxId;
+    use crate::model::Classifier;
 
     fn engine(change: impl FnOnce(&mut EngineConfig)) -> Engine {
         let mut cfg = EngineConfig::default();

@@ -7,7 +7,8 @@
 //! adaptive random forest; [`batch`] the smartcore batch champion;
 //! [`portfolio`] what `model.type` serves and how the members are combined
 //! and watched for drift (their evaluation is an observer outside the
-//! models, in [`crate::eval`]).
+//! models, in [`crate::eval`]); [`served`] the one value the card stage
+//! scores, learns and explains with.
 //!
 //! **Inputs differ by model**, so each trait names its input type: the
 //! logistic regression reads a whole
@@ -26,10 +27,12 @@ pub mod forest;
 pub mod hst;
 pub mod logistic;
 pub mod portfolio;
+pub mod served;
 
 use crate::event::Contribution;
 
 pub use logistic::{Imbalance, LogisticConfig, LogisticModel, ModelFile, Optimizer};
+pub use served::ServedModel;
 
 /// A binary classifier scored test-then-train on a stream (River's
 /// `predict_proba_one` / `learn_one`).
