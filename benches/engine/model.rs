@@ -1,10 +1,10 @@
-//! `LogisticModel` scoring and learning (through `OnlineModel`) on the
+//! `LogisticModel` scoring and learning (through `Classifier`) on the
 //! feature vectors of 50k simulated transactions.
 
 use criterion::{black_box, criterion_group, Criterion, SamplingMode, Throughput};
 use fraudstream_engine::event::key_of;
 use fraudstream_engine::features::{FeatureConfig, FeatureExtractor, FeatureSpace, FeatureVector};
-use fraudstream_engine::model::{LogisticConfig, LogisticModel, OnlineModel};
+use fraudstream_engine::model::{Classifier, LogisticConfig, LogisticModel};
 
 const TRANSACTIONS: usize = 50_000;
 /// Weight of a fraud example (the default `imbalance = "weight"`).
@@ -34,8 +34,8 @@ fn bench_model(c: &mut Criterion) {
     // statistics are in their working range.
     let mut trained = LogisticModel::new(&space, LogisticConfig::default());
     for (x, &fraud) in xs.iter().zip(&frauds) {
-        trained.score(x);
-        trained.learn(x, fraud, if fraud { POSITIVE_WEIGHT } else { 1.0 });
+        trained.predict_proba_one(x);
+        trained.learn_one(x, fraud, if fraud { POSITIVE_WEIGHT } else { 1.0 });
     }
 
     let mut group = c.benchmark_group("model");
@@ -48,7 +48,7 @@ fn bench_model(c: &mut Criterion) {
         b.iter(|| {
             let mut sum = 0.0;
             for x in black_box(&xs) {
-                sum += model.score(x);
+                sum += model.predict_proba_one(x);
             }
             sum
         })
@@ -59,7 +59,7 @@ fn bench_model(c: &mut Criterion) {
     group.bench_function("learn", |b| {
         b.iter(|| {
             for (x, &fraud) in black_box(&xs).iter().zip(&frauds) {
-                model.learn(x, fraud, if fraud { POSITIVE_WEIGHT } else { 1.0 });
+                model.learn_one(x, fraud, if fraud { POSITIVE_WEIGHT } else { 1.0 });
             }
         })
     });

@@ -107,10 +107,10 @@ impl Model {
         let y = is_fraud as u8 as f64;
         let p = self.predict(f);
         let wt = if is_fraud { 10.0 } else { 1.0 };
-        for i in 0..NF {
-            let g = wt * (y - p) * f[i] as f64;
-            self.g2[i] += g * g;
-            self.w[i] += 0.3 * g / (1e-8 + self.g2[i].sqrt());
+        for ((w, g2), &x) in self.w.iter_mut().zip(self.g2.iter_mut()).zip(f) {
+            let g = wt * (y - p) * x as f64;
+            *g2 += g * g;
+            *w += 0.3 * g / (1e-8 + g2.sqrt());
         }
     }
 }

@@ -90,7 +90,7 @@ pub fn run_report(
         },
         latency: Latency::of(engine.latency()),
         latency_with_queueing: Latency::of(engine.queued_latency()),
-        model_version: fraudstream_engine::model::OnlineModel::version(engine.model()),
+        model_version: fraudstream_engine::model::Classifier::version(engine.model()),
         features: fraudstream_engine::features::feature_space(&t.features).dense_len() as u64,
         metrics: MetricsReport {
             overall,
@@ -99,10 +99,7 @@ pub fn run_report(
         },
         daily: eval.daily(),
         model: t.model.portfolio.kind.name().to_string(),
-        models: engine
-            .portfolio()
-            .map(|p| p.member_metrics(from))
-            .unwrap_or_default(),
+        models: engine.member_evaluation().metrics(from),
         drift_events: engine
             .portfolio()
             .map(|p| p.drift_events().0.to_vec())

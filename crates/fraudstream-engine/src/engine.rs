@@ -9,15 +9,19 @@
 //! label ─► route, merchant risk ───► LabelContext ─► pending.take ─► model.learn,
 //!                                                    card fraud signal, evaluation
 //! ```
+//!
+//! The card stage's `model` is one [`ServedModel`] whatever `model.type` is;
+//! the evaluations (of the served score, and of each portfolio member's
+//! score the model returns) are observers the stage owns beside it.
 
 use crate::config::EngineConfig;
-use crate::eval::{LabelOutcome, Prequential};
+use crate::eval::{LabelOutcome, MemberEvaluation, Prequential};
 use crate::event::{key_of, Contribution, Label, Score, Transaction};
 use crate::features::{
     merchant_feature_count, CardFeatures, CardState, FeatureVector, MerchantFeatures, MerchantState,
 };
-use crate::model::portfolio::{ModelKind, Portfolio};
-use crate::model::{Imbalance, LogisticModel, ModelState, OnlineModel};
+use crate::model::portfolio::Portfolio;
+use crate::model::{Imbalance, LogisticModel, ModelState, ServedModel};
 use crate::pending::{PendingFeatures, PendingMeta};
 use hdrhistogram::Histogram;
 use nohash_hasher::IntMap;
@@ -271,17 +275,18 @@ struct CardSettings {
     seed: u64,
 }
 
-/// Card state, the model handle, the pending store and the evaluation of
+/// Card state, the served model, the pending store and the evaluations of
 /// the transactions this stage scores.
 pub struct CardStage {
     cfg: CardSettings,
     cards: CardFeatures,
-    model: LogisticModel,
-    /// The models beside the logistic regression and what is served
-    /// (`model.type`); `None` for the logistic alone (the default).
-    portfolio: Option<Box<Portfolio>>,
+    /// The logistic regression (a handle, maybe shared between stages) and
+    /// the portfolio beside it when `model.type` asks for one.
+    model: ServedModel,
     pending: PendingFeatures,
     eval: Prequential,
+    /// Each portfolio member's own evaluation (none for the logistic alone).
+    members: MemberEvaluation,
     counters: EngineCounters,
     published: EngineCounters,
     latency_ns: Histogram<u64>,
@@ -309,13 +314,10 @@ impl CardStage {
     /// For `cfg`, with a model handle (shared between stages or not).
     pub fn new(cfg: &EngineConfig, model: LogisticModel) -> Self {
         let space = crate::features::feature_space(&cfg.features);
-        let dense = space.dense_len();
         let eval_cfg = cfg.eval();
-        let pf = &cfg.portfolio;
-        let portfolio = (pf.kind != ModelKind::Logistic || pf.compare)
-            .then(|| Box::new(Portfolio::new(space.names(), *pf, eval_cfg.clone())));
+        let model = ServedModel::new(&space, model, cfg.portfolio, eval_cfg.origin_ms);
         // The pending store keeps the portfolio's score-time side values too.
-        let stride = portfolio.as_ref().map_or(dense, |p| p.stride());
+        let stride = model.stride();
         CardStage {
             cfg: CardSettings {
                 threshold: cfg.alert_threshold,
@@ -328,8 +330,8 @@ impl CardStage {
             },
             cards: CardFeatures::new(cfg.features.clone()),
             model,
-            portfolio,
             pending: PendingFeatures::new(stride, cfg.pending_capacity, cfg.pending_ttl_ms),
+            members: MemberEvaluation::new(&cfg.portfolio, &eval_cfg),
             eval: Prequential::new(eval_cfg),
             counters: EngineCounters::default(),
             published: EngineCounters::default(),
@@ -356,28 +358,14 @@ impl CardStage {
         self.cards
             .extract_and_update(&tx, ctx.card, ctx.merchant, ctx.late, &mut self.x);
         self.x.dense.extend_from_slice(ctx.merchant_features());
-        let p_linear = self.model.score(&self.x);
-        let p = match self.portfolio.as_deref_mut() {
-            Some(pf) => pf.score(&mut self.x, p_linear, ctx.tx_key, ts, ctx.card),
-            None => p_linear,
-        };
+        let (p, member_scores) = self.model.score(&mut self.x, ts);
         let alert = p >= self.cfg.threshold;
         let mut top = Vec::new();
         if alert {
             self.counters.alerts += 1;
             if self.cfg.explain_top > 0 {
-                match self.portfolio.as_deref_mut() {
-                    Some(pf) => pf.explain(
-                        &self.x,
-                        &mut self.model,
-                        self.cfg.explain_top,
-                        &mut self.explain_buf,
-                    ),
-                    None => {
-                        self.model
-                            .explain(&self.x, self.cfg.explain_top, &mut self.explain_buf)
-                    }
-                }
+                self.model
+                    .explain(&self.x, self.cfg.explain_top, &mut self.explain_buf);
                 top = std::mem::take(&mut self.explain_buf);
             }
         }
@@ -392,6 +380,9 @@ impl CardStage {
             },
         );
         self.eval.record_score(ctx.tx_key, ts, ctx.card, p as f32);
+        if let Some(m) = &member_scores {
+            self.members.record_score(ctx.tx_key, ts, ctx.card, m);
+        }
         self.counters.scored += 1;
         let score = Score {
             tx_id: tx.tx_id,
@@ -419,9 +410,7 @@ impl CardStage {
     pub fn label(&mut self, l: &LabelContext) -> LabelResult {
         self.counters.labels += 1;
         let outcome = self.eval.record_label(l.tx_key, l.is_fraud);
-        if let Some(pf) = self.portfolio.as_deref_mut() {
-            pf.record_label(l.tx_key, l.is_fraud);
-        }
+        self.members.record_label(l.tx_key, l.is_fraud);
         match self.pending.take(l.tx_key, &mut self.label_x) {
             Some(meta) => {
                 self.counters.labels_joined += 1;
@@ -430,12 +419,10 @@ impl CardStage {
                         .cfg
                         .imbalance
                         .weight(l.is_fraud, l.tx_key, self.cfg.seed);
-                    if let Some(w) = weight {
-                        self.model.learn(&self.label_x, l.is_fraud, w);
+                    self.model
+                        .learn(&self.label_x, l.is_fraud, weight, l.ts, l.tx_key);
+                    if weight.is_some() {
                         self.counters.labels_learnt += 1;
-                    }
-                    if let Some(pf) = self.portfolio.as_deref_mut() {
-                        pf.learn(&self.label_x, l.is_fraud, weight, l.ts, l.tx_key);
                     }
                     if l.is_fraud {
                         self.cards.apply_fraud(meta.card, l.ts);
@@ -480,9 +467,14 @@ impl CardStage {
         &self.eval
     }
 
-    /// The model handle.
+    /// Each portfolio member's evaluation.
+    pub fn member_evaluation(&self) -> &MemberEvaluation {
+        &self.members
+    }
+
+    /// The logistic model handle.
     pub fn model(&self) -> &LogisticModel {
-        &self.model
+        self.model.logistic()
     }
 
     /// The pending store.
@@ -492,7 +484,7 @@ impl CardStage {
 
     /// The portfolio, when `model.type` is not the logistic alone.
     pub fn portfolio(&self) -> Option<&Portfolio> {
-        self.portfolio.as_deref()
+        self.model.portfolio()
     }
 
     /// Cards held.
@@ -524,10 +516,8 @@ impl CardStage {
         self.queued_ns
             .add(&other.queued_ns)
             .expect("same histogram bounds");
-        self.model.absorb_statistics(&other.model);
-        if let (Some(mine), Some(theirs)) = (self.portfolio.as_deref_mut(), other.portfolio) {
-            mine.absorb(*theirs);
-        }
+        self.model.absorb(other.model);
+        self.members.merge(other.members);
         self.eval.merge(other.eval);
         self.pending.absorb_counts(&other.pending);
         self.cards_absorbed += other.cards.len();
@@ -623,6 +613,11 @@ impl Engine {
         self.card.evaluation()
     }
 
+    /// Each portfolio member's evaluation so far.
+    pub fn member_evaluation(&self) -> &MemberEvaluation {
+        self.card.member_evaluation()
+    }
+
     /// The pending store.
     pub fn pending(&self) -> &PendingFeatures {
         self.card.pending()
@@ -666,12 +661,12 @@ impl Engine {
             },
             card: CardSnapshotRef {
                 cards: c.cards.entities(),
-                model: c.model.state(),
+                model: c.model.logistic().state(),
                 pending: &c.pending,
                 eval: &c.eval,
                 counters: c.counters,
                 next_eviction: c.next_eviction,
-                portfolio: c.portfolio.as_deref(),
+                portfolio: c.model.portfolio(),
             },
         };
         bincode::serialize_into(w, &snapshot)
@@ -793,19 +788,19 @@ impl CardStage {
             .restore_entities(s.cards)
             .map_err(|e| anyhow::anyhow!("card windows: {e}"))?;
         let space = crate::features::feature_space(&cfg.features);
-        self.model = LogisticModel::from_state(s.model, cfg.logistic.optimizer, &space)
-            .map_err(|e| anyhow::anyhow!("model: {e}"))?;
+        *self.model.logistic_mut() =
+            LogisticModel::from_state(s.model, cfg.logistic.optimizer, &space)
+                .map_err(|e| anyhow::anyhow!("model: {e}"))?;
         anyhow::ensure!(
             s.pending.stride() == self.pending.stride(),
             "pending store holds vectors of {} values, this topology keeps {}",
             s.pending.stride(),
             self.pending.stride()
         );
-        match (s.portfolio, self.portfolio.as_deref_mut()) {
-            (Some(mut restored), Some(fresh)) => {
-                restored.adopt_evaluations(fresh);
-                self.portfolio = Some(Box::new(restored));
-            }
+        match (s.portfolio, self.model.portfolio_mut()) {
+            // The member evaluations are the stage's, not restored: they
+            // cover the stream after the restore.
+            (Some(restored), Some(fresh)) => *fresh = restored,
             (None, None) => {}
             _ => anyhow::bail!("written with another model.type than this topology's"),
         }
@@ -827,6 +822,7 @@ pub fn fresh_model(cfg: &EngineConfig) -> LogisticModel {
 mod tests {
     use super::*;
     use crate::event::TxId;
+    use crate::model::Classifier;
 
     fn engine(change: impl FnOnce(&mut EngineConfig)) -> Engine {
         let mut cfg = EngineConfig::default();

@@ -32,10 +32,17 @@
 //! every float sort uses `total_cmp`, so no output depends on hash iteration
 //! order. NaN scores are treated as `0.0` (on record and in the free
 //! functions) and `-0.0` as `0.0`, so equal scores always form one tie group.
+//!
+//! # Per-member evaluation
+//! [`MemberEvaluation`] keeps one such evaluator per portfolio member: an
+//! observer of the scores each member gave (returned by the served model,
+//! which does not evaluate itself) and of the labels, reported as
+//! [`MemberMetrics`].
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use crate::model::portfolio::{Member, MemberScores, ModelKind, PortfolioConfig};
 use nohash_hasher::IntMap;
 use serde::{Deserialize, Serialize};
 
@@ -411,6 +418,90 @@ impl Prequential {
                 }
             })
             .collect()
+    }
+}
+
+/// Metrics of one portfolio member, from its own prequential evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberMetrics {
+    /// Member name.
+    pub name: String,
+    /// Whether its score is the one served.
+    pub served: bool,
+    /// Over the whole run.
+    pub overall: MetricsSummary,
+    /// Over the last days of the report.
+    pub last_days: MetricsSummary,
+}
+
+/// Each portfolio member's own prequential evaluation: an observer, outside
+/// the models, of the member scores the served model returns with each
+/// score ([`MemberScores`]) and of every label. Which members it evaluates
+/// follows the portfolio settings
+/// ([`PortfolioConfig::evaluated_members`]): none for the logistic alone.
+///
+/// Not model state: a checkpoint does not carry it, so after a restore it
+/// covers the stream from the restore on.
+#[derive(Clone, Debug)]
+pub struct MemberEvaluation {
+    served: ModelKind,
+    evals: Vec<(Member, Prequential)>,
+}
+
+impl MemberEvaluation {
+    /// Empty evaluations of the members `cfg` runs, each configured by `eval`.
+    pub fn new(cfg: &PortfolioConfig, eval: &EvalConfig) -> Self {
+        MemberEvaluation {
+            served: cfg.kind,
+            evals: cfg
+                .evaluated_members()
+                .into_iter()
+                .map(|m| (m, Prequential::new(eval.clone())))
+                .collect(),
+        }
+    }
+
+    /// Record each evaluated member's score of transaction `tx` (event time
+    /// `ts_ms`, card key `card`); see [`Prequential::record_score`].
+    pub fn record_score(&mut self, tx: u64, ts_ms: i64, card: u64, scores: &MemberScores) {
+        for (m, eval) in &mut self.evals {
+            eval.record_score(tx, ts_ms, card, scores.of(*m) as f32);
+        }
+    }
+
+    /// Note a label (every label, joined to its features or not).
+    pub fn record_label(&mut self, tx: u64, is_fraud: bool) {
+        for (_, eval) in &mut self.evals {
+            eval.record_label(tx, is_fraud);
+        }
+    }
+
+    /// Each evaluated member's metrics, over the run and from `from_day` on.
+    pub fn metrics(&self, from_day: Option<i64>) -> Vec<MemberMetrics> {
+        self.evals
+            .iter()
+            .map(|(m, e)| MemberMetrics {
+                name: m.name().to_string(),
+                served: m.name() == self.served.name(),
+                overall: e.summary(None),
+                last_days: e.summary(from_day),
+            })
+            .collect()
+    }
+
+    /// The daily metrics of one member (by name), if it is evaluated.
+    pub fn daily(&self, name: &str) -> Option<Vec<DayMetrics>> {
+        self.evals
+            .iter()
+            .find(|(m, _)| m.name() == name)
+            .map(|(_, e)| e.daily())
+    }
+
+    /// Take in another stage's evaluations (same settings; after a parallel run).
+    pub fn merge(&mut self, other: MemberEvaluation) {
+        for ((_, mine), (_, theirs)) in self.evals.iter_mut().zip(other.evals) {
+            mine.merge(theirs);
+        }
     }
 }
 

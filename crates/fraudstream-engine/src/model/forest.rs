@@ -42,9 +42,8 @@
 //! give the same forest. All state is plain data (serde).
 
 use super::adwin::Adwin;
-use super::OnlineModel;
+use super::{Classifier, Explain};
 use crate::event::Contribution;
-use crate::features::FeatureVector;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
@@ -615,21 +614,29 @@ fn attempt_split(tree: &mut Tree, node: usize, ctx: &mut Ctx) {
     n.value = value;
 }
 
-impl OnlineModel for AdaptiveForest {
-    fn score(&mut self, x: &FeatureVector) -> f64 {
-        self.predict(&x.dense)
+/// Dense values only (the first `dims` are read). `learn_one` drops the
+/// count of replaced trees that [`AdaptiveForest::learn_example`] returns;
+/// [`AdaptiveForest::resets`] keeps the total.
+impl Classifier for AdaptiveForest {
+    type Input = [f32];
+
+    fn predict_proba_one(&mut self, x: &[f32]) -> f64 {
+        self.predict(x)
     }
 
-    fn learn(&mut self, x: &FeatureVector, is_fraud: bool, weight: f64) {
-        self.learn_example(&x.dense, is_fraud, weight);
-    }
-
-    fn explain(&mut self, x: &FeatureVector, top: usize, out: &mut Vec<Contribution>) {
-        self.contributions(&x.dense, top, out)
+    fn learn_one(&mut self, x: &[f32], is_fraud: bool, weight: f64) {
+        self.learn_example(x, is_fraud, weight);
     }
 
     fn version(&self) -> u64 {
         self.updates
+    }
+}
+
+/// Saabas path contributions ([`AdaptiveForest::contributions`]).
+impl Explain for AdaptiveForest {
+    fn explain_one(&mut self, x: &[f32], top: usize, out: &mut Vec<Contribution>) {
+        self.contributions(x, top, out)
     }
 }
 

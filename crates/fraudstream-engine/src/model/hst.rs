@@ -12,6 +12,7 @@
 //! window completes those counts become the reference profile (`r_mass`)
 //! that scores are computed from, and counting restarts.
 
+use super::AnomalyDetector;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -222,6 +223,20 @@ impl HalfSpaceTrees {
             x.len(),
             self.dims
         );
+    }
+}
+
+/// Inputs are dense values scaled to [0, 1]; see [`HalfSpaceTrees::score`]
+/// and [`HalfSpaceTrees::learn`].
+impl AnomalyDetector for HalfSpaceTrees {
+    type Input = [f32];
+
+    fn score_one(&mut self, x: &[f32]) -> f64 {
+        self.score(x)
+    }
+
+    fn learn_one(&mut self, x: &[f32]) {
+        self.learn(x)
     }
 }
 

@@ -9,7 +9,7 @@
 //! arithmetic is exactly that of a plain `Vec<f64>`. Each handle keeps its own
 //! input standardiser.
 
-use super::{OnlineModel, Standardizer};
+use super::{Classifier, Explain, Standardizer};
 use crate::event::Contribution;
 use crate::features::{FeatureSpace, FeatureVector, CATEGORICAL_NAMES};
 use compact_str::CompactString;
@@ -430,8 +430,10 @@ impl LogisticModel {
     }
 }
 
-impl OnlineModel for LogisticModel {
-    fn score(&mut self, x: &FeatureVector) -> f64 {
+impl Classifier for LogisticModel {
+    type Input = FeatureVector;
+
+    fn predict_proba_one(&mut self, x: &FeatureVector) -> f64 {
         self.scaler.observe(&x.dense);
         let mut xs = std::mem::take(&mut self.scratch);
         self.scaler.transform(&x.dense, &mut xs);
@@ -440,7 +442,7 @@ impl OnlineModel for LogisticModel {
         p
     }
 
-    fn learn(&mut self, x: &FeatureVector, is_fraud: bool, weight: f64) {
+    fn learn_one(&mut self, x: &FeatureVector, is_fraud: bool, weight: f64) {
         let mut xs = std::mem::take(&mut self.scratch);
         self.scaler.transform(&x.dense, &mut xs);
         let p = sigmoid(self.margin(&xs, &x.cats));
@@ -460,7 +462,13 @@ impl OnlineModel for LogisticModel {
         self.scratch = xs;
     }
 
-    fn explain(&mut self, x: &FeatureVector, top: usize, out: &mut Vec<Contribution>) {
+    fn version(&self) -> u64 {
+        self.params.updates.load(Relaxed)
+    }
+}
+
+impl Explain for LogisticModel {
+    fn explain_one(&mut self, x: &FeatureVector, top: usize, out: &mut Vec<Contribution>) {
         out.clear();
         let mut xs = std::mem::take(&mut self.scratch);
         self.scaler.transform(&x.dense, &mut xs);
@@ -496,10 +504,6 @@ impl OnlineModel for LogisticModel {
         }));
         self.scratch = xs;
         self.ranked = ranked;
-    }
-
-    fn version(&self) -> u64 {
-        self.params.updates.load(Relaxed)
     }
 }
 
@@ -544,13 +548,13 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         for _ in 0..5000 {
             let (x, y) = example(&mut rng, s.dense_len());
-            m.score(&x);
-            m.learn(&x, y, 1.0);
+            m.predict_proba_one(&x);
+            m.learn_one(&x, y, 1.0);
         }
         let mut pairs = Vec::new();
         for _ in 0..2000 {
             let (x, y) = example(&mut rng, s.dense_len());
-            pairs.push((m.score(&x) as f32, y));
+            pairs.push((m.predict_proba_one(&x) as f32, y));
         }
         let auc = crate::eval::roc_auc(&pairs).unwrap();
         assert!(auc > 0.97, "{opt:?}: auc {auc}");
@@ -559,7 +563,7 @@ mod tests {
         let mut fraud = x.clone();
         fraud.dense[0] = 2.9;
         let mut out = Vec::new();
-        m.explain(&fraud, 3, &mut out);
+        m.explain_one(&fraud, 3, &mut out);
         assert_eq!(out[0].feature, s.names()[0]);
         assert!(out.windows(2).all(|w| w[0].value >= w[1].value));
     }
@@ -584,15 +588,15 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
         for _ in 0..100 {
             let (x, y) = example(&mut rng, s.dense_len());
-            m.score(&x);
-            m.learn(&x, y, 1.0);
+            m.predict_proba_one(&x);
+            m.learn_one(&x, y, 1.0);
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.json");
         m.save(&path).unwrap();
         let mut back = LogisticModel::load(&path, &s).unwrap();
         let (x, _) = example(&mut rng, s.dense_len());
-        assert_eq!(back.score(&x), m.score(&x));
+        assert_eq!(back.predict_proba_one(&x), m.predict_proba_one(&x));
         assert_eq!(back.version(), 100);
         // a different feature space is refused with a reason
         let other = FeatureExtractor::new(FeatureConfig::default())

@@ -1,10 +1,25 @@
 //! Online models: score a feature vector now, learn from it when its label
-//! arrives. [`logistic`] holds the online logistic regression (FTRL-Proximal
-//! or AdaGrad SGD); [`Standardizer`] the running feature standardisation;
-//! [`adwin`] and [`hst`] the change detector and streaming anomaly detector;
-//! [`forest`] the adaptive random forest; [`batch`] the smartcore batch
-//! champion; [`portfolio`] what `model.type` serves and how the members are
-//! combined, watched for drift and evaluated.
+//! arrives. This module owns the River-like traits every model is used
+//! through ([`Classifier`], [`AnomalyDetector`], [`Explain`]) and the running
+//! feature standardisation ([`Standardizer`]). [`logistic`] holds the online
+//! logistic regression (FTRL-Proximal or AdaGrad SGD); [`adwin`] and [`hst`]
+//! the change detector and streaming anomaly detector; [`forest`] the
+//! adaptive random forest; [`batch`] the smartcore batch champion;
+//! [`portfolio`] what `model.type` serves and how the members are combined
+//! and watched for drift (their evaluation is an observer outside the
+//! models, in [`crate::eval`]); [`served`] the one value the card stage
+//! scores, learns and explains with.
+//!
+//! **Inputs differ by model**, so each trait names its input type: the
+//! logistic regression reads a whole
+//! [`FeatureVector`](crate::features::FeatureVector) (dense values and
+//! hashed categoricals), the trees read dense values only (`[f32]`).
+//!
+//! **The batch champion implements none of the traits**: it is not an online
+//! learner. It buffers labelled vectors (sampled by transaction key, not
+//! weighted), retrains in the background and scores nothing until its first
+//! model is swapped in; its trained model explains itself only with names
+//! the portfolio holds. It keeps its own API ([`batch::BatchChampion`]).
 
 pub mod adwin;
 pub mod batch;
@@ -12,24 +27,43 @@ pub mod forest;
 pub mod hst;
 pub mod logistic;
 pub mod portfolio;
+pub mod served;
 
 use crate::event::Contribution;
-use crate::features::FeatureVector;
 
 pub use logistic::{Imbalance, LogisticConfig, LogisticModel, ModelFile, ModelState, Optimizer};
+pub use served::ServedModel;
 
-/// A model that is scored test-then-train on a stream.
-pub trait OnlineModel {
+/// A binary classifier scored test-then-train on a stream (River's
+/// `predict_proba_one` / `learn_one`).
+pub trait Classifier {
+    /// What one example is (a whole feature vector, or dense values only).
+    type Input: ?Sized;
     /// Fraud probability of `x` under the current model. May update running
     /// input statistics (standardisation), never the weights.
-    fn score(&mut self, x: &FeatureVector) -> f64;
+    fn predict_proba_one(&mut self, x: &Self::Input) -> f64;
     /// Learn from one labelled example with the given weight.
-    fn learn(&mut self, x: &FeatureVector, is_fraud: bool, weight: f64);
-    /// The `top` largest positive contributions to the last input's score,
-    /// largest first, written into `out` (cleared first).
-    fn explain(&mut self, x: &FeatureVector, top: usize, out: &mut Vec<Contribution>);
+    fn learn_one(&mut self, x: &Self::Input, is_fraud: bool, weight: f64);
     /// Number of updates applied so far.
     fn version(&self) -> u64;
+}
+
+/// An unsupervised novelty scorer (River's `anomaly` detectors): learns from
+/// every input, labelled or not.
+pub trait AnomalyDetector {
+    /// What one input is.
+    type Input: ?Sized;
+    /// Anomaly score of `x` in [0, 1], higher is more anomalous.
+    fn score_one(&mut self, x: &Self::Input) -> f64;
+    /// Fold `x` into the model of normal traffic.
+    fn learn_one(&mut self, x: &Self::Input);
+}
+
+/// A classifier that says why it scored an input as it did.
+pub trait Explain: Classifier {
+    /// The `top` largest positive contributions to the score of `x`, largest
+    /// first, written into `out` (cleared first).
+    fn explain_one(&mut self, x: &Self::Input, top: usize, out: &mut Vec<Contribution>);
 }
 
 /// Running mean and variance per feature (Welford), used to standardise inputs

@@ -2,12 +2,15 @@
 //! logistic regression (adaptive forest, Half-Space Trees, the smartcore
 //! batch champion), how their scores become the final one (`model.type`),
 //! the drift detectors on the final score's distribution and on its error,
-//! the drift events, and each member's own prequential evaluation.
+//! the drift events, and the named score-time side values ([`SideValues`]).
+//! It does not evaluate its members: scoring returns every member's score
+//! ([`MemberScores`]) to an observer outside the models
+//! ([`MemberEvaluation`](crate::eval::MemberEvaluation)).
 //!
 //! **Score-time side values.** After the card and merchant features (`D`
-//! values), scoring appends [`EXTRAS`] values to the transaction's dense
-//! vector: the anomaly score, the logits of the logistic, forest and batch
-//! scores, and the final score. The pending store keeps them with the
+//! values), scoring appends [`SideValues::LEN`] values to the transaction's
+//! dense vector: the anomaly score, the logits of the logistic, forest and
+//! batch scores, and the final score. The pending store keeps them with the
 //! features, so when the label arrives the forest learns from the anomaly
 //! score the transaction *had*, the stacker from the member scores it *had*
 //! (out-of-sample, as prequential stacking must), and the error detector
@@ -38,21 +41,65 @@ use super::adwin::Adwin;
 use super::batch::{BatchChampion, BatchConfig};
 use super::forest::{AdaptiveForest, ForestConfig};
 use super::hst::{HalfSpaceTrees, HstConfig};
-use super::{LogisticModel, OnlineModel, Standardizer};
-use crate::eval::{EvalConfig, MetricsSummary, Prequential};
+use super::{AnomalyDetector, Classifier, Explain, LogisticModel, Standardizer};
 use crate::event::Contribution;
 use crate::features::FeatureVector;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
-/// Side values appended to each scored vector (see the module doc).
-pub const EXTRAS: usize = 5;
-const HST: usize = 0;
-const LOGIT_LINEAR: usize = 1;
-const LOGIT_FOREST: usize = 2;
-const LOGIT_BATCH: usize = 3;
-const SERVED: usize = 4;
+/// Where the run report reads it from (it is the evaluation's).
+pub use crate::eval::MemberMetrics;
+
+/// The score-time side values stored after a transaction's features (see
+/// the module doc), in the order of the fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SideValues {
+    /// The Half-Space Trees anomaly score.
+    pub anomaly: f32,
+    /// Logit of the logistic regression's score.
+    pub logit_linear: f32,
+    /// Logit of the forest's score (0 without a forest).
+    pub logit_forest: f32,
+    /// Logit of the batch champion's score (0 before its first model).
+    pub logit_batch: f32,
+    /// The served score.
+    pub served: f32,
+}
+
+impl SideValues {
+    /// How many values they take in a stored vector.
+    pub const LEN: usize = 5;
+
+    /// Read them from the start of `tail` (a stored vector after its features).
+    ///
+    /// # Panics
+    /// If `tail` holds fewer than [`LEN`](Self::LEN) values.
+    pub fn read(tail: &[f32]) -> Self {
+        let [anomaly, logit_linear, logit_forest, logit_batch, served]: [f32; Self::LEN] =
+            tail[..Self::LEN].try_into().expect("a slice of LEN values");
+        SideValues {
+            anomaly,
+            logit_linear,
+            logit_forest,
+            logit_batch,
+            served,
+        }
+    }
+
+    /// Write them after the first `features` values of `dense`, replacing
+    /// whatever followed.
+    pub fn write(&self, dense: &mut Vec<f32>, features: usize) {
+        dense.truncate(features);
+        dense.extend_from_slice(&[
+            self.anomaly,
+            self.logit_linear,
+            self.logit_forest,
+            self.logit_batch,
+            self.served,
+        ]);
+    }
+}
 
 /// Which score is served (`model.type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +170,43 @@ pub struct PortfolioConfig {
     pub hold_frauds: usize,
     /// ADWIN confidence of the score and error detectors (0 disables).
     pub drift_delta: f64,
+}
+
+impl PortfolioConfig {
+    /// Whether anything beside the logistic regression runs: `model.type` is
+    /// not the logistic alone, or every member is compared.
+    pub fn runs_portfolio(&self) -> bool {
+        self.kind != ModelKind::Logistic || self.compare
+    }
+
+    fn runs_forest(&self) -> bool {
+        self.compare || matches!(self.kind, ModelKind::Forest | ModelKind::Blend)
+    }
+
+    fn runs_batch(&self) -> bool {
+        self.compare || matches!(self.kind, ModelKind::Batch | ModelKind::Blend)
+    }
+
+    /// The members evaluated on their own, in report order: every one with
+    /// `compare`, else those the served blend or forest or batch is made of.
+    pub fn evaluated_members(&self) -> Vec<Member> {
+        let all = self.compare;
+        let mut members = Vec::new();
+        if all {
+            members.push(Member::Logistic);
+            members.push(Member::Hst);
+        }
+        if self.runs_forest() {
+            members.push(Member::Forest);
+        }
+        if self.runs_batch() {
+            members.push(Member::Batch);
+        }
+        if all || self.kind == ModelKind::Blend {
+            members.push(Member::Blend);
+        }
+        members
+    }
 }
 
 impl Default for PortfolioConfig {
@@ -204,22 +288,22 @@ impl Stacker {
         }
     }
 
-    fn inputs(side: &[f32]) -> [f64; 5] {
+    fn inputs(side: &SideValues) -> [f64; 5] {
         [
-            side[HST] as f64,
-            side[LOGIT_LINEAR] as f64,
-            side[LOGIT_FOREST] as f64,
-            side[LOGIT_BATCH] as f64,
+            side.anomaly as f64,
+            side.logit_linear as f64,
+            side.logit_forest as f64,
+            side.logit_batch as f64,
             1.0,
         ]
     }
 
-    fn margin(&self, side: &[f32]) -> f64 {
+    fn margin(&self, side: &SideValues) -> f64 {
         let z = Self::inputs(side);
         self.w.iter().zip(z).map(|(w, z)| w * z).sum()
     }
 
-    fn learn(&mut self, side: &[f32], is_fraud: bool, weight: f64) {
+    fn learn(&mut self, side: &SideValues, is_fraud: bool, weight: f64) {
         let z = Self::inputs(side);
         let p = sigmoid(self.margin(side));
         let g = (p - f64::from(u8::from(is_fraud))) * weight;
@@ -248,16 +332,22 @@ fn logit(p: f64) -> f64 {
 
 /// A member whose scores are evaluated on their own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Member {
+pub enum Member {
+    /// The online logistic regression.
     Logistic,
+    /// The adaptive forest.
     Forest,
+    /// The Half-Space Trees anomaly score.
     Hst,
+    /// The batch champion.
     Batch,
+    /// The combination of the members.
     Blend,
 }
 
 impl Member {
-    fn name(self) -> &'static str {
+    /// Its name in reports (as [`ModelKind::name`]).
+    pub fn name(self) -> &'static str {
         match self {
             Member::Logistic => "logistic",
             Member::Forest => "forest",
@@ -268,17 +358,33 @@ impl Member {
     }
 }
 
-/// Metrics of one member, from its own prequential evaluation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MemberMetrics {
-    /// Member name.
-    pub name: String,
-    /// Whether its score is the one served.
-    pub served: bool,
-    /// Over the whole run.
-    pub overall: MetricsSummary,
-    /// Over the last days of the report.
-    pub last_days: MetricsSummary,
+/// Every member's score of one transaction, as its own evaluation records
+/// it; [`Portfolio::score`] returns them for an observer outside the models.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MemberScores {
+    /// The logistic regression's.
+    pub logistic: f64,
+    /// The anomaly score.
+    pub hst: f64,
+    /// The forest's (0 without a forest, which is then not evaluated).
+    pub forest: f64,
+    /// The batch champion's; the cold-start score before its first model.
+    pub batch: f64,
+    /// The blend's (whatever is served).
+    pub blend: f64,
+}
+
+impl MemberScores {
+    /// The score of member `m`.
+    pub fn of(&self, m: Member) -> f64 {
+        match m {
+            Member::Logistic => self.logistic,
+            Member::Hst => self.hst,
+            Member::Forest => self.forest,
+            Member::Batch => self.batch,
+            Member::Blend => self.blend,
+        }
+    }
 }
 
 /// The portfolio of one card stage.
@@ -300,15 +406,12 @@ pub struct Portfolio {
     labels: u64,
     frauds_learnt: u64,
     genuine_learnt: u64,
-    /// Fraud vectors (stride `dense + EXTRAS`) and weights held back while
-    /// no genuine label has arrived.
+    /// Fraud vectors (stride `dense + SideValues::LEN`) and weights held
+    /// back while no genuine label has arrived.
     held: VecDeque<f32>,
     held_weights: VecDeque<f64>,
     events: Vec<DriftEvent>,
     events_dropped: u64,
-    /// Each member's evaluation (not model state: rebuilt empty on restore).
-    #[serde(skip)]
-    evals: Vec<(Member, Prequential)>,
     #[serde(skip)]
     hst_in: Vec<f32>,
     /// A held fraud being replayed.
@@ -319,45 +422,25 @@ pub struct Portfolio {
 }
 
 impl Portfolio {
-    /// Take over `fresh`'s (empty) member evaluations: a portfolio restored
-    /// from a checkpoint carries its models, not their evaluations, which
-    /// then cover the stream after the restore.
-    pub fn adopt_evaluations(&mut self, fresh: &mut Portfolio) {
-        self.evals = std::mem::take(&mut fresh.evals);
-    }
-
-    /// For `dense` card + merchant features named `names`; members are
-    /// evaluated with `eval`.
-    pub fn new(names: &[CompactString], cfg: PortfolioConfig, eval: EvalConfig) -> Self {
+    /// For `dense` card + merchant features named `names`; drift events are
+    /// dated in days from `origin_ms` (the evaluation's day 0).
+    pub fn new(names: &[CompactString], cfg: PortfolioConfig, origin_ms: i64) -> Self {
         let dense = names.len();
         let mut side_names: Vec<CompactString> = names.to_vec();
         side_names.push("anomaly_score".into());
-        let all = cfg.compare;
         // Members see the features, plus the anomaly score if configured
         // (they slice their inputs to their own width).
         let width = dense + usize::from(cfg.anomaly_feature);
-        let forest = (all || matches!(cfg.kind, ModelKind::Forest | ModelKind::Blend))
+        let forest = cfg
+            .runs_forest()
             .then(|| AdaptiveForest::new(side_names[..width].to_vec(), cfg.forest));
-        let batch = (all || matches!(cfg.kind, ModelKind::Batch | ModelKind::Blend))
+        let batch = cfg
+            .runs_batch()
             .then(|| BatchChampion::new(width, cfg.batch));
-        let mut members = Vec::new();
-        if all {
-            members.push(Member::Logistic);
-            members.push(Member::Hst);
-        }
-        if forest.is_some() {
-            members.push(Member::Forest);
-        }
-        if batch.is_some() {
-            members.push(Member::Batch);
-        }
-        if all || cfg.kind == ModelKind::Blend {
-            members.push(Member::Blend);
-        }
         let detector = (cfg.drift_delta > 0.0).then(|| Adwin::new(cfg.drift_delta));
         Portfolio {
             dense,
-            origin_ms: eval.origin_ms,
+            origin_ms,
             names: side_names,
             forest,
             hst: HalfSpaceTrees::new(dense, cfg.hst),
@@ -374,10 +457,6 @@ impl Portfolio {
             replay: Vec::new(),
             events: Vec::new(),
             events_dropped: 0,
-            evals: members
-                .into_iter()
-                .map(|m| (m, Prequential::new(eval.clone())))
-                .collect(),
             hst_in: Vec::with_capacity(dense),
             std_buf: Vec::with_capacity(dense),
             cfg,
@@ -389,24 +468,24 @@ impl Portfolio {
         self.cfg.kind
     }
 
-    /// Values per stored vector: features plus [`EXTRAS`].
+    /// Values per stored vector: features plus [`SideValues::LEN`].
     pub fn stride(&self) -> usize {
-        self.dense + EXTRAS
+        self.dense + SideValues::LEN
     }
 
-    fn blend(&self, side: &[f32], batch_ready: bool) -> f64 {
+    fn blend(&self, side: &SideValues, batch_ready: bool) -> f64 {
         match self.cfg.combine {
             Combine::Stack => sigmoid(self.stacker.margin(side)),
             Combine::Mean => {
                 let w = self.cfg.weights;
-                let mut num = w[0] * side[LOGIT_LINEAR] as f64;
+                let mut num = w[0] * side.logit_linear as f64;
                 let mut den = w[0];
                 if self.forest.is_some() {
-                    num += w[1] * side[LOGIT_FOREST] as f64;
+                    num += w[1] * side.logit_forest as f64;
                     den += w[1];
                 }
                 if batch_ready {
-                    num += w[2] * side[LOGIT_BATCH] as f64;
+                    num += w[2] * side.logit_batch as f64;
                     den += w[2];
                 }
                 sigmoid(num / den.max(1e-9))
@@ -414,44 +493,48 @@ impl Portfolio {
         }
     }
 
-    /// Score the transaction whose features are in `x` (the logistic model
-    /// gave `p_linear`): appends the side values to `x.dense` and returns the
-    /// served score. `tx_key`, `ts` and `card` feed the members' evaluation.
-    pub fn score(
-        &mut self,
-        x: &mut FeatureVector,
-        p_linear: f64,
-        tx_key: u64,
-        ts: i64,
-        card: u64,
-    ) -> f64 {
-        let d = self.dense;
-        debug_assert_eq!(x.dense.len(), d);
-        // Novelty before any label: standardise, map ±3σ to [0, 1].
-        self.hst_scaler.observe(&x.dense);
-        self.hst_scaler.transform(&x.dense, &mut self.std_buf);
+    /// Novelty before any label: standardise, map ±3σ to [0, 1], score, learn.
+    fn anomaly(&mut self, dense: &[f32]) -> f64 {
+        self.hst_scaler.observe(dense);
+        self.hst_scaler.transform(dense, &mut self.std_buf);
         self.hst_in.clear();
         self.hst_in.extend(
             self.std_buf
                 .iter()
                 .map(|z| (0.5 + z / 6.0).clamp(0.0, 1.0) as f32),
         );
-        let anomaly = self.hst.score(&self.hst_in);
-        self.hst.learn(&self.hst_in);
+        let anomaly = self.hst.score_one(&self.hst_in);
+        self.hst.learn_one(&self.hst_in);
+        anomaly
+    }
+
+    /// Score the transaction whose features are in `x` (the logistic model
+    /// gave `p_linear`, `ts` is its event time): writes the side values after
+    /// the features in `x.dense` and returns the served score and every
+    /// member's score.
+    pub fn score(&mut self, x: &mut FeatureVector, p_linear: f64, ts: i64) -> (f64, MemberScores) {
+        let d = self.dense;
+        debug_assert_eq!(x.dense.len(), d);
+        let anomaly = self.anomaly(&x.dense);
+        // The anomaly score is the last input of the forest and batch model.
         x.dense.push(anomaly as f32);
-        let p_forest = self.forest.as_ref().map(|f| f.predict(&x.dense[..d + 1]));
+        let input = &x.dense[..d + 1];
+        let p_forest = self.forest.as_mut().map(|f| f.predict_proba_one(input));
         let p_batch = match self.batch.as_mut() {
             Some(b) => {
                 b.poll();
-                b.score(&x.dense[..d + 1])
+                b.score(input)
             }
             None => None,
         };
-        x.dense.push(logit(p_linear) as f32);
-        x.dense.push(p_forest.map_or(0.0, logit) as f32);
-        x.dense.push(p_batch.map_or(0.0, logit) as f32);
-        let side = &x.dense[d..];
-        let p_blend = self.blend(side, p_batch.is_some());
+        let mut side = SideValues {
+            anomaly: anomaly as f32,
+            logit_linear: logit(p_linear) as f32,
+            logit_forest: p_forest.map_or(0.0, logit) as f32,
+            logit_batch: p_batch.map_or(0.0, logit) as f32,
+            served: 0.0,
+        };
+        let p_blend = self.blend(&side, p_batch.is_some());
         let cold = self.cold();
         let cold_score = 0.5 * anomaly;
         let served = match self.cfg.kind {
@@ -463,7 +546,21 @@ impl Portfolio {
             ModelKind::Blend if cold => cold_score,
             ModelKind::Blend => p_blend,
         };
-        x.dense.push(served as f32);
+        side.served = served as f32;
+        side.write(&mut x.dense, d);
+        self.watch_scores(served, ts);
+        let members = MemberScores {
+            logistic: p_linear,
+            hst: anomaly,
+            forest: p_forest.unwrap_or(0.0),
+            batch: p_batch.unwrap_or(cold_score),
+            blend: p_blend,
+        };
+        (served, members)
+    }
+
+    /// Feed the served score of a transaction at `ts` to the score-distribution detector.
+    fn watch_scores(&mut self, served: f64, ts: i64) {
         if let Some(a) = self.score_drift.as_mut() {
             let before = a.mean();
             if a.update(served) {
@@ -478,17 +575,6 @@ impl Portfolio {
                 });
             }
         }
-        for (m, eval) in &mut self.evals {
-            let s = match m {
-                Member::Logistic => p_linear,
-                Member::Hst => anomaly,
-                Member::Forest => p_forest.unwrap_or(0.0),
-                Member::Batch => p_batch.unwrap_or(cold_score),
-                Member::Blend => p_blend,
-            };
-            eval.record_score(tx_key, ts, card, s as f32);
-        }
-        served
     }
 
     fn record(&mut self, mut e: DriftEvent) {
@@ -497,13 +583,6 @@ impl Portfolio {
             self.events.push(e);
         } else {
             self.events_dropped += 1;
-        }
-    }
-
-    /// Note a label for the members' evaluation (every label, joined or not).
-    pub fn record_label(&mut self, tx_key: u64, is_fraud: bool) {
-        for (_, eval) in &mut self.evals {
-            eval.record_label(tx_key, is_fraud);
         }
     }
 
@@ -525,10 +604,44 @@ impl Portfolio {
         tx_key: u64,
     ) {
         let d = self.dense;
-        let side = &x.dense[d..d + EXTRAS];
+        let stride = d + SideValues::LEN;
+        let side = SideValues::read(&x.dense[d..]);
         self.labels += 1;
+        self.watch_error(is_fraud, side.served, ts);
+        if let Some(w) = weight {
+            let warm = self.genuine_learnt >= self.cfg.cold_start_genuine;
+            if is_fraud && !warm {
+                if self.held_weights.len() < self.cfg.hold_frauds {
+                    self.held.extend(&x.dense[..stride]);
+                    self.held_weights.push_back(w);
+                }
+            } else {
+                self.learn_supervised(&x.dense, is_fraud, w, ts);
+                let next = if warm {
+                    self.held_weights.pop_front()
+                } else {
+                    None
+                };
+                if let Some(w) = next {
+                    // Replay one held fraud per label, oldest first.
+                    let mut row = std::mem::take(&mut self.replay);
+                    row.clear();
+                    row.extend(self.held.drain(..stride));
+                    self.learn_supervised(&row, true, w, ts);
+                    self.replay = row;
+                }
+            }
+        }
+        if let Some(b) = self.batch.as_mut() {
+            b.learn(&x.dense[..d + 1], is_fraud, tx_key);
+        }
+    }
+
+    /// Feed `|label − served score|` to the error detector; a rise restarts
+    /// the stacker's rates and brings the batch champion's snapshot forward.
+    fn watch_error(&mut self, is_fraud: bool, served: f32, ts: i64) {
         if let Some(a) = self.error_drift.as_mut() {
-            let err = (f64::from(u8::from(is_fraud)) - side[SERVED] as f64).abs();
+            let err = (f64::from(u8::from(is_fraud)) - served as f64).abs();
             let before = a.mean();
             if a.update(err) && a.mean() > before {
                 let after = a.mean();
@@ -546,33 +659,6 @@ impl Portfolio {
                 });
             }
         }
-        if let Some(w) = weight {
-            let warm = self.genuine_learnt >= self.cfg.cold_start_genuine;
-            if is_fraud && !warm {
-                if self.held_weights.len() < self.cfg.hold_frauds {
-                    self.held.extend(&x.dense[..d + EXTRAS]);
-                    self.held_weights.push_back(w);
-                }
-            } else {
-                self.learn_supervised(&x.dense, is_fraud, w, ts);
-                let next = if warm {
-                    self.held_weights.pop_front()
-                } else {
-                    None
-                };
-                if let Some(w) = next {
-                    // Replay one held fraud per label, oldest first.
-                    let mut row = std::mem::take(&mut self.replay);
-                    row.clear();
-                    row.extend(self.held.drain(..d + EXTRAS));
-                    self.learn_supervised(&row, true, w, ts);
-                    self.replay = row;
-                }
-            }
-        }
-        if let Some(b) = self.batch.as_mut() {
-            b.learn(&x.dense[..d + 1], is_fraud, tx_key);
-        }
     }
 
     /// Whether the served score is still the cold-start anomaly score.
@@ -585,6 +671,7 @@ impl Portfolio {
     fn learn_supervised(&mut self, x: &[f32], is_fraud: bool, w: f64, ts: i64) {
         let d = self.dense;
         if let Some(f) = self.forest.as_mut() {
+            // `learn_example`, not `learn_one`: the replaced trees are events.
             let replaced = f.learn_example(&x[..d + 1], is_fraud, w);
             for _ in 0..replaced {
                 self.record(DriftEvent {
@@ -598,12 +685,46 @@ impl Portfolio {
             }
         }
         if self.cfg.kind == ModelKind::Blend || self.cfg.compare {
-            self.stacker.learn(&x[d..d + EXTRAS], is_fraud, w);
+            self.stacker.learn(&SideValues::read(&x[d..]), is_fraud, w);
         }
         if is_fraud {
             self.frauds_learnt += 1;
         } else {
             self.genuine_learnt += 1;
+        }
+    }
+
+    /// The member that explains the served score of a vector with side
+    /// values `side`: the served one; the anomaly score in cold start; for a
+    /// blend, the member with the largest weighted logit in its combination.
+    fn explaining_member(&self, side: &SideValues) -> Member {
+        let cold = self.cold();
+        match self.cfg.kind {
+            ModelKind::Logistic => Member::Logistic,
+            ModelKind::Hst => Member::Hst,
+            ModelKind::Forest | ModelKind::Blend if cold => Member::Hst,
+            ModelKind::Forest => Member::Forest,
+            ModelKind::Batch => Member::Batch,
+            ModelKind::Blend => {
+                let w = match self.cfg.combine {
+                    Combine::Stack => [self.stacker.w[1], self.stacker.w[2], self.stacker.w[3]],
+                    Combine::Mean => self.cfg.weights,
+                };
+                let parts = [
+                    (Member::Logistic, w[0] * side.logit_linear as f64),
+                    (Member::Forest, w[1] * side.logit_forest as f64),
+                    (Member::Batch, w[2] * side.logit_batch as f64),
+                ];
+                parts
+                    .iter()
+                    .filter(|(m, _)| match m {
+                        Member::Forest => self.forest.is_some(),
+                        Member::Batch => self.batch.as_ref().is_some_and(|b| b.model().is_some()),
+                        _ => true,
+                    })
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map_or(Member::Logistic, |p| p.0)
+            }
         }
     }
 
@@ -621,47 +742,19 @@ impl Portfolio {
         out: &mut Vec<Contribution>,
     ) {
         let d = self.dense;
-        let side = &x.dense[d..d + EXTRAS];
+        let side = SideValues::read(&x.dense[d..]);
         let anomaly_only = |out: &mut Vec<Contribution>| {
             out.clear();
             out.push(Contribution {
                 feature: "anomaly_score".into(),
-                value: side[HST] as f64,
+                value: side.anomaly as f64,
             });
         };
-        let cold = self.cold();
-        let member = match self.cfg.kind {
-            ModelKind::Logistic => Member::Logistic,
-            ModelKind::Hst => Member::Hst,
-            ModelKind::Forest | ModelKind::Blend if cold => Member::Hst,
-            ModelKind::Forest => Member::Forest,
-            ModelKind::Batch => Member::Batch,
-            ModelKind::Blend => {
-                let w = match self.cfg.combine {
-                    Combine::Stack => [self.stacker.w[1], self.stacker.w[2], self.stacker.w[3]],
-                    Combine::Mean => self.cfg.weights,
-                };
-                let parts = [
-                    (Member::Logistic, w[0] * side[LOGIT_LINEAR] as f64),
-                    (Member::Forest, w[1] * side[LOGIT_FOREST] as f64),
-                    (Member::Batch, w[2] * side[LOGIT_BATCH] as f64),
-                ];
-                parts
-                    .iter()
-                    .filter(|(m, _)| match m {
-                        Member::Forest => self.forest.is_some(),
-                        Member::Batch => self.batch.as_ref().is_some_and(|b| b.model().is_some()),
-                        _ => true,
-                    })
-                    .max_by(|a, b| a.1.total_cmp(&b.1))
-                    .map_or(Member::Logistic, |p| p.0)
-            }
-        };
-        match member {
-            Member::Logistic | Member::Blend => logistic.explain(x, top, out),
+        match self.explaining_member(&side) {
+            Member::Logistic | Member::Blend => logistic.explain_one(x, top, out),
             Member::Forest => match self.forest.as_mut() {
-                Some(f) => f.contributions(&x.dense[..d + 1], top, out),
-                None => logistic.explain(x, top, out),
+                Some(f) => f.explain_one(&x.dense[..d + 1], top, out),
+                None => logistic.explain_one(x, top, out),
             },
             Member::Batch => match self.batch.as_ref().and_then(|b| b.model()) {
                 Some(m) => m.explain(&x.dense[..d + 1], &self.names, top, out),
@@ -686,33 +779,9 @@ impl Portfolio {
         self.forest.as_ref().map_or(0, |f| f.resets())
     }
 
-    /// Each evaluated member's metrics, over the run and from `from_day` on.
-    pub fn member_metrics(&self, from_day: Option<i64>) -> Vec<MemberMetrics> {
-        self.evals
-            .iter()
-            .map(|(m, e)| MemberMetrics {
-                name: m.name().to_string(),
-                served: m.name() == self.cfg.kind.name(),
-                overall: e.summary(None),
-                last_days: e.summary(from_day),
-            })
-            .collect()
-    }
-
-    /// The daily metrics of one member (by name), if it is evaluated.
-    pub fn member_daily(&self, name: &str) -> Option<Vec<crate::eval::DayMetrics>> {
-        self.evals
-            .iter()
-            .find(|(m, _)| m.name() == name)
-            .map(|(_, e)| e.daily())
-    }
-
-    /// Take in another stage's evaluations and drift events (after a
-    /// parallel run; events end up ordered by time).
+    /// Take in another stage's drift events (after a parallel run; events
+    /// end up ordered by time).
     pub fn absorb(&mut self, other: Portfolio) {
-        for ((_, mine), (_, theirs)) in self.evals.iter_mut().zip(other.evals) {
-            mine.merge(theirs);
-        }
         self.events.extend(other.events);
         self.events.sort_by_key(|e| e.ts);
         self.events_dropped += other.events_dropped;
@@ -722,6 +791,7 @@ impl Portfolio {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::{EvalConfig, MemberEvaluation};
     use crate::features::{FeatureConfig, FeatureExtractor};
     use rand::{Rng, SeedableRng};
 
@@ -759,18 +829,23 @@ mod tests {
             },
             ..PortfolioConfig::default()
         };
-        let mut p = Portfolio::new(space.names(), cfg, EvalConfig::default());
+        let eval = EvalConfig::default();
+        let mut p = Portfolio::new(space.names(), cfg, eval.origin_ms);
+        let mut members = MemberEvaluation::new(&cfg, &eval);
         let mut logistic = LogisticModel::new(&space, Default::default());
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let d = space.dense_len();
         for i in 0..6000u64 {
             let (mut x, y) = vector(&mut rng, d);
-            let p_lin = logistic.score(&x);
-            let s = p.score(&mut x, p_lin, i, i as i64 * 1000, i % 50);
+            let p_lin = logistic.predict_proba_one(&x);
+            let (s, scores) = p.score(&mut x, p_lin, i as i64 * 1000);
             assert!((0.0..=1.0).contains(&s));
             assert_eq!(x.dense.len(), p.stride(), "side values appended");
-            logistic.learn(&x, y, 1.0);
-            p.record_label(i, y);
+            assert_eq!(SideValues::read(&x.dense[d..]).served, s as f32);
+            assert_eq!(scores.logistic, p_lin);
+            members.record_score(i, i as i64 * 1000, i % 50, &scores);
+            logistic.learn_one(&x, y, 1.0);
+            members.record_label(i, y);
             p.learn(&x, y, Some(if y { 5.0 } else { 1.0 }), i as i64 * 1000, i);
         }
         assert!(!p.cold(), "warm after labels of both classes");
@@ -781,8 +856,8 @@ mod tests {
         let (mut lo, _) = vector(&mut rng, d);
         lo.dense[0] = 0.1;
         let (hi2, lo2) = (hi.clone(), lo.clone());
-        let s_hi = p.score(&mut hi, 0.5, 1, 0, 1);
-        let s_lo = p.score(&mut lo, 0.5, 2, 0, 2);
+        let (s_hi, _) = p.score(&mut hi, 0.5, 0);
+        let (s_lo, _) = p.score(&mut lo, 0.5, 0);
         assert!(s_hi > s_lo, "{s_hi} vs {s_lo}");
         let mut out = Vec::new();
         p.explain(&hi, &mut logistic, 3, &mut out);
@@ -791,16 +866,27 @@ mod tests {
         let json = serde_json::to_string(&p).unwrap();
         let mut back: Portfolio = serde_json::from_str(&json).unwrap();
         let (mut a, mut b) = (hi2.clone(), hi2);
-        assert_eq!(
-            p.score(&mut a, 0.5, 3, 0, 1),
-            back.score(&mut b, 0.5, 3, 0, 1)
-        );
+        assert_eq!(p.score(&mut a, 0.5, 0), back.score(&mut b, 0.5, 0));
+        assert_eq!(a.dense, b.dense, "the same side values");
         let (mut a, mut b) = (lo2.clone(), lo2);
-        assert_eq!(
-            p.score(&mut a, 0.5, 4, 0, 2),
-            back.score(&mut b, 0.5, 4, 0, 2)
-        );
-        let names: Vec<String> = p.member_metrics(None).into_iter().map(|m| m.name).collect();
+        assert_eq!(p.score(&mut a, 0.5, 0), back.score(&mut b, 0.5, 0));
+        let names: Vec<String> = members.metrics(None).into_iter().map(|m| m.name).collect();
         assert_eq!(names, ["logistic", "hst", "forest", "batch", "blend"]);
+        assert_eq!(members.metrics(None)[4].overall.transactions, 6000);
+    }
+
+    #[test]
+    fn side_values_keep_their_stored_order() {
+        let side = SideValues {
+            anomaly: 1.0,
+            logit_linear: 2.0,
+            logit_forest: 3.0,
+            logit_batch: 4.0,
+            served: 5.0,
+        };
+        let mut dense = vec![9.0, 9.0, 7.0];
+        side.write(&mut dense, 2);
+        assert_eq!(dense, [9.0, 9.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(SideValues::read(&dense[2..]), side);
     }
 }
