@@ -485,21 +485,11 @@ fn train(tree: &mut Tree, x: &[f32], y: usize, w: f64, ctx: &mut Ctx) {
     }
 }
 
+/// Try to split leaf `node` (Hoeffding bound): the best threshold of a
+/// random subspace of features must beat the runner-up by the bound, or the
+/// two must tie closely enough.
 fn attempt_split(tree: &mut Tree, node: usize, ctx: &mut Ctx) {
-    let dims = ctx.dims;
-    let m = if ctx.cfg.subspace == 0 {
-        ((dims as f64).sqrt().round() as usize).max(1)
-    } else {
-        ctx.cfg.subspace.min(dims)
-    };
-    if ctx.order.len() != dims {
-        ctx.order = (0..dims as u32).collect();
-    }
-    // Partial Fisher–Yates: the first `m` entries are the subspace.
-    for i in 0..m {
-        let j = i + (splitmix(&mut ctx.rng) % (dims - i) as u64) as usize;
-        ctx.order.swap(i, j);
-    }
+    let m = sample_subspace(ctx);
     let li = tree.nodes[node].leaf as usize;
     let leaf = &tree.leaves[li];
     // Class weights observed here (the statistics of any feature carry them).
@@ -509,62 +499,7 @@ fn attempt_split(tree: &mut Tree, node: usize, ctx: &mut Ctx) {
     if n1 <= 0.0 || n0 <= 0.0 {
         return; // a pure leaf has nothing to gain
     }
-    let parent = entropy(n0, n1);
-    // (gain, feature, threshold, left counts, right counts) of the best
-    // split, and the best gain of any other feature.
-    let mut best: Option<(f64, u32, f64)> = None;
-    let mut second = 0.0f64;
-    for &f in &ctx.order[..m] {
-        let s = &leaf.stats[f as usize * STATS..][..STATS];
-        let (lo, hi) = (s[6], s[7]);
-        if hi <= lo {
-            continue;
-        }
-        let mut feature_best: Option<(f64, f64)> = None;
-        for c in 1..=ctx.cfg.candidates {
-            let t = lo + (hi - lo) * c as f64 / (ctx.cfg.candidates + 1) as f64;
-            let mut left = [0.0; 2];
-            for (k, l) in left.iter_mut().enumerate() {
-                let (w, mean, m2) = (s[3 * k], s[3 * k + 1], s[3 * k + 2]);
-                if w <= 0.0 {
-                    continue;
-                }
-                let sd = (m2 / w).max(0.0).sqrt();
-                let frac = if sd < 1e-12 {
-                    if mean <= t {
-                        1.0
-                    } else {
-                        0.0
-                    }
-                } else {
-                    normal_cdf((t - mean) / sd)
-                };
-                *l = w * frac;
-            }
-            let right = [n0 - left[0], n1 - left[1]];
-            let (nl, nr) = (left[0] + left[1], right[0] + right[1]);
-            if nl <= 0.0 || nr <= 0.0 {
-                continue;
-            }
-            let gain = parent
-                - (nl / n) * entropy(left[0], left[1])
-                - (nr / n) * entropy(right[0], right[1]);
-            if feature_best.map_or(true, |b| gain > b.0) {
-                feature_best = Some((gain, t));
-            }
-        }
-        if let Some((gain, t)) = feature_best {
-            match best {
-                Some(b) if gain <= b.0 => second = second.max(gain),
-                _ => {
-                    if let Some(b) = best {
-                        second = second.max(b.0);
-                    }
-                    best = Some((gain, f, t));
-                }
-            }
-        }
-    }
+    let (best, second) = best_split(&leaf.stats, &ctx.order[..m], n0, n1, ctx.cfg.candidates);
     let Some((gain, feature, threshold)) = best else {
         return;
     };
@@ -573,9 +508,113 @@ fn attempt_split(tree: &mut Tree, node: usize, ctx: &mut Ctx) {
     if gain <= 0.0 || !(gain - second > eps || eps < ctx.cfg.tie_threshold) {
         return;
     }
+    split_leaf(tree, node, li, feature, threshold, ctx.dims);
+}
+
+/// Shuffle the first features of `ctx.order` (partial Fisher–Yates) and
+/// return how many form this attempt's subspace.
+fn sample_subspace(ctx: &mut Ctx) -> usize {
+    let dims = ctx.dims;
+    let m = if ctx.cfg.subspace == 0 {
+        ((dims as f64).sqrt().round() as usize).max(1)
+    } else {
+        ctx.cfg.subspace.min(dims)
+    };
+    if ctx.order.len() != dims {
+        ctx.order = (0..dims as u32).collect();
+    }
+    for i in 0..m {
+        let j = i + (splitmix(&mut ctx.rng) % (dims - i) as u64) as usize;
+        ctx.order.swap(i, j);
+    }
+    m
+}
+
+/// The best (gain, feature, threshold) over `features` of a leaf with these
+/// statistics and class weights, and the best gain of any other feature.
+fn best_split(
+    stats: &[f64],
+    features: &[u32],
+    n0: f64,
+    n1: f64,
+    candidates: usize,
+) -> (Option<(f64, u32, f64)>, f64) {
+    let parent = entropy(n0, n1);
+    let mut best: Option<(f64, u32, f64)> = None;
+    let mut second = 0.0f64;
+    for &f in features {
+        let s = &stats[f as usize * STATS..][..STATS];
+        let Some((gain, t)) = best_threshold(s, n0, n1, parent, candidates) else {
+            continue;
+        };
+        match best {
+            Some(b) if gain <= b.0 => second = second.max(gain),
+            _ => {
+                if let Some(b) = best {
+                    second = second.max(b.0);
+                }
+                best = Some((gain, f, t));
+            }
+        }
+    }
+    (best, second)
+}
+
+/// The best (gain, threshold) of one feature: `candidates` evenly spaced
+/// thresholds within its observed range, each class's share below a
+/// threshold estimated from its Gaussian (mean, variance) summary.
+fn best_threshold(
+    s: &[f64],
+    n0: f64,
+    n1: f64,
+    parent: f64,
+    candidates: usize,
+) -> Option<(f64, f64)> {
+    let (lo, hi) = (s[6], s[7]);
+    if hi <= lo {
+        return None;
+    }
+    let n = n0 + n1;
+    let mut feature_best: Option<(f64, f64)> = None;
+    for c in 1..=candidates {
+        let t = lo + (hi - lo) * c as f64 / (candidates + 1) as f64;
+        let mut left = [0.0; 2];
+        for (k, l) in left.iter_mut().enumerate() {
+            let (w, mean, m2) = (s[3 * k], s[3 * k + 1], s[3 * k + 2]);
+            if w <= 0.0 {
+                continue;
+            }
+            let sd = (m2 / w).max(0.0).sqrt();
+            let frac = if sd < 1e-12 {
+                if mean <= t {
+                    1.0
+                } else {
+                    0.0
+                }
+            } else {
+                normal_cdf((t - mean) / sd)
+            };
+            *l = w * frac;
+        }
+        let right = [n0 - left[0], n1 - left[1]];
+        let (nl, nr) = (left[0] + left[1], right[0] + right[1]);
+        if nl <= 0.0 || nr <= 0.0 {
+            continue;
+        }
+        let gain =
+            parent - (nl / n) * entropy(left[0], left[1]) - (nr / n) * entropy(right[0], right[1]);
+        if feature_best.map_or(true, |b| gain > b.0) {
+            feature_best = Some((gain, t));
+        }
+    }
+    feature_best
+}
+
+/// Turn leaf `node` (leaf slot `li`) into a split on `feature < threshold`:
+/// its leaf becomes the left child with fresh statistics, a new leaf the right.
+fn split_leaf(tree: &mut Tree, node: usize, li: usize, feature: u32, threshold: f64, dims: usize) {
     let depth = tree.leaves[li].depth + 1;
     let value = tree.leaves[li].probability();
-    // The split leaf's statistics become the left child's (reset).
     let mut left_leaf = std::mem::replace(&mut tree.leaves[li], Leaf::new(0, 0.0, 0));
     left_leaf.counts = [0.0; 2];
     left_leaf.prior = value;
@@ -589,22 +628,16 @@ fn attempt_split(tree: &mut Tree, node: usize, ctx: &mut Ctx) {
     let ri = tree.leaves.len() as u32;
     tree.leaves.push(Leaf::new(dims, value, depth));
     let (ln, rn) = (tree.nodes.len() as u32, tree.nodes.len() as u32 + 1);
-    tree.nodes.push(Node {
-        feature: 0,
-        threshold: 0.0,
-        left: NONE,
-        right: NONE,
-        leaf: li as u32,
-        value: 0.0,
-    });
-    tree.nodes.push(Node {
-        feature: 0,
-        threshold: 0.0,
-        left: NONE,
-        right: NONE,
-        leaf: ri,
-        value: 0.0,
-    });
+    for leaf in [li as u32, ri] {
+        tree.nodes.push(Node {
+            feature: 0,
+            threshold: 0.0,
+            left: NONE,
+            right: NONE,
+            leaf,
+            value: 0.0,
+        });
+    }
     let n = &mut tree.nodes[node];
     n.feature = feature;
     n.threshold = threshold as f32;
