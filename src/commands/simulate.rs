@@ -4,7 +4,8 @@
 use crate::commands::cli::{Format, SimulateArgs, Target};
 use crate::config::{FileFormat, SourceConfig};
 use crate::connectors::sinks::create_file;
-use fraudstream_sim::{SimConfig, SimEvent, SimTransaction, Simulator};
+use fraudstream_engine::time::DAY_MS;
+use fraudstream_sim::{SimConfig, SimEvent, SimLabel, SimTransaction, Simulator};
 use std::io::IsTerminal;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -31,8 +32,8 @@ pub const TRANSACTION_COLUMNS: &str =
 
 /// Write `YYYY-MM-DDTHH:MM:SS.sssZ` for epoch ms (no allocation).
 pub fn write_rfc3339(out: &mut impl Write, ms: i64) -> std::io::Result<()> {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
+    let days = ms.div_euclid(DAY_MS);
+    let rem = ms.rem_euclid(DAY_MS);
     // civil_from_days (Howard Hinnant)
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -55,47 +56,95 @@ pub fn write_rfc3339(out: &mut impl Write, ms: i64) -> std::io::Result<()> {
     )
 }
 
-fn write_tx(out: &mut impl Write, t: &SimTransaction, format: FileFormat) -> std::io::Result<()> {
-    match format {
-        FileFormat::Csv => {
-            write!(out, "{},", t.tx_id)?;
-            write_rfc3339(out, t.ts_ms)?;
-            write!(
-                out,
-                ",C{:07},T{:06},{},{},{},{},{},",
-                t.card,
-                t.merchant,
-                t.amount,
-                t.currency,
-                t.mcc,
-                t.country,
-                t.channel.as_str()
-            )?;
-            match t.location {
-                Some((lat, lon)) => writeln!(out, "{lat},{lon}"),
-                None => writeln!(out, ","),
-            }
-        }
-        FileFormat::Jsonl => {
-            write!(out, "{{\"tx_id\":{},\"ts\":\"", t.tx_id)?;
-            write_rfc3339(out, t.ts_ms)?;
-            write!(
-                out,
-                "\",\"card_id\":\"C{:07}\",\"merchant_id\":\"T{:06}\",\"amount\":{},\"currency\":\"{}\",\"mcc\":\"{}\",\"country\":\"{}\",\"channel\":\"{}\"",
-                t.card,
-                t.merchant,
-                t.amount,
-                t.currency,
-                t.mcc,
-                t.country,
-                t.channel.as_str()
-            )?;
-            if let Some((lat, lon)) = t.location {
-                write!(out, ",\"lat\":{lat},\"lon\":{lon}")?;
-            }
-            writeln!(out, "}}")
+/// One record's fields written in order: CSV cells, or the members of a
+/// JSON object (text quoted; an absent optional value is an empty cell in
+/// CSV and no member in JSON).
+struct Fields<'a, W: Write> {
+    out: &'a mut W,
+    json: bool,
+    written: usize,
+}
+
+impl<'a, W: Write> Fields<'a, W> {
+    fn new(out: &'a mut W, format: FileFormat) -> Self {
+        Fields {
+            out,
+            json: format == FileFormat::Jsonl,
+            written: 0,
         }
     }
+
+    fn start(&mut self, name: &str) -> std::io::Result<()> {
+        let lead = match (self.json, self.written) {
+            (true, 0) => "{",
+            (false, 0) => "",
+            _ => ",",
+        };
+        self.written += 1;
+        if self.json {
+            write!(self.out, "{lead}\"{name}\":")
+        } else {
+            write!(self.out, "{lead}")
+        }
+    }
+
+    fn number(&mut self, name: &str, v: impl std::fmt::Display) -> std::io::Result<()> {
+        self.start(name)?;
+        write!(self.out, "{v}")
+    }
+
+    fn text(&mut self, name: &str, v: impl std::fmt::Display) -> std::io::Result<()> {
+        self.start(name)?;
+        let q = if self.json { "\"" } else { "" };
+        write!(self.out, "{q}{v}{q}")
+    }
+
+    fn time(&mut self, name: &str, ts_ms: i64) -> std::io::Result<()> {
+        self.start(name)?;
+        let q = if self.json { "\"" } else { "" };
+        write!(self.out, "{q}")?;
+        write_rfc3339(self.out, ts_ms)?;
+        write!(self.out, "{q}")
+    }
+
+    fn optional(&mut self, name: &str, v: Option<f64>) -> std::io::Result<()> {
+        match v {
+            Some(v) => self.number(name, v),
+            None if self.json => Ok(()),
+            None => self.start(name),
+        }
+    }
+
+    fn end(self) -> std::io::Result<()> {
+        writeln!(self.out, "{}", if self.json { "}" } else { "" })
+    }
+}
+
+fn write_tx(out: &mut impl Write, t: &SimTransaction, format: FileFormat) -> std::io::Result<()> {
+    let mut f = Fields::new(out, format);
+    f.number("tx_id", t.tx_id)?;
+    f.time("ts", t.ts_ms)?;
+    f.text("card_id", format_args!("C{:07}", t.card))?;
+    f.text("merchant_id", format_args!("T{:06}", t.merchant))?;
+    f.number("amount", t.amount)?;
+    f.text("currency", t.currency)?;
+    f.text("mcc", t.mcc)?;
+    f.text("country", t.country)?;
+    f.text("channel", t.channel.as_str())?;
+    f.optional("lat", t.location.map(|l| l.0))?;
+    f.optional("lon", t.location.map(|l| l.1))?;
+    f.end()
+}
+
+fn write_label(out: &mut impl Write, l: &SimLabel, format: FileFormat) -> std::io::Result<()> {
+    let mut f = Fields::new(out, format);
+    f.number("tx_id", l.tx_id)?;
+    f.time("ts", l.ts_ms)?;
+    match format {
+        FileFormat::Csv => f.number("is_fraud", l.is_fraud as u8)?,
+        FileFormat::Jsonl => f.number("is_fraud", l.is_fraud)?,
+    }
+    f.end()
 }
 
 /// How long to wait so that `events` sent since `started` keep to `rate`
@@ -146,18 +195,7 @@ pub fn simulate(
             }
             SimEvent::Label(l) => {
                 out.labels += 1;
-                match format {
-                    FileFormat::Csv => {
-                        write!(labels, "{},", l.tx_id)?;
-                        write_rfc3339(&mut labels, l.ts_ms)?;
-                        writeln!(labels, ",{}", l.is_fraud as u8)?;
-                    }
-                    FileFormat::Jsonl => {
-                        write!(labels, "{{\"tx_id\":{},\"ts\":\"", l.tx_id)?;
-                        write_rfc3339(&mut labels, l.ts_ms)?;
-                        writeln!(labels, "\",\"is_fraud\":{}}}", l.is_fraud)?;
-                    }
-                }
+                write_label(&mut labels, &l, format)?;
             }
         }
         if let Some(wait) = ahead_of_rate(started, events, rate) {
@@ -253,9 +291,8 @@ pub async fn publish(
             SimEvent::Label(l) => {
                 let Some(lp) = &lp else { continue };
                 out.labels += 1;
-                write!(buf, "{{\"tx_id\":{},\"ts\":\"", l.tx_id)?;
-                write_rfc3339(&mut buf, l.ts_ms)?;
-                write!(buf, "\",\"is_fraud\":{}}}", l.is_fraud)?;
+                write_label(&mut buf, &l, FileFormat::Jsonl)?;
+                buf.pop(); // newline
                 let key = match card_of.get(&l.tx_id) {
                     Some(card) => format!("C{card:07}"),
                     None => String::new(),
