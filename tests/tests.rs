@@ -9,6 +9,7 @@ mod determinism;
 mod feedback;
 mod fluvio;
 mod golden;
+mod layers;
 mod persistence;
 mod portfolio;
 mod quality;

@@ -12,7 +12,7 @@
 
 use crate::config::{FluvioInput, StartAt, TimestampFormat};
 use crate::connectors::sources::decode::{truncate, Decoder, RawRecord, RecordKind, Reject};
-use crate::connectors::sources::SourceOffset;
+use crate::connectors::sources::{Pulled, Source, SourceOffset};
 use anyhow::Context;
 use compact_str::{format_compact, CompactString};
 use fluvio::consumer::{ConsumerConfigExt, ConsumerStream, OffsetManagementStrategy};
@@ -22,6 +22,7 @@ use futures_util::future::select_all;
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes of a rejected record kept in its dead letter.
@@ -80,19 +81,10 @@ impl Partition {
     }
 }
 
-/// What the merged source yields.
-#[derive(Debug)]
-pub enum Pulled {
-    /// The next event in merge order.
-    Event(Event),
-    /// A record that could not be accepted.
-    Rejected(DeadLetter),
-    /// Nothing can be released before the deadline.
-    Idle,
-}
-
 /// Every assigned partition of the transaction and label topics.
 pub struct FluvioSource {
+    /// The cluster the partitions are read from (reopened from, on a gap).
+    fluvio: Arc<Fluvio>,
     parts: Vec<Partition>,
     decoders: [Decoder; 2],
     /// The consumer name offsets are committed under, if any.
@@ -109,9 +101,16 @@ pub struct OpenPlan<'a> {
     pub resume: &'a [SourceOffset],
 }
 
+impl Source for FluvioSource {
+    async fn pull(&mut self, wait: Duration) -> anyhow::Result<Pulled> {
+        self.pull_merged(wait).await
+    }
+}
+
 impl FluvioSource {
     /// Open every assigned partition of each plan's topic.
-    pub async fn open(fluvio: &Fluvio, plans: &[OpenPlan<'_>]) -> anyhow::Result<Self> {
+    pub async fn open(client: Arc<Fluvio>, plans: &[OpenPlan<'_>]) -> anyhow::Result<Self> {
+        let fluvio: &Fluvio = &client;
         let mut parts = Vec::new();
         let mut consumer = None;
         for plan in plans {
@@ -193,6 +192,7 @@ impl FluvioSource {
                 Decoder::new(RecordKind::Label, &fields, None, TimestampFormat::Auto),
             ],
             consumer,
+            fluvio: client.clone(),
         })
     }
 
@@ -217,7 +217,9 @@ impl FluvioSource {
     /// The next event, a rejected record, or `Idle` when nothing can be
     /// released within `wait`. Cancel-safe: a record read is kept as its
     /// partition's head until released.
-    pub async fn pull(&mut self, fluvio: &Fluvio, wait: Duration) -> anyhow::Result<Pulled> {
+    async fn pull_merged(&mut self, wait: Duration) -> anyhow::Result<Pulled> {
+        let fluvio = self.fluvio.clone();
+        let fluvio: &Fluvio = &fluvio;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let now = Instant::now();
@@ -410,7 +412,8 @@ impl FluvioSource {
     }
 
     /// Ask the cluster for every partition's high watermark (for lag).
-    pub async fn refresh_watermarks(&mut self, fluvio: &Fluvio) -> anyhow::Result<()> {
+    pub async fn refresh_watermarks(&mut self) -> anyhow::Result<()> {
+        let fluvio: &Fluvio = &self.fluvio;
         let mut topics: Vec<String> = self.parts.iter().map(|p| p.topic.clone()).collect();
         topics.dedup();
         for t in topics {

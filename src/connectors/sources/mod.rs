@@ -6,6 +6,10 @@
 //! - [`file`]: CSV and JSONL files with a field mapping;
 //! - [`merge`]: interleaves labels with transactions at their arrival time;
 //! - [`fluvio`]: Fluvio topic partitions merged in event-time order (the service).
+//!
+//! Every source is a [`Source`]: pulled one item at a time, waiting at most
+//! a given time. The finite sources are also plain iterators
+//! ([`EventSource`]), which the file pipeline's hot loop uses directly.
 
 pub mod decode;
 pub mod file;
@@ -35,6 +39,45 @@ pub enum SourceItem {
     Event(Event),
     /// A record that could not be accepted.
     Rejected(DeadLetter),
+}
+
+/// What one pull from a [`Source`] gives.
+#[derive(Debug)]
+pub enum Pulled {
+    /// The next event.
+    Event(Event),
+    /// A record that could not be accepted.
+    Rejected(DeadLetter),
+    /// Nothing arrived within the wait (live sources).
+    Idle,
+    /// The source has no more items (finite sources).
+    End,
+}
+
+impl From<Option<SourceItem>> for Pulled {
+    fn from(item: Option<SourceItem>) -> Self {
+        match item {
+            Some(SourceItem::Event(e)) => Pulled::Event(e),
+            Some(SourceItem::Rejected(d)) => Pulled::Rejected(d),
+            None => Pulled::End,
+        }
+    }
+}
+
+/// Where events come from, one item at a time: a finite source answers at
+/// once and ends; a topic source waits up to `wait` for a record and never
+/// ends. Cancel-safe: an item is not lost when a pull is dropped.
+#[allow(async_fn_in_trait)] // used with concrete types, never boxed
+pub trait Source {
+    /// The next item, or `Idle` when none arrives within `wait`.
+    async fn pull(&mut self, wait: std::time::Duration) -> anyhow::Result<Pulled>;
+}
+
+/// A finite source never waits: its next item, or the end.
+impl<S: EventSource + ?Sized> Source for S {
+    async fn pull(&mut self, _wait: std::time::Duration) -> anyhow::Result<Pulled> {
+        Ok(self.next().into())
+    }
 }
 
 /// A stream of events with a notion of how far along it is.

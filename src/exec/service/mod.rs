@@ -21,7 +21,8 @@ use crate::connectors::sinks::fluvio::open_topic_sinks;
 use crate::connectors::sinks::report::{InputCounts, RunReport};
 use crate::connectors::sinks::{Output, SinkRouter};
 use crate::connectors::sources::decode::RecordKind;
-use crate::connectors::sources::fluvio::{FluvioSource, OpenPlan, Pulled};
+use crate::connectors::sources::fluvio::{FluvioSource, OpenPlan};
+use crate::connectors::sources::{Pulled, Source};
 use crate::exec::checkpoint::{self, CheckpointHeader};
 use anyhow::Context;
 use fraudstream_engine::engine::Engine;
@@ -75,7 +76,10 @@ async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunRep
         tokio::select! {
             biased;
             _ = &mut stop => break "signal",
-            pulled = service.source.pull(&service.fluvio, TICK) => service.on_event(pulled?).await?,
+            pulled = service.source.pull(TICK) => match pulled? {
+                Pulled::End => break "end of input",
+                item => service.on_event(item).await?,
+            },
         }
         if let Some(reason) = service.tick().await {
             break reason;
@@ -96,7 +100,6 @@ struct Service<'t> {
     /// The last checkpoint's header; the next one is written from it.
     header: CheckpointHeader,
     totals: InputCounts,
-    fluvio: fluvio::Fluvio,
     source: FluvioSource,
     sinks: SinkRouter,
     health: Arc<Health>,
@@ -130,6 +133,7 @@ impl<'t> Service<'t> {
         let mut engine = crate::exec::outputs::start_engine(t)?;
         let header = restore(t, &mut engine, &health, opts.quiet)?;
         let (fluvio, address) = crate::connectors::cluster::connect(&t.fluvio).await?;
+        let fluvio = Arc::new(fluvio);
         let mut plans = vec![OpenPlan {
             input: tx_input,
             kind: RecordKind::Transaction,
@@ -142,7 +146,7 @@ impl<'t> Service<'t> {
                 resume: &header.offsets,
             });
         }
-        let source = FluvioSource::open(&fluvio, &plans)
+        let source = FluvioSource::open(fluvio.clone(), &plans)
             .await
             .with_context(|| format!("opening the input topics on {address}"))?;
         drop(plans);
@@ -158,7 +162,6 @@ impl<'t> Service<'t> {
             engine,
             totals: header.totals.clone(),
             header,
-            fluvio,
             source,
             sinks,
             health,
@@ -197,7 +200,7 @@ impl<'t> Service<'t> {
                 self.sinks.route(&Output::DeadLetter(d))?;
                 self.sinks.send().await?;
             }
-            Pulled::Idle => {}
+            Pulled::Idle | Pulled::End => {}
         }
         Ok(())
     }
@@ -216,7 +219,7 @@ impl<'t> Service<'t> {
             .store(self.engine.counters().scored as i64, Relaxed);
         if self.last_watermarks.elapsed() >= WATERMARK_EVERY {
             self.last_watermarks = Instant::now();
-            if let Err(e) = self.source.refresh_watermarks(&self.fluvio).await {
+            if let Err(e) = self.source.refresh_watermarks().await {
                 eprintln!("fraudstream: reading partition watermarks: {e:#}");
             }
         }
