@@ -15,6 +15,9 @@ use nohash_hasher::IntMap;
 use std::sync::Arc;
 
 use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
+/// Smallest amount taken in log space (zero-amount authorisations and
+/// sub-cent amounts would give ln(0) = -inf or a value far below any real one).
+const MIN_LOG_AMOUNT: f32 = 0.01;
 /// How many recent distinct merchants a card remembers for "new merchant".
 const RECENT_MERCHANTS: usize = 16;
 /// Smoothing of the merchant fraud rate towards `RISK_PRIOR` with weight `RISK_PRIOR_WEIGHT` labels.
@@ -439,7 +442,8 @@ impl CardInput {
         CardInput {
             ts: tx.ts,
             amount: tx.amount,
-            ln_amount: fast_ln(tx.amount as f32),
+            // A zero (or sub-cent) amount counts as a cent in log space.
+            ln_amount: fast_ln((tx.amount as f32).max(MIN_LOG_AMOUNT)),
             merch_fp: (merchant_key as u16) | 1,
             country_fp: tx
                 .country

@@ -15,6 +15,8 @@ pub const MAX_SLOTS: usize = TRANSACTION_FIELDS.len() + 1;
 pub const MAX_ID_BYTES: usize = 128;
 /// Amounts above this are rejected as implausible.
 pub const MAX_AMOUNT: f64 = 1e12;
+/// What an amount must be, as a rejection says it.
+const AMOUNT_RANGE: &str = "a finite amount from 0 to 1e12";
 /// Timestamps must fall in [1970, 3000).
 pub const MAX_TS_MS: i64 = 32_503_680_000_000;
 
@@ -320,8 +322,9 @@ impl Decoder {
         let merchant_id = self.id(rec, 3)?;
         let av = self.required(rec, 4)?;
         let amount = match self.number(av) {
-            Some(a) if a.is_finite() && a > 0.0 && a <= MAX_AMOUNT => a,
-            _ => return Err(self.invalid(4, "a finite amount > 0", av)),
+            // Zero is a real amount: account verifications and card-testing probes.
+            Some(a) if a.is_finite() && (0.0..=MAX_AMOUNT).contains(&a) => a,
+            _ => return Err(self.invalid(4, AMOUNT_RANGE, av)),
         };
         let currency = self.opt_text(rec, 5)?;
         let mcc = self.opt_text(rec, 6)?;
@@ -677,6 +680,17 @@ mod tests {
     }
 
     #[test]
+    fn zero_amounts_are_transactions() {
+        let d = tx_decoder(&[]);
+        let t = decode(
+            &d,
+            r#"{"tx_id":"v","ts":1000,"card_id":"c","merchant_id":"m","amount":0}"#,
+        )
+        .unwrap();
+        assert_eq!(t.amount, 0.0);
+    }
+
+    #[test]
     fn every_kind_of_bad_record_has_its_reason() {
         let d = tx_decoder(&[]);
         let ok = r#""tx_id":"a","ts":1000,"card_id":"c","merchant_id":"m""#;
@@ -688,7 +702,10 @@ mod tests {
                 RejectKind::MissingField,
             ),
             (&format!("{{{ok},\"amount\":-1}}"), RejectKind::InvalidField),
-            (&format!("{{{ok},\"amount\":0}}"), RejectKind::InvalidField),
+            (
+                &format!("{{{ok},\"amount\":1e13}}"),
+                RejectKind::InvalidField,
+            ),
             (
                 &format!("{{{ok},\"amount\":\"NaN\"}}"),
                 RejectKind::InvalidField,
