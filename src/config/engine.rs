@@ -11,7 +11,7 @@ use fraudstream_engine::model::forest::ForestConfig;
 use fraudstream_engine::model::hst::HstConfig;
 use fraudstream_engine::model::portfolio::PortfolioConfig;
 use fraudstream_engine::model::{Imbalance, LogisticConfig, Optimizer};
-use fraudstream_engine::{EngineConfig, Named};
+use fraudstream_engine::{EngineConfig, Named, StageSettings};
 use std::path::PathBuf;
 
 /// When to draw a progress line.
@@ -28,18 +28,9 @@ pub enum Progress {
 /// Engine-wide settings (`[engine]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineSettings {
-    /// Seed for every random choice of the engine.
-    pub seed: u64,
-    /// `score >= alert_threshold` raises an alert.
-    pub alert_threshold: f64,
-    /// Events this far behind the newest are still placed in their bucket.
-    pub allowed_lateness_ms: i64,
-    /// Entities idle this long are evicted.
-    pub idle_eviction_ms: i64,
-    /// Event time between eviction sweeps.
-    pub eviction_interval_ms: i64,
-    /// Contributions listed per alert.
-    pub explain_top: usize,
+    /// What both stages read: seed, alert threshold, lateness, eviction,
+    /// explanations.
+    pub stage: StageSettings,
     /// Card-stage worker threads (1: sequential and deterministic).
     pub workers: usize,
     /// Progress line.
@@ -86,12 +77,7 @@ impl Default for EngineSettings {
     fn default() -> Self {
         let d = EngineConfig::default();
         EngineSettings {
-            seed: d.seed,
-            alert_threshold: d.alert_threshold,
-            allowed_lateness_ms: d.allowed_lateness_ms,
-            idle_eviction_ms: d.idle_eviction_ms,
-            eviction_interval_ms: d.eviction_interval_ms,
-            explain_top: d.explain_top,
+            stage: d.stage,
             workers: d.workers,
             progress: Progress::Auto,
         }
@@ -102,13 +88,16 @@ impl EngineSettings {
     /// `[engine]`.
     pub(super) fn read(s: &Section) -> Self {
         let d = Self::default();
+        let g = d.stage;
         let e = EngineSettings {
-            seed: s.int("seed", d.seed as i64, 0, i64::MAX) as u64,
-            alert_threshold: s.float("alert_threshold", d.alert_threshold, 0.0, 1.0),
-            allowed_lateness_ms: s.duration("allowed_lateness", d.allowed_lateness_ms, 0),
-            idle_eviction_ms: s.duration("idle_eviction", d.idle_eviction_ms, 1),
-            eviction_interval_ms: s.duration("eviction_interval", d.eviction_interval_ms, 1),
-            explain_top: s.int("explain_top", d.explain_top as i64, 0, 64) as usize,
+            stage: StageSettings {
+                seed: s.int("seed", g.seed as i64, 0, i64::MAX) as u64,
+                alert_threshold: s.float("alert_threshold", g.alert_threshold, 0.0, 1.0),
+                allowed_lateness_ms: s.duration("allowed_lateness", g.allowed_lateness_ms, 0),
+                idle_eviction_ms: s.duration("idle_eviction", g.idle_eviction_ms, 1),
+                eviction_interval_ms: s.duration("eviction_interval", g.eviction_interval_ms, 1),
+                explain_top: s.int("explain_top", g.explain_top as i64, 0, 64) as usize,
+            },
             workers: match s.int("workers", d.workers as i64, 0, 256) {
                 0 => std::thread::available_parallelism()
                     .map(|n| n.get())

@@ -143,12 +143,7 @@ impl Topology {
     pub fn engine_config(&self) -> EngineConfig {
         let e = &self.engine;
         EngineConfig {
-            seed: e.seed,
-            alert_threshold: e.alert_threshold,
-            allowed_lateness_ms: e.allowed_lateness_ms,
-            idle_eviction_ms: e.idle_eviction_ms,
-            eviction_interval_ms: e.eviction_interval_ms,
-            explain_top: e.explain_top,
+            stage: e.stage,
             workers: e.workers,
             learn: self.labels.learn,
             features: self.features.clone(),
@@ -177,9 +172,9 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
     let features = engine::read_features(&root.section("features"));
     let mut model = engine::read_model(&root.section("model"));
     // Model randomness follows the engine seed.
-    model.portfolio.forest.seed ^= engine.seed;
-    model.portfolio.hst.seed ^= engine.seed;
-    model.portfolio.batch.seed ^= engine.seed;
+    model.portfolio.forest.seed ^= engine.stage.seed;
+    model.portfolio.hst.seed ^= engine.stage.seed;
+    model.portfolio.batch.seed ^= engine.stage.seed;
     let pending = PendingSettings::read(&root.section("pending"));
     let evaluation = EvaluationSettings::read(&root.section("evaluation"));
     let source_partitions = match &source {
@@ -339,7 +334,7 @@ type = "scores"
             panic!()
         };
         assert_eq!(sim.days, 3);
-        assert_eq!(t.engine.seed, 9);
+        assert_eq!(t.engine.stage.seed, 9);
         let err = Topology::embedded(&["source.days=0".into()]).unwrap_err();
         assert_eq!(err.0[0].key, "source.days");
     }

@@ -9,9 +9,9 @@ use crate::model::portfolio::{Combine, ModelKind, PortfolioConfig};
 use crate::model::{Imbalance, LogisticConfig, Optimizer};
 use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 
-/// Everything the two stages and the sequential engine are built from.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct EngineConfig {
+/// What both stages read of a topology's `[engine]` section.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct StageSettings {
     /// Seed for every random choice of the engine (subsampling, model members).
     pub seed: u64,
     /// `score >= alert_threshold` raises an alert.
@@ -24,6 +24,27 @@ pub struct EngineConfig {
     pub eviction_interval_ms: i64,
     /// Contributions listed per alert.
     pub explain_top: usize,
+}
+
+impl Default for StageSettings {
+    fn default() -> Self {
+        StageSettings {
+            seed: 42,
+            alert_threshold: 0.5,
+            allowed_lateness_ms: 10 * MINUTE_MS,
+            idle_eviction_ms: 45 * DAY_MS,
+            eviction_interval_ms: HOUR_MS,
+            explain_top: 3,
+        }
+    }
+}
+
+/// Everything the two stages and the sequential engine are built from.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct EngineConfig {
+    /// Seeds, alert threshold, lateness, eviction, explanations.
+    #[serde(flatten)]
+    pub stage: StageSettings,
     /// Card stages transactions are routed over (1: sequential).
     pub workers: usize,
     /// Learn from labels (model, merchant risk, card signal); when false they
@@ -53,12 +74,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            seed: 42,
-            alert_threshold: 0.5,
-            allowed_lateness_ms: 10 * MINUTE_MS,
-            idle_eviction_ms: 45 * DAY_MS,
-            eviction_interval_ms: HOUR_MS,
-            explain_top: 3,
+            stage: StageSettings::default(),
             workers: 1,
             learn: true,
             features: FeatureConfig::default(),
@@ -78,7 +94,7 @@ impl EngineConfig {
     /// The prequential evaluation's settings.
     pub fn eval(&self) -> EvalConfig {
         EvalConfig {
-            threshold: self.alert_threshold,
+            threshold: self.stage.alert_threshold,
             k: self.eval_k,
             unlabeled: self.unlabeled,
             origin_ms: self.eval_origin_ms,

@@ -160,9 +160,9 @@ impl MerchantStage {
             routes: IntMap::default(),
             joinable: PendingFeatures::new(0, cfg.pending_capacity, cfg.pending_ttl_ms),
             learn: cfg.learn,
-            lateness_ms: cfg.allowed_lateness_ms,
-            idle_ms: cfg.idle_eviction_ms,
-            eviction_interval_ms: cfg.eviction_interval_ms,
+            lateness_ms: cfg.stage.allowed_lateness_ms,
+            idle_ms: cfg.stage.idle_eviction_ms,
+            eviction_interval_ms: cfg.stage.eviction_interval_ms,
             newest_ts: i64::MIN,
             next_eviction: i64::MIN,
             counters: EngineCounters::default(),
@@ -325,13 +325,13 @@ impl CardStage {
         let stride = model.stride();
         CardStage {
             cfg: CardSettings {
-                threshold: cfg.alert_threshold,
-                idle_ms: cfg.idle_eviction_ms,
-                eviction_interval_ms: cfg.eviction_interval_ms,
-                explain_top: cfg.explain_top,
+                threshold: cfg.stage.alert_threshold,
+                idle_ms: cfg.stage.idle_eviction_ms,
+                eviction_interval_ms: cfg.stage.eviction_interval_ms,
+                explain_top: cfg.stage.explain_top,
                 learn: cfg.learn,
                 imbalance: cfg.imbalance,
-                seed: cfg.seed,
+                seed: cfg.stage.seed,
             },
             cards: CardFeatures::new(cfg.features.clone()),
             model,
@@ -914,7 +914,7 @@ mod tests {
 
     #[test]
     fn late_transactions_are_counted_and_scored() {
-        let mut e = engine(|c| c.allowed_lateness_ms = 60_000);
+        let mut e = engine(|c| c.stage.allowed_lateness_ms = 60_000);
         e.score(tx(1, 10 * 60_000, 10.0));
         e.score(tx(2, 9 * 60_000 + 30_000, 10.0)); // 30 s behind: in time
         e.score(tx(3, 60_000, 10.0)); // 9 minutes behind: late
@@ -996,7 +996,7 @@ mod tests {
 
     #[test]
     fn alerts_carry_their_top_contributions() {
-        let mut e = engine(|c| c.alert_threshold = 0.0);
+        let mut e = engine(|c| c.stage.alert_threshold = 0.0);
         let s = e.score(tx(1, 0, 10.0));
         assert!(s.alert);
         // untrained: every weight is zero, so nothing contributes positively

@@ -21,4 +21,4 @@ pub mod pending;
 pub mod time;
 pub mod windows;
 
-pub use config::{EngineConfig, Named};
+pub use config::{EngineConfig, Named, StageSettings};
