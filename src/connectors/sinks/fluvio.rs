@@ -21,6 +21,8 @@ pub struct TopicSink {
     producer: TopicProducerPool,
     /// Encoded records not yet handed to the producer: (key, value).
     queue: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+    /// Encoding buffer, reused (each record then gets one exact-size copy).
+    buf: Vec<u8>,
     written: u64,
 }
 
@@ -47,6 +49,7 @@ impl TopicSink {
             topic: o.topic.clone(),
             producer,
             queue: Vec::new(),
+            buf: Vec::with_capacity(512),
             written: 0,
         })
     }
@@ -85,11 +88,18 @@ impl Sink for TopicSink {
     }
 
     fn write(&mut self, o: &Output) -> anyhow::Result<()> {
-        let (key, value) = match o {
-            Output::Score(s) => (Some(s.card_id.as_bytes().to_vec()), serde_json::to_vec(s)?),
-            Output::DeadLetter(d) => (None, serde_json::to_vec(d)?),
+        self.buf.clear();
+        let key = match o {
+            Output::Score(s) => {
+                serde_json::to_writer(&mut self.buf, s)?;
+                Some(s.card_id.as_bytes().to_vec())
+            }
+            Output::DeadLetter(d) => {
+                serde_json::to_writer(&mut self.buf, d)?;
+                None
+            }
         };
-        self.queue.push((key, value));
+        self.queue.push((key, self.buf.clone()));
         Ok(())
     }
 

@@ -69,17 +69,15 @@ pub struct Written(pub Vec<(String, String, u64)>);
 #[derive(Default)]
 pub struct SinkRouter {
     sinks: Vec<Box<dyn Sink>>,
-    /// Something was written since the last send.
-    queued: bool,
+    /// Bit i: sink i was written to since the last send (at most 64 sinks
+    /// are tracked; the rest are always sent).
+    queued: u64,
 }
 
 impl SinkRouter {
     /// Route to `sinks`.
     pub fn new(sinks: Vec<Box<dyn Sink>>) -> Self {
-        SinkRouter {
-            sinks,
-            queued: false,
-        }
+        SinkRouter { sinks, queued: 0 }
     }
 
     /// Open the file record sinks of `sinks` (topics are the service's).
@@ -106,10 +104,10 @@ impl SinkRouter {
     /// Write `o` to every sink that takes it.
     #[inline]
     pub fn route(&mut self, o: &Output) -> anyhow::Result<()> {
-        for s in self.sinks.iter_mut() {
+        for (i, s) in self.sinks.iter_mut().enumerate() {
             if takes(s.records(), o) {
                 s.write(o)?;
-                self.queued = true;
+                self.queued |= 1u64.checked_shl(i as u32).unwrap_or(0);
             }
         }
         Ok(())
@@ -117,8 +115,9 @@ impl SinkRouter {
 
     /// Pass every sink's queue to its transport.
     pub async fn send(&mut self) -> anyhow::Result<()> {
-        if std::mem::take(&mut self.queued) {
-            for s in self.sinks.iter_mut() {
+        let queued = std::mem::take(&mut self.queued);
+        for (i, s) in self.sinks.iter_mut().enumerate() {
+            if i >= 64 || queued & (1 << i) != 0 {
                 s.send().await?;
             }
         }
