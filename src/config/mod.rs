@@ -277,6 +277,34 @@ mod tests {
     }
 
     #[test]
+    fn service_settings_left_out_take_their_defaults() {
+        let text = "[source]\ntype = \"fluvio\"\ntopic = \"tx\"\n\
+                    [checkpoint]\ndir = \"ck\"\n\
+                    [sinks.scores]\ntype = \"scores\"\ntopic = \"scores\"\n";
+        let t = Topology::from_toml("svc.toml", text, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.fluvio, FluvioSettings::default());
+        assert_eq!(t.service, ServiceSettings::default());
+        let c = t.checkpoint.unwrap();
+        assert_eq!(c.interval_ms, CheckpointSettings::default().interval_ms);
+        let SourceConfig::Fluvio(input) = t.source else {
+            panic!("a fluvio source")
+        };
+        let want = FluvioInput {
+            topic: "tx".into(),
+            ..FluvioInput::default()
+        };
+        assert_eq!(input, want);
+        let out = t.sinks[0].topic().unwrap();
+        assert_eq!(
+            (out.batch_bytes, out.linger_ms),
+            (
+                FluvioOutput::default().batch_bytes,
+                FluvioOutput::default().linger_ms
+            )
+        );
+    }
+
+    #[test]
     fn every_error_is_reported_at_once() {
         let text = r#"
 [engine]

@@ -3,12 +3,13 @@
 //! HTTP endpoint (`[service]`).
 
 use super::reader::Section;
+use fraudstream_engine::Named;
 
 /// Default address of the health and metrics endpoint.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 
 /// The Fluvio cluster (`[fluvio]`).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FluvioSettings {
     /// SC address; when absent, `FLUVIO_SC_ADDR`, then the Fluvio profile.
     pub address: Option<String>,
@@ -18,8 +19,18 @@ pub struct FluvioSettings {
     pub connect_backoff_ms: i64,
 }
 
+impl Default for FluvioSettings {
+    fn default() -> Self {
+        FluvioSettings {
+            address: None,
+            connect_attempts: 6,
+            connect_backoff_ms: 500,
+        }
+    }
+}
+
 /// Where a consumer starts when no checkpoint says otherwise.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartAt {
     /// The first record still held.
     Beginning,
@@ -28,6 +39,17 @@ pub enum StartAt {
     /// After the last offset the named consumer committed (the beginning when
     /// it never committed).
     Committed,
+}
+
+impl Named for StartAt {
+    const ALL: &'static [Self] = &[StartAt::Beginning, StartAt::End, StartAt::Committed];
+    fn name(self) -> &'static str {
+        match self {
+            StartAt::Beginning => "beginning",
+            StartAt::End => "end",
+            StartAt::Committed => "committed",
+        }
+    }
 }
 
 /// A Fluvio topic read by the engine (`[source]` or `[labels]` with
@@ -53,6 +75,21 @@ pub struct FluvioInput {
     pub fetch_bytes: usize,
 }
 
+impl Default for FluvioInput {
+    fn default() -> Self {
+        FluvioInput {
+            topic: String::new(),
+            partitions: Vec::new(),
+            topic_partitions: 1,
+            start: StartAt::Beginning,
+            consumer: None,
+            idle_ms: 20,
+            max_record_bytes: 1 << 20,
+            fetch_bytes: 1 << 20,
+        }
+    }
+}
+
 /// A Fluvio topic a sink writes to (`topic = ...` in `[sinks.ID]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FluvioOutput {
@@ -66,6 +103,17 @@ pub struct FluvioOutput {
     pub linger_ms: i64,
 }
 
+impl Default for FluvioOutput {
+    fn default() -> Self {
+        FluvioOutput {
+            topic: String::new(),
+            topic_partitions: 1,
+            batch_bytes: 16_384,
+            linger_ms: 5,
+        }
+    }
+}
+
 /// Checkpoints (`[checkpoint]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckpointSettings {
@@ -73,6 +121,15 @@ pub struct CheckpointSettings {
     pub dir: std::path::PathBuf,
     /// Wall-clock time between checkpoints.
     pub interval_ms: i64,
+}
+
+impl Default for CheckpointSettings {
+    fn default() -> Self {
+        CheckpointSettings {
+            dir: std::path::PathBuf::new(),
+            interval_ms: 10_000,
+        }
+    }
 }
 
 /// The service (`[service]`).
@@ -96,10 +153,11 @@ impl Default for ServiceSettings {
 
 /// `[fluvio]`.
 pub fn read_fluvio(s: &Section) -> FluvioSettings {
+    let d = FluvioSettings::default();
     let f = FluvioSettings {
         address: s.opt_str("address").filter(|a| !a.is_empty()),
-        connect_attempts: s.int("connect_attempts", 6, 1, 1000) as u32,
-        connect_backoff_ms: s.duration("connect_backoff", 500, 1),
+        connect_attempts: s.int("connect_attempts", d.connect_attempts as i64, 1, 1000) as u32,
+        connect_backoff_ms: s.duration("connect_backoff", d.connect_backoff_ms, 1),
     };
     s.finish();
     f
@@ -108,18 +166,21 @@ pub fn read_fluvio(s: &Section) -> FluvioSettings {
 /// The keys of a Fluvio input; `defaults` supplies partition settings
 /// (the transaction source's, for labels).
 pub fn read_fluvio_input(s: &Section, defaults: Option<&FluvioInput>) -> FluvioInput {
+    let own = FluvioInput::default();
+    // Partition settings follow the transaction source's, when given.
+    let inherited = defaults.unwrap_or(&own);
     let topic = s.opt_str("topic").unwrap_or_default();
     if topic.is_empty() {
         s.error("topic", "the name of the Fluvio topic to read", None);
     }
     let topic_partitions = s.int(
         "topic_partitions",
-        defaults.map_or(1, |d| d.topic_partitions as i64),
+        inherited.topic_partitions as i64,
         1,
         10_000,
     ) as u32;
     let partitions = match s.value("partitions") {
-        None => defaults.map(|d| d.partitions.clone()).unwrap_or_default(),
+        None => inherited.partitions.clone(),
         Some(toml::Value::Array(items)) => {
             let mut out = Vec::new();
             for (i, v) in items.iter().enumerate() {
@@ -151,22 +212,8 @@ pub fn read_fluvio_input(s: &Section, defaults: Option<&FluvioInput>) -> FluvioI
             Vec::new()
         }
     };
-    let default_start = match defaults.map(|d| &d.start) {
-        Some(StartAt::End) => "end",
-        Some(StartAt::Committed) => "committed",
-        _ => "beginning",
-    };
-    let start = match s
-        .choice("start", &["beginning", "end", "committed"], default_start)
-        .as_str()
-    {
-        "end" => StartAt::End,
-        "committed" => StartAt::Committed,
-        _ => StartAt::Beginning,
-    };
-    let consumer = s
-        .opt_str("consumer")
-        .or_else(|| defaults.and_then(|d| d.consumer.clone()));
+    let start = s.named("start", inherited.start);
+    let consumer = s.opt_str("consumer").or_else(|| inherited.consumer.clone());
     if start == StartAt::Committed && consumer.is_none() {
         s.error(
             "consumer",
@@ -180,14 +227,10 @@ pub fn read_fluvio_input(s: &Section, defaults: Option<&FluvioInput>) -> FluvioI
         topic_partitions,
         start,
         consumer,
-        idle_ms: s.duration("idle", defaults.map_or(20, |d| d.idle_ms), 1),
-        max_record_bytes: s.int("max_record_bytes", 1 << 20, 64, 1 << 30) as usize,
-        fetch_bytes: s.int(
-            "fetch_bytes",
-            defaults.map_or(1 << 20, |d| d.fetch_bytes as i64),
-            1024,
-            1 << 30,
-        ) as usize,
+        idle_ms: s.duration("idle", inherited.idle_ms, 1),
+        max_record_bytes: s.int("max_record_bytes", own.max_record_bytes as i64, 64, 1 << 30)
+            as usize,
+        fetch_bytes: s.int("fetch_bytes", inherited.fetch_bytes as i64, 1024, 1 << 30) as usize,
     }
 }
 
@@ -197,11 +240,12 @@ pub fn read_fluvio_output(s: &Section, default_partitions: u32) -> Option<Fluvio
     if topic.is_empty() {
         s.error("topic", "the name of the Fluvio topic to write", None);
     }
+    let d = FluvioOutput::default();
     Some(FluvioOutput {
         topic,
         topic_partitions: s.int("topic_partitions", default_partitions as i64, 1, 10_000) as u32,
-        batch_bytes: s.int("batch_bytes", 16_384, 64, 1 << 30) as usize,
-        linger_ms: s.duration("linger", 5, 0),
+        batch_bytes: s.int("batch_bytes", d.batch_bytes as i64, 64, 1 << 30) as usize,
+        linger_ms: s.duration("linger", d.linger_ms, 0),
     })
 }
 
@@ -216,7 +260,7 @@ pub fn read_checkpoint(s: &Section) -> Option<CheckpointSettings> {
     }
     let c = CheckpointSettings {
         dir: dir.into(),
-        interval_ms: s.duration("interval", 10_000, 100),
+        interval_ms: s.duration("interval", CheckpointSettings::default().interval_ms, 100),
     };
     s.finish();
     Some(c)
@@ -239,7 +283,11 @@ pub fn read_service(s: &Section) -> ServiceSettings {
     };
     let out = ServiceSettings {
         listen,
-        stop_when_idle_ms: s.duration("stop_when_idle", 0, 0),
+        stop_when_idle_ms: s.duration(
+            "stop_when_idle",
+            ServiceSettings::default().stop_when_idle_ms,
+            0,
+        ),
     };
     s.finish();
     out
