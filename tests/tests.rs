@@ -11,6 +11,7 @@ mod fluvio;
 mod golden;
 mod layers;
 mod persistence;
+mod poison;
 mod portfolio;
 mod quality;
 mod replay;

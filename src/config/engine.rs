@@ -97,6 +97,9 @@ impl EngineSettings {
                 idle_eviction_ms: s.duration("idle_eviction", g.idle_eviction_ms, 1),
                 eviction_interval_ms: s.duration("eviction_interval", g.eviction_interval_ms, 1),
                 explain_top: s.int("explain_top", g.explain_top as i64, 0, 64) as usize,
+                max_event_skew_ms: s.duration("max_event_skew", g.max_event_skew_ms, 1),
+                min_amount: s.float("min_amount", g.min_amount, 0.0, 1e15),
+                max_amount: s.float("max_amount", g.max_amount, 0.0, 1e15),
             },
             workers: match s.int("workers", d.workers as i64, 0, 256) {
                 0 => std::thread::available_parallelism()
@@ -106,6 +109,14 @@ impl EngineSettings {
             },
             progress: s.named("progress", d.progress),
         };
+        let g = e.stage;
+        if g.min_amount > g.max_amount {
+            s.error(
+                "min_amount",
+                format!("at most max_amount ({})", g.max_amount),
+                Some(g.min_amount.to_string()),
+            );
+        }
         s.finish();
         e
     }

@@ -39,12 +39,23 @@ pub struct CheckpointHeader {
 /// The settings a checkpointed state depends on, key by key (dotted paths
 /// of the engine's settings, values as JSON): a state restored under other
 /// settings would be wrong or unreadable. Left out: what shapes outputs but
-/// not state (workers, explanations per alert, the report's day origin).
+/// not state (workers, explanations per alert, the report's day origin,
+/// the admission bounds on amounts and event time).
 pub fn settings_of(t: &Topology) -> Vec<(String, String)> {
     let value = serde_json::to_value(t.engine_config()).expect("settings are plain data");
     let mut out = Vec::new();
     flatten("", &value, &mut out);
-    out.retain(|(k, _)| !matches!(k.as_str(), "workers" | "explain_top" | "eval_origin_ms"));
+    out.retain(|(k, _)| {
+        !matches!(
+            k.as_str(),
+            "workers"
+                | "explain_top"
+                | "eval_origin_ms"
+                | "max_event_skew_ms"
+                | "min_amount"
+                | "max_amount"
+        )
+    });
     out
 }
 

@@ -16,6 +16,7 @@
 
 use crate::config::Topology;
 use crate::connectors::sinks::{Output, SinkHandle, SinkWriter};
+use crate::connectors::sources::decode::refused;
 use crate::connectors::sources::{EventSource, SourceItem};
 use crate::exec::outputs::start_model;
 use crossbeam::channel::{bounded, Receiver, Sender};
@@ -237,6 +238,13 @@ impl Router {
         sinks: &mut SinkWriter,
         on_reject: &mut impl FnMut(&DeadLetter),
     ) -> anyhow::Result<()> {
+        let item = match item {
+            SourceItem::Event(event) => match self.merchant.admit(&event) {
+                Ok(()) => SourceItem::Event(event),
+                Err(refusal) => SourceItem::Rejected(refused(&event, refusal)),
+            },
+            rejected => rejected,
+        };
         match item {
             SourceItem::Event(Event::Transaction(tx)) => {
                 self.counts.transactions += 1;

@@ -24,6 +24,14 @@ pub struct StageSettings {
     pub eviction_interval_ms: i64,
     /// Contributions listed per alert.
     pub explain_top: usize,
+    /// An event dated more than this ahead of the newest event time seen
+    /// (and, in the service, of the wall clock) is refused: one record dated
+    /// 2999 must not become the stream's "now". `i64::MAX`: no limit.
+    pub max_event_skew_ms: i64,
+    /// Smallest amount accepted (0: zero-amount authorisations are scored).
+    pub min_amount: f64,
+    /// Largest amount accepted.
+    pub max_amount: f64,
 }
 
 impl Default for StageSettings {
@@ -35,6 +43,9 @@ impl Default for StageSettings {
             idle_eviction_ms: 45 * DAY_MS,
             eviction_interval_ms: HOUR_MS,
             explain_top: 3,
+            max_event_skew_ms: 7 * DAY_MS,
+            min_amount: 0.0,
+            max_amount: 1e12,
         }
     }
 }

@@ -197,16 +197,19 @@ pub enum RejectKind {
     BadTimestamp,
     /// Larger than the configured record limit.
     Oversized,
+    /// Dated too far ahead of the stream (or of the wall clock).
+    FutureTimestamp,
 }
 
 impl RejectKind {
     /// All kinds, in report order.
-    pub const ALL: [RejectKind; 5] = [
+    pub const ALL: [RejectKind; 6] = [
         RejectKind::Malformed,
         RejectKind::MissingField,
         RejectKind::InvalidField,
         RejectKind::BadTimestamp,
         RejectKind::Oversized,
+        RejectKind::FutureTimestamp,
     ];
 
     /// Snake-case name.
@@ -217,6 +220,7 @@ impl RejectKind {
             RejectKind::InvalidField => "invalid_field",
             RejectKind::BadTimestamp => "bad_timestamp",
             RejectKind::Oversized => "oversized",
+            RejectKind::FutureTimestamp => "future_timestamp",
         }
     }
 }

@@ -4,7 +4,8 @@
 
 use crate::config::{TimestampFormat, LABEL_FIELDS, TRANSACTION_FIELDS};
 use compact_str::{format_compact, CompactString};
-use fraudstream_engine::event::{Label, RejectKind, Transaction, TxId};
+use fraudstream_engine::engine::Refusal;
+use fraudstream_engine::event::{DeadLetter, Event, Label, RejectKind, Transaction, TxId};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
@@ -13,10 +14,9 @@ use std::fmt;
 pub const MAX_SLOTS: usize = TRANSACTION_FIELDS.len() + 1;
 /// Longest identifier accepted.
 pub const MAX_ID_BYTES: usize = 128;
-/// Amounts above this are rejected as implausible.
-pub const MAX_AMOUNT: f64 = 1e12;
-/// What an amount must be, as a rejection says it.
-const AMOUNT_RANGE: &str = "a finite amount from 0 to 1e12";
+/// What an amount must be, as a rejection says it. (How large an amount may
+/// be is the engine's `max_amount`, checked where every source meets.)
+const AMOUNT_RANGE: &str = "a finite amount, 0 or more";
 /// Timestamps must fall in [1970, 3000).
 pub const MAX_TS_MS: i64 = 32_503_680_000_000;
 
@@ -124,6 +124,31 @@ pub enum RecordKind {
     Transaction,
     /// Labels (slot order of [`LABEL_FIELDS`]).
     Label,
+}
+
+/// The dead letter of an event the engine refused (see
+/// `MerchantStage::admit`): its fields as one JSON record in the input
+/// schema, so it can be corrected and replayed.
+pub fn refused(event: &Event, refusal: Refusal) -> DeadLetter {
+    let raw = match event {
+        Event::Transaction(t) => serde_json::json!({
+            "tx_id": t.tx_id, "ts": t.ts, "card_id": t.card_id.as_str(),
+            "merchant_id": t.merchant_id.as_str(), "amount": t.amount,
+            "currency": t.currency.as_deref(), "mcc": t.mcc.as_deref(),
+            "country": t.country.as_deref(), "channel": t.channel.as_deref(),
+            "lat": t.location.map(|l| l.0), "lon": t.location.map(|l| l.1),
+        }),
+        Event::Label(l) => {
+            serde_json::json!({"tx_id": l.tx_id, "ts": l.ts, "is_fraud": l.is_fraud})
+        }
+    };
+    DeadLetter {
+        source: "engine".into(),
+        line: None,
+        kind: refusal.kind,
+        reason: refusal.reason,
+        raw: raw.to_string(),
+    }
 }
 
 /// Maps a file's columns to slots and turns raw records into events.
@@ -323,7 +348,7 @@ impl Decoder {
         let av = self.required(rec, 4)?;
         let amount = match self.number(av) {
             // Zero is a real amount: account verifications and card-testing probes.
-            Some(a) if a.is_finite() && (0.0..=MAX_AMOUNT).contains(&a) => a,
+            Some(a) if a.is_finite() && a >= 0.0 => a,
             _ => return Err(self.invalid(4, AMOUNT_RANGE, av)),
         };
         let currency = self.opt_text(rec, 5)?;

@@ -20,7 +20,7 @@ use crate::config::{LabelSource, SourceConfig, Topology};
 use crate::connectors::sinks::fluvio::open_topic_sinks;
 use crate::connectors::sinks::report::{InputCounts, RunReport};
 use crate::connectors::sinks::{Output, SinkRouter};
-use crate::connectors::sources::decode::RecordKind;
+use crate::connectors::sources::decode::{refused, RecordKind};
 use crate::connectors::sources::fluvio::{FluvioSource, OpenPlan};
 use crate::connectors::sources::{Pulled, Source};
 use crate::exec::checkpoint::{self, CheckpointHeader};
@@ -132,6 +132,7 @@ impl<'t> Service<'t> {
         }
         let mut engine = crate::exec::outputs::start_engine(t)?;
         let header = restore(t, &mut engine, &health, opts.quiet)?;
+        engine.set_wall_clock(now_ms());
         let (fluvio, address) = crate::connectors::cluster::connect(&t.fluvio).await?;
         let fluvio = Arc::new(fluvio);
         let mut plans = vec![OpenPlan {
@@ -184,6 +185,13 @@ impl<'t> Service<'t> {
             self.busy = Some((self.busy.map_or(now, |b| b.0), now));
             self.events += 1;
         }
+        let pulled = match pulled {
+            Pulled::Event(event) => match self.engine.admit(&event) {
+                Ok(()) => Pulled::Event(event),
+                Err(refusal) => Pulled::Rejected(refused(&event, refusal)),
+            },
+            other => other,
+        };
         match pulled {
             Pulled::Event(Event::Transaction(tx)) => {
                 self.events_tx += 1;
@@ -213,6 +221,7 @@ impl<'t> Service<'t> {
             return None;
         }
         self.last_tick = Instant::now();
+        self.engine.set_wall_clock(now_ms());
         self.engine.publish_metrics();
         self.health
             .scored
