@@ -447,6 +447,12 @@ impl Classifier for LogisticModel {
         self.scaler.transform(&x.dense, &mut xs);
         let p = sigmoid(self.margin(&xs, &x.cats));
         let g = (p - if is_fraud { 1.0 } else { 0.0 }) * weight;
+        if !g.is_finite() {
+            // Refused rather than absorbed: one NaN step would poison every weight.
+            metrics::counter!("fraudstream_model_updates_refused_total").increment(1);
+            self.scratch = xs;
+            return;
+        }
         let d = self.dense_len();
         for (i, &xi) in xs.iter().enumerate() {
             if xi != 0.0 {
@@ -606,6 +612,25 @@ mod tests {
         assert!(err.contains("other features"), "{err}");
         std::fs::write(&path, b"{}").unwrap();
         assert!(LogisticModel::load(&path, &s).is_err());
+    }
+
+    #[test]
+    fn non_finite_inputs_and_updates_are_refused() {
+        let s = space();
+        let mut m = LogisticModel::new(&s, LogisticConfig::default());
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for i in 0..300 {
+            let (mut x, y) = example(&mut rng, s.dense_len());
+            if i % 3 == 0 {
+                x.dense[0] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][i % 9 / 3];
+            }
+            assert!(m.predict_proba_one(&x).is_finite());
+            m.learn_one(&x, y, if i == 7 { f64::INFINITY } else { 1.0 });
+        }
+        let file = serde_json::to_string(&m.to_file()).unwrap();
+        assert!(!file.contains("NaN") && !file.contains("null"), "{file}");
+        let (x, _) = example(&mut rng, s.dense_len());
+        assert!(m.predict_proba_one(&x).is_finite());
     }
 
     #[test]

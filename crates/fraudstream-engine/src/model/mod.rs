@@ -144,8 +144,12 @@ impl Standardizer {
         self.mean.len()
     }
 
-    /// Fold one raw vector into the statistics.
-    pub fn observe(&mut self, x: &[f32]) {
+    /// Fold one raw vector into the statistics; a vector with a non-finite
+    /// value is refused (returns false) and leaves them as they were.
+    pub fn observe(&mut self, x: &[f32]) -> bool {
+        if !x.iter().all(|v| v.is_finite()) {
+            return false;
+        }
         self.count += 1.0;
         let inv_n = 1.0 / self.count;
         for ((m, s), &v) in self.mean.iter_mut().zip(self.m2.iter_mut()).zip(x) {
@@ -158,6 +162,7 @@ impl Standardizer {
         if self.count < WARM || self.stale >= REFRESH || self.inv_sd.len() != self.mean.len() {
             self.refresh();
         }
+        true
     }
 
     /// Write the standardised `x` into `out` (resized to fit).
@@ -170,10 +175,12 @@ impl Standardizer {
                 .zip(&self.m2)
                 .map(|((&v, &m), &s)| {
                     let sd = (s / n).sqrt();
-                    if sd < 1e-9 {
+                    let z = (v as f64 - m) / sd;
+                    // A non-finite input carries no information: it is the mean.
+                    if sd < 1e-9 || z.is_nan() {
                         0.0
                     } else {
-                        ((v as f64 - m) / sd).clamp(-CLIP, CLIP)
+                        z.clamp(-CLIP, CLIP)
                     }
                 }),
         );
@@ -198,6 +205,11 @@ mod tests {
         assert!((out[0] - 1.73).abs() < 0.01, "{}", out[0]);
         s.transform(&[1e9, 5.0], &mut out);
         assert_eq!(out[0], CLIP);
+        s.transform(&[f32::NAN, 5.0], &mut out);
+        assert_eq!(out[0], 0.0, "a NaN input reads as the mean");
+        assert!(!s.observe(&[f32::INFINITY, 5.0]), "refused");
+        s.transform(&[999.0, 5.0], &mut out);
+        assert!((out[0] - 1.73).abs() < 0.01, "statistics untouched: {}", out[0]);
     }
 
     #[test]
@@ -211,9 +223,9 @@ mod tests {
             let v = [(i * i % 17) as f32];
             all.observe(&v);
             if i % 3 == 0 {
-                a.observe(&v)
+                a.observe(&v);
             } else {
-                b.observe(&v)
+                b.observe(&v);
             }
         }
         a.merge(&b);
