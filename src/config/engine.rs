@@ -71,6 +71,10 @@ pub struct EvaluationSettings {
     pub unlabeled: Unlabeled,
     /// The report also summarises the last this many days.
     pub last_days: u32,
+    /// Records (and label routes) are kept this long; older days as aggregates.
+    pub retention_ms: i64,
+    /// Most records held per card stage.
+    pub max_records: usize,
 }
 
 impl Default for EngineSettings {
@@ -100,6 +104,8 @@ impl EngineSettings {
                 max_event_skew_ms: s.duration("max_event_skew", g.max_event_skew_ms, 1),
                 min_amount: s.float("min_amount", g.min_amount, 0.0, 1e15),
                 max_amount: s.float("max_amount", g.max_amount, 0.0, 1e15),
+                max_cards: s.int("max_cards", g.max_cards as i64, 1, 1 << 40) as usize,
+                max_merchants: s.int("max_merchants", g.max_merchants as i64, 1, 1 << 40) as usize,
             },
             workers: match s.int("workers", d.workers as i64, 0, 256) {
                 0 => std::thread::available_parallelism()
@@ -163,6 +169,8 @@ impl Default for EvaluationSettings {
             k: d.eval_k,
             unlabeled: d.unlabeled,
             last_days: 30,
+            retention_ms: d.eval_retention_ms,
+            max_records: d.eval_max_records,
         }
     }
 }
@@ -175,6 +183,12 @@ impl EvaluationSettings {
             k: s.int("k", d.k as i64, 1, 1 << 30) as usize,
             unlabeled: s.named("unlabeled", d.unlabeled),
             last_days: s.int("last_days", d.last_days as i64, 1, 100_000) as u32,
+            retention_ms: s.duration(
+                "retention",
+                d.retention_ms,
+                fraudstream_engine::time::DAY_MS,
+            ),
+            max_records: s.int("max_records", d.max_records as i64, 1, 1 << 40) as usize,
         };
         s.finish();
         e

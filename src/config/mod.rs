@@ -154,6 +154,8 @@ impl Topology {
             pending_ttl_ms: self.pending.ttl_ms,
             eval_k: self.evaluation.k,
             unlabeled: self.evaluation.unlabeled,
+            eval_retention_ms: self.evaluation.retention_ms,
+            eval_max_records: self.evaluation.max_records,
             // Days of the simulator's reports start at its first day; files at UTC midnight.
             eval_origin_ms: match &self.source {
                 SourceConfig::Simulator(s) => s.start_ms,

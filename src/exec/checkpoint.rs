@@ -40,7 +40,8 @@ pub struct CheckpointHeader {
 /// of the engine's settings, values as JSON): a state restored under other
 /// settings would be wrong or unreadable. Left out: what shapes outputs but
 /// not state (workers, explanations per alert, the report's day origin,
-/// the admission bounds on amounts and event time).
+/// the admission bounds on amounts and event time, and the caps on what is
+/// held, which a restore applies to the state it reads).
 pub fn settings_of(t: &Topology) -> Vec<(String, String)> {
     let value = serde_json::to_value(t.engine_config()).expect("settings are plain data");
     let mut out = Vec::new();
@@ -54,6 +55,10 @@ pub fn settings_of(t: &Topology) -> Vec<(String, String)> {
                 | "max_event_skew_ms"
                 | "min_amount"
                 | "max_amount"
+                | "max_cards"
+                | "max_merchants"
+                | "eval_retention_ms"
+                | "eval_max_records"
         )
     });
     out

@@ -32,6 +32,10 @@ pub struct StageSettings {
     pub min_amount: f64,
     /// Largest amount accepted.
     pub max_amount: f64,
+    /// Most cards held (per card stage); the least recently seen make room.
+    pub max_cards: usize,
+    /// Most merchants held; the least recently seen make room.
+    pub max_merchants: usize,
 }
 
 impl Default for StageSettings {
@@ -46,6 +50,8 @@ impl Default for StageSettings {
             max_event_skew_ms: 7 * DAY_MS,
             min_amount: 0.0,
             max_amount: 1e12,
+            max_cards: 10_000_000,
+            max_merchants: 1_000_000,
         }
     }
 }
@@ -80,6 +86,11 @@ pub struct EngineConfig {
     pub unlabeled: Unlabeled,
     /// Evaluation: origin of day boundaries (the simulator's start, or 0).
     pub eval_origin_ms: i64,
+    /// Evaluation records and label routes are kept this long (event time);
+    /// older days are kept as aggregates.
+    pub eval_retention_ms: i64,
+    /// Evaluation records (and label routes) held at most, per card stage.
+    pub eval_max_records: usize,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +108,8 @@ impl Default for EngineConfig {
             eval_k: 100,
             unlabeled: Unlabeled::Genuine,
             eval_origin_ms: 0,
+            eval_retention_ms: 120 * DAY_MS,
+            eval_max_records: 20_000_000,
         }
     }
 }
@@ -109,6 +122,8 @@ impl EngineConfig {
             k: self.eval_k,
             unlabeled: self.unlabeled,
             origin_ms: self.eval_origin_ms,
+            retention_ms: self.eval_retention_ms,
+            max_records: self.eval_max_records,
         }
     }
 }

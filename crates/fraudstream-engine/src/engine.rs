@@ -23,8 +23,8 @@ use crate::features::{
 use crate::model::portfolio::Portfolio;
 use crate::model::{Imbalance, LogisticModel, ModelState, ServedModel};
 use crate::pending::{PendingFeatures, PendingMeta};
+use crate::routes::{LabelRoutes, RoutesSnapshot};
 use hdrhistogram::Histogram;
-use nohash_hasher::IntMap;
 use std::time::Instant;
 
 /// Most merchant features a topology may configure (carried inline per event).
@@ -58,9 +58,19 @@ pub struct EngineCounters {
     #[serde(default)]
     pub features_nonfinite: u64,
     /// Labels dated more than `max_event_skew` ahead of the stream (the end
-    /// of a replay drains them), whose effects were dated at its newest time.
+    /// of a replay drains them), whose effects were dated `max_event_skew`
+    /// ahead of its newest time.
     #[serde(default)]
     pub labels_future: u64,
+    /// Cards dropped, least recently seen first, to stay within `max_cards`.
+    #[serde(default)]
+    pub cards_capped: u64,
+    /// Merchants dropped to stay within `max_merchants`.
+    #[serde(default)]
+    pub merchants_capped: u64,
+    /// Label routes dropped by the evaluation's retention or record cap.
+    #[serde(default)]
+    pub routes_expired: u64,
 }
 
 impl EngineCounters {
@@ -78,6 +88,9 @@ impl EngineCounters {
         self.merchants_evicted += o.merchants_evicted;
         self.features_nonfinite += o.features_nonfinite;
         self.labels_future += o.labels_future;
+        self.cards_capped += o.cards_capped;
+        self.merchants_capped += o.merchants_capped;
+        self.routes_expired += o.routes_expired;
     }
 }
 
@@ -133,8 +146,9 @@ pub fn worker_of(card_key: u64, workers: usize) -> usize {
 pub struct MerchantStage {
     merchants: MerchantFeatures,
     feature_len: usize,
-    /// Every scored transaction's card stage (for label routing).
-    routes: IntMap<u64, u8>,
+    /// Each scored transaction's card stage (for label routing), for the
+    /// evaluation's retention.
+    routes: LabelRoutes,
     /// Mirror of the card stages' pending-store policy (same capacity and
     /// TTL), so merchant risk learns from exactly the labels that join.
     joinable: PendingFeatures,
@@ -161,9 +175,10 @@ impl MerchantStage {
         );
         assert!(cfg.workers <= 256, "validated: at most 256 workers");
         MerchantStage {
-            merchants: MerchantFeatures::new(cfg.features.clone()),
+            merchants: MerchantFeatures::new(cfg.features.clone())
+                .with_cap(cfg.stage.max_merchants),
             feature_len: n,
-            routes: IntMap::default(),
+            routes: LabelRoutes::new(cfg.eval_retention_ms, cfg.eval_max_records),
             joinable: PendingFeatures::new(0, cfg.pending_capacity, cfg.pending_ttl_ms),
             learn: cfg.learn,
             admission: Admission {
@@ -225,7 +240,7 @@ impl MerchantStage {
             .extract_and_update(tx, merchant, late, &mut self.scratch);
         let mut merchant_features = [0f32; MAX_MERCHANT_FEATURES];
         merchant_features[..self.feature_len].copy_from_slice(&self.scratch);
-        self.routes.insert(tx_key, worker as u8);
+        self.routes.insert(tx_key, ts, worker as u8);
         self.joinable.insert(
             tx_key,
             &self.empty,
@@ -254,16 +269,17 @@ impl MerchantStage {
     pub fn on_label(&mut self, label: &Label) -> Option<(usize, LabelContext)> {
         let tx_key = label.tx_id.key();
         // A label far ahead of the stream takes effect (merchant risk, the
-        // card's fraud flag) at the stream's newest time: a label dated 2999
-        // would otherwise keep its card and merchant from ever being evicted.
+        // card's fraud flag) at most `max_event_skew` ahead of the stream's
+        // newest time, so label times stay in order: a label dated 2999 would
+        // otherwise keep its card and merchant from ever being evicted.
         let skew = self.admission.max_skew_ms;
         let ts = if self.newest_ts != i64::MIN && label.ts.saturating_sub(self.newest_ts) > skew {
             self.counters.labels_future += 1;
-            self.newest_ts
+            self.newest_ts.saturating_add(skew)
         } else {
             label.ts
         };
-        let Some(&worker) = self.routes.get(&tx_key) else {
+        let Some(worker) = self.routes.get(tx_key) else {
             self.counters.labels += 1;
             self.counters.labels_unknown += 1;
             return None;
@@ -286,14 +302,21 @@ impl MerchantStage {
 
     /// Counters of this stage (late, merchant evictions, unroutable labels).
     pub fn counters(&self) -> EngineCounters {
-        self.counters
+        let mut c = self.counters;
+        c.merchants_capped += self.merchants.capped();
+        c.routes_expired += self.routes.expired();
+        c
     }
 
     /// Add this stage's counters since the last call to the `metrics` registry
-    /// (each stage publishes its own, so nothing is counted twice).
+    /// (each stage publishes its own, so nothing is counted twice), and its
+    /// gauges.
     pub fn publish_metrics(&mut self) {
-        publish(&self.counters, &self.published);
-        self.published = self.counters;
+        let c = self.counters();
+        publish(&c, &self.published);
+        self.published = c;
+        metrics::gauge!("fraudstream_merchants").set(self.merchants.len() as f64);
+        metrics::gauge!("fraudstream_label_routes").set(self.routes.len() as f64);
     }
 
     /// Merchants held.
@@ -438,7 +461,7 @@ impl CardStage {
                 imbalance: cfg.imbalance,
                 seed: cfg.stage.seed,
             },
-            cards: CardFeatures::new(cfg.features.clone()),
+            cards: CardFeatures::new(cfg.features.clone()).with_cap(cfg.stage.max_cards),
             model,
             pending: PendingFeatures::new(stride, cfg.pending_capacity, cfg.pending_ttl_ms),
             members: MemberEvaluation::new(&cfg.portfolio, &eval_cfg),
@@ -558,7 +581,9 @@ impl CardStage {
 
     /// Counters of this stage.
     pub fn counters(&self) -> EngineCounters {
-        self.counters
+        let mut c = self.counters;
+        c.cards_capped += self.cards.capped();
+        c
     }
 
     /// Processing time per transaction (ns).
@@ -614,10 +639,13 @@ impl CardStage {
     /// Add the counters accumulated since the last call to the `metrics`
     /// registry (cheap enough per batch, kept off the per-event path).
     pub fn publish_metrics(&mut self) {
-        publish(&self.counters, &self.published);
+        let c = self.counters();
+        publish(&c, &self.published);
         metrics::gauge!("fraudstream_pending_entries").set(self.pending.len() as f64);
         metrics::gauge!("fraudstream_model_version").set(self.model.version() as f64);
-        self.published = self.counters;
+        metrics::gauge!("fraudstream_eval_records").set(self.eval.records() as f64);
+        metrics::gauge!("fraudstream_cards").set(self.cards.len() as f64);
+        self.published = c;
     }
 
     /// Take in another stage's evaluation, counters, latencies and input
@@ -657,6 +685,12 @@ fn publish(c: &EngineCounters, p: &EngineCounters) {
         .increment(c.features_nonfinite - p.features_nonfinite);
     metrics::counter!("fraudstream_labels_future_total")
         .increment(c.labels_future - p.labels_future);
+    metrics::counter!("fraudstream_capped_total", "entity" => "card")
+        .increment(c.cards_capped - p.cards_capped);
+    metrics::counter!("fraudstream_capped_total", "entity" => "merchant")
+        .increment(c.merchants_capped - p.merchants_capped);
+    metrics::counter!("fraudstream_label_routes_expired_total")
+        .increment(c.routes_expired - p.routes_expired);
 }
 
 /// Replace every non-finite value of `dense` by 0; whether there was one.
@@ -794,18 +828,18 @@ impl Engine {
             version: SNAPSHOT_VERSION,
             merchant: MerchantSnapshotRef {
                 merchants: m.merchants.entities(),
-                routes: &m.routes,
+                routes: m.routes.snapshot(),
                 joinable: &m.joinable,
                 newest_ts: m.newest_ts,
                 next_eviction: m.next_eviction,
-                counters: m.counters,
+                counters: m.counters(),
             },
             card: CardSnapshotRef {
                 cards: c.cards.entities(),
                 model: c.model.logistic().state(),
                 pending: &c.pending,
                 eval: &c.eval,
-                counters: c.counters,
+                counters: c.counters(),
                 next_eviction: c.next_eviction,
                 portfolio: c.model.portfolio(),
             },
@@ -845,7 +879,7 @@ impl Engine {
 }
 
 /// Layout version of [`EngineSnapshot`]; raise it when a snapshot field changes.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// What an engine keeps at a checkpoint (the form it is read back in).
 #[derive(serde::Deserialize)]
@@ -858,8 +892,8 @@ struct EngineSnapshot {
 /// The merchant stage's part of a checkpoint.
 #[derive(serde::Deserialize)]
 struct MerchantSnapshot {
-    merchants: IntMap<u64, MerchantState>,
-    routes: IntMap<u64, u8>,
+    merchants: Vec<(u64, MerchantState)>,
+    routes: RoutesSnapshot,
     joinable: PendingFeatures,
     newest_ts: i64,
     next_eviction: i64,
@@ -869,7 +903,7 @@ struct MerchantSnapshot {
 /// A card stage's part of a checkpoint.
 #[derive(serde::Deserialize)]
 struct CardSnapshot {
-    cards: IntMap<u64, CardState>,
+    cards: Vec<(u64, CardState)>,
     model: ModelState,
     pending: PendingFeatures,
     eval: Prequential,
@@ -889,8 +923,8 @@ struct EngineSnapshotRef<'a> {
 
 #[derive(serde::Serialize)]
 struct MerchantSnapshotRef<'a> {
-    merchants: &'a IntMap<u64, MerchantState>,
-    routes: &'a IntMap<u64, u8>,
+    merchants: Vec<(u64, &'a MerchantState)>,
+    routes: RoutesSnapshot,
     joinable: &'a PendingFeatures,
     newest_ts: i64,
     next_eviction: i64,
@@ -899,7 +933,7 @@ struct MerchantSnapshotRef<'a> {
 
 #[derive(serde::Serialize)]
 struct CardSnapshotRef<'a> {
-    cards: &'a IntMap<u64, CardState>,
+    cards: Vec<(u64, &'a CardState)>,
     model: ModelState,
     pending: &'a PendingFeatures,
     eval: &'a Prequential,
@@ -913,7 +947,7 @@ impl MerchantStage {
         self.merchants
             .restore_entities(s.merchants)
             .map_err(|e| anyhow::anyhow!("merchant windows: {e}"))?;
-        self.routes = s.routes;
+        self.routes.restore(s.routes);
         self.joinable = s.joinable;
         self.newest_ts = s.newest_ts;
         self.next_eviction = s.next_eviction;
@@ -1143,10 +1177,11 @@ mod tests {
         assert_eq!(
             (c.labels, c.labels_future),
             (1, 1),
-            "the label, dated at the stream's time"
+            "the label, dated a skew ahead of the stream"
         );
-        // Its card is evicted when idle like any other: its fraud flag is not dated 2999.
-        e.score(tx(5_000, 1_000 * 60_000 + 46 * DAY_MS, 20.0));
+        // Its card is evicted when idle like any other: its fraud flag is
+        // dated a week ahead (the skew), not 2999.
+        e.score(tx(5_000, 1_000 * 60_000 + 53 * DAY_MS, 20.0));
         assert_eq!(e.counters().cards_evicted, 1);
     }
 
@@ -1174,6 +1209,114 @@ mod tests {
             assert_eq!(r.kind, RejectKind::InvalidField);
             assert!(r.reason.contains("engine.max_amount"), "{}", r.reason);
         }
+    }
+
+    /// One event of an arbitrary stream: extreme finite amounts and times,
+    /// duplicate ids, labels before and long after their transaction, and
+    /// labels for ids never seen.
+    fn arb_event() -> impl proptest::strategy::Strategy<Value = Event> {
+        use proptest::prelude::*;
+        let ts = prop_oneof![
+            4 => (0i64..90).prop_map(|d| 1_700_000_000_000 + d * 3_600_000),
+            1 => Just(i64::MIN),
+            1 => Just(i64::MAX),
+            1 => any::<i64>(),
+        ];
+        let amount = prop_oneof![
+            4 => 0.0f64..5_000.0,
+            1 => Just(0.0),
+            1 => Just(1e-300),
+            1 => Just(1e12),
+            1 => Just(f64::MAX),
+        ];
+        prop_oneof![
+            3 => (0u64..50, ts.clone(), amount, 0u8..10, 0u8..5).prop_map(|(id, ts, a, c, m)| {
+                let mut t = tx(id, ts, a);
+                t.card_id = format!("c{c}").into();
+                t.merchant_id = format!("m{m}").into();
+                Event::Transaction(t)
+            }),
+            1 => (0u64..60, ts, any::<bool>()).prop_map(|(id, ts, f)| Event::Label(label(id, ts, f))),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn any_stream_keeps_scores_in_range_and_state_finite(
+            events in proptest::collection::vec(arb_event(), 1..300),
+            forest in proptest::prelude::any::<bool>(),
+        ) {
+            let kind = if forest { crate::model::portfolio::ModelKind::Forest } else { crate::model::portfolio::ModelKind::Logistic };
+            // Through the gate, as every source does; and straight in.
+            let mut gated = engine(|c| c.portfolio.kind = kind);
+            let mut raw = engine(|c| c.portfolio.kind = kind);
+            for ev in &events {
+                if gated.admit(ev).is_ok() {
+                    match ev {
+                        Event::Transaction(t) => {
+                            let s = gated.score(t.clone());
+                            proptest::prop_assert!((0.0..=1.0).contains(&s.score), "{}", s.score);
+                            proptest::prop_assert!(gated.last_features().dense.iter().all(|v| v.is_finite()));
+                        }
+                        Event::Label(l) => drop(gated.label(l)),
+                    }
+                }
+                match ev {
+                    Event::Transaction(t) => {
+                        let s = raw.score(t.clone());
+                        proptest::prop_assert!((0.0..=1.0).contains(&s.score), "{}", s.score);
+                    }
+                    Event::Label(l) => drop(raw.label(l)),
+                }
+            }
+            for e in [&gated, &raw] {
+                let model = serde_json::to_string(&e.model().to_file()).unwrap();
+                proptest::prop_assert!(!model.contains("NaN") && !model.contains("null"), "{model}");
+                let mut state = Vec::new();
+                e.save_state(&mut state).unwrap();
+                let summary = e.evaluation().summary(None);
+                proptest::prop_assert!(summary.roc_auc.map_or(true, |a| a.is_finite()));
+            }
+        }
+    }
+
+    #[test]
+    fn entity_maps_and_label_routes_stay_within_their_caps() {
+        let mut e = engine(|c| {
+            (c.stage.max_cards, c.stage.max_merchants) = (100, 10);
+            c.eval_retention_ms = 2 * DAY_MS;
+        });
+        let minute = 60_000;
+        for i in 0..10_000u64 {
+            let mut t = tx(i, i as i64 * minute, 10.0);
+            t.card_id = format!("c{}", i % 1_000).into();
+            t.merchant_id = format!("m{}", i % 50).into();
+            e.score(t);
+        }
+        let (cards, merchants, _, _) = e.state();
+        assert!(
+            cards <= 100 && merchants <= 10,
+            "{cards} cards, {merchants} merchants"
+        );
+        let c = e.counters();
+        assert!(c.cards_capped >= 9_000 && c.merchants_capped >= 40, "{c:?}");
+        let two_days = (2 * DAY_MS / minute) as usize;
+        assert!(
+            e.merchant.routes.len() <= two_days,
+            "{}",
+            e.merchant.routes.len()
+        );
+        assert!(e.evaluation().records() <= two_days);
+        assert!(c.routes_expired >= 10_000 - two_days as u64);
+        assert_eq!(
+            e.evaluation().scored(),
+            10_000,
+            "compacted days still count"
+        );
+        // The newest card is held and its label still joins.
+        let l = label(9_999, 10_000 * minute, true);
+        assert_eq!(e.label(&l), LabelResult::Joined);
     }
 
     #[test]

@@ -9,9 +9,9 @@
 //! state *before* the transaction is added, so a vector only describes the past.
 
 use crate::event::{key_of, Transaction};
+use crate::keymap::{key_map, make_room, sorted_entries, KeyMap};
 use crate::windows::{WindowLayout, WindowSet, WindowSpec, WindowStats};
 use compact_str::{format_compact, CompactString};
-use nohash_hasher::IntMap;
 use std::sync::Arc;
 
 use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
@@ -144,7 +144,11 @@ pub struct CardFeatures {
     card_layout: WindowLayout,
     /// Card features per vector ([`card_feature_count`]).
     len: usize,
-    cards: IntMap<u64, CardState>,
+    cards: KeyMap<CardState>,
+    /// Most cards held; the least recently seen make room for a new one.
+    max_cards: usize,
+    /// Cards dropped to make room.
+    capped: u64,
     /// `ln(1 + n)` for n < LN1P_TABLE.
     ln1p: Box<[f32]>,
     /// Hash of each categorical field's name, mixed into its values' hashes.
@@ -159,7 +163,11 @@ pub struct MerchantFeatures {
     risk_layout: WindowLayout,
     /// Merchant features per vector ([`merchant_feature_count`]).
     len: usize,
-    merchants: IntMap<u64, MerchantState>,
+    merchants: KeyMap<MerchantState>,
+    /// Most merchants held; the least recently seen make room for a new one.
+    max_merchants: usize,
+    /// Merchants dropped to make room.
+    capped: u64,
     ln1p: Box<[f32]>,
 }
 
@@ -664,7 +672,9 @@ impl CardFeatures {
             card_layout: layout(&cfg.card_windows, cfg.buckets),
             len: card_feature_count(&cfg),
             cfg,
-            cards: IntMap::default(),
+            cards: key_map(),
+            max_cards: usize::MAX,
+            capped: 0,
             ln1p: ln1p_table(),
             cat_salts: CATEGORICAL_NAMES.map(|n| key_of(n.as_bytes())),
         }
@@ -675,19 +685,32 @@ impl CardFeatures {
         self.cards.len()
     }
 
-    /// Every card's state (what a checkpoint keeps).
-    pub fn entities(&self) -> &IntMap<u64, CardState> {
-        &self.cards
+    /// Hold at most `max` cards: when a new card would exceed it, the least
+    /// recently seen make room.
+    pub fn with_cap(mut self, max: usize) -> Self {
+        self.max_cards = max.max(1);
+        self
+    }
+
+    /// Cards dropped so far to stay within the cap.
+    pub fn capped(&self) -> u64 {
+        self.capped
+    }
+
+    /// Every card's state, sorted by key (what a checkpoint keeps).
+    pub fn entities(&self) -> Vec<(u64, &CardState)> {
+        sorted_entries(&self.cards)
     }
 
     /// Replace every card's state with `cards` (from a checkpoint written
     /// under the same feature settings); refused when a window layout differs.
-    pub fn restore_entities(&mut self, cards: IntMap<u64, CardState>) -> Result<(), String> {
+    pub fn restore_entities(&mut self, cards: Vec<(u64, CardState)>) -> Result<(), String> {
         let slots = self.card_layout.slots();
-        if cards.values().any(|c| c.windows.slots() != slots) {
+        if cards.iter().any(|(_, c)| c.windows.slots() != slots) {
             return Err("card windows have another layout than this topology's".into());
         }
-        self.cards = cards;
+        self.cards = key_map();
+        self.cards.extend(cards);
         Ok(())
     }
 
@@ -713,6 +736,9 @@ impl CardFeatures {
         out: &mut FeatureVector,
     ) {
         let x = CardInput::of(tx, merchant_key);
+        self.capped += make_room(&mut self.cards, self.max_cards, card_key, |c| {
+            c.windows.latest().max(c.confirmed_fraud_ts)
+        }) as u64;
         let layout = &self.card_layout;
         let card = self
             .cards
@@ -829,7 +855,9 @@ impl MerchantFeatures {
             merchant_layout: layout(&cfg.merchant_windows, cfg.buckets),
             risk_layout: layout(&cfg.merchant_risk_windows, cfg.buckets),
             len: merchant_feature_count(&cfg),
-            merchants: IntMap::default(),
+            merchants: key_map(),
+            max_merchants: usize::MAX,
+            capped: 0,
             ln1p: ln1p_table(),
         }
     }
@@ -839,26 +867,36 @@ impl MerchantFeatures {
         self.merchants.len()
     }
 
-    /// Every merchant's state (what a checkpoint keeps).
-    pub fn entities(&self) -> &IntMap<u64, MerchantState> {
-        &self.merchants
+    /// Hold at most `max` merchants: when a new merchant would exceed it,
+    /// the least recently seen make room.
+    pub fn with_cap(mut self, max: usize) -> Self {
+        self.max_merchants = max.max(1);
+        self
+    }
+
+    /// Merchants dropped so far to stay within the cap.
+    pub fn capped(&self) -> u64 {
+        self.capped
+    }
+
+    /// Every merchant's state, sorted by key (what a checkpoint keeps).
+    pub fn entities(&self) -> Vec<(u64, &MerchantState)> {
+        sorted_entries(&self.merchants)
     }
 
     /// Replace every merchant's state with `merchants` (from a checkpoint
     /// written under the same feature settings); refused when a window
     /// layout differs.
-    pub fn restore_entities(
-        &mut self,
-        merchants: IntMap<u64, MerchantState>,
-    ) -> Result<(), String> {
+    pub fn restore_entities(&mut self, merchants: Vec<(u64, MerchantState)>) -> Result<(), String> {
         let (w, k) = (self.merchant_layout.slots(), self.risk_layout.slots());
         if merchants
-            .values()
-            .any(|m| m.windows.slots() != w || m.risk.slots() != k)
+            .iter()
+            .any(|(_, m)| m.windows.slots() != w || m.risk.slots() != k)
         {
             return Err("merchant windows have another layout than this topology's".into());
         }
-        self.merchants = merchants;
+        self.merchants = key_map();
+        self.merchants.extend(merchants);
         Ok(())
     }
 
@@ -885,6 +923,9 @@ impl MerchantFeatures {
     ) {
         let start = out.len();
         let ts = tx.ts;
+        self.capped += make_room(&mut self.merchants, self.max_merchants, merchant_key, |m| {
+            m.windows.latest().max(m.risk.latest())
+        }) as u64;
         let (ml, rl) = (&self.merchant_layout, &self.risk_layout);
         let merchant = self
             .merchants

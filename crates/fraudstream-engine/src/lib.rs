@@ -8,6 +8,7 @@
 //! - [`model`]: the online models and their portfolio; [`pending`]: the
 //!   features each transaction was scored with, until its label arrives.
 //! - [`eval`]: prequential metrics, an observer of scores and labels.
+//! - [`keymap`]: seeded maps of entity keys, capped by least-recent eviction.
 //! - [`engine`]: the merchant and card stages and the sequential engine,
 //!   built from an [`EngineConfig`].
 
@@ -16,8 +17,10 @@ pub mod engine;
 pub mod eval;
 pub mod event;
 pub mod features;
+pub mod keymap;
 pub mod model;
 pub mod pending;
+pub mod routes;
 pub mod time;
 pub mod windows;
 

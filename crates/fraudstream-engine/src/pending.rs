@@ -6,7 +6,7 @@
 //! insertions drives age-based expiry and, when full, eviction of the oldest.
 
 use crate::features::{FeatureVector, CATEGORICALS};
-use nohash_hasher::IntMap;
+use crate::keymap::{key_map, KeyMap};
 use std::collections::VecDeque;
 
 /// What the engine needs to learn from a transaction once labelled.
@@ -49,7 +49,7 @@ pub struct PendingFeatures {
     values: Vec<f32>,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    index: IntMap<u64, u32>,
+    index: KeyMap<u32>,
     fifo: VecDeque<(u32, u64, i64)>,
     stats: PendingStats,
     /// Entries held by stores absorbed into this one's counts.
@@ -67,7 +67,7 @@ impl PendingFeatures {
             values: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            index: IntMap::default(),
+            index: key_map(),
             fifo: VecDeque::new(),
             stats: PendingStats::default(),
             absorbed_len: 0,

@@ -240,9 +240,11 @@ impl<'t> Service<'t> {
             self.events,
         );
         let idle = self.t.service.stop_when_idle_ms;
-        let stop = idle > 0
-            && self.events > 0
-            && self.source.all_idle_for(Duration::from_millis(idle as u64));
+        // Traffic seen in this run or before the restore: a restarted
+        // service with nothing left to read stops too.
+        let had_traffic = self.events > 0 || self.engine.counters().scored > 0;
+        let stop =
+            idle > 0 && had_traffic && self.source.all_idle_for(Duration::from_millis(idle as u64));
         stop.then_some("idle")
     }
 
@@ -263,10 +265,20 @@ impl<'t> Service<'t> {
             .await
             .map_err(|_| anyhow::anyhow!("flushing outputs took over {FLUSH_TIMEOUT:?}"))?
             .context("flushing outputs before a checkpoint")?;
+        let offsets = self.source.offsets();
+        if self.header.sequence > 0 && offsets == self.header.offsets {
+            // Nothing consumed since the last checkpoint: it is still the
+            // state, so it is not rewritten (an idle service would otherwise
+            // rewrite all of its state every interval).
+            metrics::counter!("fraudstream_checkpoints_skipped_total").increment(1);
+            self.health.last_checkpoint_ms.store(now_ms(), Relaxed);
+            self.last_checkpoint = Instant::now();
+            return Ok(());
+        }
         let header = &mut self.header;
         header.sequence += 1;
         header.written_ms = now_ms();
-        header.offsets = self.source.offsets();
+        header.offsets = offsets;
         header.totals = self.totals.clone();
         let bytes =
             tokio::task::block_in_place(|| checkpoint::write(&c.dir, header, &self.engine))?;

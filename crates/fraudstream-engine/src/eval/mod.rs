@@ -39,12 +39,17 @@
 //! which does not evaluate itself) and of the labels, reported as
 //! [`MemberMetrics`].
 
-use std::cmp::Ordering;
+mod compact;
+
 use std::collections::BTreeMap;
 
+use crate::keymap::{key_map, KeyMap};
 use crate::model::portfolio::{Member, MemberScores, ModelKind, PortfolioConfig};
-use nohash_hasher::IntMap;
+use compact::{top_cards, CompactDay, ScoreBins};
 use serde::{Deserialize, Serialize};
+
+/// Compacted days kept at most (older ones are dropped): over a year.
+pub const MAX_COMPACTED_DAYS: usize = 400;
 
 /// The width of a reporting day.
 pub use crate::time::DAY_MS;
@@ -74,6 +79,12 @@ pub struct EvalConfig {
     /// Origin of day boundaries: `day = (ts - origin_ms).div_euclid(DAY_MS)`
     /// (default 0, i.e. UTC midnight).
     pub origin_ms: i64,
+    /// Days whose records are kept: a day older than this behind the newest
+    /// is compacted (default 120 days).
+    pub retention_ms: i64,
+    /// Most records held; past it the oldest day is compacted early
+    /// (default 20,000,000).
+    pub max_records: usize,
 }
 
 impl Default for EvalConfig {
@@ -83,6 +94,8 @@ impl Default for EvalConfig {
             k: 100,
             unlabeled: Unlabeled::Genuine,
             origin_ms: 0,
+            retention_ms: 120 * DAY_MS,
+            max_records: 20_000_000,
         }
     }
 }
@@ -124,6 +137,10 @@ pub struct MetricsSummary {
     pub first_day: Option<i64>,
     /// Last day in the range with a scored transaction.
     pub last_day: Option<i64>,
+    /// Days of the range that were compacted: when not 0, ROC AUC and
+    /// average precision come from score histograms (approximate).
+    #[serde(default)]
+    pub compacted_days: u64,
 }
 
 /// Metrics of one day (of the transactions' event time).
@@ -143,6 +160,10 @@ pub struct DayMetrics {
     pub card_precision_at_k: Option<f64>,
     /// Evaluated transactions with `score >= threshold` that day.
     pub alerts: u64,
+    /// The day was compacted: its ROC AUC and average precision come from
+    /// a score histogram (approximate).
+    #[serde(default)]
+    pub compacted: bool,
 }
 
 const LABEL_NONE: u8 = 0;
@@ -164,15 +185,19 @@ struct DaySlot {
     recs: Vec<Rec>,
 }
 
-/// Prequential evaluator: stores one record per scored transaction and
-/// computes metrics on demand.
+/// Prequential evaluator: stores one record per scored transaction for the
+/// retention, older days as aggregates, and computes metrics on demand.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Prequential {
     cfg: EvalConfig,
     slots: Vec<DaySlot>,
+    /// Slots of compacted days, for reuse.
+    free: Vec<u32>,
     by_day: BTreeMap<i64, u32>,
-    index: IntMap<u64, (u32, u32)>,
+    index: KeyMap<(u32, u32)>,
     labeled: u64,
+    newest_day: i64,
+    compacted: BTreeMap<i64, CompactDay>,
 }
 
 /// Canonical score: NaN becomes 0.0 and -0.0 becomes 0.0, so that `==` and
@@ -199,9 +224,12 @@ impl Prequential {
         Self {
             cfg,
             slots: Vec::new(),
+            free: Vec::new(),
             by_day: BTreeMap::new(),
-            index: IntMap::default(),
+            index: key_map(),
             labeled: 0,
+            newest_day: i64::MIN,
+            compacted: BTreeMap::new(),
         }
     }
 
@@ -215,7 +243,8 @@ impl Prequential {
     /// `tx`: a 64-bit key of the transaction id (already hashed by the
     /// caller); `card`: 64-bit card key. A NaN score is stored as 0.0. A
     /// transaction is scored once: a second score for the same `tx` is
-    /// ignored (the first, honest score is kept).
+    /// ignored (the first, honest score is kept). A transaction of a day
+    /// already compacted counts in that day's aggregate, unlabelled.
     ///
     /// # Panics
     /// If one day receives more than `u32::MAX` transactions (64 GiB of
@@ -233,12 +262,28 @@ impl Prequential {
             .map(|_| self.slots.len() as u32 - 1);
         let slot = match cached.or_else(|| self.by_day.get(&day).copied()) {
             Some(s) => s,
+            None if self.compacted.contains_key(&day) => {
+                let (threshold, unlabeled) = (self.cfg.threshold, self.cfg.unlabeled);
+                let c = self.compacted.get_mut(&day).expect("checked");
+                c.transactions += 1;
+                if unlabeled == Unlabeled::Genuine {
+                    c.bins.add(norm(score), false);
+                    c.alerts += u64::from(f64::from(score) >= threshold);
+                }
+                return;
+            }
             None => {
-                let s = u32::try_from(self.slots.len()).expect("more than u32::MAX days");
-                self.slots.push(DaySlot {
-                    day,
-                    recs: Vec::new(),
-                });
+                let s = match self.free.pop() {
+                    Some(s) => s,
+                    None => {
+                        self.slots.push(DaySlot {
+                            day,
+                            recs: Vec::new(),
+                        });
+                        u32::try_from(self.slots.len() - 1).expect("more than u32::MAX days")
+                    }
+                };
+                self.slots[s as usize].day = day;
                 self.by_day.insert(day, s);
                 s
             }
@@ -251,14 +296,91 @@ impl Prequential {
             label: LABEL_NONE,
         });
         entry.insert((slot, idx));
+        if day > self.newest_day {
+            self.newest_day = day;
+            self.compact_expired();
+        }
+        if self.index.len() > self.cfg.max_records {
+            self.compact_oldest();
+        }
+    }
+
+    /// Days of records kept.
+    fn retention_days(&self) -> i64 {
+        self.cfg.retention_ms.max(1).saturating_add(DAY_MS - 1) / DAY_MS
+    }
+
+    /// Compact every day older than the retention behind the newest.
+    fn compact_expired(&mut self) {
+        let first_kept = self.newest_day.saturating_sub(self.retention_days() - 1);
+        while let Some((&day, _)) = self.by_day.first_key_value() {
+            if day >= first_kept {
+                break;
+            }
+            self.compact_day(day);
+        }
+    }
+
+    /// Compact the oldest day held, unless it is the only one.
+    fn compact_oldest(&mut self) {
+        if self.by_day.len() > 1 {
+            let day = *self.by_day.keys().next().expect("two days");
+            self.compact_day(day);
+        }
+    }
+
+    /// Fold `day`'s records into its aggregate and drop them (and their
+    /// index entries: a label for one of them is then unknown).
+    fn compact_day(&mut self, day: i64) {
+        let Some(slot) = self.by_day.remove(&day) else {
+            return;
+        };
+        let recs = std::mem::take(&mut self.slots[slot as usize].recs);
+        let mut c = CompactDay {
+            transactions: recs.len() as u64,
+            labeled: 0,
+            frauds: 0,
+            alerts: 0,
+            true_alerts: 0,
+            bins: ScoreBins::default(),
+            top_cards: Vec::new(),
+        };
+        let mut cards = Vec::with_capacity(recs.len());
+        for r in &recs {
+            c.labeled += u64::from(r.label != LABEL_NONE);
+            let Some(fraud) = self.outcome(r) else {
+                continue;
+            };
+            c.bins.add(r.score, fraud);
+            c.frauds += u64::from(fraud);
+            if f64::from(r.score) >= self.cfg.threshold {
+                c.alerts += 1;
+                c.true_alerts += u64::from(fraud);
+            }
+            cards.push((r.card, r.score, fraud));
+        }
+        c.top_cards = top_cards(&cards, self.cfg.k);
+        self.index.retain(|_, (s, _)| *s != slot);
+        self.free.push(slot);
+        let k = self.cfg.k;
+        match self.compacted.entry(day) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(c);
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(&c, k),
+        }
+        while self.compacted.len() > MAX_COMPACTED_DAYS {
+            self.compacted.pop_first();
+        }
     }
 
     /// Attaches a label to a scored transaction.
     ///
     /// A second label for the same tx is [`LabelOutcome::Duplicate`] and
     /// changes nothing (the first label wins); a label for a tx never scored
-    /// is [`LabelOutcome::Unknown`] and is dropped (a label arriving before
-    /// its transaction was scored cannot be evaluated honestly anyway).
+    /// (or of a compacted day) is [`LabelOutcome::Unknown`] and is dropped (a
+    /// label arriving before its transaction was scored cannot be evaluated
+    /// honestly anyway).
     pub fn record_label(&mut self, tx: u64, is_fraud: bool) -> LabelOutcome {
         let Some(&(slot, idx)) = self.index.get(&tx) else {
             return LabelOutcome::Unknown;
@@ -274,43 +396,84 @@ impl Prequential {
 
     /// Take in another evaluator's records (same configuration; typically a
     /// parallel worker's, which scored a disjoint set of cards). A transaction
-    /// present in both keeps this evaluator's record.
-    pub fn merge(&mut self, other: Prequential) {
-        let mut remap: Vec<(u32, u32)> = Vec::with_capacity(other.slots.len());
-        for slot in &other.slots {
-            let target = match self.by_day.get(&slot.day) {
+    /// present in both keeps this evaluator's record. A day compacted on
+    /// either side is compacted on both first.
+    pub fn merge(&mut self, mut other: Prequential) {
+        let theirs: Vec<i64> = other.compacted.keys().copied().collect();
+        for day in theirs {
+            self.compact_day(day);
+        }
+        let mine: Vec<i64> = self.compacted.keys().copied().collect();
+        for day in mine {
+            other.compact_day(day);
+        }
+        let k = self.cfg.k;
+        for (day, c) in std::mem::take(&mut other.compacted) {
+            match self.compacted.entry(day) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(c);
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(&c, k),
+            }
+        }
+        // Their slot -> (our slot, offset of their records in it).
+        let mut remap: Vec<Option<(u32, u32)>> = vec![None; other.slots.len()];
+        for (&day, &theirs) in &other.by_day {
+            let target = match self.by_day.get(&day) {
                 Some(&s) => s,
                 None => {
-                    let s = u32::try_from(self.slots.len()).expect("more than u32::MAX days");
-                    self.slots.push(DaySlot {
-                        day: slot.day,
-                        recs: Vec::new(),
-                    });
-                    self.by_day.insert(slot.day, s);
+                    let s = match self.free.pop() {
+                        Some(s) => s,
+                        None => {
+                            self.slots.push(DaySlot {
+                                day,
+                                recs: Vec::new(),
+                            });
+                            u32::try_from(self.slots.len() - 1).expect("more than u32::MAX days")
+                        }
+                    };
+                    self.slots[s as usize].day = day;
+                    self.by_day.insert(day, s);
                     s
                 }
             };
+            let recs = std::mem::take(&mut other.slots[theirs as usize].recs);
             let base = self.slots[target as usize].recs.len();
-            remap.push((
+            remap[theirs as usize] = Some((
                 target,
                 u32::try_from(base).expect("more than u32::MAX transactions in one day"),
             ));
-        }
-        for (i, slot) in other.slots.into_iter().enumerate() {
-            self.slots[remap[i].0 as usize].recs.extend(slot.recs);
+            self.slots[target as usize].recs.extend(recs);
         }
         for (tx, (slot, idx)) in other.index {
-            let (target, base) = remap[slot as usize];
+            let Some((target, base)) = remap[slot as usize] else {
+                continue;
+            };
             if let std::collections::hash_map::Entry::Vacant(e) = self.index.entry(tx) {
                 e.insert((target, base + idx));
             }
         }
         self.labeled += other.labeled;
+        self.newest_day = self.newest_day.max(other.newest_day);
+        self.compact_expired();
+        while self.index.len() > self.cfg.max_records && self.by_day.len() > 1 {
+            self.compact_oldest();
+        }
     }
 
-    /// Number of distinct transactions scored.
+    /// Number of distinct transactions scored (records held and compacted).
     pub fn scored(&self) -> u64 {
-        self.index.len() as u64
+        self.index.len() as u64 + self.compacted.values().map(|c| c.transactions).sum::<u64>()
+    }
+
+    /// Records held (the retained days' transactions).
+    pub fn records(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Days compacted into aggregates (held).
+    pub fn compacted_days(&self) -> usize {
+        self.compacted.len()
     }
 
     /// Number of labels applied (one per transaction at most).
@@ -332,7 +495,9 @@ impl Prequential {
     }
 
     /// Metrics over transactions whose day index (from `origin_ms`) is
-    /// `>= from_day` (`None` = all days).
+    /// `>= from_day` (`None` = all days). When the range holds compacted
+    /// days, ROC AUC and average precision come from score histograms of
+    /// every day of the range (`compacted_days` says how many).
     pub fn summary(&self, from_day: Option<i64>) -> MetricsSummary {
         let from = from_day.unwrap_or(i64::MIN);
         let mut out = MetricsSummary {
@@ -347,6 +512,7 @@ impl Prequential {
             card_precision_at_k: None,
             first_day: None,
             last_day: None,
+            compacted_days: 0,
         };
         let mut pairs: Vec<(f32, bool)> = Vec::new();
         let mut cards: Vec<(u64, f32, bool)> = Vec::new();
@@ -354,8 +520,6 @@ impl Prequential {
         let (mut cp_sum, mut cp_days) = (0.0f64, 0u64);
         for (&day, &slot) in self.by_day.range(from..) {
             let recs = &self.slots[slot as usize].recs;
-            out.first_day.get_or_insert(day);
-            out.last_day = Some(day);
             out.transactions += recs.len() as u64;
             cards.clear();
             for r in recs {
@@ -377,9 +541,35 @@ impl Prequential {
                 cp_sum += cp;
                 cp_days += 1;
             }
+            out.first_day = Some(out.first_day.map_or(day, |d: i64| d.min(day)));
+            out.last_day = Some(out.last_day.map_or(day, |d: i64| d.max(day)));
         }
-        out.roc_auc = roc_auc(&pairs);
-        out.average_precision = average_precision(&pairs);
+        let mut bins = ScoreBins::default();
+        for (&day, c) in self.compacted.range(from..) {
+            out.compacted_days += 1;
+            out.transactions += c.transactions;
+            out.labeled += c.labeled;
+            out.frauds += c.frauds;
+            out.alerts += c.alerts;
+            true_alerts += c.true_alerts;
+            bins.merge(&c.bins);
+            if let Some(cp) = c.card_precision() {
+                cp_sum += cp;
+                cp_days += 1;
+            }
+            out.first_day = Some(out.first_day.map_or(day, |d: i64| d.min(day)));
+            out.last_day = Some(out.last_day.map_or(day, |d: i64| d.max(day)));
+        }
+        if out.compacted_days == 0 {
+            out.roc_auc = roc_auc(&pairs);
+            out.average_precision = average_precision(&pairs);
+        } else {
+            for &(score, fraud) in &pairs {
+                bins.add(score, fraud);
+            }
+            out.roc_auc = bins.roc_auc();
+            out.average_precision = bins.average_precision();
+        }
         out.precision_at_threshold =
             (out.alerts > 0).then(|| true_alerts as f64 / out.alerts as f64);
         out.recall_at_threshold = (out.frauds > 0).then(|| true_alerts as f64 / out.frauds as f64);
@@ -391,33 +581,47 @@ impl Prequential {
     pub fn daily(&self) -> Vec<DayMetrics> {
         let mut pairs: Vec<(f32, bool)> = Vec::new();
         let mut cards: Vec<(u64, f32, bool)> = Vec::new();
-        self.by_day
-            .values()
-            .map(|&slot| {
-                let s = &self.slots[slot as usize];
-                pairs.clear();
-                cards.clear();
-                let (mut frauds, mut alerts) = (0u64, 0u64);
-                for r in &s.recs {
-                    let Some(fraud) = self.outcome(r) else {
-                        continue;
-                    };
-                    pairs.push((r.score, fraud));
-                    cards.push((r.card, r.score, fraud));
-                    frauds += u64::from(fraud);
-                    alerts += u64::from(f64::from(r.score) >= self.cfg.threshold);
-                }
-                DayMetrics {
-                    day: s.day,
-                    transactions: s.recs.len() as u64,
-                    frauds,
-                    roc_auc: roc_auc(&pairs),
-                    average_precision: average_precision(&pairs),
-                    card_precision_at_k: card_precision_at_k(&cards, self.cfg.k),
-                    alerts,
-                }
+        let mut days: Vec<DayMetrics> = self
+            .compacted
+            .iter()
+            .map(|(&day, c)| DayMetrics {
+                day,
+                transactions: c.transactions,
+                frauds: c.frauds,
+                roc_auc: c.bins.roc_auc(),
+                average_precision: c.bins.average_precision(),
+                card_precision_at_k: c.card_precision(),
+                alerts: c.alerts,
+                compacted: true,
             })
-            .collect()
+            .collect();
+        days.extend(self.by_day.values().map(|&slot| {
+            let s = &self.slots[slot as usize];
+            pairs.clear();
+            cards.clear();
+            let (mut frauds, mut alerts) = (0u64, 0u64);
+            for r in &s.recs {
+                let Some(fraud) = self.outcome(r) else {
+                    continue;
+                };
+                pairs.push((r.score, fraud));
+                cards.push((r.card, r.score, fraud));
+                frauds += u64::from(fraud);
+                alerts += u64::from(f64::from(r.score) >= self.cfg.threshold);
+            }
+            DayMetrics {
+                day: s.day,
+                transactions: s.recs.len() as u64,
+                frauds,
+                roc_auc: roc_auc(&pairs),
+                average_precision: average_precision(&pairs),
+                card_precision_at_k: card_precision_at_k(&cards, self.cfg.k),
+                alerts,
+                compacted: false,
+            }
+        }));
+        days.sort_by_key(|d| d.day);
+        days
     }
 }
 
@@ -589,25 +793,9 @@ pub fn card_precision_at_k(cards: &[(u64, f32, bool)], k: usize) -> Option<f64> 
     if cards.is_empty() || k == 0 {
         return None;
     }
-    let mut v: Vec<(u64, f32, bool)> = cards.iter().map(|&(c, s, y)| (c, norm(s), y)).collect();
-    v.sort_unstable_by_key(|e| e.0);
-    // Aggregate per card in place: (card, max score, any fraud).
-    let mut agg: Vec<(u64, f32, bool)> = Vec::with_capacity(v.len());
-    for (c, s, y) in v {
-        match agg.last_mut() {
-            Some(last) if last.0 == c => {
-                if s.total_cmp(&last.1) == Ordering::Greater {
-                    last.1 = s;
-                }
-                last.2 |= y;
-            }
-            _ => agg.push((c, s, y)),
-        }
-    }
-    agg.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let m = k.min(agg.len());
-    let hits = agg[..m].iter().filter(|e| e.2).count();
-    Some(hits as f64 / m as f64)
+    let top = top_cards(cards, k);
+    let hits = top.iter().filter(|e| e.2).count();
+    Some(hits as f64 / top.len() as f64)
 }
 
 #[cfg(test)]
@@ -739,7 +927,114 @@ mod tests {
             k: 2,
             unlabeled: Unlabeled::Genuine,
             origin_ms: 0,
+            ..EvalConfig::default()
         }
+    }
+
+    /// 30 days of 200 transactions over 50 cards, one in 20 fraud (labelled
+    /// at once), scores that rank frauds high with noise; into `e`.
+    fn thirty_days(e: &mut Prequential) {
+        let mut rng = 12345u64;
+        for day in 0..30i64 {
+            for i in 0..200u64 {
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let noise = (rng >> 40) as f32 / (1u64 << 24) as f32;
+                let tx = day as u64 * 1_000 + i;
+                let fraud = i % 20 == 0;
+                let score = if fraud {
+                    0.3 + 0.7 * noise
+                } else {
+                    0.6 * noise
+                };
+                e.record_score(tx, day * DAY_MS + i as i64, i % 50, score);
+                e.record_label(tx, fraud);
+            }
+        }
+    }
+
+    #[test]
+    fn old_days_are_compacted_into_the_aggregates_reports_need() {
+        let mut full = Prequential::new(cfg());
+        thirty_days(&mut full);
+        let mut kept = Prequential::new(EvalConfig {
+            retention_ms: 7 * DAY_MS,
+            ..cfg()
+        });
+        thirty_days(&mut kept);
+        assert_eq!(kept.records(), 7 * 200, "seven days of records");
+        assert_eq!(kept.compacted_days(), 23);
+        assert_eq!(kept.scored(), full.scored());
+        let (a, b) = (full.summary(None), kept.summary(None));
+        assert_eq!(
+            (a.transactions, a.labeled, a.frauds, a.alerts),
+            (b.transactions, b.labeled, b.frauds, b.alerts)
+        );
+        assert_eq!(
+            (b.first_day, b.last_day, b.compacted_days),
+            (Some(0), Some(29), 23)
+        );
+        assert_eq!(a.precision_at_threshold, b.precision_at_threshold);
+        assert!(close(b.card_precision_at_k, a.card_precision_at_k.unwrap()));
+        let gap = (a.roc_auc.unwrap() - b.roc_auc.unwrap()).abs();
+        assert!(gap < 2e-3, "binned AUC within 2e-3 of the exact: {gap}");
+        let gap = (a.average_precision.unwrap() - b.average_precision.unwrap()).abs();
+        assert!(gap < 5e-3, "binned AP within 5e-3: {gap}");
+        // The retained days are exact, the compacted ones flagged.
+        assert_eq!(full.summary(Some(23)), kept.summary(Some(23)));
+        let (da, db) = (full.daily(), kept.daily());
+        assert_eq!(da.len(), db.len());
+        assert!(db[..23].iter().all(|d| d.compacted) && !db[23].compacted);
+        assert_eq!(da[29], db[29]);
+        assert_eq!(da[3].card_precision_at_k, db[3].card_precision_at_k);
+        // A label for a compacted transaction is unknown, a new one still lands.
+        assert_eq!(kept.record_label(1_000 + 3, true), LabelOutcome::Unknown);
+    }
+
+    #[test]
+    fn the_record_cap_compacts_the_oldest_days_first() {
+        let mut e = Prequential::new(EvalConfig {
+            max_records: 1_000,
+            ..cfg()
+        });
+        thirty_days(&mut e);
+        assert!(e.records() <= 1_000, "{}", e.records());
+        assert_eq!(e.summary(None).transactions, 30 * 200);
+        assert!(e.daily().last().is_some_and(|d| !d.compacted));
+    }
+
+    #[test]
+    fn merged_compacted_evaluators_equal_one() {
+        let c = EvalConfig {
+            retention_ms: 5 * DAY_MS,
+            ..cfg()
+        };
+        let (mut all, mut a, mut b) = (
+            Prequential::new(c.clone()),
+            Prequential::new(c.clone()),
+            Prequential::new(EvalConfig {
+                retention_ms: 12 * DAY_MS,
+                ..c
+            }),
+        );
+        thirty_days(&mut all);
+        let mut split = Prequential::new(cfg());
+        thirty_days(&mut split);
+        // Feed cards < 25 to a, the rest to b, from the same stream.
+        for day in 0..30i64 {
+            for i in 0..200u64 {
+                let tx = day as u64 * 1_000 + i;
+                let (&(slot, idx), fraud) = (split.index.get(&tx).unwrap(), i % 20 == 0);
+                let score = split.slots[slot as usize].recs[idx as usize].score;
+                let e = if i % 50 < 25 { &mut a } else { &mut b };
+                e.record_score(tx, day * DAY_MS + i as i64, i % 50, score);
+                e.record_label(tx, fraud);
+            }
+        }
+        a.merge(b);
+        assert_eq!(a.summary(None), all.summary(None));
+        assert_eq!(a.daily(), all.daily());
     }
 
     #[test]
@@ -898,19 +1193,25 @@ mod tests {
 
     #[test]
     fn extreme_timestamps_and_nan_do_not_panic() {
-        let mut p = Prequential::new(EvalConfig {
-            origin_ms: i64::MAX,
-            ..cfg()
-        });
-        p.record_score(1, i64::MIN, 1, f32::NAN);
-        p.record_score(2, i64::MAX, 2, f32::INFINITY);
-        p.record_label(1, true);
-        let d = p.daily();
-        assert_eq!(d.len(), 2);
-        assert_eq!(d[1].day, 0);
-        let s = p.summary(None);
-        assert_eq!(s.roc_auc, Some(0.0));
-        assert_eq!(s.alerts, 1);
+        // Days 2^38 apart: the first is compacted as soon as the second
+        // arrives, whatever the retention; its label came first, so it counts.
+        for retention_ms in [i64::MAX, DAY_MS] {
+            let mut p = Prequential::new(EvalConfig {
+                origin_ms: i64::MAX,
+                retention_ms,
+                ..cfg()
+            });
+            p.record_score(1, i64::MIN, 1, f32::NAN);
+            p.record_label(1, true);
+            p.record_score(2, i64::MAX, 2, f32::INFINITY);
+            let d = p.daily();
+            assert_eq!(d.len(), 2);
+            assert_eq!(d[1].day, 0);
+            assert!(d[0].compacted);
+            let s = p.summary(None);
+            assert_eq!(s.roc_auc, Some(0.0));
+            assert_eq!(s.alerts, 1);
+        }
     }
 
     #[test]

@@ -1,0 +1,182 @@
+//! Which card stage scored each transaction, so its label (days later) goes
+//! to the stage that holds its features and its evaluation record.
+//!
+//! Bounded two ways: a route is kept for `retention` of event time (a label
+//! later than that finds no evaluation record or pending features to join
+//! anyway), and at most `max_entries` routes are held (the oldest days go
+//! first). Routes live in one map per day of transaction time, oldest day
+//! first, so expiring a day drops its map whole: no per-entry timestamps, no
+//! sweep. A lookup tries the days newest first (labels mostly concern recent
+//! transactions).
+
+use crate::keymap::{key_map, sorted_entries, KeyMap};
+use crate::time::DAY_MS;
+use std::collections::VecDeque;
+
+/// Routes of scored transactions to card stages.
+#[derive(Debug)]
+pub struct LabelRoutes {
+    retention_days: i64,
+    max_entries: usize,
+    /// (day of transaction time, its routes), ascending by day.
+    days: VecDeque<(i64, KeyMap<u8>)>,
+    len: usize,
+    expired: u64,
+}
+
+/// What a checkpoint keeps of the routes: each day's entries sorted by key.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct RoutesSnapshot {
+    days: Vec<(i64, Vec<(u64, u8)>)>,
+}
+
+impl LabelRoutes {
+    /// Routes kept for `retention_ms` of event time, at most `max_entries`.
+    pub fn new(retention_ms: i64, max_entries: usize) -> Self {
+        LabelRoutes {
+            retention_days: retention_ms.max(1).saturating_add(DAY_MS - 1) / DAY_MS,
+            max_entries: max_entries.max(1),
+            days: VecDeque::new(),
+            len: 0,
+            expired: 0,
+        }
+    }
+
+    /// Route `tx_key` (a transaction at `ts`) to `worker`.
+    pub fn insert(&mut self, tx_key: u64, ts: i64, worker: u8) {
+        let day = ts.div_euclid(DAY_MS);
+        if self.days.back().map_or(true, |(d, _)| day > *d) {
+            self.days.push_back((day, key_map()));
+            self.expire_before(day - self.retention_days + 1);
+        }
+        // A late transaction joins the newest day not after its own (or the
+        // oldest day held, when its own has expired).
+        let at = self.days.iter().rposition(|(d, _)| *d <= day).unwrap_or(0);
+        if self.days[at].1.insert(tx_key, worker).is_none() {
+            self.len += 1;
+        }
+        while self.len > self.max_entries && self.days.len() > 1 {
+            self.drop_oldest();
+        }
+    }
+
+    /// The card stage that scored `tx_key`, if its route is still held.
+    pub fn get(&self, tx_key: u64) -> Option<u8> {
+        self.days
+            .iter()
+            .rev()
+            .find_map(|(_, m)| m.get(&tx_key).copied())
+    }
+
+    fn expire_before(&mut self, day: i64) {
+        while self.days.len() > 1 && self.days.front().is_some_and(|(d, _)| *d < day) {
+            self.drop_oldest();
+        }
+    }
+
+    fn drop_oldest(&mut self) {
+        if let Some((_, m)) = self.days.pop_front() {
+            self.len -= m.len();
+            self.expired += m.len() as u64;
+        }
+    }
+
+    /// Routes held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no route is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Routes dropped by retention or the cap since this instance started.
+    pub fn expired(&self) -> u64 {
+        self.expired
+    }
+
+    /// The routes as a checkpoint keeps them.
+    pub fn snapshot(&self) -> RoutesSnapshot {
+        RoutesSnapshot {
+            days: self
+                .days
+                .iter()
+                .map(|(d, m)| {
+                    (
+                        *d,
+                        sorted_entries(m)
+                            .into_iter()
+                            .map(|(k, w)| (k, *w))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Replace the routes with a checkpoint's (under this instance's bounds;
+    /// [`expired`](Self::expired) counts from here).
+    pub fn restore(&mut self, s: RoutesSnapshot) {
+        self.days.clear();
+        self.len = 0;
+        for (day, entries) in s.days {
+            let mut m = key_map();
+            m.extend(entries);
+            self.len += m.len();
+            self.days.push_back((day, m));
+        }
+        self.expired = 0;
+        if let Some(&(newest, _)) = self.days.back() {
+            self.expire_before(newest - self.retention_days + 1);
+        }
+        while self.len > self.max_entries && self.days.len() > 1 {
+            self.drop_oldest();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_expire_with_their_day_and_the_cap() {
+        let mut r = LabelRoutes::new(3 * DAY_MS, 1_000);
+        for day in 0..10i64 {
+            for i in 0..10u64 {
+                r.insert(day as u64 * 100 + i, day * DAY_MS + i as i64, (i % 4) as u8);
+            }
+        }
+        assert_eq!(r.len(), 30, "the last three days");
+        assert_eq!(r.get(905), Some(1));
+        assert_eq!(r.get(705), Some(1));
+        assert_eq!(r.get(605), None, "expired with its day");
+        assert_eq!(r.expired(), 70);
+
+        let mut capped = LabelRoutes::new(100 * DAY_MS, 25);
+        for day in 0..10i64 {
+            for i in 0..10u64 {
+                capped.insert(day as u64 * 100 + i, day * DAY_MS, 0);
+            }
+        }
+        assert!(capped.len() <= 25 && capped.len() >= 15, "{}", capped.len());
+        assert_eq!(capped.get(905), Some(0));
+    }
+
+    #[test]
+    fn a_late_transaction_is_routed_and_a_snapshot_restores_exactly() {
+        let mut r = LabelRoutes::new(10 * DAY_MS, 1_000);
+        r.insert(1, 5 * DAY_MS, 1);
+        r.insert(2, 3 * DAY_MS, 2); // older than every day held
+        r.insert(3, 6 * DAY_MS, 3);
+        assert_eq!((r.get(1), r.get(2), r.get(3)), (Some(1), Some(2), Some(3)));
+        let mut back = LabelRoutes::new(10 * DAY_MS, 1_000);
+        back.restore(r.snapshot());
+        assert_eq!(
+            (back.get(1), back.get(2), back.get(3)),
+            (Some(1), Some(2), Some(3))
+        );
+        assert_eq!(back.len(), 3);
+    }
+}
