@@ -9,6 +9,7 @@ mod determinism;
 mod feedback;
 mod fluvio;
 mod golden;
+mod http;
 mod layers;
 mod persistence;
 mod poison;

@@ -307,6 +307,43 @@ mod tests {
     }
 
     #[test]
+    fn endpoint_limits_are_read_and_checked() {
+        let text = "[source]\ntype = \"fluvio\"\ntopic = \"tx\"\n\
+                    [sinks.scores]\ntype = \"scores\"\ntopic = \"scores\"\n";
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let t = Topology::from_toml(
+            "svc.toml",
+            text,
+            &set(&[
+                "service.http_max_connections=8",
+                "service.http_idle_timeout=\"250ms\"",
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (
+                t.service.http_max_connections,
+                t.service.http_idle_timeout_ms
+            ),
+            (8, 250)
+        );
+        let err = Topology::from_toml(
+            "svc.toml",
+            text,
+            &set(&[
+                "service.http_max_connections=0",
+                "service.http_idle_timeout=5",
+            ]),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["service.http_max_connections", "service.http_idle_timeout"]
+        );
+    }
+
+    #[test]
     fn every_error_is_reported_at_once() {
         let text = r#"
 [engine]

@@ -137,6 +137,12 @@ impl Default for CheckpointSettings {
 pub struct ServiceSettings {
     /// Health and Prometheus metrics endpoint (`host:port`); `None`: off.
     pub listen: Option<String>,
+    /// Most connections the endpoint holds at once; more wait in the
+    /// kernel's accept queue until one closes.
+    pub http_max_connections: usize,
+    /// An endpoint connection is closed when it sends no complete request
+    /// for this long, or its client reads none of the response for this long.
+    pub http_idle_timeout_ms: i64,
     /// Stop (drain, flush, checkpoint, exit 0) once every input has been
     /// idle this long; 0: run until SIGINT/SIGTERM. For backfills and tests.
     pub stop_when_idle_ms: i64,
@@ -146,6 +152,8 @@ impl Default for ServiceSettings {
     fn default() -> Self {
         ServiceSettings {
             listen: Some(DEFAULT_LISTEN.to_string()),
+            http_max_connections: 1024,
+            http_idle_timeout_ms: 5_000,
             stop_when_idle_ms: 0,
         }
     }
@@ -281,13 +289,17 @@ pub fn read_service(s: &Section) -> ServiceSettings {
             None
         }
     };
+    let d = ServiceSettings::default();
     let out = ServiceSettings {
         listen,
-        stop_when_idle_ms: s.duration(
-            "stop_when_idle",
-            ServiceSettings::default().stop_when_idle_ms,
-            0,
-        ),
+        http_max_connections: s.int(
+            "http_max_connections",
+            d.http_max_connections as i64,
+            1,
+            1_000_000,
+        ) as usize,
+        http_idle_timeout_ms: s.duration("http_idle_timeout", d.http_idle_timeout_ms, 10),
+        stop_when_idle_ms: s.duration("stop_when_idle", d.stop_when_idle_ms, 0),
     };
     s.finish();
     out

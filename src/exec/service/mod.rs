@@ -125,9 +125,17 @@ impl<'t> Service<'t> {
         let health = Arc::new(Health::default());
         health.set_phase(Phase::Starting);
         if let Some(addr) = &t.service.listen {
-            let bound = http::serve(addr, health.clone(), recorder()).await?;
+            let limits = http::Limits::of(&t.service);
+            let bound = http::serve(addr, health.clone(), recorder(), limits).await?;
             if !opts.quiet {
                 eprintln!("fraudstream: health and metrics on http://{bound}/health, /metrics");
+                if limits.max_connections < t.service.http_max_connections {
+                    eprintln!(
+                        "fraudstream: service.http_max_connections = {} is over half the \
+                         open-file limit; the endpoint holds at most {} connections",
+                        t.service.http_max_connections, limits.max_connections
+                    );
+                }
             }
         }
         let mut engine = crate::exec::outputs::start_engine(t)?;
