@@ -12,6 +12,7 @@ use crate::config::Topology;
 use crate::connectors::sinks::report::InputCounts;
 pub use crate::connectors::sources::SourceOffset;
 use anyhow::{bail, Context};
+use bincode::Options as _;
 use fraudstream_engine::engine::Engine;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -144,6 +145,8 @@ pub fn restore(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
     };
+    // No length inside may claim more than the file holds.
+    let limit = file.metadata()?.len();
     let mut r = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic)
@@ -160,7 +163,11 @@ pub fn restore(
     if &magic != MAGIC {
         bail!("{}: not a fraudstream checkpoint", path.display());
     }
-    let header: CheckpointHeader = bincode::deserialize_from(&mut r)
+    let header: CheckpointHeader = bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(limit)
+        .deserialize_from(&mut r)
         .with_context(|| format!("{}: damaged header", path.display()))?;
     let changed = changed_settings(&header.settings, &settings_of(t));
     if !changed.is_empty() {
@@ -173,7 +180,7 @@ pub fn restore(
         );
     }
     engine
-        .restore_state(&t.engine_config(), &mut r)
+        .restore_state(&t.engine_config(), &mut r, limit)
         .with_context(|| format!("{}: damaged engine state", path.display()))?;
     Ok(Some(header))
 }
