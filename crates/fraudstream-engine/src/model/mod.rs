@@ -209,7 +209,11 @@ mod tests {
         assert_eq!(out[0], 0.0, "a NaN input reads as the mean");
         assert!(!s.observe(&[f32::INFINITY, 5.0]), "refused");
         s.transform(&[999.0, 5.0], &mut out);
-        assert!((out[0] - 1.73).abs() < 0.01, "statistics untouched: {}", out[0]);
+        assert!(
+            (out[0] - 1.73).abs() < 0.01,
+            "statistics untouched: {}",
+            out[0]
+        );
     }
 
     #[test]
