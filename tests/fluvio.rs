@@ -266,9 +266,11 @@ fn kill_9_and_restart_ends_like_an_uninterrupted_run() {
 
     // Kill the second engine with SIGKILL right after its first checkpoint.
     let mut child = spawn_engine(&crash);
-    let ckpt = crash_dir.path().join("checkpoint.bin");
     let began = Instant::now();
-    while !ckpt.exists() {
+    while fraudstream::exec::checkpoint::list(crash_dir.path())
+        .unwrap()
+        .is_empty()
+    {
         assert!(
             began.elapsed() < Duration::from_secs(60),
             "no checkpoint written"

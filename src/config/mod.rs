@@ -287,7 +287,11 @@ mod tests {
         assert_eq!(t.fluvio, FluvioSettings::default());
         assert_eq!(t.service, ServiceSettings::default());
         let c = t.checkpoint.unwrap();
-        assert_eq!(c.interval_ms, CheckpointSettings::default().interval_ms);
+        let want = CheckpointSettings {
+            dir: "ck".into(),
+            ..CheckpointSettings::default()
+        };
+        assert_eq!(c, want);
         let SourceConfig::Fluvio(input) = t.source else {
             panic!("a fluvio source")
         };
@@ -341,6 +345,23 @@ mod tests {
             keys,
             ["service.http_max_connections", "service.http_idle_timeout"]
         );
+    }
+
+    #[test]
+    fn checkpoint_keep_is_from_1_to_100() {
+        let svc = |keep: &str| {
+            let text = format!(
+                "[source]\ntype = \"fluvio\"\ntopic = \"tx\"\n\
+                 [checkpoint]\ndir = \"ck\"\nkeep = {keep}\n\
+                 [sinks.scores]\ntype = \"scores\"\ntopic = \"scores\"\n"
+            );
+            Topology::from_toml("svc.toml", &text, &[])
+        };
+        assert_eq!(svc("5").unwrap().checkpoint.unwrap().keep, 5);
+        for bad in ["0", "101"] {
+            let err = svc(bad).unwrap_err();
+            assert_eq!(err.0[0].key, "checkpoint.keep", "{err}");
+        }
     }
 
     #[test]

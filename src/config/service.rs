@@ -117,10 +117,13 @@ impl Default for FluvioOutput {
 /// Checkpoints (`[checkpoint]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckpointSettings {
-    /// Directory holding `checkpoint.bin` (one per instance).
+    /// Directory holding the checkpoints (one per instance).
     pub dir: std::path::PathBuf,
     /// Wall-clock time between checkpoints.
     pub interval_ms: i64,
+    /// Checkpoints kept, the newest; a restore falls back to an older one
+    /// when the newest is damaged.
+    pub keep: usize,
 }
 
 impl Default for CheckpointSettings {
@@ -128,6 +131,7 @@ impl Default for CheckpointSettings {
         CheckpointSettings {
             dir: std::path::PathBuf::new(),
             interval_ms: 10_000,
+            keep: 3,
         }
     }
 }
@@ -266,9 +270,11 @@ pub fn read_checkpoint(s: &Section) -> Option<CheckpointSettings> {
     if dir.is_empty() {
         s.error("dir", "the directory checkpoints are written to", None);
     }
+    let d = CheckpointSettings::default();
     let c = CheckpointSettings {
         dir: dir.into(),
-        interval_ms: s.duration("interval", CheckpointSettings::default().interval_ms, 100),
+        interval_ms: s.duration("interval", d.interval_ms, 100),
+        keep: s.int("keep", d.keep as i64, 1, 100) as usize,
     };
     s.finish();
     Some(c)

@@ -849,14 +849,24 @@ impl Engine {
 
     /// Replace this engine's state with one written by
     /// [`save_state`](Self::save_state) of an engine built from the same
-    /// settings (`cfg`, the one this engine was built from).
+    /// settings (`cfg`, the one this engine was built from), reading at most
+    /// `limit` bytes: a damaged length inside the snapshot then fails as a
+    /// size limit instead of being allocated (bincode alone would try).
     pub fn restore_state<R: std::io::Read>(
         &mut self,
         cfg: &EngineConfig,
         r: R,
+        limit: u64,
     ) -> anyhow::Result<()> {
         use anyhow::Context as _;
-        let snapshot: EngineSnapshot = bincode::deserialize_from(r).context("engine state")?;
+        use bincode::Options as _;
+        // The encoding `bincode::serialize_into` writes, with a limit.
+        let snapshot: EngineSnapshot = bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .allow_trailing_bytes()
+            .with_limit(limit)
+            .deserialize_from(r)
+            .context("engine state")?;
         anyhow::ensure!(
             snapshot.version == SNAPSHOT_VERSION,
             "engine state of layout version {}, this build reads version {SNAPSHOT_VERSION}",

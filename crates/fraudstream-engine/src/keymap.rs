@@ -142,7 +142,11 @@ mod tests {
                     h.write_u64(i << shift);
                     buckets.insert(h.finish() & 1023);
                 }
-                assert!(buckets.len() > 560, "shift {shift}: {} of 1024 buckets", buckets.len());
+                assert!(
+                    buckets.len() > 560,
+                    "shift {shift}: {} of 1024 buckets",
+                    buckets.len()
+                );
             }
         }
     }

@@ -288,8 +288,7 @@ impl<'t> Service<'t> {
         header.written_ms = now_ms();
         header.offsets = offsets;
         header.totals = self.totals.clone();
-        let bytes =
-            tokio::task::block_in_place(|| checkpoint::write(&c.dir, header, &self.engine))?;
+        let bytes = tokio::task::block_in_place(|| checkpoint::write(c, header, &self.engine))?;
         commit_offsets(&mut self.source).await;
         self.health
             .last_checkpoint_ms
@@ -362,14 +361,19 @@ fn restore(
     let Some(c) = &t.checkpoint else {
         return Ok(fresh);
     };
-    let Some(mut h) = checkpoint::restore(&c.dir, t, engine)? else {
+    let Some(restored) = checkpoint::restore(&c.dir, t, engine)? else {
         return Ok(fresh);
     };
+    // A fallback is news whether or not progress is shown.
+    for line in restored.fallbacks() {
+        eprintln!("fraudstream: {line}");
+    }
+    let mut h = restored.header;
     if !quiet {
         eprintln!(
             "fraudstream: restored checkpoint {} from {} ({} transactions scored so far)",
             h.sequence,
-            checkpoint::path_in(&c.dir).display(),
+            restored.path.display(),
             engine.counters().scored
         );
     }
