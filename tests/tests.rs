@@ -13,4 +13,5 @@ mod layers;
 mod persistence;
 mod portfolio;
 mod quality;
+mod reliability;
 mod replay;
