@@ -15,3 +15,15 @@ pub mod commands;
 pub mod config;
 pub mod connectors;
 pub mod exec;
+
+/// The message a thread panicked with (`panic!("...")` or a formatted one),
+/// for the error that reports the panic.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "(a panic without a message)"
+    }
+}

@@ -15,4 +15,5 @@ mod persistence;
 mod poison;
 mod portfolio;
 mod quality;
+mod reliability;
 mod replay;

@@ -119,9 +119,9 @@ impl Topology {
     }
 
     /// Where the JSON report goes, if anywhere.
-    pub fn report_path(&self) -> Option<&std::path::Path> {
+    pub fn report_path(&self) -> Option<(&str, &std::path::Path)> {
         self.sinks.iter().find_map(|s| match s {
-            SinkConfig::Report { path, .. } => Some(path.as_path()),
+            SinkConfig::Report { id, path } => Some((id.as_str(), path.as_path())),
             _ => None,
         })
     }

@@ -41,8 +41,10 @@ pub fn save_model(t: &Topology, engine: &Engine) -> anyhow::Result<()> {
 
 /// Write the JSON report and print the summary, as the topology's sinks say.
 pub fn publish_report(t: &Topology, report: &RunReport, quiet: bool) -> anyhow::Result<()> {
-    if let Some(path) = t.report_path() {
-        report.write_json(path)?;
+    if let Some((id, path)) = t.report_path() {
+        report
+            .write_json(path)
+            .with_context(|| format!("sinks.{id}"))?;
     }
     if !quiet && t.has_summary() {
         println!("{}", report.summary());

@@ -109,7 +109,7 @@ pub fn run(t: &Topology, opts: &RunOptions) -> anyhow::Result<RunReport> {
         }
     };
     let on_reject = |dead: &fraudstream_engine::event::DeadLetter| input.count_dead_letter(dead);
-    let (engine, counts) = crate::exec::runtime::run_parallel(
+    let ran = crate::exec::runtime::run_parallel(
         t,
         t.engine.workers,
         opts.pace,
@@ -117,7 +117,14 @@ pub fn run(t: &Topology, opts: &RunOptions) -> anyhow::Result<RunReport> {
         &mut sinks,
         tick,
         on_reject,
-    )?;
+    );
+    let (engine, counts) = match ran {
+        Ok(r) => r,
+        Err(e) => {
+            bar.finish_and_clear();
+            return Err(sinks.abandon(e));
+        }
+    };
     let events = counts.events;
     input.transactions = counts.transactions;
     input.labels = counts.labels;

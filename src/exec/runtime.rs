@@ -13,9 +13,14 @@
 //!
 //! With one card stage the order of every output equals the sequential
 //! engine's, so its files are byte-identical.
+//!
+//! A stage that fails ends the run with its cause: a card stage's panic with
+//! its message, a sink's error (the card stages only see the writer stop)
+//! with the sink's (see [`SinkWriter::abandon`]). Every card stage is joined
+//! first, so what they scored reaches the sinks.
 
 use crate::config::Topology;
-use crate::connectors::sinks::{Output, SinkHandle, SinkWriter};
+use crate::connectors::sinks::{Output, SinkHandle, SinkWriter, WriterStopped};
 use crate::connectors::sources::decode::refused;
 use crate::connectors::sources::{EventSource, SourceItem};
 use crate::exec::outputs::start_model;
@@ -66,21 +71,42 @@ pub struct RouterCounts {
     pub events: u64,
 }
 
+/// A card stage's input was closed before the end: the stage stopped, and
+/// joining it says why.
+#[derive(Debug, thiserror::Error)]
+#[error("a card stage stopped early")]
+struct StageStopped;
+
+/// What a card stage's thread ends with: the stage, or [`WriterStopped`]
+/// when the sink writer stopped under it.
+type StageResult = Result<CardStage, WriterStopped>;
+
 struct Worker {
     tx: Sender<Vec<WorkItem>>,
     recycled: Receiver<Vec<WorkItem>>,
     batch: Vec<WorkItem>,
-    handle: std::thread::JoinHandle<CardStage>,
+    handle: std::thread::JoinHandle<StageResult>,
 }
 
 impl Worker {
     /// Run `stage` on its own thread (number `i`), its scores going to `out`.
     fn spawn(i: usize, stage: CardStage, out: SinkHandle) -> anyhow::Result<Self> {
+        Self::spawn_with(i, move |rx, back| card_worker(stage, rx, back, out))
+    }
+
+    /// Run `body` on card-stage thread `i`: it takes the batches sent and
+    /// hands emptied ones back.
+    fn spawn_with(
+        i: usize,
+        body: impl FnOnce(Receiver<Vec<WorkItem>>, Sender<Vec<WorkItem>>) -> StageResult
+            + Send
+            + 'static,
+    ) -> anyhow::Result<Self> {
         let (tx, rx) = bounded::<Vec<WorkItem>>(8);
         let (back_tx, back_rx) = bounded::<Vec<WorkItem>>(10);
         let handle = std::thread::Builder::new()
             .name(format!("fraudstream-card-{i}"))
-            .spawn(move || card_worker(stage, rx, back_tx, out))?;
+            .spawn(move || body(rx, back_tx))?;
         Ok(Worker {
             tx,
             recycled: back_rx,
@@ -97,9 +123,7 @@ impl Worker {
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(WORK_BATCH));
         let full = std::mem::replace(&mut self.batch, next);
-        self.tx
-            .send(full)
-            .map_err(|_| anyhow::anyhow!("a card stage stopped early"))
+        self.tx.send(full).map_err(|_| StageStopped.into())
     }
 
     /// Add `item` to the batch. Full batches go under load; at once when the
@@ -127,14 +151,14 @@ fn card_worker(
     rx: Receiver<Vec<WorkItem>>,
     back: Sender<Vec<WorkItem>>,
     mut out: SinkHandle,
-) -> CardStage {
+) -> StageResult {
     for mut batch in rx {
         for item in batch.drain(..) {
             match item {
                 WorkItem::Transaction(tx, ctx) => {
                     let score = stage.score(tx, &ctx);
                     if !out.push(Output::Score(score)) {
-                        return stage; // the writer stopped; its error is reported
+                        return Err(WriterStopped);
                     }
                 }
                 WorkItem::Label(l) => {
@@ -145,9 +169,13 @@ fn card_worker(
         let _ = back.try_send(batch);
         stage.publish_metrics();
     }
-    out.flush();
+    let flushed = out.flush();
     stage.publish_metrics();
-    stage
+    if flushed {
+        Ok(stage)
+    } else {
+        Err(WriterStopped)
+    }
 }
 
 /// Build `workers` card stages sharing one model and start each on its own
@@ -172,15 +200,32 @@ fn start_card_stages(
 }
 
 /// Close every card stage's input, wait for each, and merge them into one.
+/// A stage that panicked fails it with its message, before one that stopped
+/// because the sink writer did ([`WriterStopped`]).
 fn join_card_stages(pool: Vec<Worker>) -> anyhow::Result<CardStage> {
     let mut done = Vec::with_capacity(pool.len());
-    for w in pool {
+    let mut failed: Option<anyhow::Error> = None;
+    for (i, w) in pool.into_iter().enumerate() {
         drop(w.tx);
-        done.push(
-            w.handle
-                .join()
-                .map_err(|_| anyhow::anyhow!("a card stage panicked"))?,
-        );
+        match w.handle.join() {
+            Ok(Ok(stage)) => done.push(stage),
+            Ok(Err(stopped)) => {
+                failed.get_or_insert_with(|| {
+                    anyhow::Error::new(stopped).context(format!("card stage {i}"))
+                });
+            }
+            Err(panic) => {
+                if failed.as_ref().map_or(true, |f| f.is::<WriterStopped>()) {
+                    failed = Some(anyhow::anyhow!(
+                        "card stage {i} panicked: {}",
+                        crate::panic_message(&*panic)
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     let mut iter = done.into_iter();
     let mut card = iter.next().expect("at least one worker");
@@ -269,10 +314,22 @@ impl Router {
 
     /// Hand over what is queued, stop the card stages and assemble the engine.
     fn finish(mut self) -> anyhow::Result<(Engine, RouterCounts)> {
-        self.flush()?;
+        if let Err(e) = self.flush() {
+            return Err(self.abort(e));
+        }
         self.merchant.publish_metrics();
         let card = join_card_stages(self.pool)?;
         Ok((Engine::from_stages(self.merchant, card), self.counts))
+    }
+
+    /// The run failed with `e`: stop every card stage (what they scored
+    /// reaches the sinks) and return the cause. A stage's panic comes first;
+    /// when `e` only says a stage stopped, the stage says why.
+    fn abort(self, e: anyhow::Error) -> anyhow::Error {
+        match join_card_stages(self.pool) {
+            Err(stage) if !stage.is::<WriterStopped>() || e.is::<StageStopped>() => stage,
+            _ => e,
+        }
     }
 }
 
@@ -299,13 +356,84 @@ pub fn run_parallel(
     let start = Instant::now();
     while let Some(item) = source.next() {
         let offered = match pace {
-            Some(rate) => Some(router.pace(start, rate)?),
+            Some(rate) => match router.pace(start, rate) {
+                Ok(at) => Some(at),
+                Err(e) => return Err(router.abort(e)),
+            },
             None => None,
         };
         router.counts.events += 1;
         on_event(&*source, &item, router.counts.events);
         router.publish_now_and_then();
-        router.route(item, offered, sinks, &mut on_reject)?;
+        if let Err(e) = router.route(item, offered, sinks, &mut on_reject) {
+            return Err(router.abort(e));
+        }
     }
     router.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fraudstream_engine::event::TxId;
+
+    fn tx(n: u64) -> SourceItem {
+        SourceItem::Event(Event::Transaction(Transaction {
+            tx_id: TxId::Int(n),
+            ts: 1_700_000_000_000 + n as i64,
+            card_id: "card".into(),
+            merchant_id: "merchant".into(),
+            amount: 10.0,
+            currency: None,
+            mcc: None,
+            country: None,
+            channel: None,
+            location: None,
+        }))
+    }
+
+    /// A router over one card stage that panics on the first batch it gets,
+    /// as a bug in scoring would.
+    fn router_over_a_panicking_stage() -> Router {
+        let worker = Worker::spawn_with(0, |rx, _back| {
+            let batch = rx.recv().expect("a batch");
+            panic!("scoring {} items went wrong", batch.len());
+        })
+        .unwrap();
+        Router {
+            pool: vec![worker],
+            merchant: MerchantStage::new(&EngineConfig::default()),
+            counts: RouterCounts::default(),
+        }
+    }
+
+    #[test]
+    fn a_card_stage_that_panics_mid_run_ends_it_with_its_message() {
+        let mut router = router_over_a_panicking_stage();
+        let mut sinks = SinkWriter::start(&[], 64).unwrap();
+        // The stage is gone once its input is: a later send fails.
+        let stopped = (0..1_000_000)
+            .find_map(|n| router.route(tx(n), None, &mut sinks, &mut |_| {}).err())
+            .expect("the run stops");
+        let err = sinks.abandon(router.abort(stopped));
+        assert_eq!(
+            format!("{err:#}"),
+            "card stage 0 panicked: scoring 1 items went wrong"
+        );
+    }
+
+    #[test]
+    fn a_card_stage_that_panics_is_reported_at_the_end_of_the_input() {
+        let mut router = router_over_a_panicking_stage();
+        let mut sinks = SinkWriter::start(&[], 64).unwrap();
+        router
+            .route(tx(0), None, &mut sinks, &mut |_| {})
+            .expect("the first transaction is handed over");
+        let err = router.finish().err().expect("the run fails");
+        assert_eq!(
+            format!("{err:#}"),
+            "card stage 0 panicked: scoring 1 items went wrong"
+        );
+        sinks.finish().unwrap();
+    }
 }

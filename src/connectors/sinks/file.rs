@@ -1,9 +1,12 @@
 //! Files as sinks: scores, alerts or dead letters as JSON lines or CSV
 //! (with a header row), written through a 64 KiB buffer. A file is written
-//! from the start on every run.
+//! from the start on every run. Every I/O error names the sink, its path and
+//! the operating system's error (`sinks.scores: writing out/s.jsonl: No space
+//! left on device`), the `io::Error` kept in the chain.
 
 use super::{Output, Sink};
 use crate::config::{FileFormat, Records};
+use anyhow::Context;
 use fraudstream_engine::event::{DeadLetter, Score, TxId};
 use futures_util::future::{ready, LocalBoxFuture};
 use futures_util::FutureExt;
@@ -49,11 +52,12 @@ impl FileSink {
         path: &Path,
         format: FileFormat,
     ) -> anyhow::Result<Self> {
+        let file = create_file(path).with_context(|| format!("sinks.{id}"))?;
         let mut f = FileSink {
             id: id.to_string(),
             records,
             format,
-            out: BufWriter::with_capacity(1 << 16, create_file(path)?),
+            out: BufWriter::with_capacity(1 << 16, file),
             path: path.to_path_buf(),
             written: 0,
             line: String::with_capacity(256),
@@ -67,13 +71,18 @@ impl FileSink {
             };
             f.out
                 .write_all(header.as_bytes())
-                .map_err(|e| f.io_error(e))?;
+                .map_err(|e| f.io_error("writing", e))?;
         }
         Ok(f)
     }
 
-    fn io_error(&self, e: std::io::Error) -> anyhow::Error {
-        anyhow::anyhow!("writing {}: {e}", self.path.display())
+    /// `e`, met while `doing` something to the file, with the sink and path.
+    fn io_error(&self, doing: &str, e: std::io::Error) -> anyhow::Error {
+        anyhow::Error::new(e).context(format!(
+            "sinks.{}: {doing} {}",
+            self.id,
+            self.path.display()
+        ))
     }
 
     fn write_score(&mut self, s: &Score) -> std::io::Result<()> {
@@ -154,7 +163,7 @@ impl Sink for FileSink {
             Output::Score(s) => self.write_score(s),
             Output::DeadLetter(d) => self.write_dead(d),
         }
-        .map_err(|e| self.io_error(e))
+        .map_err(|e| self.io_error("writing", e))
     }
 
     fn send(&mut self) -> LocalBoxFuture<'_, anyhow::Result<()>> {
@@ -163,7 +172,7 @@ impl Sink for FileSink {
     }
 
     fn flush(&mut self) -> LocalBoxFuture<'_, anyhow::Result<()>> {
-        let done = self.out.flush().map_err(|e| self.io_error(e));
+        let done = self.out.flush().map_err(|e| self.io_error("flushing", e));
         ready(done).boxed_local()
     }
 
@@ -199,5 +208,23 @@ mod tests {
             "tx_id,ts,card_id,score,alert,model_version,top_features\n\"a,b\",5,\"c\"\"1\",0.25,false,3,\n"
         );
         assert_eq!(f.written(), 1);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_device_is_reported_with_sink_path_and_cause() {
+        let mut f = FileSink::open(
+            "scores",
+            Records::Scores,
+            Path::new("/dev/full"),
+            FileFormat::Csv,
+        )
+        .unwrap();
+        let err = f.flush().now_or_never().unwrap().unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "sinks.scores: flushing /dev/full: No space left on device (os error 28)"
+        );
+        assert!(err.downcast_ref::<std::io::Error>().is_some(), "{err:?}");
     }
 }

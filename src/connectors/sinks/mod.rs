@@ -6,6 +6,10 @@
 //! vectors travel back for reuse, so the engine thread neither blocks on I/O
 //! nor allocates a batch per send); the service owns its router.
 //!
+//! A sink that fails (a full disk, a lost topic) stops the run with its
+//! error, which names the sink, where it writes and the cause. The other
+//! sinks are flushed first, so they keep what they were given.
+//!
 //! The end-of-run summary and JSON report live in [`report`].
 
 pub mod file;
@@ -20,6 +24,13 @@ use fraudstream_engine::event::{DeadLetter, Score};
 use futures_executor::block_on;
 use futures_util::future::LocalBoxFuture;
 use std::thread::JoinHandle;
+
+/// A producer found the writer thread stopped. Not the cause: the writer's
+/// own error, returned by [`SinkWriter::finish`] or [`SinkWriter::abandon`],
+/// says why it stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the sink writer stopped")]
+pub struct WriterStopped;
 
 /// Something the engine emits.
 #[derive(Clone, Debug)]
@@ -124,13 +135,16 @@ impl SinkRouter {
         Ok(())
     }
 
-    /// Wait until every sink's records are durable.
+    /// Wait until every sink's records are durable. A sink that fails does
+    /// not keep the others from flushing; the first error is returned.
     pub async fn flush(&mut self) -> anyhow::Result<()> {
-        self.send().await?;
+        let mut first = self.send().await.err();
         for s in self.sinks.iter_mut() {
-            s.flush().await?;
+            if let Err(e) = s.flush().await {
+                first.get_or_insert(e);
+            }
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 
     /// Records written, per sink.
@@ -154,7 +168,8 @@ pub struct SinkHandle {
 
 impl SinkHandle {
     /// Queue one output; sends a full batch. `false` when the writer has
-    /// stopped (its error is reported by [`SinkWriter::finish`]).
+    /// stopped (its error is reported by [`SinkWriter::finish`] or
+    /// [`SinkWriter::abandon`]).
     #[inline]
     pub fn push(&mut self, o: Output) -> bool {
         self.batch.push(o);
@@ -197,7 +212,12 @@ impl SinkWriter {
                 // File sinks complete their futures at once: nothing to wait for.
                 for mut batch in rx {
                     for o in &batch {
-                        router.route(o)?;
+                        if let Err(e) = router.route(o) {
+                            // Stop (producers then fail fast), but let the
+                            // other sinks keep what they were given.
+                            let _ = block_on(router.flush());
+                            return Err(e);
+                        }
                     }
                     batch.clear();
                     let _ = back_tx.try_send(batch);
@@ -216,13 +236,14 @@ impl SinkWriter {
         })
     }
 
-    /// Queue one output; sends a full batch to the writer thread.
+    /// Queue one output; sends a full batch to the writer thread. Fails with
+    /// [`WriterStopped`] when the writer has stopped.
     #[inline]
     pub fn push(&mut self, o: Output) -> anyhow::Result<()> {
         if self.main.push(o) {
             Ok(())
         } else {
-            Err(self.stop_with_error())
+            Err(WriterStopped.into())
         }
     }
 
@@ -237,33 +258,119 @@ impl SinkWriter {
         }
     }
 
-    /// Send what is queued.
-    pub fn flush(&mut self) -> anyhow::Result<()> {
-        if self.main.flush() {
-            Ok(())
-        } else {
-            // The writer stopped: its error says why.
-            Err(self.stop_with_error())
-        }
-    }
-
-    fn stop_with_error(&mut self) -> anyhow::Error {
-        self.main.tx = None;
-        match self.handle.take().map(|h| h.join()) {
-            Some(Ok(Err(e))) => e,
-            Some(Err(_)) => anyhow::anyhow!("the sink writer thread panicked"),
-            _ => anyhow::anyhow!("the sink writer thread stopped"),
-        }
-    }
-
-    /// Send the rest, wait for the writer and report what it wrote.
-    pub fn finish(mut self) -> anyhow::Result<Written> {
-        self.flush()?;
+    /// Send the rest, close this producer and wait for the writer (every
+    /// other handle must be dropped): what it wrote, or why it stopped.
+    fn join(&mut self) -> anyhow::Result<Written> {
+        self.main.flush();
         self.main.tx = None;
         match self.handle.take().map(|h| h.join()) {
             Some(Ok(r)) => r,
-            Some(Err(_)) => anyhow::bail!("the sink writer thread panicked"),
+            Some(Err(panic)) => anyhow::bail!(
+                "the sink writer thread panicked: {}",
+                crate::panic_message(&*panic)
+            ),
             None => anyhow::bail!("the sink writer was already stopped"),
         }
+    }
+
+    /// Send the rest, wait for the writer and report what it wrote, or the
+    /// error it stopped on.
+    pub fn finish(mut self) -> anyhow::Result<Written> {
+        self.join()
+    }
+
+    /// End a run that failed with `cause`: send the rest, wait for the
+    /// writer (so every sink keeps what it was given, flushed), and return
+    /// the error to report. When the run failed because the writer had
+    /// stopped ([`WriterStopped`]), the writer's own error is the cause.
+    pub fn abandon(mut self, cause: anyhow::Error) -> anyhow::Error {
+        match self.join() {
+            Ok(_) => cause,
+            Err(own) if cause.is::<WriterStopped>() => own,
+            Err(own) => anyhow::anyhow!("{cause:#}; and the sinks failed: {own:#}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FileFormat;
+    use fraudstream_engine::event::{RejectKind, TxId};
+    use std::path::Path;
+
+    fn file_sink(id: &str, records: Records, path: &Path) -> SinkConfig {
+        SinkConfig::Records {
+            id: id.into(),
+            records,
+            to: RecordTarget::File {
+                path: path.to_path_buf(),
+                format: FileFormat::Jsonl,
+            },
+        }
+    }
+
+    fn score(n: u64) -> Output {
+        Output::Score(Score {
+            tx_id: TxId::Int(n),
+            ts: 1_700_000_000_000,
+            card_id: "card".into(),
+            score: 0.25,
+            alert: false,
+            model_version: 0,
+            top_features: Vec::new(),
+        })
+    }
+
+    fn dead_letter() -> Output {
+        Output::DeadLetter(DeadLetter {
+            source: "source".into(),
+            line: Some(3),
+            kind: RejectKind::Malformed,
+            reason: "not JSON".into(),
+            raw: "{".into(),
+        })
+    }
+
+    fn lines(path: &Path) -> usize {
+        std::fs::read_to_string(path).unwrap().lines().count()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_failing_sink_is_the_cause_and_the_others_keep_what_they_were_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join("dead.jsonl");
+        let sinks = [
+            file_sink("scores", Records::Scores, Path::new("/dev/full")),
+            file_sink("dead", Records::DeadLetters, &dead),
+        ];
+        let mut w = SinkWriter::start(&sinks, 64).unwrap();
+        w.push(dead_letter()).unwrap();
+        // More scores than the 64 KiB buffer holds: a write fails.
+        let stopped = (0..100_000)
+            .find_map(|n| w.push(score(n)).err())
+            .expect("the writer stops");
+        assert!(stopped.is::<WriterStopped>(), "{stopped:#}");
+        let err = w.abandon(stopped);
+        assert_eq!(
+            format!("{err:#}"),
+            "sinks.scores: writing /dev/full: No space left on device (os error 28)"
+        );
+        assert_eq!(lines(&dead), 1, "the dead letter was flushed");
+    }
+
+    #[test]
+    fn a_run_that_failed_elsewhere_keeps_its_cause_and_every_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let scores = dir.path().join("scores.jsonl");
+        let mut w =
+            SinkWriter::start(&[file_sink("scores", Records::Scores, &scores)], 64).unwrap();
+        for n in 0..3 {
+            w.push(score(n)).unwrap();
+        }
+        let err = w.abandon(anyhow::anyhow!("card stage 1 panicked: boom"));
+        assert_eq!(format!("{err:#}"), "card stage 1 panicked: boom");
+        assert_eq!(lines(&scores), 3, "what was queued is written");
     }
 }

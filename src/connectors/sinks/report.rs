@@ -1,6 +1,7 @@
 //! The end-of-run report: counters, throughput, latency percentiles, state
 //! size and prequential metrics, as JSON and as a terminal summary.
 
+use anyhow::Context;
 use fraudstream_engine::engine::EngineCounters;
 use fraudstream_engine::eval::{DayMetrics, MetricsSummary};
 use fraudstream_engine::model::portfolio::{DriftEvent, MemberMetrics};
@@ -182,8 +183,10 @@ impl RunReport {
     pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
         let tmp = path.with_extension("json.tmp");
         let mut f = super::create_file(&tmp)?;
-        serde_json::to_writer_pretty(&mut f, self)?;
-        std::io::Write::write_all(&mut f, b"\n")?;
+        serde_json::to_writer_pretty(&mut f, self)
+            .map_err(std::io::Error::from)
+            .and_then(|_| std::io::Write::write_all(&mut f, b"\n"))
+            .with_context(|| format!("writing {}", tmp.display()))?;
         drop(f);
         std::fs::rename(&tmp, path)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))

@@ -1,6 +1,10 @@
 //! CSV and JSONL file readers: records in file order, decoded through a field
 //! mapping, each bad one turned into a dead letter with its line number.
+//! Neither holds more of a record than `max_record_bytes` (and the 4 KiB a
+//! dead letter keeps): a longer line or record is read past and rejected as
+//! oversized, so memory stays bounded whatever the file holds.
 
+use super::csv_reader::{CsvReader, CsvRecord, Held, Truncated};
 use super::decode::{truncate, Decoder, RawRecord, RecordKind, Reject};
 use crate::config::{FileFormat, FileInput};
 use compact_str::CompactString;
@@ -155,13 +159,20 @@ impl JsonlLines {
     }
 }
 
-/// The rows of a CSV file with a header.
+/// The rows of a CSV file with a header, each held within
+/// `max_record_bytes` (see [`csv_reader`](super::csv_reader)).
 struct CsvRows {
-    reader: Box<csv::Reader<Counting<File>>>,
+    /// Boxed: the parser's tables are most of a kilobyte.
+    reader: Box<CsvReader<Counting<File>>>,
     /// Slot of each column, by position.
     slots: Vec<Option<usize>>,
-    record: csv::StringRecord,
     width: usize,
+}
+
+/// Bytes of a record's text held: enough for any record within `max`, and
+/// for the raw text a dead letter keeps (cut at a character boundary).
+fn csv_hold(max: usize) -> usize {
+    max.max(DEAD_LETTER_RAW_BYTES + 3) + 1
 }
 
 impl CsvRows {
@@ -172,80 +183,92 @@ impl CsvRows {
         decoder: &Decoder,
         path: &Path,
         source: &str,
+        max: usize,
     ) -> anyhow::Result<Self> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(true)
-            .from_reader(counting);
-        let headers = reader
-            .headers()
-            .map_err(|e| anyhow::anyhow!("{}: cannot read the CSV header: {e}", path.display()))?
-            .clone();
-        let missing = decoder.missing_columns(headers.iter());
+        let mut reader = Box::new(CsvReader::new(counting, csv_hold(max)));
+        let unreadable = |e: &dyn std::fmt::Display| {
+            anyhow::anyhow!("{}: cannot read the CSV header: {e}", path.display())
+        };
+        match reader.read() {
+            Err(e) => return Err(unreadable(&e)),
+            Ok(Some(Held::Truncated(t))) => {
+                return Err(unreadable(&format!(
+                    "{} bytes, more than max_record_bytes = {max}",
+                    t.bytes
+                )))
+            }
+            Ok(Some(Held::Whole)) | Ok(None) => {} // an empty file has no columns
+        }
+        let headers: Vec<String> = match reader.record() {
+            Ok(r) => r.iter().map(String::from).collect(),
+            Err(e) => return Err(unreadable(&e.describe(reader.position()))),
+        };
+        let missing = decoder.missing_columns(headers.iter().map(String::as_str));
         if !missing.is_empty() {
             anyhow::bail!(missing_columns_message(&missing, &headers, path, source));
         }
         let slots = headers.iter().map(|h| decoder.slot_of(h)).collect();
         Ok(CsvRows {
-            reader: Box::new(reader),
+            reader,
             slots,
-            record: csv::StringRecord::new(),
             width: headers.len(),
         })
     }
 
     /// Read and decode the next row (numbered through `line_no`).
     fn next_record(&mut self, b: &RecordBuilder, line_no: &mut u64, max: usize) -> Next {
-        let res = self.reader.read_record(&mut self.record);
-        let line = self
-            .record
-            .position()
-            .map(|p| p.line())
-            .unwrap_or(*line_no + 1);
+        let res = self.reader.read();
+        let at = self.reader.position();
+        let line = at.line;
         *line_no = line;
         match res {
-            Ok(false) => return Next::End(None),
+            Ok(None) => return Next::End(None),
             Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(line);
                 let r = Reject::new(RejectKind::Malformed, format!("unreadable CSV record: {e}"));
-                return Next::Record(b.dead(line, r, ""));
+                return Next::End(Some(b.dead(line, r, "")));
             }
-            Ok(true) => {}
+            Ok(Some(Held::Truncated(t))) => {
+                let raw = self.reader.raw_prefix(DEAD_LETTER_RAW_BYTES + 3);
+                return Next::Record(b.dead(line, oversized(&t, line, max), &raw));
+            }
+            Ok(Some(Held::Whole)) => {}
         }
-        if self.is_blank() {
+        let record = match self.reader.record() {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = format!("unreadable CSV record: {}", e.describe(at));
+                return Next::Record(b.dead(line, Reject::new(RejectKind::Malformed, reason), ""));
+            }
+        };
+        if is_blank(record) {
             return Next::Blank;
         }
-        if let Some(r) = self.shape_error(max) {
-            return Next::Record(b.dead(line, r, &self.raw()));
+        let raw = || record.iter().collect::<Vec<_>>().join(",");
+        if let Some(r) = self.shape_error(record, max) {
+            return Next::Record(b.dead(line, r, &raw()));
         }
         Next::Record(
-            b.build(&self.fields())
-                .unwrap_or_else(|reject| b.dead(line, reject, &self.raw())),
+            b.build(&self.fields(record))
+                .unwrap_or_else(|reject| b.dead(line, reject, &raw())),
         )
     }
 
-    /// The row is one empty field: a blank line.
-    fn is_blank(&self) -> bool {
-        self.record.len() == 1 && self.record.get(0).is_some_and(|f| f.trim().is_empty())
-    }
-
     /// Why the row cannot be a record: over `max` bytes, or not as wide as the header.
-    fn shape_error(&self, max: usize) -> Option<Reject> {
-        let record = &self.record;
-        let bytes = record.as_slice().len() + record.len();
+    fn shape_error(&self, record: CsvRecord<'_>, max: usize) -> Option<Reject> {
+        let bytes = record.bytes();
         if bytes > max {
             return Some(Reject::new(
                 RejectKind::Oversized,
                 format!("record of {bytes} bytes exceeds max_record_bytes = {max}"),
             ));
         }
-        if record.len() != self.width {
+        if record.field_count() != self.width {
             return Some(Reject::new(
                 RejectKind::Malformed,
                 format!(
                     "expected {} fields as in the header, found {}",
                     self.width,
-                    record.len()
+                    record.field_count()
                 ),
             ));
         }
@@ -253,9 +276,9 @@ impl CsvRows {
     }
 
     /// The row's mapped fields in their slots.
-    fn fields(&self) -> RawRecord<'_> {
+    fn fields<'a>(&self, record: CsvRecord<'a>) -> RawRecord<'a> {
         let mut rec = RawRecord::default();
-        for (value, slot) in self.record.iter().zip(self.slots.iter()) {
+        for (value, slot) in record.iter().zip(self.slots.iter()) {
             if let Some(s) = slot {
                 rec.set(
                     *s,
@@ -265,17 +288,32 @@ impl CsvRows {
         }
         rec
     }
+}
 
-    /// The row as text, for its dead letter.
-    fn raw(&self) -> String {
-        self.record.iter().collect::<Vec<_>>().join(",")
+/// The row is one empty field: a blank line.
+fn is_blank(record: CsvRecord<'_>) -> bool {
+    record.field_count() == 1 && record.iter().all(|f| f.trim().is_empty())
+}
+
+/// Why a record too large to hold was rejected; one that ran to the end of
+/// the file inside a quote says so (the rest of the file is this record).
+fn oversized(t: &Truncated, line: u64, max: usize) -> Reject {
+    let mut reason = format!(
+        "record of {} bytes exceeds max_record_bytes = {max}",
+        t.bytes
+    );
+    if t.unclosed_quote {
+        reason.push_str(&format!(
+            "; a quote opened in it is never closed, so it runs from line {line} to the end of the file"
+        ));
     }
+    Reject::new(RejectKind::Oversized, reason)
 }
 
 /// The error of a CSV header without the mapped columns `missing` (field, column).
 fn missing_columns_message(
     missing: &[(&'static str, String)],
-    headers: &csv::StringRecord,
+    headers: &[String],
     path: &Path,
     source: &str,
 ) -> String {
@@ -293,7 +331,7 @@ fn missing_columns_message(
         "{}: the CSV header has no column {}; its columns are: {}. Map them under [{source}.fields].",
         path.display(),
         list.join(", "),
-        headers.iter().collect::<Vec<_>>().join(", ")
+        headers.join(", ")
     )
 }
 
@@ -371,7 +409,13 @@ impl FileReader {
         };
         let decoder = Decoder::new(kind, &input.fields, label_column, input.timestamp.clone());
         let inner = match input.format {
-            FileFormat::Csv => Inner::Csv(CsvRows::open(counting, &decoder, path, source)?),
+            FileFormat::Csv => Inner::Csv(CsvRows::open(
+                counting,
+                &decoder,
+                path,
+                source,
+                input.max_record_bytes,
+            )?),
             FileFormat::Jsonl => Inner::Jsonl(JsonlLines::new(counting)),
         };
         Ok(FileReader {
@@ -509,6 +553,30 @@ mod tests {
             kinds(r),
             ["tx 1", "dead 3 oversized", "dead 4 malformed", "tx 1"]
         );
+    }
+
+    #[test]
+    fn csv_unclosed_quote_is_one_oversized_record_to_the_end_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut body =
+            b"tx_id,ts,card_id,merchant_id,amount\n1,1000,c,m,5\n2,1000,c,m,\"5\n".to_vec();
+        body.extend(b"3,1000,c,m,5\n".repeat(1000));
+        let inp = input(&dir, "t.csv", &body, 64);
+        let r = FileReader::open("source", &inp, RecordKind::Transaction, None).unwrap();
+        assert_eq!(kinds(r), ["tx 1", "dead 3 oversized"]);
+        let mut r = FileReader::open("source", &inp, RecordKind::Transaction, None).unwrap();
+        match r.nth(1).unwrap() {
+            FileRecord::Rejected(d) => {
+                assert!(
+                    d.reason.contains("exceeds max_record_bytes = 64"),
+                    "{}",
+                    d.reason
+                );
+                assert!(d.reason.contains("never closed"), "{}", d.reason);
+                assert!(d.raw.starts_with("2,1000,c,m,5\n3,1000") && d.raw.len() == 4096);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

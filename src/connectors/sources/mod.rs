@@ -3,7 +3,8 @@
 //! pipeline sends to the dead letters; the stream goes on).
 //!
 //! - [`simulator`]: the in-process traffic simulator;
-//! - [`file`]: CSV and JSONL files with a field mapping;
+//! - [`file`]: CSV and JSONL files with a field mapping ([`csv_reader`]: CSV
+//!   records held within a byte bound);
 //! - [`merge`]: interleaves labels with transactions at their arrival time;
 //! - [`fluvio`]: Fluvio topic partitions merged in event-time order (the service).
 //!
@@ -11,6 +12,7 @@
 //! a given time. The finite sources are also plain iterators
 //! ([`EventSource`]), which the file pipeline's hot loop uses directly.
 
+pub mod csv_reader;
 pub mod decode;
 pub mod file;
 pub mod fluvio;
