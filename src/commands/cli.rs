@@ -110,7 +110,7 @@ pub struct SimulateArgs {
     /// Fluvio topic for labels (with --to fluvio); "none" publishes no labels.
     #[arg(long, default_value = "labels")]
     pub labels_topic: String,
-    /// Take the simulator settings from this topology's [source] (default: the built-in one).
+    /// Take the simulator settings from this topology's `[source]` (default: the built-in one).
     #[arg(long)]
     pub topology: Option<PathBuf>,
     /// Override a key of the topology, e.g. --set source.cards=1000 (repeatable).

@@ -888,7 +888,7 @@ impl Engine {
     }
 }
 
-/// Layout version of [`EngineSnapshot`]; raise it when a snapshot field changes.
+/// Layout version of the engine snapshot ([`Engine::save_state`]); raise it when a snapshot field changes.
 pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// What an engine keeps at a checkpoint (the form it is read back in).
