@@ -35,7 +35,7 @@ pub fn svg(r: &SoakReport) -> anyhow::Result<String> {
 fn draw(r: &SoakReport, out: &mut String) -> Result<(), Box<dyn std::error::Error>> {
     let days = f64::from(r.options.days);
     let fill = f64::from(r.fill_days);
-    let root = SVGBackend::with_string(out, (960, 800)).into_drawing_area();
+    let root = SVGBackend::with_string(out, (1000, 800)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(
         &format!(
@@ -44,7 +44,10 @@ fn draw(r: &SoakReport, out: &mut String) -> Result<(), Box<dyn std::error::Erro
         ),
         ("sans-serif", 18),
     )?;
-    let (top, bottom) = root.split_vertically(360);
+    // Legends in a column of their own, so no line hides under one.
+    let (plots, side) = root.split_horizontally(820);
+    let (top, bottom) = plots.split_vertically(360);
+    let filled = format!("windows filled (day {})", r.fill_days);
 
     let rss_max = r.samples.iter().map(|s| s.rss_mib).fold(1.0, f64::max) * 1.15;
     let mut rss = ChartBuilder::on(&top)
@@ -64,22 +67,21 @@ fn draw(r: &SoakReport, out: &mut String) -> Result<(), Box<dyn std::error::Erro
     rss.draw_series(LineSeries::new(
         r.samples.iter().map(|s| (f64::from(s.day), s.rss_mib)),
         COLORS[0].stroke_width(2),
-    ))?
-    .label("RSS (MiB)")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], COLORS[0].stroke_width(2)));
+    ))?;
     rss.draw_series(DashedLineSeries::new(
         [(fill, 0.0), (fill, rss_max)],
         6,
         4,
         GREY.stroke_width(1),
-    ))?
-    .label(format!("longest window filled (day {})", r.fill_days))
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREY));
-    rss.configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.9))
-        .draw()?;
+    ))?;
+    legend(
+        &side,
+        60,
+        &[
+            ("RSS (MiB)", COLORS[0].stroke_width(2)),
+            (&filled, GREY.stroke_width(1)),
+        ],
+    )?;
 
     let count_max = r
         .samples
@@ -101,19 +103,22 @@ fn draw(r: &SoakReport, out: &mut String) -> Result<(), Box<dyn std::error::Erro
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| short(*v))
         .draw()?;
+    let mut entries = Vec::new();
     for (i, (name, count)) in STRUCTURES.iter().enumerate() {
-        let color = COLORS[i];
-        counts
-            .draw_series(LineSeries::new(
-                r.samples
-                    .iter()
-                    .map(|s| (f64::from(s.day), (count(s) as f64).max(1.0))),
-                color.stroke_width(2),
-            ))?
-            .label(*name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+        // Evaluation records and label routes are often equal: the records
+        // are drawn wide and pale under the routes, so both stay visible.
+        let style = if *name == "eval_records" {
+            COLORS[i].mix(0.5).stroke_width(7)
+        } else {
+            COLORS[i].stroke_width(2)
+        };
+        counts.draw_series(LineSeries::new(
+            r.samples
+                .iter()
+                .map(|s| (f64::from(s.day), (count(s) as f64).max(1.0))),
+            style,
+        ))?;
+        entries.push((*name, style));
     }
     counts.draw_series(DashedLineSeries::new(
         [(fill, 1.0), (fill, count_max)],
@@ -121,12 +126,29 @@ fn draw(r: &SoakReport, out: &mut String) -> Result<(), Box<dyn std::error::Erro
         4,
         GREY.stroke_width(1),
     ))?;
-    counts
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.9))
-        .draw()?;
+    entries.push((filled.as_str(), GREY.stroke_width(1)));
+    legend(&side, 420, &entries)?;
     root.present()?;
+    Ok(())
+}
+
+/// A legend of `entries` (name, line style) down `area` from `y`.
+fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    y: i32,
+    entries: &[(&str, ShapeStyle)],
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    for (i, (name, style)) in entries.iter().enumerate() {
+        let y = y + 22 * i as i32;
+        area.draw(&PathElement::new(vec![(4, y), (28, y)], *style))?;
+        area.draw(&Text::new(
+            name.to_string(),
+            (34, y - 6),
+            ("sans-serif", 12).into_font(),
+        ))?;
+    }
     Ok(())
 }
