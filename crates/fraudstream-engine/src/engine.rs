@@ -328,6 +328,11 @@ impl MerchantStage {
     pub fn bytes_per_merchant(&self) -> usize {
         self.merchants.bytes_per_merchant()
     }
+
+    /// Label routes held (scored transactions within the evaluation's retention).
+    pub fn label_routes(&self) -> usize {
+        self.routes.len()
+    }
 }
 
 /// Why the engine refused an event before it touched any state.
@@ -806,6 +811,11 @@ impl Engine {
     /// The portfolio, when `model.type` is not the logistic alone.
     pub fn portfolio(&self) -> Option<&Portfolio> {
         self.card.portfolio()
+    }
+
+    /// Label routes held (see [`MerchantStage::label_routes`]).
+    pub fn label_routes(&self) -> usize {
+        self.merchant.label_routes()
     }
 
     /// Cards and merchants held, and bytes of state per card and merchant.
