@@ -382,6 +382,12 @@ impl Admission {
     }
 
     fn check_time(&self, ts: i64, newest: Option<i64>) -> Result<(), Refusal> {
+        if ts < 0 {
+            return Err(Refusal {
+                kind: RejectKind::BadTimestamp,
+                reason: format!("event time {ts} ms is before 1970"),
+            });
+        }
         let ahead = |of: i64| ts.saturating_sub(of) > self.max_skew_ms;
         let what = match (newest, self.wall_ms) {
             (Some(n), _) if ahead(n) => ("the newest event time seen", n),
