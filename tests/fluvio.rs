@@ -151,8 +151,10 @@ fn run_engine(sets: &[String]) -> (RunReport, String) {
         command(&engine_args(sets)).output().unwrap(),
         "fraudstream run",
     );
+    // The last override wins, as on the command line.
     let dir = sets
         .iter()
+        .rev()
         .find_map(|s| s.strip_prefix("checkpoint.dir="))
         .unwrap();
     let report = RunReport::read_json(&Path::new(dir).join("report.json")).unwrap();
@@ -248,6 +250,36 @@ fn every_published_transaction_is_scored_exactly_once() {
         report.engine.labels_joined, labels,
         "every label joined its transaction"
     );
+}
+
+/// A stream whose last record batch the fluvio client drops (a fetch cut
+/// at its byte limit, with no later record to reveal the gap) is still read
+/// to its end: the partition is behind its high watermark and silent, so it
+/// is reopened. Before that was noticed, this two-day stream stopped after
+/// 27 labels and the service never became idle.
+#[test]
+fn a_stream_is_read_to_its_end_when_the_client_drops_its_last_batch() {
+    let Some(addr) = cluster("a_stream_is_read_to_its_end") else {
+        return;
+    };
+    let s = Setup::new("end", addr);
+    let dir = tempfile::tempdir().unwrap();
+    let sets = s.sets("a", dir.path(), 1);
+    create_topics(&sets);
+    let (transactions, labels) = publish(&s, 2);
+    for run in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sets = sets.clone();
+        sets.push(format!("checkpoint.dir={}", dir.path().display()));
+        sets.push(format!(
+            "sinks.report.path={}",
+            dir.path().join("report.json").display()
+        ));
+        let (report, _) = run_engine(&sets);
+        assert_eq!(report.input.transactions, transactions, "run {run}");
+        assert_eq!(report.input.labels, labels, "run {run}");
+        assert_eq!(report.engine.labels_joined, labels, "run {run}");
+    }
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! Each partition holds at most one decoded record (its head). The merge
 //! releases the earliest head (labels first at equal times, then by input
 //! order) once every partition has a head or is idle: caught up with the
-//! high watermark it had when opened and silent for `idle`. So a replay of
+//! newest high watermark known (when opened, or refreshed since) and silent
+//! for `idle`. So a replay of
 //! records already in the topics is processed in the same order on every run
 //! and after every restart; live traffic waits at most `idle` for a quiet
 //! partition. The offset of each partition's next unprocessed record is what
@@ -29,6 +30,11 @@ use std::time::{Duration, Instant};
 const DEAD_LETTER_RAW_BYTES: usize = 4096;
 
 type Stream = Pin<Box<dyn ConsumerStream + Send>>;
+
+/// A partition behind its high watermark that yields nothing this long is
+/// reopened where it stands (see [`FluvioSource::reopen`]): a healthy stream
+/// delivers records that already exist within milliseconds.
+const STALL: Duration = Duration::from_secs(1);
 
 struct Head {
     ts: i64,
@@ -72,12 +78,24 @@ impl Partition {
         }
     }
 
+    /// Read up to every record known to exist (the high watermark when
+    /// opened, or a newer one seen since).
     fn caught_up(&self) -> bool {
-        self.read_next.or(self.started_at).unwrap_or(0) >= self.end_at_open
+        self.read_next.or(self.started_at).unwrap_or(0) >= self.end_at_open.max(self.hw_latest)
     }
 
     fn idle(&self, now: Instant) -> bool {
         self.head.is_none() && self.caught_up() && now.duration_since(self.last_record) >= self.idle
+    }
+
+    /// Where the stream should be and is not: no head, behind the newest
+    /// high watermark known, and silent for [`STALL`]. The offset to reopen
+    /// at, if so.
+    fn stalled(&self, now: Instant) -> Option<i64> {
+        let at = self.read_next.or(self.started_at)?;
+        let behind = at < self.end_at_open.max(self.hw_latest);
+        (self.head.is_none() && behind && now.duration_since(self.last_record) >= STALL)
+            .then_some(at)
     }
 }
 
@@ -230,13 +248,11 @@ impl FluvioSource {
             }
             // Wait for a record from any partition without a head, at most
             // until the earliest moment one of them turns idle (or the deadline).
+            // A partition behind its watermark is woken for at STALL.
             let mut until = deadline;
-            for p in self
-                .parts
-                .iter()
-                .filter(|p| p.head.is_none() && p.caught_up())
-            {
-                let t = tokio::time::Instant::from_std(p.last_record + p.idle);
+            for p in self.parts.iter().filter(|p| p.head.is_none()) {
+                let wait = if p.caught_up() { p.idle } else { STALL };
+                let t = tokio::time::Instant::from_std(p.last_record + wait);
                 if t > tokio::time::Instant::now() && t < until {
                     until = t;
                 }
@@ -257,6 +273,7 @@ impl FluvioSource {
             };
             match got {
                 Err(_) => {
+                    self.revive_stalled(fluvio).await?;
                     if tokio::time::Instant::now() >= deadline {
                         return Ok(Pulled::Idle);
                     }
@@ -313,12 +330,28 @@ impl FluvioSource {
         }
     }
 
+    /// Reopen every partition that [stalled](Partition::stalled).
+    async fn revive_stalled(&mut self, fluvio: &Fluvio) -> anyhow::Result<()> {
+        let now = Instant::now();
+        for i in 0..self.parts.len() {
+            if let Some(at) = self.parts[i].stalled(now) {
+                self.reopen(fluvio, i, at).await?;
+                // Give the new stream its own STALL before judging it.
+                self.parts[i].last_record = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
     /// Reopen partition `i` at `offset` after its stream skipped records.
     ///
     /// The fluvio 0.50 client drops a batch cut short by a fetch response's
     /// byte limit and continues after it (fixed upstream in
-    /// fluvio-community/fluvio#4627, not yet released); Fluvio offsets in a
-    /// partition are contiguous, so a jump means records were skipped.
+    /// fluvio-community/fluvio#4627, not yet released). Fluvio offsets in a
+    /// partition are contiguous, so a jump means records were skipped; when
+    /// the dropped batch reached the end of the partition there is no later
+    /// record to jump to, and the stream waits for new records while older
+    /// ones are unread: the partition [stalled](Partition::stalled).
     async fn reopen(&mut self, fluvio: &Fluvio, i: usize, offset: i64) -> anyhow::Result<()> {
         let p = &mut self.parts[i];
         metrics::counter!(
