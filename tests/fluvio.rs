@@ -296,12 +296,14 @@ fn kill_9_and_restart_ends_like_an_uninterrupted_run() {
     let (transactions, _) = publish(&s, 11);
     let (expected, _) = run_engine(&whole);
 
-    // Kill the second engine with SIGKILL right after its first checkpoint.
+    // Kill the second engine with SIGKILL right after its first checkpoint
+    // with progress (the first, at start, stores where the outputs began).
     let mut child = spawn_engine(&crash);
     let began = Instant::now();
     while fraudstream::exec::checkpoint::list(crash_dir.path())
         .unwrap()
-        .is_empty()
+        .len()
+        < 2
     {
         assert!(
             began.elapsed() < Duration::from_secs(60),
@@ -349,6 +351,7 @@ fn kill_9_and_restart_ends_like_an_uninterrupted_run() {
         (1..=transactions).collect(),
         "every transaction has a score"
     );
+    assert_eq!(scores.len(), unique.len(), "no score written twice");
     assert_eq!(report.engine, expected.engine, "same counters");
     assert_eq!(report.input, expected.input, "same input counts");
     assert_eq!(report.metrics, expected.metrics, "same prequential metrics");
@@ -359,6 +362,191 @@ fn kill_9_and_restart_ends_like_an_uninterrupted_run() {
         model(whole_dir.path()),
         "the same model, bit for bit"
     );
+}
+
+/// Publish `days` of the default simulation at `rate` events/s in the
+/// background; its output is read by [`published`].
+fn spawn_publisher(s: &Setup, days: u32, rate: u32) -> Child {
+    let args = vec![
+        "simulate".to_string(),
+        "--to".into(),
+        "fluvio".into(),
+        "--topic".into(),
+        s.topic("tx"),
+        "--labels-topic".into(),
+        s.topic("labels"),
+        "--days".into(),
+        days.to_string(),
+        "--rate".into(),
+        rate.to_string(),
+        "--set".into(),
+        format!("fluvio.address={}", s.addr),
+    ];
+    command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// (transactions, labels) a finished publisher says it published.
+fn published(child: Child) -> (u64, u64) {
+    let out = ok(child.wait_with_output().unwrap(), "simulate --to fluvio");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let num = |after: &str| -> u64 {
+        text.split(after)
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (num(" transactions"), num(" labels"))
+}
+
+/// Outputs a restarted engine (now ended) found already written, from its
+/// progress line (0 if it was killed before that).
+fn outputs_skipped(child: &mut Child) -> u64 {
+    use std::io::Read;
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err.split(" of them from inputs this restart replays")
+        .next()
+        .filter(|head| head.len() < err.len())
+        .and_then(|head| head.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0) // killed before it had read back
+}
+
+/// Wait until an engine has written `n` checkpoints.
+fn await_checkpoints(dir: &Path, n: usize, child: &mut Child) {
+    let began = Instant::now();
+    while fraudstream::exec::checkpoint::list(dir).unwrap().len() < n {
+        assert!(began.elapsed() < Duration::from_secs(60), "no checkpoint");
+        assert!(child.try_wait().unwrap().is_none(), "engine exited early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Issue 10's acceptance: `kill -9` at 10 random moments of one stream
+/// while it is being published, restarting each time. Every transaction
+/// is scored once, no output record is written twice, no label is learnt
+/// twice, and the end (counters, metrics, model) is that of an
+/// uninterrupted run of the same stream beside it.
+///
+/// Both engines wait up to 5 s (`source.idle`) for a silent partition, so
+/// the live merge of transactions and labels is the order a replay gives
+/// (the publisher writes both without pauses), and the comparison is exact.
+#[test]
+fn ten_kill_9s_while_publishing_end_like_an_uninterrupted_run() {
+    use rand::{Rng, SeedableRng};
+    let Some(addr) = cluster("ten_kill_9s_while_publishing") else {
+        return;
+    };
+    let s = Setup::new("kills", addr);
+    let (whole_dir, crash_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let live = |out: &str, dir: &Path| {
+        let mut sets = s.sets(out, dir, 1);
+        sets.push("source.idle=5s".into());
+        sets.push("service.stop_when_idle=6s".into());
+        sets
+    };
+    let (whole, crash) = (
+        live("whole", whole_dir.path()),
+        live("crash", crash_dir.path()),
+    );
+    create_topics(&whole);
+    create_topics(&crash);
+    let mut uninterrupted = spawn_engine(&whole);
+    let mut engine = spawn_engine(&crash);
+    await_checkpoints(whole_dir.path(), 1, &mut uninterrupted);
+    await_checkpoints(crash_dir.path(), 1, &mut engine);
+    let publisher = spawn_publisher(&s, 11, 12_000);
+
+    // Kill moments drawn from a fixed seed (printed, to reproduce a failure).
+    let seed: u64 = std::env::var("FRAUDSTREAM_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    eprintln!("kill moments from seed {seed}");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let (mut kills, mut skipped) = (0, 0u64);
+    while kills < 10 {
+        std::thread::sleep(Duration::from_millis(rng.gen_range(300..2_000)));
+        assert!(
+            engine.try_wait().unwrap().is_none(),
+            "the engine stopped on its own after {kills} kills"
+        );
+        engine.kill().unwrap(); // SIGKILL
+        engine.wait().unwrap();
+        if kills > 0 {
+            skipped += outputs_skipped(&mut engine);
+        }
+        kills += 1;
+        engine = spawn_engine(&crash);
+    }
+    let (transactions, labels) = published(publisher);
+    for (child, what) in [
+        (&mut engine, "restarted"),
+        (&mut uninterrupted, "uninterrupted"),
+    ] {
+        let status = child.wait().unwrap();
+        assert!(status.success(), "the {what} engine failed");
+    }
+    skipped += outputs_skipped(&mut engine);
+    eprintln!("restarts found {skipped} outputs already written and did not write them again");
+    assert!(
+        skipped > 0,
+        "the kills fell where outputs had to be skipped"
+    );
+    let report = |d: &Path| RunReport::read_json(&d.join("report.json")).unwrap();
+    let (got, expected) = (report(crash_dir.path()), report(whole_dir.path()));
+
+    let scores = tx_ids(&read_topic(
+        &s.addr,
+        &s.topic("crash-scores"),
+        Duration::from_secs(3),
+    ));
+    let unique: HashSet<u64> = scores.iter().copied().collect();
+    eprintln!(
+        "{kills} kills: {} score records for {transactions} transactions",
+        scores.len()
+    );
+    assert_eq!(
+        unique,
+        (1..=transactions).collect(),
+        "every transaction scored"
+    );
+    assert_eq!(scores.len(), unique.len(), "no score written twice");
+    let alerts = tx_ids(&read_topic(
+        &s.addr,
+        &s.topic("crash-alerts"),
+        Duration::from_secs(2),
+    ));
+    let unique_alerts: HashSet<u64> = alerts.iter().copied().collect();
+    assert_eq!(alerts.len(), unique_alerts.len(), "no alert written twice");
+
+    assert_eq!(got.input.labels, labels, "every label read once");
+    assert_eq!(got.engine.labels_learnt, labels, "every label learnt once");
+    assert_eq!(got.engine.labels_duplicate, 0);
+    assert_eq!(got.engine, expected.engine, "same counters");
+    assert_eq!(got.input, expected.input, "same input counts");
+    assert_eq!(got.metrics, expected.metrics, "same prequential metrics");
+    let model = |d: &Path| std::fs::read(d.join("model.json")).unwrap();
+    assert_eq!(
+        model(crash_dir.path()),
+        model(whole_dir.path()),
+        "the same model, bit for bit"
+    );
+    let expected_alerts = read_topic(&s.addr, &s.topic("whole-alerts"), Duration::from_secs(2));
+    assert_eq!(alerts.len(), expected_alerts.len(), "the same alerts");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! A file (`checkpoint-<sequence>.bin`, sequence zero-padded to 12 digits):
 //!
 //! ```text
-//! FSCKPT3\n            8 bytes, the format
+//! FSCKPT4\n            8 bytes, the format
 //! payload length       u64, little-endian
 //! payload checksum     u64, little-endian, xxh3-64 of the payload
 //! payload              a bincode CheckpointHeader (offsets, counters, settings
@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::Xxh3Default;
 
 /// Format line; the digit is the format version.
-const MAGIC: &[u8; 8] = b"FSCKPT3\n";
+const MAGIC: &[u8; 8] = b"FSCKPT4\n";
 /// Bytes before the payload: format line, length, checksum.
 const PREAMBLE: u64 = 24;
 /// The one file of formats before FSCKPT3.
@@ -54,6 +54,14 @@ pub struct CheckpointHeader {
     pub totals: InputCounts,
     /// Settings the state depends on, by topology section.
     pub settings: Vec<(String, String)>,
+    /// The state's lineage: drawn when a state starts fresh, kept by every
+    /// checkpoint after it; the service's output records carry it.
+    pub lineage: u64,
+    /// Per output topic partition, the offset after the last of this
+    /// lineage's records acknowledged before the checkpoint (or, for a
+    /// partition it had not written to, the partition's end when the
+    /// lineage began): a restart reads its outputs from there.
+    pub outputs: Vec<SourceOffset>,
 }
 
 /// The settings a checkpointed state depends on, key by key (dotted paths
@@ -556,6 +564,8 @@ mod tests {
             offsets: vec![],
             totals: InputCounts::default(),
             settings: settings_of(t),
+            lineage: 0,
+            outputs: vec![],
         }
     }
 
@@ -643,6 +653,12 @@ mod tests {
             }],
             totals: InputCounts::default(),
             settings: settings_of(&t),
+            lineage: 0x5eed_1a9e,
+            outputs: vec![SourceOffset {
+                topic: "scores".into(),
+                partition: 1,
+                next: 42,
+            }],
         };
         write(&keep_in(dir.path(), 3), &header, &first).unwrap();
         drop(first);
@@ -849,7 +865,8 @@ mod tests {
         for (magic, file, by) in [
             ("FSCKPT1", LEGACY_NAME, "an older"),
             ("FSCKPT2", LEGACY_NAME, "an older"),
-            ("FSCKPT4", "checkpoint-000000000009.bin", "a newer"),
+            ("FSCKPT3", "checkpoint-000000000008.bin", "an older"),
+            ("FSCKPT5", "checkpoint-000000000009.bin", "a newer"),
         ] {
             let path = dir.path().join(file);
             std::fs::write(&path, format!("{magic}\nolder layout")).unwrap();
@@ -857,7 +874,7 @@ mod tests {
             assert_eq!(
                 err.split(": run").next().unwrap(),
                 format!(
-                    "{}: written by {by} fraudstream (format {magic}); this version reads FSCKPT3",
+                    "{}: written by {by} fraudstream (format {magic}); this version reads FSCKPT4",
                     path.display()
                 )
             );

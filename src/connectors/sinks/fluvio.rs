@@ -6,14 +6,17 @@
 //! acknowledged, and checks every record's own result: a record the cluster
 //! rejected fails the flush (naming the sink, the topic and the cause), so a
 //! checkpoint, which flushes before it stores offsets, never moves past an
-//! output that was not written.
+//! output that was not written. The service writes each record with its
+//! [`Provenance`] and reads the acknowledged offsets back at checkpoints
+//! (effectively-once outputs, `exec::service::delivery`).
 
-use super::{Output, Sink};
+use super::{Output, Provenance, Sink};
 use crate::config::{FluvioOutput, RecordTarget, Records, SinkConfig};
 use anyhow::Context;
 use fluvio::{Fluvio, ProduceOutput, RecordKey, TopicProducerConfigBuilder, TopicProducerPool};
 use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Records sent before their results are checked even without a checkpoint
@@ -32,6 +35,8 @@ pub struct TopicSink {
     buf: Vec<u8>,
     /// The result of each record sent since the last flush.
     unacked: Vec<ProduceOutput>,
+    /// Per partition, the offset after the last acknowledged record.
+    acked: BTreeMap<u32, i64>,
     written: u64,
 }
 
@@ -60,6 +65,7 @@ impl TopicSink {
             queue: Vec::new(),
             buf: Vec::with_capacity(512),
             unacked: Vec::new(),
+            acked: BTreeMap::new(),
             written: 0,
         })
     }
@@ -84,6 +90,23 @@ pub async fn open_topic_sinks(
     Ok(out)
 }
 
+impl TopicSink {
+    /// Encode `o` into `buf`; its record key.
+    fn encode(&mut self, o: &Output) -> anyhow::Result<Option<Vec<u8>>> {
+        self.buf.clear();
+        Ok(match o {
+            Output::Score(s) => {
+                serde_json::to_writer(&mut self.buf, s)?;
+                Some(s.card_id.as_bytes().to_vec())
+            }
+            Output::DeadLetter(d) => {
+                serde_json::to_writer(&mut self.buf, d)?;
+                None
+            }
+        })
+    }
+}
+
 impl Sink for TopicSink {
     fn id(&self) -> &str {
         &self.id
@@ -98,19 +121,33 @@ impl Sink for TopicSink {
     }
 
     fn write(&mut self, o: &Output) -> anyhow::Result<()> {
-        self.buf.clear();
-        let key = match o {
-            Output::Score(s) => {
-                serde_json::to_writer(&mut self.buf, s)?;
-                Some(s.card_id.as_bytes().to_vec())
-            }
-            Output::DeadLetter(d) => {
-                serde_json::to_writer(&mut self.buf, d)?;
-                None
-            }
-        };
+        let key = self.encode(o)?;
         self.queue.push((key, self.buf.clone()));
         Ok(())
+    }
+
+    fn write_from(&mut self, o: &Output, from: &Provenance) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let key = self.encode(o)?;
+        // The record is a JSON object: its provenance goes before the `}`.
+        // Topic names are [a-z0-9-], so they need no escaping.
+        debug_assert_eq!(self.buf.last(), Some(&b'}'));
+        self.buf.pop();
+        write!(
+            self.buf,
+            r#","input":"{}@{}","lineage":"{:016x}"}}"#,
+            from.input, from.offset, from.lineage
+        )?;
+        self.queue.push((key, self.buf.clone()));
+        Ok(())
+    }
+
+    fn topic(&self) -> Option<&str> {
+        Some(&self.topic)
+    }
+
+    fn acknowledged(&self) -> Vec<(u32, i64)> {
+        self.acked.iter().map(|(&p, &o)| (p, o)).collect()
     }
 
     fn send(&mut self) -> LocalBoxFuture<'_, anyhow::Result<()>> {
@@ -142,7 +179,7 @@ impl Sink for TopicSink {
                 .with_context(|| format!("sinks.{}: flushing {}", self.id, self.topic))?;
             let unacked = self.unacked.len();
             for (i, output) in self.unacked.drain(..).enumerate() {
-                output.wait().await.with_context(|| {
+                let meta = output.wait().await.with_context(|| {
                     format!(
                         "sinks.{}: the cluster did not accept record {} of the {unacked} sent to {} since the last flush",
                         self.id,
@@ -150,6 +187,8 @@ impl Sink for TopicSink {
                         self.topic
                     )
                 })?;
+                let next = self.acked.entry(meta.partition_id()).or_insert(0);
+                *next = (*next).max(meta.offset() + 1);
             }
             Ok(())
         }

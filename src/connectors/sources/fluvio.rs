@@ -12,6 +12,7 @@
 //! a checkpoint stores.
 
 use crate::config::{FluvioInput, StartAt, TimestampFormat};
+use crate::connectors::sinks::Provenance;
 use crate::connectors::sources::decode::{truncate, Decoder, RawRecord, RecordKind, Reject};
 use crate::connectors::sources::{Pulled, Source, SourceOffset};
 use anyhow::Context;
@@ -99,6 +100,15 @@ impl Partition {
     }
 }
 
+/// Bits of a [`Provenance::key`] that hold the offset (the rest hold the
+/// partition's index in the source).
+const OFFSET_MASK: u64 = (1 << 48) - 1;
+
+/// One number for record `offset` of the source's partition `i`.
+fn position_key(i: usize, offset: i64) -> u64 {
+    ((i as u64) << 48) | (offset as u64 & OFFSET_MASK)
+}
+
 /// Every assigned partition of the transaction and label topics.
 pub struct FluvioSource {
     /// The cluster the partitions are read from (reopened from, on a gap).
@@ -107,6 +117,8 @@ pub struct FluvioSource {
     decoders: [Decoder; 2],
     /// The consumer name offsets are committed under, if any.
     consumer: Option<String>,
+    /// Partition and offset of the item the last pull returned.
+    last: Option<(usize, i64)>,
 }
 
 /// How a partition is opened.
@@ -211,6 +223,7 @@ impl FluvioSource {
             ],
             consumer,
             fluvio: client.clone(),
+            last: None,
         })
     }
 
@@ -244,6 +257,7 @@ impl FluvioSource {
             if let Some(i) = self.releasable(now) {
                 let p = &mut self.parts[i];
                 let h = p.head.take().expect("releasable has a head");
+                self.last = Some((i, h.offset));
                 return Ok(Pulled::Event(h.event));
             }
             // Wait for a record from any partition without a head, at most
@@ -312,6 +326,7 @@ impl FluvioSource {
                             })
                         }
                         Err(reject) => {
+                            self.last = Some((i, offset));
                             return Ok(Pulled::Rejected(DeadLetter {
                                 source: p.id.clone(),
                                 line: Some(offset as u64),
@@ -322,7 +337,7 @@ impl FluvioSource {
                                     DEAD_LETTER_RAW_BYTES,
                                 )
                                 .to_string(),
-                            }))
+                            }));
                         }
                     }
                 }
@@ -393,6 +408,35 @@ impl FluvioSource {
             RecordKind::Transaction => Event::Transaction(decoder.transaction(&rec)?.0),
             RecordKind::Label => Event::Label(decoder.label(&rec)?),
         })
+    }
+
+    /// Where the item the last pull returned came from, as its outputs
+    /// record it.
+    pub fn provenance(&self, lineage: u64) -> Option<Provenance<'_>> {
+        let (i, offset) = self.last?;
+        Some(Provenance {
+            input: &self.parts[i].id,
+            offset,
+            lineage,
+            key: position_key(i, offset),
+        })
+    }
+
+    /// The [`Provenance::key`] of record `offset` of `input`
+    /// (`topic/partition`), if this source reads that partition.
+    pub fn key_of(&self, input: &str, offset: i64) -> Option<u64> {
+        let i = self.parts.iter().position(|p| p.id == input)?;
+        (offset >= 0).then(|| position_key(i, offset))
+    }
+
+    /// Whether the input record of `key` is behind this source's position
+    /// (processed, with its outputs produced, if it had any).
+    pub fn passed(&self, key: u64) -> bool {
+        let (i, offset) = ((key >> 48) as usize, (key & OFFSET_MASK) as i64);
+        self.parts
+            .get(i)
+            .and_then(Partition::next_unprocessed)
+            .is_some_and(|next| offset < next)
     }
 
     /// Offsets of the next unprocessed record of every partition read so far

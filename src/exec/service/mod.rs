@@ -9,11 +9,12 @@
 //! ```
 //!
 //! Offsets are stored with the state they produced and committed only after
-//! the outputs of the records before them were acknowledged: outputs are
-//! at least once (records after the last checkpoint are scored again after a
-//! crash), state is exactly once (a restart continues from the checkpoint as
-//! if the crash never happened).
+//! the outputs of the records before them were acknowledged: state is
+//! exactly once (a restart continues from the checkpoint as if the crash
+//! never happened), and outputs effectively once: the records replayed after
+//! a crash do not write again what was written before it ([`delivery`]).
 
+pub mod delivery;
 pub mod http;
 
 use crate::config::{LabelSource, SourceConfig, Topology};
@@ -159,13 +160,36 @@ impl<'t> Service<'t> {
             .await
             .with_context(|| format!("opening the input topics on {address}"))?;
         drop(plans);
-        let sinks = SinkRouter::new(open_topic_sinks(&fluvio, &t.sinks).await?);
+        let mut sinks = SinkRouter::new(open_topic_sinks(&fluvio, &t.sinks).await?);
+        let mut header = header;
+        if header.sequence == 0 {
+            header.lineage = delivery::new_lineage();
+            header.outputs = delivery::baseline(&fluvio, &sinks)
+                .await
+                .context("reading where the output topics end")?;
+        } else {
+            let found = delivery::read_back(
+                &fluvio,
+                &header.outputs,
+                header.lineage,
+                &source,
+                &mut sinks,
+            )
+            .await?;
+            if !opts.quiet {
+                eprintln!(
+                    "fraudstream: read {} output records written since checkpoint {} in {:.2} s; \
+                     {} of them from inputs this restart replays, not written again",
+                    found.records, header.sequence, found.seconds, found.ours
+                );
+            }
+        }
         if !opts.quiet {
             eprintln!("fraudstream: consuming {} on {address}", tx_input.topic);
         }
         health.set_phase(Phase::Running);
         let now = Instant::now();
-        Ok(Service {
+        let mut service = Service {
             t,
             quiet: opts.quiet,
             engine,
@@ -182,7 +206,14 @@ impl<'t> Service<'t> {
             last_tick: now,
             last_watermarks: now - WATERMARK_EVERY,
             last_rate: (now, 0),
-        })
+        };
+        if service.header.sequence == 0 {
+            // The lineage and where the outputs began are stored before the
+            // first output, so a crash before the first interval does not
+            // lose them.
+            service.checkpoint().await?;
+        }
+        Ok(service)
     }
 
     /// Score a transaction, learn from a label, or pass a rejected record to
@@ -200,11 +231,14 @@ impl<'t> Service<'t> {
             },
             other => other,
         };
+        let from = self.source.provenance(self.header.lineage);
         match pulled {
             Pulled::Event(Event::Transaction(tx)) => {
                 self.events_tx += 1;
                 self.totals.transactions += 1;
-                self.sinks.route(&Output::Score(self.engine.score(tx)))?;
+                let from = from.context("a transaction without an input position")?;
+                self.sinks
+                    .route_from(&Output::Score(self.engine.score(tx)), &from)?;
                 self.sinks.send().await?;
             }
             Pulled::Event(Event::Label(l)) => {
@@ -213,7 +247,8 @@ impl<'t> Service<'t> {
             }
             Pulled::Rejected(d) => {
                 self.totals.count_dead_letter(&d);
-                self.sinks.route(&Output::DeadLetter(d))?;
+                let from = from.context("a rejected record without an input position")?;
+                self.sinks.route_from(&Output::DeadLetter(d), &from)?;
                 self.sinks.send().await?;
             }
             Pulled::Idle | Pulled::End => {}
@@ -274,6 +309,9 @@ impl<'t> Service<'t> {
             .map_err(|_| anyhow::anyhow!("flushing outputs took over {FLUSH_TIMEOUT:?}"))?
             .context("flushing outputs before a checkpoint")?;
         let offsets = self.source.offsets();
+        // Outputs for inputs the stream has passed will not come again.
+        let source = &self.source;
+        self.sinks.prune_suppressed(|key| !source.passed(key));
         if self.header.sequence > 0 && offsets == self.header.offsets {
             // Nothing consumed since the last checkpoint: it is still the
             // state, so it is not rewritten (an idle service would otherwise
@@ -288,6 +326,7 @@ impl<'t> Service<'t> {
         header.written_ms = now_ms();
         header.offsets = offsets;
         header.totals = self.totals.clone();
+        delivery::advance(&mut header.outputs, &self.sinks);
         let bytes = tokio::task::block_in_place(|| checkpoint::write(c, header, &self.engine))?;
         commit_offsets(&mut self.source).await;
         self.health
@@ -357,6 +396,8 @@ fn restore(
         offsets: Vec::new(),
         totals: InputCounts::default(),
         settings: checkpoint::settings_of(t),
+        lineage: 0,
+        outputs: Vec::new(),
     };
     let Some(c) = &t.checkpoint else {
         return Ok(fresh);
