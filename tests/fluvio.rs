@@ -2,7 +2,7 @@
 //! `FLUVIO_SC_ADDR` names one and says it skipped otherwise. Every test
 //! works on its own topics (unique names), so they can share a cluster.
 
-use crate::util::repo;
+use crate::util::{cluster, repo};
 use fluvio::consumer::ConsumerConfigExt;
 use fluvio::{Fluvio, FluvioClusterConfig, Offset, RecordKey};
 use fraudstream::connectors::sinks::report::RunReport;
@@ -11,17 +11,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// The cluster address, or `None` after saying why the test skips.
-fn cluster(test: &str) -> Option<String> {
-    match std::env::var("FLUVIO_SC_ADDR") {
-        Ok(a) if !a.trim().is_empty() => Some(a),
-        _ => {
-            eprintln!("SKIPPED {test}: FLUVIO_SC_ADDR is not set (needs a Fluvio cluster)");
-            None
-        }
-    }
-}
 
 /// Topic names and files of one test instance.
 struct Setup {

@@ -17,6 +17,9 @@ pub struct FluvioSettings {
     pub connect_attempts: u32,
     /// Wait before the first retry (doubling each time, at most 10 s).
     pub connect_backoff_ms: i64,
+    /// Reach SPUs at the local address they were registered with (for
+    /// clients on the SPU's own network, e.g. the compose demo's containers).
+    pub use_spu_local_address: bool,
 }
 
 impl Default for FluvioSettings {
@@ -25,6 +28,7 @@ impl Default for FluvioSettings {
             address: None,
             connect_attempts: 6,
             connect_backoff_ms: 500,
+            use_spu_local_address: false,
         }
     }
 }
@@ -170,6 +174,7 @@ pub fn read_fluvio(s: &Section) -> FluvioSettings {
         address: s.opt_str("address").filter(|a| !a.is_empty()),
         connect_attempts: s.int("connect_attempts", d.connect_attempts as i64, 1, 1000) as u32,
         connect_backoff_ms: s.duration("connect_backoff", d.connect_backoff_ms, 1),
+        use_spu_local_address: s.bool("use_spu_local_address", d.use_spu_local_address),
     };
     s.finish();
     f
