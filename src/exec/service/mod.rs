@@ -42,6 +42,10 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often partition high watermarks (for lag) are fetched.
 const WATERMARK_EVERY: Duration = Duration::from_secs(5);
+/// Outputs are handed to the producers in batches: when this many are
+/// queued, or when the next input is not at hand (so no output waits for
+/// one).
+const SEND_BATCH: u32 = 512;
 
 /// The process-wide Prometheus recorder (installed once).
 fn recorder() -> Option<PrometheusHandle> {
@@ -56,6 +60,12 @@ fn recorder() -> Option<PrometheusHandle> {
 pub struct ServiceOptions {
     /// No progress lines or summary.
     pub quiet: bool,
+    /// The null pipeline: everything the service does (consume and merge
+    /// both topics, decode, produce one score record per transaction,
+    /// checkpoint) except the engine's work: each transaction gets score 0
+    /// and labels are only counted. The floor `bench --fluvio` measures the
+    /// engine against.
+    pub null_pipeline: bool,
 }
 
 /// Run the service for `t` until a signal (or `stop_when_idle`) stops it;
@@ -97,6 +107,7 @@ async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunRep
 struct Service<'t> {
     t: &'t Topology,
     quiet: bool,
+    null_pipeline: bool,
     engine: Engine,
     /// The last checkpoint's header; the next one is written from it.
     header: CheckpointHeader,
@@ -107,6 +118,8 @@ struct Service<'t> {
     started: Instant,
     /// Events in this run (all, and transactions).
     events: u64,
+    /// Outputs routed and not yet handed to the producers.
+    unsent: u32,
     events_tx: u64,
     /// First and last event of this run (rates over the time there was work).
     busy: Option<(Instant, Instant)>,
@@ -192,6 +205,7 @@ impl<'t> Service<'t> {
         let mut service = Service {
             t,
             quiet: opts.quiet,
+            null_pipeline: opts.null_pipeline,
             engine,
             totals: header.totals.clone(),
             header,
@@ -200,6 +214,7 @@ impl<'t> Service<'t> {
             health,
             started: now,
             events: 0,
+            unsent: 0,
             events_tx: 0,
             busy: None,
             last_checkpoint: now,
@@ -224,6 +239,9 @@ impl<'t> Service<'t> {
             self.busy = Some((self.busy.map_or(now, |b| b.0), now));
             self.events += 1;
         }
+        if self.null_pipeline {
+            return self.on_event_null(pulled).await;
+        }
         let pulled = match pulled {
             Pulled::Event(event) => match self.engine.admit(&event) {
                 Ok(()) => Pulled::Event(event),
@@ -239,7 +257,7 @@ impl<'t> Service<'t> {
                 let from = from.context("a transaction without an input position")?;
                 self.sinks
                     .route_from(&Output::Score(self.engine.score(tx)), &from)?;
-                self.sinks.send().await?;
+                self.send_soon().await?;
             }
             Pulled::Event(Event::Label(l)) => {
                 self.totals.labels += 1;
@@ -249,7 +267,50 @@ impl<'t> Service<'t> {
                 self.totals.count_dead_letter(&d);
                 let from = from.context("a rejected record without an input position")?;
                 self.sinks.route_from(&Output::DeadLetter(d), &from)?;
-                self.sinks.send().await?;
+                self.send_soon().await?;
+            }
+            Pulled::Idle | Pulled::End => {}
+        }
+        Ok(())
+    }
+
+    /// Hand the queued outputs to the producers once [`SEND_BATCH`] are
+    /// queued or the next input is not at hand.
+    async fn send_soon(&mut self) -> anyhow::Result<()> {
+        self.unsent += 1;
+        if self.unsent >= SEND_BATCH || !self.source.ready() {
+            self.unsent = 0;
+            self.sinks.send().await?;
+        }
+        Ok(())
+    }
+
+    /// [`on_event`](Self::on_event) of the null pipeline.
+    async fn on_event_null(&mut self, pulled: Pulled) -> anyhow::Result<()> {
+        let from = self.source.provenance(self.header.lineage);
+        match pulled {
+            Pulled::Event(Event::Transaction(tx)) => {
+                self.events_tx += 1;
+                self.totals.transactions += 1;
+                let score = fraudstream_engine::event::Score {
+                    tx_id: tx.tx_id,
+                    ts: tx.ts,
+                    card_id: tx.card_id,
+                    score: 0.0,
+                    alert: false,
+                    model_version: 0,
+                    top_features: Vec::new(),
+                };
+                let from = from.context("a transaction without an input position")?;
+                self.sinks.route_from(&Output::Score(score), &from)?;
+                self.send_soon().await?;
+            }
+            Pulled::Event(Event::Label(_)) => self.totals.labels += 1,
+            Pulled::Rejected(d) => {
+                self.totals.count_dead_letter(&d);
+                let from = from.context("a rejected record without an input position")?;
+                self.sinks.route_from(&Output::DeadLetter(d), &from)?;
+                self.send_soon().await?;
             }
             Pulled::Idle | Pulled::End => {}
         }
