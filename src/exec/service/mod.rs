@@ -23,7 +23,7 @@ use crate::connectors::sinks::{Output, SinkRouter};
 use crate::connectors::sources::decode::{refused, RecordKind};
 use crate::connectors::sources::fluvio::{FluvioSource, OpenPlan};
 use crate::connectors::sources::{Pulled, Source};
-use crate::exec::checkpoint::{self, CheckpointHeader};
+use crate::exec::checkpoint::{self, Chain, CheckpointHeader};
 use anyhow::Context;
 use fraudstream_engine::engine::Engine;
 use fraudstream_engine::event::Event;
@@ -99,6 +99,8 @@ struct Service<'t> {
     engine: Engine,
     /// The last checkpoint's header; the next one is written from it.
     header: CheckpointHeader,
+    /// The chain of whole checkpoints and deltas the next one extends.
+    chain: Chain,
     totals: InputCounts,
     source: FluvioSource,
     sinks: SinkRouter,
@@ -171,6 +173,7 @@ impl<'t> Service<'t> {
             engine,
             totals: header.totals.clone(),
             header,
+            chain: Chain::default(),
             source,
             sinks,
             health,
@@ -288,13 +291,15 @@ impl<'t> Service<'t> {
         header.written_ms = now_ms();
         header.offsets = offsets;
         header.totals = self.totals.clone();
-        let bytes = tokio::task::block_in_place(|| checkpoint::write(c, header, &self.engine))?;
+        let (chain, engine) = (&mut self.chain, &mut self.engine);
+        let written = tokio::task::block_in_place(|| chain.write(c, header, engine))?;
         commit_offsets(&mut self.source).await;
         self.health
             .last_checkpoint_ms
             .store(header.written_ms, Relaxed);
-        metrics::counter!("fraudstream_checkpoints_total").increment(1);
-        metrics::gauge!("fraudstream_checkpoint_bytes").set(bytes as f64);
+        let kind = if written.delta { "delta" } else { "base" };
+        metrics::counter!("fraudstream_checkpoints_total", "kind" => kind).increment(1);
+        metrics::gauge!("fraudstream_checkpoint_bytes").set(written.bytes as f64);
         metrics::histogram!("fraudstream_checkpoint_seconds").record(began.elapsed().as_secs_f64());
         self.last_checkpoint = Instant::now();
         Ok(())
@@ -371,9 +376,13 @@ fn restore(
     let mut h = restored.header;
     if !quiet {
         eprintln!(
-            "fraudstream: restored checkpoint {} from {} ({} transactions scored so far)",
+            "fraudstream: restored checkpoint {} from {}{} ({} transactions scored so far)",
             h.sequence,
             restored.path.display(),
+            match restored.deltas {
+                0 => String::new(),
+                n => format!(" (its base and {n} deltas)"),
+            },
             engine.counters().scored
         );
     }
