@@ -126,8 +126,11 @@ pub struct CheckpointSettings {
     /// Wall-clock time between checkpoints.
     pub interval_ms: i64,
     /// Checkpoints kept, the newest; a restore falls back to an older one
-    /// when the newest is damaged.
+    /// when the newest is damaged. The files a kept one builds on are kept too.
     pub keep: usize,
+    /// Most deltas (checkpoints of what changed) written after a whole
+    /// checkpoint before the next whole one; 0: every checkpoint whole.
+    pub max_deltas: u32,
 }
 
 impl Default for CheckpointSettings {
@@ -136,6 +139,7 @@ impl Default for CheckpointSettings {
             dir: std::path::PathBuf::new(),
             interval_ms: 10_000,
             keep: 3,
+            max_deltas: 50,
         }
     }
 }
@@ -280,6 +284,7 @@ pub fn read_checkpoint(s: &Section) -> Option<CheckpointSettings> {
         dir: dir.into(),
         interval_ms: s.duration("interval", d.interval_ms, 100),
         keep: s.int("keep", d.keep as i64, 1, 100) as usize,
+        max_deltas: s.int("max_deltas", i64::from(d.max_deltas), 0, 10_000) as u32,
     };
     s.finish();
     Some(c)

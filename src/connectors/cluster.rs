@@ -387,6 +387,38 @@ pub async fn unregister_spu(fluvio: &Fluvio, name: &str) -> anyhow::Result<()> {
         .with_context(|| format!("unregistering custom SPU {name}"))
 }
 
+/// How long [`end_offset`] waits for a partition's last record.
+const END_PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// A partition's end as its leader sees it now: the offset after its last
+/// record, found by reading that record (the partition list that
+/// [`high_watermarks`] reads can lag behind the leader by a moment). `None`
+/// when no record arrives within a short wait: the partition is empty.
+pub async fn end_offset(
+    fluvio: &Fluvio,
+    topic: &str,
+    partition: u32,
+) -> anyhow::Result<Option<i64>> {
+    use fluvio::consumer::ConsumerConfigExt;
+    use futures_util::StreamExt;
+    let cfg = ConsumerConfigExt::builder()
+        .topic(topic.to_string())
+        .partition(partition)
+        .offset_start(fluvio::Offset::from_end(1))
+        .build()?;
+    let mut stream = fluvio
+        .consumer_with_config(cfg)
+        .await
+        .with_context(|| format!("opening {topic} partition {partition}"))?;
+    Ok(
+        match tokio::time::timeout(END_PROBE_WAIT, stream.next()).await {
+            Ok(Some(Ok(r))) => Some(r.offset() + 1),
+            Ok(Some(Err(e))) => anyhow::bail!("reading {topic} partition {partition}: {e:?}"),
+            Ok(None) | Err(_) => None,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -303,8 +303,17 @@ impl FluvioSource {
             if input.consumer.is_some() {
                 consumer = input.consumer.clone();
             }
-            for p in wanted {
+            // The leader's own ends: the partition list can lag behind it, and
+            // a partition must not look caught up before its last record.
+            let ends = futures_util::future::join_all(
+                wanted
+                    .iter()
+                    .map(|&p| crate::connectors::cluster::end_offset(fluvio, &input.topic, p)),
+            )
+            .await;
+            for (p, end) in wanted.into_iter().zip(ends) {
                 let (base, hw) = hws.iter().find(|w| w.0 == p).map_or((0, 0), |w| (w.1, w.2));
+                let hw = hw.max(end?.unwrap_or(0));
                 let resume = plan
                     .resume
                     .iter()

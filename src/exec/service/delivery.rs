@@ -21,7 +21,7 @@
 //! read and passed over. The cost is one read of what was produced since
 //! the last checkpoint, at start.
 
-use crate::connectors::cluster::{high_watermarks, partition_count};
+use crate::connectors::cluster::{end_offset, high_watermarks, partition_count};
 use crate::connectors::sinks::SinkRouter;
 use crate::connectors::sources::fluvio::FluvioSource;
 use crate::connectors::sources::SourceOffset;
@@ -131,7 +131,10 @@ pub async fn read_back(
                 .iter()
                 .find(|o| o.topic == topic && o.partition == partition)
                 .map_or(base, |o| o.next.max(base));
-            let end = true_end(fluvio, &topic, partition).await?.max(admin_end);
+            let end = end_offset(fluvio, &topic, partition)
+                .await?
+                .unwrap_or(0)
+                .max(admin_end);
             let (records, ours) = read_partition(
                 fluvio,
                 &topic,
@@ -167,27 +170,6 @@ fn topics(sinks: &SinkRouter) -> Vec<String> {
     out.sort_unstable();
     out.dedup();
     out
-}
-
-/// The partition's end as its leader sees it now: the offset after its
-/// last record (the cluster's partition list can lag behind it), found by
-/// reading that record; 0 when the partition is empty.
-async fn true_end(fluvio: &Fluvio, topic: &str, partition: u32) -> anyhow::Result<i64> {
-    let cfg = ConsumerConfigExt::builder()
-        .topic(topic.to_string())
-        .partition(partition)
-        .offset_start(Offset::from_end(1))
-        .build()?;
-    let mut stream = fluvio
-        .consumer_with_config(cfg)
-        .await
-        .with_context(|| format!("opening {topic} partition {partition}"))?;
-    Ok(match tokio::time::timeout(READ_WAIT, stream.next()).await {
-        Ok(Some(Ok(r))) => r.offset() + 1,
-        Ok(Some(Err(e))) => anyhow::bail!("reading {topic} partition {partition}: {e:?}"),
-        // Empty: nothing to read back.
-        Ok(None) | Err(_) => 0,
-    })
 }
 
 /// Read records `from..end` of one partition, passing each value to

@@ -24,7 +24,7 @@ use crate::connectors::sinks::{Output, SinkRouter};
 use crate::connectors::sources::decode::{refused, RecordKind};
 use crate::connectors::sources::fluvio::{FluvioSource, OpenPlan};
 use crate::connectors::sources::{Pulled, Source};
-use crate::exec::checkpoint::{self, CheckpointHeader};
+use crate::exec::checkpoint::{self, Chain, CheckpointHeader};
 use anyhow::Context;
 use fraudstream_engine::engine::Engine;
 use fraudstream_engine::event::Event;
@@ -111,6 +111,8 @@ struct Service<'t> {
     engine: Engine,
     /// The last checkpoint's header; the next one is written from it.
     header: CheckpointHeader,
+    /// The chain of whole checkpoints and deltas the next one extends.
+    chain: Chain,
     totals: InputCounts,
     source: FluvioSource,
     sinks: SinkRouter,
@@ -209,6 +211,7 @@ impl<'t> Service<'t> {
             engine,
             totals: header.totals.clone(),
             header,
+            chain: Chain::default(),
             source,
             sinks,
             health,
@@ -388,13 +391,15 @@ impl<'t> Service<'t> {
         header.offsets = offsets;
         header.totals = self.totals.clone();
         delivery::advance(&mut header.outputs, &self.sinks);
-        let bytes = tokio::task::block_in_place(|| checkpoint::write(c, header, &self.engine))?;
+        let (chain, engine) = (&mut self.chain, &mut self.engine);
+        let written = tokio::task::block_in_place(|| chain.write(c, header, engine))?;
         commit_offsets(&mut self.source).await;
         self.health
             .last_checkpoint_ms
             .store(header.written_ms, Relaxed);
-        metrics::counter!("fraudstream_checkpoints_total").increment(1);
-        metrics::gauge!("fraudstream_checkpoint_bytes").set(bytes as f64);
+        let kind = if written.delta { "delta" } else { "base" };
+        metrics::counter!("fraudstream_checkpoints_total", "kind" => kind).increment(1);
+        metrics::gauge!("fraudstream_checkpoint_bytes").set(written.bytes as f64);
         metrics::histogram!("fraudstream_checkpoint_seconds").record(began.elapsed().as_secs_f64());
         self.last_checkpoint = Instant::now();
         Ok(())
@@ -473,9 +478,13 @@ fn restore(
     let mut h = restored.header;
     if !quiet {
         eprintln!(
-            "fraudstream: restored checkpoint {} from {} ({} transactions scored so far)",
+            "fraudstream: restored checkpoint {} from {}{} ({} transactions scored so far)",
             h.sequence,
             restored.path.display(),
+            match restored.deltas {
+                0 => String::new(),
+                n => format!(" (its base and {n} deltas)"),
+            },
             engine.counters().scored
         );
     }
