@@ -103,32 +103,7 @@ fn create_topics(sets: &[String]) {
 
 /// Publish `days` of the default simulation (5000 cards) to the test's input topics.
 fn publish(s: &Setup, days: u32) -> (u64, u64) {
-    let args = vec![
-        "simulate".to_string(),
-        "--to".into(),
-        "fluvio".into(),
-        "--topic".into(),
-        s.topic("tx"),
-        "--labels-topic".into(),
-        s.topic("labels"),
-        "--days".into(),
-        days.to_string(),
-        "--set".into(),
-        format!("fluvio.address={}", s.addr),
-    ];
-    let out = ok(command(&args).output().unwrap(), "simulate --to fluvio");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let num = |after: &str| -> u64 {
-        text.split(after)
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .last()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    (num(" transactions"), num(" labels"))
+    published(spawn_publisher(s, days, None))
 }
 
 fn engine_args(sets: &[String]) -> Vec<String> {
@@ -353,10 +328,10 @@ fn kill_9_and_restart_ends_like_an_uninterrupted_run() {
     );
 }
 
-/// Publish `days` of the default simulation at `rate` events/s in the
-/// background; its output is read by [`published`].
-fn spawn_publisher(s: &Setup, days: u32, rate: u32) -> Child {
-    let args = vec![
+/// Publish `days` of the default simulation (at `rate` events/s, or full
+/// speed) in the background; its output is read by [`published`].
+fn spawn_publisher(s: &Setup, days: u32, rate: Option<u32>) -> Child {
+    let mut args = vec![
         "simulate".to_string(),
         "--to".into(),
         "fluvio".into(),
@@ -366,11 +341,12 @@ fn spawn_publisher(s: &Setup, days: u32, rate: u32) -> Child {
         s.topic("labels"),
         "--days".into(),
         days.to_string(),
-        "--rate".into(),
-        rate.to_string(),
         "--set".into(),
         format!("fluvio.address={}", s.addr),
     ];
+    if let Some(rate) = rate {
+        args.extend(["--rate".to_string(), rate.to_string()]);
+    }
     command(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -457,7 +433,7 @@ fn ten_kill_9s_while_publishing_end_like_an_uninterrupted_run() {
     let mut engine = spawn_engine(&crash);
     await_checkpoints(whole_dir.path(), 1, &mut uninterrupted);
     await_checkpoints(crash_dir.path(), 1, &mut engine);
-    let publisher = spawn_publisher(&s, 11, 12_000);
+    let publisher = spawn_publisher(&s, 11, Some(12_000));
 
     // Kill moments drawn from a fixed seed (printed, to reproduce a failure).
     let seed: u64 = std::env::var("FRAUDSTREAM_KILL_SEED")
