@@ -373,12 +373,48 @@ fn read_one(
     t: &Topology,
     engine: &mut Engine,
 ) -> Result<CheckpointHeader, Unreadable> {
-    use Unreadable::{Damaged, Refused};
-    let io = |what: &str, e: std::io::Error| Damaged(format!("{what}: {e}"));
+    let io = |what: &str, e: std::io::Error| Unreadable::Damaged(format!("{what}: {e}"));
     let file = File::open(path).map_err(|e| io("cannot be opened", e))?;
     let size = file.metadata().map_err(|e| io("cannot be read", e))?.len();
     // Nothing is allocated from what the file says; the buffer is at most its size.
-    let mut r = BufReader::with_capacity((size as usize).clamp(1, 1 << 20), file);
+    let r = BufReader::with_capacity((size as usize).clamp(1, 1 << 20), file);
+    read_checkpoint(r, size, path, t, engine)
+}
+
+/// Check and read the checkpoint in `bytes` into `engine` (built from `t`)
+/// exactly as [`restore`] reads one file, named `checkpoint.bin` in
+/// messages; the error says why it is damaged or refused. For tests and the
+/// fuzz targets: a restore always reads files.
+pub fn read_bytes(
+    bytes: &[u8],
+    t: &Topology,
+    engine: &mut Engine,
+) -> anyhow::Result<CheckpointHeader> {
+    let path = Path::new(LEGACY_NAME);
+    read_checkpoint(
+        std::io::Cursor::new(bytes),
+        bytes.len() as u64,
+        path,
+        t,
+        engine,
+    )
+    .map_err(|e| match e {
+        Unreadable::Damaged(why) => anyhow::anyhow!("damaged ({why})"),
+        Unreadable::Refused(why) => anyhow::anyhow!("{why}"),
+    })
+}
+
+/// Check and read the checkpoint of `size` bytes in `r` (the file at `path`,
+/// named in messages) into `engine`.
+fn read_checkpoint<R: BufRead + Seek>(
+    mut r: R,
+    size: u64,
+    path: &Path,
+    t: &Topology,
+    engine: &mut Engine,
+) -> Result<CheckpointHeader, Unreadable> {
+    use Unreadable::{Damaged, Refused};
+    let io = |what: &str, e: std::io::Error| Damaged(format!("{what}: {e}"));
     let mut magic = [0u8; 8];
     if size < magic.len() as u64 {
         return Err(Damaged(format!(
@@ -662,6 +698,23 @@ mod tests {
             whole.evaluation().summary(None),
         );
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
+
+    #[test]
+    fn bytes_read_as_a_restore_reads_the_file() {
+        let t = topology();
+        let dir = tempfile::tempdir().unwrap();
+        let [first, _] = two_checkpoints(&t, dir.path());
+        let mut bytes = std::fs::read(path_of(dir.path(), 1)).unwrap();
+        let mut e = start_engine(&t).unwrap();
+        assert_eq!(read_bytes(&bytes, &t, &mut e).unwrap(), header(&t, 1));
+        assert_eq!(e.counters().scored, first);
+        bytes.pop();
+        let err = format!("{:#}", read_bytes(&bytes, &t, &mut e).unwrap_err());
+        assert!(
+            err.starts_with("damaged (cut short or its length damaged"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -179,17 +179,11 @@ impl FluvioSource {
                 });
             }
         }
-        let fields = BTreeMap::new();
         Ok(FluvioSource {
             parts,
             decoders: [
-                Decoder::new(
-                    RecordKind::Transaction,
-                    &fields,
-                    None,
-                    TimestampFormat::Auto,
-                ),
-                Decoder::new(RecordKind::Label, &fields, None, TimestampFormat::Auto),
+                record_decoder(RecordKind::Transaction),
+                record_decoder(RecordKind::Label),
             ],
             consumer,
             fluvio: client.clone(),
@@ -341,25 +335,8 @@ impl FluvioSource {
 
     fn decode(&self, i: usize, bytes: &[u8]) -> Result<Event, Reject> {
         let p = &self.parts[i];
-        if bytes.len() > p.max_bytes {
-            return Err(Reject::new(
-                RejectKind::Oversized,
-                format!(
-                    "record of {} bytes, more than max_record_bytes = {}",
-                    bytes.len(),
-                    p.max_bytes
-                ),
-            ));
-        }
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| Reject::new(RejectKind::Malformed, format!("not UTF-8: {e}")))?;
         let decoder = &self.decoders[usize::from(p.kind == RecordKind::Label)];
-        let mut rec = RawRecord::default();
-        decoder.decode_json(text.trim(), &mut rec)?;
-        Ok(match p.kind {
-            RecordKind::Transaction => Event::Transaction(decoder.transaction(&rec)?.0),
-            RecordKind::Label => Event::Label(decoder.label(&rec)?),
-        })
+        decode_record(decoder, p.kind, p.max_bytes, bytes)
     }
 
     /// Offsets of the next unprocessed record of every partition read so far
@@ -448,4 +425,38 @@ impl FluvioSource {
             .iter()
             .all(|p| p.head.is_none() && p.caught_up() && now.duration_since(p.last_record) >= d)
     }
+}
+
+/// The decoder of a topic's records of `kind`: JSON objects with the event's
+/// own field names, timestamps in any form [`TimestampFormat::Auto`] reads.
+pub fn record_decoder(kind: RecordKind) -> Decoder {
+    Decoder::new(kind, &BTreeMap::new(), None, TimestampFormat::Auto)
+}
+
+/// The event of one topic record (`bytes`, its value), decoded by `decoder`
+/// (see [`record_decoder`]), or why it is rejected: over `max_bytes`, not
+/// UTF-8, or not a valid JSON record of `kind`.
+pub fn decode_record(
+    decoder: &Decoder,
+    kind: RecordKind,
+    max_bytes: usize,
+    bytes: &[u8],
+) -> Result<Event, Reject> {
+    if bytes.len() > max_bytes {
+        return Err(Reject::new(
+            RejectKind::Oversized,
+            format!(
+                "record of {} bytes, more than max_record_bytes = {max_bytes}",
+                bytes.len()
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Reject::new(RejectKind::Malformed, format!("not UTF-8: {e}")))?;
+    let mut rec = RawRecord::default();
+    decoder.decode_json(text.trim(), &mut rec)?;
+    Ok(match kind {
+        RecordKind::Transaction => Event::Transaction(decoder.transaction(&rec)?.0),
+        RecordKind::Label => Event::Label(decoder.label(&rec)?),
+    })
 }
