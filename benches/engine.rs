@@ -10,6 +10,8 @@ use fraudstream_engine::event::Transaction;
 use fraudstream_sim::{SimConfig, SimEvent, SimTransaction, Simulator};
 use std::time::Duration;
 
+#[path = "engine/checkpoint.rs"]
+mod checkpoint;
 #[path = "engine/decode.rs"]
 mod decode;
 #[path = "engine/features.rs"]
@@ -57,5 +59,6 @@ criterion_main!(
     model::benches,
     portfolio::benches,
     label_join::benches,
-    decode::benches
+    decode::benches,
+    checkpoint::benches
 );

@@ -17,3 +17,4 @@ mod portfolio;
 mod quality;
 mod reliability;
 mod replay;
+mod soak;

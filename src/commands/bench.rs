@@ -2,7 +2,8 @@
 //! workers: throughput at full speed, latency in the engine, latency with
 //! queueing at a fixed offered rate, peak memory and bytes per entity;
 //! written as JSON and an SVG chart. Also exports the stream and its feature
-//! vectors for the River comparison (`benches/river_compare.py`).
+//! vectors for the River comparison (`benches/river_compare.py`); the Fluvio
+//! benchmark and the soak run have modules of their own.
 
 use crate::commands::cli::BenchArgs;
 use crate::config::Topology;
@@ -367,7 +368,7 @@ pub fn export_stream(t: &Topology, path: &Path) -> anyhow::Result<u64> {
 }
 
 /// `fraudstream bench`: the worker-count benchmark, or (with its flags) the
-/// Fluvio benchmark or the stream export for River.
+/// Fluvio benchmark, the soak run or the stream export for River.
 pub fn command(a: &BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         a.rate_fraction > 0.0 && a.rate_fraction <= 1.0,
@@ -376,6 +377,14 @@ pub fn command(a: &BenchArgs) -> anyhow::Result<()> {
     let t = super::load(a.topology.as_deref(), &a.set)?;
     if a.fluvio {
         return crate::commands::bench_fluvio::command(&t, a);
+    }
+    if a.soak {
+        let opts = crate::commands::bench_soak::SoakOptions {
+            days: a.soak_days,
+            tx_per_day: a.soak_tx_per_day,
+            seed: a.soak_seed,
+        };
+        return crate::commands::bench_soak::command(&t, &opts, &a.out);
     }
     if let Some(path) = &a.export_stream {
         return export_command(&t, path);

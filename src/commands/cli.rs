@@ -90,6 +90,21 @@ pub struct BenchArgs {
     /// Simulated days of the --fluvio throughput stream (5000 cards).
     #[arg(long, default_value_t = 11)]
     pub fluvio_days: u32,
+    /// Instead: a soak run. The service's engine (the topology's engine
+    /// settings) takes --soak-days of event time at --soak-tx-per-day over
+    /// cards and merchants that keep changing; each day's entry counts and
+    /// RSS go to OUT/soak.csv and OUT/soak.svg, with a summary.
+    #[arg(long)]
+    pub soak: bool,
+    /// Days of event time of the --soak run.
+    #[arg(long, default_value_t = 365)]
+    pub soak_days: u32,
+    /// Transactions per day of the --soak run (constant).
+    #[arg(long, default_value_t = 20_000)]
+    pub soak_tx_per_day: u64,
+    /// Seed of the --soak stream.
+    #[arg(long, default_value_t = 42)]
+    pub soak_seed: u64,
     /// Instead: write the stream with its feature vectors as CSV (for
     /// benches/river_compare.py), then print one JSON line of fraudstream's
     /// figures on the same stream.
@@ -110,7 +125,7 @@ pub struct SimulateArgs {
     /// Fluvio topic for labels (with --to fluvio); "none" publishes no labels.
     #[arg(long, default_value = "labels")]
     pub labels_topic: String,
-    /// Take the simulator settings from this topology's [source] (default: the built-in one).
+    /// Take the simulator settings from this topology's `[source]` (default: the built-in one).
     #[arg(long)]
     pub topology: Option<PathBuf>,
     /// Override a key of the topology, e.g. --set source.cards=1000 (repeatable).

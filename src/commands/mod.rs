@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_fluvio;
+pub mod bench_soak;
 pub mod cli;
 pub mod run;
 pub mod simulate;

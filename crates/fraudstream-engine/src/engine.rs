@@ -328,6 +328,11 @@ impl MerchantStage {
     pub fn bytes_per_merchant(&self) -> usize {
         self.merchants.bytes_per_merchant()
     }
+
+    /// Label routes held (scored transactions within the evaluation's retention).
+    pub fn label_routes(&self) -> usize {
+        self.routes.len()
+    }
 }
 
 /// Why the engine refused an event before it touched any state.
@@ -377,6 +382,12 @@ impl Admission {
     }
 
     fn check_time(&self, ts: i64, newest: Option<i64>) -> Result<(), Refusal> {
+        if ts < 0 {
+            return Err(Refusal {
+                kind: RejectKind::BadTimestamp,
+                reason: format!("event time {ts} ms is before 1970"),
+            });
+        }
         let ahead = |of: i64| ts.saturating_sub(of) > self.max_skew_ms;
         let what = match (newest, self.wall_ms) {
             (Some(n), _) if ahead(n) => ("the newest event time seen", n),
@@ -808,6 +819,11 @@ impl Engine {
         self.card.portfolio()
     }
 
+    /// Label routes held (see [`MerchantStage::label_routes`]).
+    pub fn label_routes(&self) -> usize {
+        self.merchant.label_routes()
+    }
+
     /// Cards and merchants held, and bytes of state per card and merchant.
     pub fn state(&self) -> (usize, usize, usize, usize) {
         (
@@ -888,7 +904,7 @@ impl Engine {
     }
 }
 
-/// Layout version of [`EngineSnapshot`]; raise it when a snapshot field changes.
+/// Layout version of the engine snapshot ([`Engine::save_state`]); raise it when a snapshot field changes.
 pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// What an engine keeps at a checkpoint (the form it is read back in).

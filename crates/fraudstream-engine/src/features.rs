@@ -569,7 +569,7 @@ impl CardState {
         if self.seen == 0 || prev_latest == i64::MIN {
             None
         } else {
-            Some((ts - prev_latest).max(0))
+            Some(ts.saturating_sub(prev_latest).max(0))
         }
     }
 
@@ -612,7 +612,8 @@ impl CardState {
 
     /// A fraud was confirmed at most `horizon_ms` before `ts`.
     fn fraud_within(&self, ts: i64, horizon_ms: i64) -> bool {
-        self.confirmed_fraud_ts != i64::MIN && ts - self.confirmed_fraud_ts <= horizon_ms
+        self.confirmed_fraud_ts != i64::MIN
+            && ts.saturating_sub(self.confirmed_fraud_ts) <= horizon_ms
     }
 
     /// Fold a transaction into the card; a `late` one stays out of the windows.

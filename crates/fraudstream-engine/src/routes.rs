@@ -55,9 +55,7 @@ impl LabelRoutes {
         if self.days[at].1.insert(tx_key, worker).is_none() {
             self.len += 1;
         }
-        while self.len > self.max_entries && self.days.len() > 1 {
-            self.drop_oldest();
-        }
+        self.enforce_cap();
     }
 
     /// The card stage that scored `tx_key`, if its route is still held.
@@ -70,6 +68,13 @@ impl LabelRoutes {
 
     fn expire_before(&mut self, day: i64) {
         while self.days.len() > 1 && self.days.front().is_some_and(|(d, _)| *d < day) {
+            self.drop_oldest();
+        }
+    }
+
+    /// Drop the oldest days while more than `max_entries` are held.
+    fn enforce_cap(&mut self) {
+        while self.len > self.max_entries && self.days.len() > 1 {
             self.drop_oldest();
         }
     }
@@ -130,9 +135,7 @@ impl LabelRoutes {
         if let Some(&(newest, _)) = self.days.back() {
             self.expire_before(newest - self.retention_days + 1);
         }
-        while self.len > self.max_entries && self.days.len() > 1 {
-            self.drop_oldest();
-        }
+        self.enforce_cap();
     }
 }
 

@@ -3,15 +3,22 @@
 //! record into the sink's queue; `send` hands the queue to the producer,
 //! which batches records (`batch_bytes`) and sends a batch when it is full or
 //! has waited `linger`; `flush` waits until everything sent so far is
-//! acknowledged, which a checkpoint does before it stores offsets.
+//! acknowledged, and checks every record's own result: a record the cluster
+//! rejected fails the flush (naming the sink, the topic and the cause), so a
+//! checkpoint, which flushes before it stores offsets, never moves past an
+//! output that was not written.
 
 use super::{Output, Sink};
 use crate::config::{FluvioOutput, RecordTarget, Records, SinkConfig};
 use anyhow::Context;
-use fluvio::{Fluvio, RecordKey, TopicProducerConfigBuilder, TopicProducerPool};
+use fluvio::{Fluvio, ProduceOutput, RecordKey, TopicProducerConfigBuilder, TopicProducerPool};
 use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
 use std::time::Duration;
+
+/// Records sent before their results are checked even without a checkpoint
+/// (each result is a few dozen bytes).
+const MAX_UNACKED: usize = 65_536;
 
 /// One topic sink.
 pub struct TopicSink {
@@ -23,6 +30,8 @@ pub struct TopicSink {
     queue: Vec<(Option<Vec<u8>>, Vec<u8>)>,
     /// Encoding buffer, reused (each record then gets one exact-size copy).
     buf: Vec<u8>,
+    /// The result of each record sent since the last flush.
+    unacked: Vec<ProduceOutput>,
     written: u64,
 }
 
@@ -50,6 +59,7 @@ impl TopicSink {
             producer,
             queue: Vec::new(),
             buf: Vec::with_capacity(512),
+            unacked: Vec::new(),
             written: 0,
         })
     }
@@ -107,11 +117,17 @@ impl Sink for TopicSink {
         async move {
             for (key, value) in self.queue.drain(..) {
                 let key = key.map_or(RecordKey::NULL, RecordKey::from);
-                self.producer
+                let output = self
+                    .producer
                     .send(key, value)
                     .await
                     .with_context(|| format!("sinks.{}: sending to {}", self.id, self.topic))?;
+                self.unacked.push(output);
                 self.written += 1;
+            }
+            if self.unacked.len() >= MAX_UNACKED {
+                // Bounded without checkpoints too: check the results so far.
+                self.flush().await?;
             }
             Ok(())
         }
@@ -123,7 +139,19 @@ impl Sink for TopicSink {
             self.producer
                 .flush()
                 .await
-                .with_context(|| format!("sinks.{}: flushing {}", self.id, self.topic))
+                .with_context(|| format!("sinks.{}: flushing {}", self.id, self.topic))?;
+            let unacked = self.unacked.len();
+            for (i, output) in self.unacked.drain(..).enumerate() {
+                output.wait().await.with_context(|| {
+                    format!(
+                        "sinks.{}: the cluster did not accept record {} of the {unacked} sent to {} since the last flush",
+                        self.id,
+                        i + 1,
+                        self.topic
+                    )
+                })?;
+            }
+            Ok(())
         }
         .boxed_local()
     }

@@ -1,5 +1,5 @@
 //! Sinks: where scores, alerts and dead letters go. Each record sink is a
-//! [`Sink`], a file ([`file`]) or a Fluvio topic ([`fluvio`]); a
+//! [`Sink`], a file ([`file`](mod@file)) or a Fluvio topic ([`fluvio`]); a
 //! [`SinkRouter`] hands every output to the sinks whose [`Records`] take it
 //! (the one routing rule, [`takes`]). The file pipeline runs its router on a
 //! writer thread fed with batches over a bounded crossbeam channel (the batch

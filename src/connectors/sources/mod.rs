@@ -3,7 +3,7 @@
 //! pipeline sends to the dead letters; the stream goes on).
 //!
 //! - [`simulator`]: the in-process traffic simulator;
-//! - [`file`]: CSV and JSONL files with a field mapping ([`csv_reader`]: CSV
+//! - [`file`](mod@file): CSV and JSONL files with a field mapping ([`csv_reader`]: CSV
 //!   records held within a byte bound);
 //! - [`merge`]: interleaves labels with transactions at their arrival time;
 //! - [`fluvio`]: Fluvio topic partitions merged in event-time order (the service).

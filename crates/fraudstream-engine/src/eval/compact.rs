@@ -157,5 +157,25 @@ pub fn top_cards(cards: &[(u64, f32, bool)], k: usize) -> Vec<(u64, f32, bool)> 
     }
     agg.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     agg.truncate(k);
+    // A compacted day keeps this vector for up to 400 days: without the
+    // shrink it would hold room for every card of the day (160 KiB at 10,000
+    // cards, not 1.6 KiB), measured as RSS growing 0.14 MiB a day in a soak.
+    agg.shrink_to_fit();
     agg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_top_cards_hold_room_for_k_cards_not_for_every_card_of_the_day() {
+        let cards: Vec<(u64, f32, bool)> = (0..10_000u64)
+            .map(|c| (c, (c % 997) as f32 / 997.0, c % 50 == 0))
+            .collect();
+        let top = top_cards(&cards, 100);
+        assert_eq!(top.len(), 100);
+        assert!(top.capacity() < 200, "capacity {}", top.capacity());
+        assert!(top.windows(2).all(|w| w[0].1 >= w[1].1), "best first");
+    }
 }

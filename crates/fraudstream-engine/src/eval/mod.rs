@@ -218,6 +218,38 @@ fn day_of(ts_ms: i64, origin_ms: i64) -> i64 {
     d as i64
 }
 
+/// A slot for `day` (a freed one when there is one), registered in `by_day`.
+fn open_slot(
+    slots: &mut Vec<DaySlot>,
+    free: &mut Vec<u32>,
+    by_day: &mut BTreeMap<i64, u32>,
+    day: i64,
+) -> u32 {
+    let s = match free.pop() {
+        Some(s) => s,
+        None => {
+            slots.push(DaySlot {
+                day,
+                recs: Vec::new(),
+            });
+            u32::try_from(slots.len() - 1).expect("more than u32::MAX days")
+        }
+    };
+    slots[s as usize].day = day;
+    by_day.insert(day, s);
+    s
+}
+
+/// Add compacted day `c` to `compacted` (merged with what is there).
+fn fold_day(compacted: &mut BTreeMap<i64, CompactDay>, day: i64, c: CompactDay, k: usize) {
+    match compacted.entry(day) {
+        std::collections::btree_map::Entry::Vacant(e) => {
+            e.insert(c);
+        }
+        std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(&c, k),
+    }
+}
+
 impl Prequential {
     /// An empty evaluator.
     pub fn new(cfg: EvalConfig) -> Self {
@@ -272,21 +304,7 @@ impl Prequential {
                 }
                 return;
             }
-            None => {
-                let s = match self.free.pop() {
-                    Some(s) => s,
-                    None => {
-                        self.slots.push(DaySlot {
-                            day,
-                            recs: Vec::new(),
-                        });
-                        u32::try_from(self.slots.len() - 1).expect("more than u32::MAX days")
-                    }
-                };
-                self.slots[s as usize].day = day;
-                self.by_day.insert(day, s);
-                s
-            }
+            None => open_slot(&mut self.slots, &mut self.free, &mut self.by_day, day),
         };
         let recs = &mut self.slots[slot as usize].recs;
         let idx = u32::try_from(recs.len()).expect("more than u32::MAX transactions in one day");
@@ -362,13 +380,7 @@ impl Prequential {
         c.top_cards = top_cards(&cards, self.cfg.k);
         self.index.retain(|_, (s, _)| *s != slot);
         self.free.push(slot);
-        let k = self.cfg.k;
-        match self.compacted.entry(day) {
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(c);
-            }
-            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(&c, k),
-        }
+        fold_day(&mut self.compacted, day, c, self.cfg.k);
         while self.compacted.len() > MAX_COMPACTED_DAYS {
             self.compacted.pop_first();
         }
@@ -407,35 +419,15 @@ impl Prequential {
         for day in mine {
             other.compact_day(day);
         }
-        let k = self.cfg.k;
         for (day, c) in std::mem::take(&mut other.compacted) {
-            match self.compacted.entry(day) {
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(c);
-                }
-                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(&c, k),
-            }
+            fold_day(&mut self.compacted, day, c, self.cfg.k);
         }
         // Their slot -> (our slot, offset of their records in it).
         let mut remap: Vec<Option<(u32, u32)>> = vec![None; other.slots.len()];
         for (&day, &theirs) in &other.by_day {
             let target = match self.by_day.get(&day) {
                 Some(&s) => s,
-                None => {
-                    let s = match self.free.pop() {
-                        Some(s) => s,
-                        None => {
-                            self.slots.push(DaySlot {
-                                day,
-                                recs: Vec::new(),
-                            });
-                            u32::try_from(self.slots.len() - 1).expect("more than u32::MAX days")
-                        }
-                    };
-                    self.slots[s as usize].day = day;
-                    self.by_day.insert(day, s);
-                    s
-                }
+                None => open_slot(&mut self.slots, &mut self.free, &mut self.by_day, day),
             };
             let recs = std::mem::take(&mut other.slots[theirs as usize].recs);
             let base = self.slots[target as usize].recs.len();

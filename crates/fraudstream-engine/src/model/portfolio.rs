@@ -578,7 +578,9 @@ impl Portfolio {
     }
 
     fn record(&mut self, mut e: DriftEvent) {
-        e.day = (e.ts - self.origin_ms).div_euclid(crate::eval::DAY_MS);
+        e.day =
+            e.ts.saturating_sub(self.origin_ms)
+                .div_euclid(crate::eval::DAY_MS);
         if self.events.len() < MAX_DRIFT_EVENTS {
             self.events.push(e);
         } else {

@@ -1,0 +1,154 @@
+//! The soak chart (SVG, plotters): the process RSS over event-time days
+//! above, every structure's entry count below (log scale: they span from
+//! hundreds of compacted days to millions of evaluation records), a dashed
+//! line where the longest retention window has filled.
+
+use super::{SoakReport, STRUCTURES};
+use plotters::prelude::*;
+
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+const GREY: RGBColor = RGBColor(120, 120, 120);
+
+/// A count for people: 950, 12k, 2.4M.
+fn short(v: f64) -> String {
+    match v {
+        v if v >= 1e6 => format!("{}M", v / 1e6),
+        v if v >= 1e3 => format!("{}k", v / 1e3),
+        v => format!("{v}"),
+    }
+}
+
+/// The chart of `r` as an SVG document.
+pub fn svg(r: &SoakReport) -> anyhow::Result<String> {
+    let mut out = String::new();
+    draw(r, &mut out).map_err(|e| anyhow::anyhow!("drawing the soak chart: {e}"))?;
+    Ok(out)
+}
+
+fn draw(r: &SoakReport, out: &mut String) -> Result<(), Box<dyn std::error::Error>> {
+    let days = f64::from(r.options.days);
+    let fill = f64::from(r.fill_days);
+    let root = SVGBackend::with_string(out, (1000, 800)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(
+        &format!(
+            "fraudstream bench --soak: {} days at {} transactions/day, churning cards and merchants",
+            r.options.days, r.options.tx_per_day
+        ),
+        ("sans-serif", 18),
+    )?;
+    // Legends in a column of their own, so no line hides under one.
+    let (plots, side) = root.split_horizontally(820);
+    let (top, bottom) = plots.split_vertically(360);
+    let filled = format!("windows filled (day {})", r.fill_days);
+
+    let rss_max = r.samples.iter().map(|s| s.rss_mib).fold(1.0, f64::max) * 1.15;
+    let mut rss = ChartBuilder::on(&top)
+        .caption("process RSS (VmRSS)", ("sans-serif", 15))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..days, 0.0..rss_max)?;
+    rss.configure_mesh()
+        .x_desc("event time (days)")
+        .y_desc("RSS (MiB)")
+        .x_labels(13)
+        .y_labels(8)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()?;
+    rss.draw_series(LineSeries::new(
+        r.samples.iter().map(|s| (f64::from(s.day), s.rss_mib)),
+        COLORS[0].stroke_width(2),
+    ))?;
+    rss.draw_series(DashedLineSeries::new(
+        [(fill, 0.0), (fill, rss_max)],
+        6,
+        4,
+        GREY.stroke_width(1),
+    ))?;
+    legend(
+        &side,
+        60,
+        &[
+            ("RSS (MiB)", COLORS[0].stroke_width(2)),
+            (&filled, GREY.stroke_width(1)),
+        ],
+    )?;
+
+    let count_max = r
+        .samples
+        .iter()
+        .flat_map(|s| STRUCTURES.iter().map(move |(_, c)| c(s) as f64))
+        .fold(10.0, f64::max)
+        * 4.0;
+    let mut counts = ChartBuilder::on(&bottom)
+        .caption("entries held (log scale)", ("sans-serif", 15))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..days, (1.0..count_max).log_scale())?;
+    counts
+        .configure_mesh()
+        .x_desc("event time (days)")
+        .y_desc("entries")
+        .x_labels(13)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| short(*v))
+        .draw()?;
+    let mut entries = Vec::new();
+    for (i, (name, count)) in STRUCTURES.iter().enumerate() {
+        // Evaluation records and label routes are often equal: the records
+        // are drawn wide and pale under the routes, so both stay visible.
+        let style = if *name == "eval_records" {
+            COLORS[i].mix(0.5).stroke_width(7)
+        } else {
+            COLORS[i].stroke_width(2)
+        };
+        counts.draw_series(LineSeries::new(
+            r.samples
+                .iter()
+                .map(|s| (f64::from(s.day), (count(s) as f64).max(1.0))),
+            style,
+        ))?;
+        entries.push((*name, style));
+    }
+    counts.draw_series(DashedLineSeries::new(
+        [(fill, 1.0), (fill, count_max)],
+        6,
+        4,
+        GREY.stroke_width(1),
+    ))?;
+    entries.push((filled.as_str(), GREY.stroke_width(1)));
+    legend(&side, 420, &entries)?;
+    root.present()?;
+    Ok(())
+}
+
+/// A legend of `entries` (name, line style) down `area` from `y`.
+fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    y: i32,
+    entries: &[(&str, ShapeStyle)],
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    for (i, (name, style)) in entries.iter().enumerate() {
+        let y = y + 22 * i as i32;
+        area.draw(&PathElement::new(vec![(4, y), (28, y)], *style))?;
+        area.draw(&Text::new(
+            name.to_string(),
+            (34, y - 6),
+            ("sans-serif", 12).into_font(),
+        ))?;
+    }
+    Ok(())
+}
