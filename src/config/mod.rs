@@ -79,7 +79,12 @@ impl Topology {
             if let Err(e) = set_override(&mut table, o) {
                 errs.push(ConfigError {
                     file: "--set".into(),
-                    key: o.clone(),
+                    // An empty assignment still gets a visible name.
+                    key: if o.trim().is_empty() {
+                        "(empty)".into()
+                    } else {
+                        o.clone()
+                    },
                     expected: "KEY=VALUE".into(),
                     found: Some(e),
                 });
@@ -425,6 +430,18 @@ type = "scores"
         assert_eq!(t.engine.stage.seed, 9);
         let err = Topology::embedded(&["source.days=0".into()]).unwrap_err();
         assert_eq!(err.0[0].key, "source.days");
+    }
+
+    /// Found by fuzzing (fuzz/regressions/topology/empty-set-override): an
+    /// empty `--set` was reported under an empty key, `--set: : expected …`.
+    #[test]
+    fn an_empty_override_is_named() {
+        let err = Topology::embedded(&["".into(), " ".into(), "seng".into()]).unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["(empty)", "(empty)", "seng"]);
+        assert!(err
+            .to_string()
+            .contains("--set: (empty): expected KEY=VALUE"));
     }
 
     #[test]
