@@ -8,7 +8,7 @@ use fraudstream_engine::eval::Unlabeled;
 use fraudstream_engine::features::FeatureConfig;
 use fraudstream_engine::model::batch::BatchConfig;
 use fraudstream_engine::model::forest::ForestConfig;
-use fraudstream_engine::model::hst::HstConfig;
+use fraudstream_engine::model::hst::{HstConfig, MAX_NODES};
 use fraudstream_engine::model::portfolio::PortfolioConfig;
 use fraudstream_engine::model::{Imbalance, LogisticConfig, Optimizer};
 use fraudstream_engine::{EngineConfig, Named, StageSettings};
@@ -268,6 +268,22 @@ fn read_hst(s: &Section) -> HstConfig {
         window: s.int("window", d.window as i64, 1, u32::MAX as i64) as u64,
         seed: d.seed,
     };
+    // Each key within its range can still ask for gigabytes together.
+    if h.nodes() > MAX_NODES {
+        s.error(
+            "trees",
+            format!(
+                "at most {MAX_NODES} nodes in all trees (trees x (2^(height + 1) - 1), \
+                 about 12 bytes each)"
+            ),
+            Some(format!(
+                "{} trees of height {}: {} nodes",
+                h.trees,
+                h.height,
+                h.nodes()
+            )),
+        );
+    }
     s.finish();
     h
 }

@@ -79,7 +79,12 @@ impl Topology {
             if let Err(e) = set_override(&mut table, o) {
                 errs.push(ConfigError {
                     file: "--set".into(),
-                    key: o.clone(),
+                    // An empty assignment still gets a visible name.
+                    key: if o.trim().is_empty() {
+                        "(empty)".into()
+                    } else {
+                        o.clone()
+                    },
                     expected: "KEY=VALUE".into(),
                     found: Some(e),
                 });
@@ -250,6 +255,7 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
 mod tests {
     use super::*;
     use fraudstream_engine::model::batch::SwapMode;
+    use fraudstream_engine::model::hst::MAX_NODES;
     use fraudstream_engine::model::portfolio::{Combine, ModelKind};
 
     #[test]
@@ -427,6 +433,18 @@ type = "scores"
         assert_eq!(err.0[0].key, "source.days");
     }
 
+    /// Found by fuzzing (fuzz/regressions/topology/empty-set-override): an
+    /// empty `--set` was reported under an empty key, `--set: : expected …`.
+    #[test]
+    fn an_empty_override_is_named() {
+        let err = Topology::embedded(&["".into(), " ".into(), "seng".into()]).unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["(empty)", "(empty)", "seng"]);
+        assert!(err
+            .to_string()
+            .contains("--set: (empty): expected KEY=VALUE"));
+    }
+
     #[test]
     fn model_portfolio_keys_are_validated() {
         let t = Topology::embedded(&[]).unwrap();
@@ -459,6 +477,31 @@ type = "scores"
             "model.hst.height",
         ] {
             assert!(keys.contains(&k), "missing {k} in {keys:?}");
+        }
+    }
+
+    /// Found by fuzzing (fuzz/regressions/topology/hst-1000-trees-of-height-20):
+    /// each key in range, the ensemble validated and then needed 24 GiB at start.
+    #[test]
+    fn half_space_trees_are_bounded_in_all() {
+        let hst = |trees: usize, height: u32| {
+            Topology::embedded(&[
+                "model.type=\"hst\"".into(),
+                format!("model.hst.trees={trees}"),
+                format!("model.hst.height={height}"),
+            ])
+        };
+        let err = hst(1000, 20).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].key, "model.hst.trees");
+        assert_eq!(
+            err.0[0].found.as_deref(),
+            Some("1000 trees of height 20: 2097151000 nodes")
+        );
+        // The largest of either alone, and the paper's 25 trees of height 15.
+        for (trees, height) in [(1000, 15), (32, 20), (25, 15)] {
+            let t = hst(trees, height).unwrap();
+            assert!(t.model.portfolio.hst.nodes() <= MAX_NODES);
         }
     }
 }

@@ -181,12 +181,12 @@ impl<'a> Section<'a> {
             None => None,
             Some(toml::Value::Table(t)) => Some(t),
             Some(v) => {
-                self.error(key, "a table", Some(describe(v)));
+                self.error(&toml_key(key), "a table", Some(describe(v)));
                 None
             }
         };
         Section {
-            path: self.key_path(key),
+            path: self.key_path(&toml_key(key)),
             table,
             errors: self.errors,
             known: RefCell::new(Vec::new()),
@@ -358,12 +358,27 @@ impl<'a> Section<'a> {
                 names.sort();
                 names.dedup();
                 self.error(
-                    k,
+                    &toml_key(k),
                     format!("a known key ({})", names.join(", ")),
                     Some("an unknown key".into()),
                 );
             }
         }
+    }
+}
+
+/// A key read from a file, bare when TOML allows it (letters, digits, `_`,
+/// `-`), else quoted: an empty key, or one with a space or a dot, is still
+/// visible and unambiguous in a dotted path.
+fn toml_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        key.to_string()
+    } else {
+        format!("{key:?}")
     }
 }
 
@@ -446,6 +461,21 @@ mod tests {
             .to_string()
             .starts_with("f.toml: s.c: expected one of \"slow\", \"steady\""));
         assert!(list[4].expected.contains("c, d"), "{}", list[4].expected);
+    }
+
+    /// Found by fuzzing (fuzz/regressions/topology/empty-key): `"" = 0` was
+    /// reported under an empty key, `f.toml: : expected a known key …`.
+    #[test]
+    fn keys_that_are_not_bare_are_quoted() {
+        let t: toml::Table = toml::from_str("\"\" = 0\n[\"a b\"]\n\"c.d\" = 1\ne = 2\n").unwrap();
+        let errors = Errors::new("f.toml");
+        let root = Section::root(&t, &errors);
+        let s = root.section("a b");
+        s.int("e", 0, 0, 1);
+        s.finish();
+        root.finish();
+        let keys: Vec<String> = errors.into_vec().into_iter().map(|e| e.key).collect();
+        assert_eq!(keys, [r#""a b".e"#, r#""a b"."c.d""#, r#""""#]);
     }
 
     #[test]

@@ -634,6 +634,35 @@ fn chain_of(
     }
 }
 
+/// Check and read the checkpoint in `bytes` into `engine` (built from `t`)
+/// exactly as [`restore`] reads it as the one file of a directory (written
+/// to a fresh temporary directory, removed afterwards); the error says why
+/// it is damaged or refused. For tests and the fuzz targets: a restore
+/// always reads files. A delta alone is damaged (its base is missing).
+pub fn read_bytes(
+    bytes: &[u8],
+    t: &Topology,
+    engine: &mut Engine,
+) -> anyhow::Result<CheckpointHeader> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "fraudstream-read-bytes-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).context("a temporary directory")?;
+    let read = std::fs::write(path_of(&dir, 1), bytes)
+        .context("writing the bytes to a temporary file")
+        .and_then(|()| restore(&dir, t, engine));
+    let _ = std::fs::remove_dir_all(&dir);
+    match read? {
+        Some(r) if r.damaged.is_empty() => Ok(r.header),
+        Some(r) => anyhow::bail!("{}", r.fallbacks().join("; ")),
+        None => anyhow::bail!("no checkpoint"),
+    }
+}
+
 /// Read a chain (base first) into `engine`; on failure, the file that did
 /// not decode and why.
 fn load_chain(
@@ -980,6 +1009,23 @@ mod tests {
             whole.evaluation().summary(None),
         );
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
+
+    #[test]
+    fn bytes_read_as_a_restore_reads_the_file() {
+        let t = topology();
+        let dir = tempfile::tempdir().unwrap();
+        let [first, _] = two_checkpoints(&t, dir.path());
+        let mut bytes = std::fs::read(path_of(dir.path(), 1)).unwrap();
+        let mut e = start_engine(&t).unwrap();
+        assert_eq!(read_bytes(&bytes, &t, &mut e).unwrap(), header(&t, 1));
+        assert_eq!(e.counters().scored, first);
+        bytes.pop();
+        let err = format!("{:#}", read_bytes(&bytes, &t, &mut e).unwrap_err());
+        assert!(
+            err.contains("damaged (cut short or its length damaged"),
+            "{err}"
+        );
     }
 
     #[test]

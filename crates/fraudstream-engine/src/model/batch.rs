@@ -77,11 +77,15 @@ impl Default for BatchConfig {
     }
 }
 
-/// The newest `cap` vectors of each class, in rings.
+/// The newest `cap` vectors of each class, in rings that grow to `cap`
+/// rows as vectors arrive: memory and checkpoints hold the rows kept, not
+/// `cap` (frauds are rare, so their ring may stay far from full for months).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BalancedBuffer {
     dims: usize,
     cap: usize,
+    /// Each class's ring, row-major: `len` rows until it is full, then `cap`
+    /// (a checkpoint written before the rings grew holds `cap` rows at once).
     rows: [Vec<f32>; 2],
     next: [usize; 2],
     len: [usize; 2],
@@ -93,7 +97,7 @@ impl BalancedBuffer {
         BalancedBuffer {
             dims,
             cap,
-            rows: [vec![0.0; dims * cap], vec![0.0; dims * cap]],
+            rows: [Vec::new(), Vec::new()],
             next: [0, 0],
             len: [0, 0],
         }
@@ -103,7 +107,17 @@ impl BalancedBuffer {
     pub fn push(&mut self, x: &[f32], is_fraud: bool) {
         let c = usize::from(is_fraud);
         let at = self.next[c] * self.dims;
-        self.rows[c][at..at + self.dims].copy_from_slice(&x[..self.dims]);
+        let rows = &mut self.rows[c];
+        if at == rows.len() {
+            // Still growing: double, but never past `cap` rows.
+            if rows.len() == rows.capacity() {
+                let room = self.cap * self.dims - rows.len();
+                rows.reserve_exact(rows.len().max(self.dims).min(room));
+            }
+            rows.extend_from_slice(&x[..self.dims]);
+        } else {
+            rows[at..at + self.dims].copy_from_slice(&x[..self.dims]);
+        }
         self.next[c] = (self.next[c] + 1) % self.cap;
         self.len[c] = (self.len[c] + 1).min(self.cap);
     }
@@ -477,6 +491,33 @@ mod tests {
         assert_eq!(s.x, vec![2.0, 3.0, 4.0, 100.0]);
         assert_eq!(s.y, vec![0, 0, 0, 1]);
         assert_eq!(b.len(), [3, 1]);
+    }
+
+    /// Found by fuzzing (fuzz/regressions/topology/batch-buffer-10-million):
+    /// the rings were allocated whole at start, 2 x dims x buffer values
+    /// (gigabytes for buffer = 10,000,000), and written whole to every checkpoint.
+    #[test]
+    fn rings_grow_with_the_rows_kept_and_no_further() {
+        let (dims, cap) = (3, 10_000_000);
+        let mut b = BalancedBuffer::new(dims, cap);
+        assert_eq!(b.rows.each_ref().map(|r| r.capacity()), [0, 0]);
+        b.push(&[1.0, 2.0, 3.0], true);
+        assert_eq!(b.rows[1].capacity(), dims);
+        let mut small = BalancedBuffer::new(dims, 5);
+        for i in 0..12 {
+            small.push(&[i as f32; 3], false);
+            assert!(small.rows[0].capacity() <= 5 * dims);
+        }
+        assert_eq!(small.rows[0].len(), 5 * dims);
+        let rows: Vec<f32> = small.snapshot().x.into_iter().step_by(dims).collect();
+        assert_eq!(rows, [7.0, 8.0, 9.0, 10.0, 11.0]);
+        // A ring written whole (before the rings grew) goes on as one.
+        let mut whole = BalancedBuffer::new(1, 3);
+        whole.rows[0] = vec![0.0; 3];
+        for i in 0..4 {
+            whole.push(&[i as f32], false);
+        }
+        assert_eq!(whole.snapshot().x, [1.0, 2.0, 3.0]);
     }
 
     #[test]

@@ -22,6 +22,10 @@ use serde::{Deserialize, Serialize};
 const PADDING: f64 = 0.15;
 /// Largest supported `height`: a tree has `2^(height + 1) - 1` nodes.
 pub const MAX_HEIGHT: u32 = 20;
+/// Most nodes an ensemble may hold, over all its trees: each costs about
+/// 12 bytes (two masses, and a split for every internal node), so about
+/// 768 MiB, all of it allocated when the ensemble is built.
+pub const MAX_NODES: usize = 1 << 26;
 
 /// Shape of a [`HalfSpaceTrees`] ensemble.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +38,17 @@ pub struct HstConfig {
     pub window: u64,
     /// Seed of the random tree structure.
     pub seed: u64,
+}
+
+impl HstConfig {
+    /// Nodes of the whole ensemble: `trees × (2^(height + 1) - 1)`
+    /// (saturating).
+    pub fn nodes(&self) -> usize {
+        let per_tree = 1usize
+            .checked_shl(self.height + 1)
+            .map_or(usize::MAX, |n| n - 1);
+        self.trees.saturating_mul(per_tree)
+    }
 }
 
 impl Default for HstConfig {
@@ -80,7 +95,8 @@ impl HalfSpaceTrees {
     ///
     /// # Panics
     /// If `dims` or `cfg.trees` is 0, `cfg.window` is 0 or above
-    /// `u32::MAX`, or `cfg.height` is above [`MAX_HEIGHT`].
+    /// `u32::MAX`, `cfg.height` is above [`MAX_HEIGHT`] or the ensemble
+    /// above [`MAX_NODES`].
     pub fn new(dims: usize, cfg: HstConfig) -> Self {
         assert!(dims > 0, "HalfSpaceTrees needs at least one feature");
         assert!(dims <= u32::MAX as usize, "too many features");
@@ -94,6 +110,11 @@ impl HalfSpaceTrees {
             cfg.height <= MAX_HEIGHT,
             "height must be at most {MAX_HEIGHT}, got {}",
             cfg.height
+        );
+        assert!(
+            cfg.nodes() <= MAX_NODES,
+            "at most {MAX_NODES} nodes in all trees, got {}",
+            cfg.nodes()
         );
         let internal = (1usize << cfg.height) - 1;
         let nodes = (1usize << (cfg.height + 1)) - 1;
