@@ -1,8 +1,8 @@
 //! Fluvio topics as sinks: scores, alerts and dead letters as JSON records,
 //! scores keyed by card id, dead letters without a key. `write` encodes a
-//! record into the sink's queue; `send` hands the queue to the producer,
-//! which batches records (`batch_bytes`) and sends a batch when it is full or
-//! has waited `linger`; `flush` waits until everything sent so far is
+//! record into the sink's queue; `send` hands the queue, as one batch, to the
+//! sink's producer task, whose Fluvio producer batches records (`batch_bytes`)
+//! and sends a batch when it is full or has waited `linger`; `flush` waits until everything sent so far is
 //! acknowledged, and checks every record's own result: a record the cluster
 //! rejected fails the flush (naming the sink, the topic and the cause), so a
 //! checkpoint, which flushes before it stores offsets, never moves past an
