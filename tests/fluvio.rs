@@ -514,6 +514,66 @@ fn ten_kill_9s_while_publishing_end_like_an_uninterrupted_run() {
     assert_eq!(alerts.len(), expected_alerts.len(), "the same alerts");
 }
 
+/// Takeover: an instance's state lives in its checkpoint directory (a
+/// mounted volume in production), so when its machine is lost, a fresh
+/// process elsewhere, with nothing of the first one's local files, goes on
+/// from it: every transaction scored once, every label learnt once.
+#[test]
+fn a_fresh_process_elsewhere_takes_over_an_instance_from_its_checkpoints() {
+    let Some(addr) = cluster("a_fresh_process_elsewhere_takes_over") else {
+        return;
+    };
+    let s = Setup::new("takeover", addr);
+    let volume = tempfile::tempdir().unwrap();
+    let local = |dir: &Path| {
+        let mut sets = s.sets("moved", volume.path(), 1);
+        sets.push(format!(
+            "sinks.report.path={}",
+            dir.join("report.json").display()
+        ));
+        sets.push(format!("model.save={}", dir.join("model.json").display()));
+        sets
+    };
+    let (first_local, second_local) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = local(first_local.path());
+    create_topics(&first);
+    let (transactions, labels) = publish(&s, 11);
+
+    let mut child = spawn_engine(&first);
+    await_checkpoints(volume.path(), 2, &mut child);
+    child.kill().unwrap(); // the machine is lost
+    child.wait().unwrap();
+    std::fs::remove_dir_all(first_local.path()).unwrap();
+
+    let out = ok(
+        command(&engine_args(&local(second_local.path())))
+            .output()
+            .unwrap(),
+        "the taking-over process",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("restored checkpoint"), "{stderr}");
+    let report = RunReport::read_json(&second_local.path().join("report.json")).unwrap();
+    let scores = tx_ids(&read_topic(
+        &s.addr,
+        &s.topic("moved-scores"),
+        Duration::from_secs(3),
+    ));
+    let unique: HashSet<u64> = scores.iter().copied().collect();
+    assert_eq!(
+        unique,
+        (1..=transactions).collect(),
+        "every transaction scored"
+    );
+    assert_eq!(scores.len(), unique.len(), "no score written twice");
+    assert_eq!(report.input.transactions, transactions);
+    assert_eq!(
+        report.engine.labels_learnt, labels,
+        "every label learnt once"
+    );
+    assert_eq!(report.engine.labels_duplicate, 0);
+}
+
 #[test]
 fn malformed_records_go_to_the_dead_letter_topic_and_the_rest_is_scored() {
     let Some(addr) = cluster("malformed_records_go_to_the_dead_letter_topic") else {
