@@ -7,7 +7,7 @@
 //!
 //! - every output record names the input record it came from and the state
 //!   lineage that produced it (`"input": "TOPIC/PARTITION@OFFSET"`,
-//!   `"lineage": "HEX"`, see [`Provenance`]); a fresh state draws a new
+//!   `"lineage": "HEX"`, see [`Provenance`](crate::connectors::sinks::Provenance)); a fresh state draws a new
 //!   lineage, restores keep it;
 //! - every checkpoint stores, per output partition, the offset after this
 //!   lineage's last acknowledged record ([`advance`]), and a fresh state
