@@ -95,6 +95,8 @@ async fn engine_loop(
         offsets: Vec::new(),
         totals: InputCounts::default(),
         settings: checkpoint::settings_of(&t),
+        lineage: 0,
+        outputs: vec![],
     };
     health.set_phase(Phase::Running);
     let began = Instant::now();

@@ -71,3 +71,15 @@ pub fn text(o: &Output) -> (String, String) {
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
+
+/// The Fluvio cluster of the cluster-gated tests (`FLUVIO_SC_ADDR`), or
+/// `None` after saying why the test skips.
+pub fn cluster(test: &str) -> Option<String> {
+    match std::env::var("FLUVIO_SC_ADDR") {
+        Ok(a) if !a.trim().is_empty() => Some(a),
+        _ => {
+            eprintln!("SKIPPED {test}: FLUVIO_SC_ADDR is not set (needs a Fluvio cluster)");
+            None
+        }
+    }
+}

@@ -6,9 +6,13 @@
 //! 2. a plain consumer reads the transaction topic start to end (the
 //!    ceiling any consumer of that topic on this cluster has);
 //! 3. the engine consumes, scores and produces the same stream (its rate over
-//!    the time it was busy, first to last event);
+//!    the time it was busy, first to last event), and so does the null
+//!    pipeline: the service with no engine work (see
+//!    [`ServiceOptions::null_pipeline`](crate::exec::service::ServiceOptions)),
+//!    the floor of this path;
 //! 4. latency: with the engine running, publish transactions at a fixed rate
-//!    and time each one from `send` to its score record being readable.
+//!    and time each one from `send` to its score record being readable; the
+//!    same again with the null pipeline.
 
 use crate::commands::cli::BenchArgs;
 use crate::config::{LabelSource, SourceConfig, Topology};
@@ -51,6 +55,11 @@ pub struct FluvioBenchReport {
     pub engine_transactions_per_sec: f64,
     /// Engine: events (transactions and labels) per second.
     pub engine_events_per_sec: f64,
+    /// The null pipeline (the service without engine work): transactions
+    /// per second on the same stream.
+    pub null_pipeline_transactions_per_sec: f64,
+    /// Engine transactions/s over the null pipeline's.
+    pub engine_over_null_throughput: f64,
     /// Offered events per second of the latency run.
     pub latency_offered_per_sec: f64,
     /// Transactions timed.
@@ -60,6 +69,9 @@ pub struct FluvioBenchReport {
     /// Publish → the transaction itself readable on the input topic (the
     /// cluster's own latency, without the engine), in ns.
     pub input_topic: Latency,
+    /// Publish → score readable with the null pipeline instead of the
+    /// engine, same offered rate, in ns.
+    pub null_pipeline_end_to_end: Latency,
 }
 
 fn with_topics(t: &Topology, suffix: &str) -> anyhow::Result<Topology> {
@@ -192,6 +204,7 @@ struct ThroughputRun {
     publish_secs: f64,
     plain_secs: f64,
     engine: crate::connectors::sinks::report::RunReport,
+    null: crate::connectors::sinks::report::RunReport,
 }
 
 /// Steps 1 to 3 on the topics of `tp`: publish the simulated stream, read it
@@ -225,17 +238,48 @@ fn throughput_run(
     log("plain consumer: reading the transaction topic");
     let plain_secs = rt.block_on(read_records(fluvio, &tx_topic, published.transactions))?;
 
-    // 3. The engine on the same stream.
+    // 3. The engine on the same stream, then the null pipeline.
     log("engine: consume, score, produce");
-    let engine =
-        crate::exec::service::run(tp, &crate::exec::service::ServiceOptions { quiet: true })
-            .context("the engine on the throughput stream")?;
+    let engine = crate::exec::service::run(tp, &service_options(false))
+        .context("the engine on the throughput stream")?;
+    log("null pipeline: consume, produce (no engine work)");
+    let null_tp = with_outputs(tp, "null");
+    rt.block_on(crate::connectors::cluster::create_topics(
+        fluvio,
+        &crate::connectors::cluster::topics_of(&null_tp),
+    ))?;
+    let null = crate::exec::service::run(&null_tp, &service_options(true))
+        .context("the null pipeline on the throughput stream")?;
     Ok(ThroughputRun {
         published,
         publish_secs,
         plain_secs,
         engine,
+        null,
     })
+}
+
+/// Quiet service options, with or without the engine.
+fn service_options(null_pipeline: bool) -> crate::exec::service::ServiceOptions {
+    crate::exec::service::ServiceOptions {
+        quiet: true,
+        null_pipeline,
+    }
+}
+
+/// `t` with its output topics renamed `TOPIC-suffix`.
+fn with_outputs(t: &Topology, suffix: &str) -> Topology {
+    let mut t = t.clone();
+    for s in &mut t.sinks {
+        if let crate::config::SinkConfig::Records {
+            to: crate::config::RecordTarget::Topic(o),
+            ..
+        } = s
+        {
+            o.topic = format!("{}-{suffix}", o.topic);
+        }
+    }
+    t
 }
 
 /// Step 4 on the topics of `tl`, with the engine running on them: the
@@ -245,11 +289,13 @@ fn latency_run(
     fluvio: &Fluvio,
     tl: &Topology,
     opts: &FluvioBenchOptions,
+    null_pipeline: bool,
     log: &mut impl FnMut(&str),
 ) -> anyhow::Result<(hdrhistogram::Histogram<u64>, hdrhistogram::Histogram<u64>)> {
     let (ltx, llabels, lscores) = topics(tl);
     log(&format!(
-        "latency: {} transactions timed, {} events per second offered, through {ltx} -> {lscores}",
+        "latency{}: {} transactions timed, {} events per second offered, through {ltx} -> {lscores}",
+        if null_pipeline { " (null pipeline)" } else { "" },
         opts.latency_transactions, opts.rate
     ));
     let n = opts.latency_transactions;
@@ -257,10 +303,7 @@ fn latency_run(
     let origin = Instant::now();
     let tl_engine = tl.clone();
     let engine = std::thread::spawn(move || {
-        crate::exec::service::run(
-            &tl_engine,
-            &crate::exec::service::ServiceOptions { quiet: true },
-        )
+        crate::exec::service::run(&tl_engine, &service_options(null_pipeline))
     });
     let timing = LatencyTiming {
         fluvio,
@@ -355,16 +398,19 @@ pub fn bench_fluvio(
     let rt = tokio::runtime::Runtime::new()?;
     let tp = with_topics(t, &format!("{suffix}-t"))?;
     let tl = with_topics(t, &format!("{suffix}-l"))?;
+    let tn = with_topics(t, &format!("{suffix}-n"))?;
     let (fluvio, address) = rt.block_on(crate::connectors::cluster::connect(&t.fluvio))?;
-    for top in [&tp, &tl] {
+    for top in [&tp, &tl, &tn] {
         rt.block_on(crate::connectors::cluster::create_topics(
             &fluvio,
             &crate::connectors::cluster::topics_of(top),
         ))?;
     }
     let th = throughput_run(&rt, &fluvio, &address, &tp, opts, &mut log)?;
-    let (plain_hist, hist) = latency_run(&rt, &fluvio, &tl, opts, &mut log)?;
+    let (plain_hist, hist) = latency_run(&rt, &fluvio, &tl, opts, false, &mut log)?;
+    let (_, null_hist) = latency_run(&rt, &fluvio, &tn, opts, true, &mut log)?;
     let published = &th.published;
+    let null_tps = th.null.throughput.transactions_per_sec;
     Ok(FluvioBenchReport {
         cluster: address.to_string(),
         transactions: published.transactions,
@@ -374,10 +420,13 @@ pub fn bench_fluvio(
         plain_consumer_records_per_sec: published.transactions as f64 / th.plain_secs.max(1e-9),
         engine_transactions_per_sec: th.engine.throughput.transactions_per_sec,
         engine_events_per_sec: th.engine.throughput.events_per_sec,
+        null_pipeline_transactions_per_sec: null_tps,
+        engine_over_null_throughput: th.engine.throughput.transactions_per_sec / null_tps.max(1e-9),
         latency_offered_per_sec: opts.rate,
         latency_transactions: opts.latency_transactions,
         end_to_end: Latency::of(&hist),
         input_topic: Latency::of(&plain_hist),
+        null_pipeline_end_to_end: Latency::of(&null_hist),
     })
 }
 
@@ -406,7 +455,9 @@ pub fn command(t: &Topology, a: &BenchArgs) -> anyhow::Result<()> {
          publish            {:>10.0} records/s\n  \
          plain consumer     {:>10.0} records/s (transaction topic)\n  \
          engine             {:>10.0} transactions/s ({:.0} events/s) consume-score-produce\n  \
+         null pipeline      {:>10.0} transactions/s (engine at {:.0} % of it)\n  \
          end to end, offered {:.0} events/s, {} transactions timed: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n  \
+         null pipeline end to end: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms\n  \
          input topic alone (publish -> readable): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms\n\
          wrote {}",
         r.cluster,
@@ -416,6 +467,8 @@ pub fn command(t: &Topology, a: &BenchArgs) -> anyhow::Result<()> {
         r.plain_consumer_records_per_sec,
         r.engine_transactions_per_sec,
         r.engine_events_per_sec,
+        r.null_pipeline_transactions_per_sec,
+        100.0 * r.engine_over_null_throughput,
         r.latency_offered_per_sec,
         r.latency_transactions,
         l.p50_ns as f64 / 1e6,
@@ -423,6 +476,9 @@ pub fn command(t: &Topology, a: &BenchArgs) -> anyhow::Result<()> {
         l.p99_ns as f64 / 1e6,
         l.p999_ns as f64 / 1e6,
         l.max_ns as f64 / 1e6,
+        r.null_pipeline_end_to_end.p50_ns as f64 / 1e6,
+        r.null_pipeline_end_to_end.p90_ns as f64 / 1e6,
+        r.null_pipeline_end_to_end.p99_ns as f64 / 1e6,
         r.input_topic.p50_ns as f64 / 1e6,
         r.input_topic.p90_ns as f64 / 1e6,
         r.input_topic.p99_ns as f64 / 1e6,

@@ -2,6 +2,7 @@
 //! clap. In the library so tests can check that a command line (for example
 //! one in docker-compose.yml) is accepted without running it.
 
+use crate::connectors::cluster::HostPort;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -31,6 +32,11 @@ pub enum Command {
     Topics {
         #[command(subcommand)]
         action: TopicsAction,
+    },
+    /// Set up a Fluvio cluster whose images have no `fluvio` CLI.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
     },
 }
 
@@ -162,6 +168,42 @@ pub enum TopicsAction {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ClusterAction {
+    /// Register a custom SPU with the SC, as `fluvio cluster spu register`
+    /// does (idempotent; exits 1 if its id or name is registered with other
+    /// addresses). Waits for the SC while it starts.
+    RegisterSpu(RegisterSpuArgs),
+}
+
+/// Flags of `fraudstream cluster register-spu`.
+#[derive(Args, Debug)]
+pub struct RegisterSpuArgs {
+    /// SPU id (the `-i` of `fluvio-run spu`).
+    #[arg(long)]
+    pub id: i32,
+    /// Name in the SC (default: custom-spu-ID, as the Fluvio CLI names it).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Public address clients dial (HOST:PORT).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub public: HostPort,
+    /// Address that clients with `use_spu_local_address` dial instead
+    /// (HOST:PORT; e.g. the SPU's name on a Docker network).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub local: Option<HostPort>,
+    /// Private address other SPUs dial (HOST:PORT).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub private: HostPort,
+    /// SC address (default: FLUVIO_SC_ADDR, then the Fluvio profile).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub sc: Option<String>,
+    /// Connection attempts while the SC starts (backoff from 500 ms,
+    /// doubling, at most 10 s).
+    #[arg(long, default_value_t = 20)]
+    pub attempts: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -5,12 +5,13 @@ pub mod bench;
 pub mod bench_fluvio;
 pub mod bench_soak;
 pub mod cli;
+pub mod cluster;
 pub mod run;
 pub mod simulate;
 pub mod topics;
 
 use crate::config::Topology;
-use cli::{Cli, Command, TopicsAction};
+use cli::{Cli, ClusterAction, Command, TopicsAction};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -25,6 +26,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Topics {
             action: TopicsAction::Create { topology, set },
         } => topics::create(&topology, &set),
+        Command::Cluster {
+            action: ClusterAction::RegisterSpu(a),
+        } => cluster::register_spu(&a),
     }
 }
 

@@ -17,6 +17,9 @@ pub struct FluvioSettings {
     pub connect_attempts: u32,
     /// Wait before the first retry (doubling each time, at most 10 s).
     pub connect_backoff_ms: i64,
+    /// Reach SPUs at the local address they were registered with (for
+    /// clients on the SPU's own network, e.g. the compose demo's containers).
+    pub use_spu_local_address: bool,
 }
 
 impl Default for FluvioSettings {
@@ -25,6 +28,7 @@ impl Default for FluvioSettings {
             address: None,
             connect_attempts: 6,
             connect_backoff_ms: 500,
+            use_spu_local_address: false,
         }
     }
 }
@@ -122,8 +126,11 @@ pub struct CheckpointSettings {
     /// Wall-clock time between checkpoints.
     pub interval_ms: i64,
     /// Checkpoints kept, the newest; a restore falls back to an older one
-    /// when the newest is damaged.
+    /// when the newest is damaged. The files a kept one builds on are kept too.
     pub keep: usize,
+    /// Most deltas (checkpoints of what changed) written after a whole
+    /// checkpoint before the next whole one; 0: every checkpoint whole.
+    pub max_deltas: u32,
 }
 
 impl Default for CheckpointSettings {
@@ -132,6 +139,7 @@ impl Default for CheckpointSettings {
             dir: std::path::PathBuf::new(),
             interval_ms: 10_000,
             keep: 3,
+            max_deltas: 50,
         }
     }
 }
@@ -170,6 +178,7 @@ pub fn read_fluvio(s: &Section) -> FluvioSettings {
         address: s.opt_str("address").filter(|a| !a.is_empty()),
         connect_attempts: s.int("connect_attempts", d.connect_attempts as i64, 1, 1000) as u32,
         connect_backoff_ms: s.duration("connect_backoff", d.connect_backoff_ms, 1),
+        use_spu_local_address: s.bool("use_spu_local_address", d.use_spu_local_address),
     };
     s.finish();
     f
@@ -275,6 +284,7 @@ pub fn read_checkpoint(s: &Section) -> Option<CheckpointSettings> {
         dir: dir.into(),
         interval_ms: s.duration("interval", d.interval_ms, 100),
         keep: s.int("keep", d.keep as i64, 1, 100) as usize,
+        max_deltas: s.int("max_deltas", i64::from(d.max_deltas), 0, 10_000) as u32,
     };
     s.finish();
     Some(c)

@@ -1,12 +1,15 @@
 //! The Fluvio cluster: where it is (topology, then `FLUVIO_SC_ADDR`, then the
 //! user's Fluvio profile), connecting with retries, and the admin calls the
-//! engine needs (creating topics, partition counts and high watermarks).
+//! engine needs (creating topics, partition counts and high watermarks) or a
+//! deployment needs (registering a custom SPU).
 
 use crate::config::{FluvioSettings, LabelSource, SourceConfig, Topology};
 use anyhow::{bail, Context};
+use fluvio::metadata::customspu::{CustomSpuKey, CustomSpuSpec};
 use fluvio::metadata::partition::PartitionSpec;
 use fluvio::metadata::topic::TopicSpec;
 use fluvio::{Fluvio, FluvioClusterConfig};
+use fluvio_controlplane_metadata::spu::{Endpoint, IngressPort};
 use std::time::Duration;
 
 /// Environment variable naming the SC address when the topology does not.
@@ -21,6 +24,8 @@ pub enum AddressSource {
     Environment,
     /// The current Fluvio profile.
     Profile,
+    /// A flag of the command (`--sc`).
+    CommandLine,
 }
 
 /// The cluster to connect to and where that was decided.
@@ -38,13 +43,24 @@ impl std::fmt::Display for ClusterAddress {
             AddressSource::Topology => "fluvio.address in the topology",
             AddressSource::Environment => ADDRESS_ENV,
             AddressSource::Profile => "the current Fluvio profile",
+            AddressSource::CommandLine => "the command line",
         };
         write!(f, "{} (from {from})", self.config.endpoint)
     }
 }
 
 /// Resolve the cluster address: topology, then `FLUVIO_SC_ADDR`, then profile.
+/// `fluvio.use_spu_local_address = true` makes the client reach SPUs at
+/// their registered local address (a profile may also say so itself).
 pub fn resolve(settings: &FluvioSettings) -> anyhow::Result<ClusterAddress> {
+    let mut address = resolve_endpoint(settings)?;
+    if settings.use_spu_local_address {
+        address.config.use_spu_local_address = true;
+    }
+    Ok(address)
+}
+
+fn resolve_endpoint(settings: &FluvioSettings) -> anyhow::Result<ClusterAddress> {
     if let Some(a) = &settings.address {
         return Ok(ClusterAddress {
             config: FluvioClusterConfig::new(a.clone()),
@@ -74,7 +90,14 @@ pub fn resolve(settings: &FluvioSettings) -> anyhow::Result<ClusterAddress> {
 
 /// Connect, retrying with exponential backoff; the error names the address.
 pub async fn connect(settings: &FluvioSettings) -> anyhow::Result<(Fluvio, ClusterAddress)> {
-    let address = resolve(settings)?;
+    connect_to(resolve(settings)?, settings).await
+}
+
+/// Connect to `address`, with the retries of `settings`.
+pub async fn connect_to(
+    address: ClusterAddress,
+    settings: &FluvioSettings,
+) -> anyhow::Result<(Fluvio, ClusterAddress)> {
     let mut wait = Duration::from_millis(settings.connect_backoff_ms.max(1) as u64);
     let attempts = settings.connect_attempts.max(1);
     let mut last = String::new();
@@ -216,4 +239,224 @@ pub async fn high_watermarks(fluvio: &Fluvio, topic: &str) -> anyhow::Result<Vec
         .collect();
     out.sort_unstable();
     Ok(out)
+}
+
+/// A `host:port` address of an SPU server (checked when parsed, so a bad
+/// command line fails before anything connects).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPort {
+    /// Host name or IP address, as clients will dial it.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl std::str::FromStr for HostPort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?}: expected HOST:PORT"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{s:?}: the port {port:?} is not a number from 1 to 65535"))?;
+        if host.is_empty() || port == 0 {
+            return Err(format!(
+                "{s:?}: expected HOST:PORT with a host and a port above 0"
+            ));
+        }
+        Ok(HostPort {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// A custom SPU to register with the SC: what `fluvio cluster spu register`
+/// does, for deployments whose images have no `fluvio` CLI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpuRegistration {
+    /// The SPU's id (its `fluvio-run spu -i`).
+    pub id: i32,
+    /// Its name in the SC (`custom-spu-ID` by default, as the Fluvio CLI names it).
+    pub name: String,
+    /// Where clients reach its public server.
+    pub public: HostPort,
+    /// Where clients that set `use_spu_local_address` reach it instead.
+    pub local: Option<HostPort>,
+    /// Where other SPUs reach its private server.
+    pub private: HostPort,
+}
+
+impl SpuRegistration {
+    /// The SC's spec of this registration.
+    pub fn spec(&self) -> CustomSpuSpec {
+        CustomSpuSpec {
+            id: self.id,
+            public_endpoint: IngressPort::from_port_host(
+                self.public.port,
+                self.public.host.clone(),
+            ),
+            public_endpoint_local: self
+                .local
+                .as_ref()
+                .map(|l| Endpoint::from_port_host(l.port, l.host.clone())),
+            private_endpoint: Endpoint::from_port_host(
+                self.private.port,
+                self.private.host.clone(),
+            ),
+            rack: None,
+        }
+    }
+}
+
+/// One registered custom SPU, described for messages.
+pub fn describe_spu(name: &str, spec: &CustomSpuSpec) -> String {
+    let local = match &spec.public_endpoint_local {
+        Some(l) => format!("{}:{}", l.host, l.port),
+        None => "none".into(),
+    };
+    format!(
+        "{name} (id {}): public {}, local {local}, private {}:{}",
+        spec.id,
+        spec.public_endpoint.addr(),
+        spec.private_endpoint.host,
+        spec.private_endpoint.port
+    )
+}
+
+/// What `register_spu` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpuOutcome {
+    /// Registered now.
+    Registered,
+    /// Already registered with the same id, name and addresses.
+    Exists,
+    /// A custom SPU with this id or name is registered with other settings
+    /// (left as it is); its description.
+    Conflicts(String),
+}
+
+/// Register `spu` as a custom SPU unless it is already (idempotent).
+pub async fn register_spu(fluvio: &Fluvio, spu: &SpuRegistration) -> anyhow::Result<SpuOutcome> {
+    let admin = fluvio.admin().await;
+    let want = spu.spec();
+    let registered = |list: &[fluvio::metadata::objects::Metadata<CustomSpuSpec>]| {
+        list.iter()
+            .find(|m| m.name == spu.name || m.spec.id == spu.id)
+            .map(|m| {
+                if m.name == spu.name && m.spec == want {
+                    SpuOutcome::Exists
+                } else {
+                    SpuOutcome::Conflicts(describe_spu(&m.name, &m.spec))
+                }
+            })
+    };
+    let list = admin
+        .all::<CustomSpuSpec>()
+        .await
+        .context("listing the custom SPUs")?;
+    if let Some(outcome) = registered(&list) {
+        return Ok(outcome);
+    }
+    if let Err(e) = admin.create(spu.name.clone(), false, want.clone()).await {
+        // Another registration may have won the race: say what is there.
+        let list = admin.all::<CustomSpuSpec>().await.unwrap_or_default();
+        return match registered(&list) {
+            Some(outcome) => Ok(outcome),
+            None => Err(e).with_context(|| format!("registering custom SPU {}", spu.name)),
+        };
+    }
+    Ok(SpuOutcome::Registered)
+}
+
+/// Remove the custom SPU `name` (tests clean up with it).
+pub async fn unregister_spu(fluvio: &Fluvio, name: &str) -> anyhow::Result<()> {
+    fluvio
+        .admin()
+        .await
+        .delete::<CustomSpuSpec>(CustomSpuKey::Name(name.to_string()))
+        .await
+        .with_context(|| format!("unregistering custom SPU {name}"))
+}
+
+/// How long [`end_offset`] waits for a partition's last record.
+const END_PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// A partition's end as its leader sees it now: the offset after its last
+/// record, found by reading that record (the partition list that
+/// [`high_watermarks`] reads can lag behind the leader by a moment). `None`
+/// when no record arrives within a short wait: the partition is empty.
+pub async fn end_offset(
+    fluvio: &Fluvio,
+    topic: &str,
+    partition: u32,
+) -> anyhow::Result<Option<i64>> {
+    use fluvio::consumer::ConsumerConfigExt;
+    use futures_util::StreamExt;
+    let cfg = ConsumerConfigExt::builder()
+        .topic(topic.to_string())
+        .partition(partition)
+        .offset_start(fluvio::Offset::from_end(1))
+        .build()?;
+    let mut stream = fluvio
+        .consumer_with_config(cfg)
+        .await
+        .with_context(|| format!("opening {topic} partition {partition}"))?;
+    Ok(
+        match tokio::time::timeout(END_PROBE_WAIT, stream.next()).await {
+            Ok(Some(Ok(r))) => Some(r.offset() + 1),
+            Ok(Some(Err(e))) => anyhow::bail!("reading {topic} partition {partition}: {e:?}"),
+            Ok(None) | Err(_) => None,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_parses_and_rejects() {
+        let hp: HostPort = "spu:9010".parse().unwrap();
+        assert_eq!((hp.host.as_str(), hp.port), ("spu", 9010));
+        assert_eq!(hp.to_string(), "spu:9010");
+        for bad in ["spu", "spu:", ":9010", "spu:0", "spu:70000", "spu:x"] {
+            assert!(bad.parse::<HostPort>().is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn registration_spec_carries_every_address() {
+        let r = SpuRegistration {
+            id: 5001,
+            name: "custom-spu-5001".into(),
+            public: "127.0.0.1:9110".parse().unwrap(),
+            local: Some("spu:9010".parse().unwrap()),
+            private: "spu:9011".parse().unwrap(),
+        };
+        let spec = r.spec();
+        assert_eq!(spec.id, 5001);
+        assert_eq!(spec.public_endpoint.addr(), "127.0.0.1:9110");
+        let local = spec.public_endpoint_local.as_ref().unwrap();
+        assert_eq!((local.host.as_str(), local.port), ("spu", 9010));
+        assert_eq!(
+            (
+                spec.private_endpoint.host.as_str(),
+                spec.private_endpoint.port
+            ),
+            ("spu", 9011)
+        );
+        assert_eq!(
+            describe_spu(&r.name, &spec),
+            "custom-spu-5001 (id 5001): public 127.0.0.1:9110, local spu:9010, private spu:9011"
+        );
+    }
 }

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::Xxh3Default;
 
 /// Format line; the digit is the format version.
-const MAGIC: &[u8; 8] = b"FSCKPT3\n";
+const MAGIC: &[u8; 8] = b"FSCKPT4\n";
 /// Bytes before the payload: format line, length, checksum.
 const PREAMBLE: u64 = 24;
 /// The one file of formats before FSCKPT3.
@@ -54,6 +54,14 @@ pub struct CheckpointHeader {
     pub totals: InputCounts,
     /// Settings the state depends on, by topology section.
     pub settings: Vec<(String, String)>,
+    /// The state's lineage: drawn when a state starts fresh, kept by every
+    /// checkpoint after it; the service's output records carry it.
+    pub lineage: u64,
+    /// Per output topic partition, the offset after the last of this
+    /// lineage's records acknowledged before the checkpoint (or, for a
+    /// partition it had not written to, the partition's end when the
+    /// lineage began): a restart reads its outputs from there.
+    pub outputs: Vec<SourceOffset>,
 }
 
 /// The settings a checkpointed state depends on, key by key (dotted paths
@@ -170,15 +178,149 @@ pub fn list(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Write `engine`'s state with `header` into `c.dir` as checkpoint
-/// `header.sequence`, then remove all but the newest `c.keep`. Returns the
-/// file's size in bytes. A file of the same sequence (a damaged one a
-/// restore passed over) is replaced.
+/// Where a checkpoint stands in its chain; written right after the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The whole checkpoint (base) the chain starts from: this one's own
+    /// sequence for a base.
+    pub base: u64,
+    /// For a delta, the checkpoint it applies on (the one written before
+    /// it); 0 for a base.
+    pub previous: u64,
+    /// The payload checksum of `previous` (0 for a base): a delta applies
+    /// only on the very file it was written after, not on another file that
+    /// took its sequence number.
+    pub previous_checksum: u64,
+}
+
+impl Link {
+    fn is_base(&self) -> bool {
+        self.previous == 0
+    }
+
+    fn base_of(sequence: u64) -> Self {
+        Link {
+            base: sequence,
+            previous: 0,
+            previous_checksum: 0,
+        }
+    }
+}
+
+/// Write `engine`'s whole state with `header` into `c.dir` as checkpoint
+/// `header.sequence` (a base, which no delta follows: see [`Chain`] for
+/// that), then remove the checkpoints no longer needed (see [`prune`]).
+/// Returns the file's size in bytes. A file of the same sequence (a damaged
+/// one a restore passed over) is replaced.
 pub fn write(
     c: &CheckpointSettings,
     header: &CheckpointHeader,
     engine: &Engine,
 ) -> anyhow::Result<u64> {
+    let link = Link::base_of(header.sequence);
+    let (bytes, _) = write_file(c, header, &link, |w| engine.save_state(w))?;
+    prune(c);
+    Ok(bytes)
+}
+
+/// The chain a writer extends: a whole checkpoint (base), then deltas of
+/// what changed since the checkpoint before, until a new base is due:
+///
+/// - the first checkpoint of a process (its engine lists no changes yet),
+///   and the one after a failed write, are bases;
+/// - so is the one after `checkpoint.max_deltas` deltas (bounding the files
+///   a restore reads), or once the deltas since the base add up to the
+///   base's own size (a restore then reads at most twice the state).
+#[derive(Debug, Default)]
+pub struct Chain {
+    end: Option<ChainEnd>,
+}
+
+/// The newest checkpoint of a chain and what the chain holds.
+#[derive(Clone, Copy, Debug)]
+struct ChainEnd {
+    base: u64,
+    base_bytes: u64,
+    delta_bytes: u64,
+    deltas: u32,
+    sequence: u64,
+    checksum: u64,
+}
+
+/// What [`Chain::write`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// Bytes of the file.
+    pub bytes: u64,
+    /// A delta (else a base).
+    pub delta: bool,
+}
+
+impl Chain {
+    /// Write checkpoint `header.sequence` of `engine`: a delta on the chain's
+    /// newest checkpoint, or a new base when one is due; then remove the
+    /// checkpoints no longer needed (see [`prune`]).
+    pub fn write(
+        &mut self,
+        c: &CheckpointSettings,
+        header: &CheckpointHeader,
+        engine: &mut Engine,
+    ) -> anyhow::Result<Written> {
+        let due = |e: &ChainEnd| {
+            e.deltas >= c.max_deltas
+                || e.delta_bytes >= e.base_bytes
+                || e.sequence >= header.sequence
+        };
+        // Until this write is safe, the next one is a base.
+        let end = self.end.take().filter(|e| !due(e) && engine.delta_ready());
+        let written = match end {
+            Some(end) => {
+                let link = Link {
+                    base: end.base,
+                    previous: end.sequence,
+                    previous_checksum: end.checksum,
+                };
+                let (bytes, checksum) = write_file(c, header, &link, |w| engine.save_delta(w))?;
+                self.end = Some(ChainEnd {
+                    delta_bytes: end.delta_bytes + bytes,
+                    deltas: end.deltas + 1,
+                    sequence: header.sequence,
+                    checksum,
+                    ..end
+                });
+                Written { bytes, delta: true }
+            }
+            None => {
+                let link = Link::base_of(header.sequence);
+                let (bytes, checksum) = write_file(c, header, &link, |w| engine.save_state(w))?;
+                engine.start_tracking();
+                self.end = Some(ChainEnd {
+                    base: header.sequence,
+                    base_bytes: bytes,
+                    delta_bytes: 0,
+                    deltas: 0,
+                    sequence: header.sequence,
+                    checksum,
+                });
+                Written {
+                    bytes,
+                    delta: false,
+                }
+            }
+        };
+        prune(c);
+        Ok(written)
+    }
+}
+
+/// Write one checkpoint file atomically: the header, `link`, then what
+/// `body` writes. Returns the file's size and its payload checksum.
+fn write_file(
+    c: &CheckpointSettings,
+    header: &CheckpointHeader,
+    link: &Link,
+    body: impl FnOnce(&mut BufWriter<Hashing<File>>) -> bincode::Result<()>,
+) -> anyhow::Result<(u64, u64)> {
     let dir = &c.dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("checkpoint directory {}", dir.display()))?;
@@ -191,9 +333,8 @@ pub fn write(
         .with_context(|| format!("writing {}", tmp.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, Hashing::new(file));
     bincode::serialize_into(&mut w, header).context("writing the checkpoint header")?;
-    engine
-        .save_state(&mut w)
-        .context("writing the engine state")?;
+    bincode::serialize_into(&mut w, link).context("writing the checkpoint header")?;
+    body(&mut w).context("writing the engine state")?;
     let hashing = w
         .into_inner()
         .map_err(|e| e.into_error())
@@ -213,17 +354,65 @@ pub fn write(
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    // The new checkpoint is safe: a failure to remove an old one costs disk
-    // space, not correctness, so it is reported and the stream goes on.
-    for old in list(dir)?.into_iter().skip(c.keep.max(1)) {
-        if let Err(e) = std::fs::remove_file(&old) {
-            eprintln!(
-                "fraudstream: removing the old checkpoint {}: {e}",
-                old.display()
-            );
+    Ok((PREAMBLE + len, checksum))
+}
+
+/// Remove the checkpoints no longer needed: all but the newest `c.keep`,
+/// except the files those build on (a kept delta needs its base and every
+/// delta between). The new checkpoint is safe: a failure to remove an old
+/// one costs disk space, not correctness, so it is reported and the stream
+/// goes on.
+pub fn prune(c: &CheckpointSettings) {
+    let files = match list(&c.dir) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("fraudstream: listing old checkpoints: {e:#}");
+            return;
+        }
+    };
+    let keep = c.keep.max(1);
+    // The oldest sequence a kept checkpoint needs: its base's (a file whose
+    // link cannot be read needs nothing older than itself).
+    let oldest_needed = files
+        .iter()
+        .take(keep)
+        .filter_map(|p| {
+            let seq = sequence_in(&name_of(p))?;
+            Some(read_link(p).map_or(seq, |l| l.base.min(seq)))
+        })
+        .min();
+    for (i, old) in files.iter().enumerate() {
+        let needed = match sequence_in(&name_of(old)) {
+            Some(seq) => i < keep || oldest_needed.is_some_and(|n| seq >= n),
+            None => i < keep,
+        };
+        if !needed {
+            if let Err(e) = std::fs::remove_file(old) {
+                eprintln!(
+                    "fraudstream: removing the old checkpoint {}: {e}",
+                    old.display()
+                );
+            }
         }
     }
-    Ok(PREAMBLE + len)
+}
+
+/// The link of a checkpoint file, read without checking its checksum
+/// (which [`prune`] does not need: it only decides what to keep).
+fn read_link(path: &Path) -> Option<Link> {
+    let file = File::open(path).ok()?;
+    let size = file.metadata().ok()?.len();
+    let mut r = BufReader::with_capacity(4096, file);
+    let mut preamble = [0u8; PREAMBLE as usize];
+    r.read_exact(&mut preamble).ok()?;
+    if &preamble[..8] != MAGIC {
+        return None;
+    }
+    let limit = size - PREAMBLE;
+    let mut payload = r.take(limit);
+    decode_header(&mut payload, limit).ok()?;
+    let left = payload.limit();
+    bounded(left).deserialize_from(&mut payload).ok()
 }
 
 /// Counts and hashes the bytes written through it.
@@ -263,6 +452,8 @@ pub struct Restored {
     pub header: CheckpointHeader,
     /// The file it was read from.
     pub path: PathBuf,
+    /// The deltas applied on its base to reach it (0 for a base).
+    pub deltas: usize,
     /// Newer checkpoints passed over as damaged, newest first, each with why.
     pub damaged: Vec<(PathBuf, String)>,
 }
@@ -292,27 +483,44 @@ impl Restored {
 }
 
 /// Why a checkpoint file cannot be restored.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Unreadable {
-    /// Not what was written (cut short, altered, not a checkpoint): an older
-    /// checkpoint may serve instead.
+    /// Not what was written (cut short, altered, not a checkpoint), or a
+    /// delta whose chain is broken: an older checkpoint may serve instead.
     Damaged(String),
     /// Whole, but not for this build or these settings: an older checkpoint
     /// would be refused for the same reason.
     Refused(String),
 }
 
+/// A checkpoint file whose length and checksum hold, with its header read.
+#[derive(Clone, Debug)]
+struct Checked {
+    header: CheckpointHeader,
+    link: Link,
+    checksum: u64,
+    /// Where the engine's state begins, and its bytes.
+    body_at: u64,
+    body_len: u64,
+}
+
 /// Restore the newest valid checkpoint in `dir` into `engine` (built from
-/// `t`); `None` when there is none. Damaged ones are passed over, newest
-/// first (see [`Restored::fallbacks`]); when every one is damaged, or one is
-/// refused (other settings, named key by key, or another format), the error
-/// says so for each file. It never starts afresh when checkpoints exist:
-/// that would lose the state and read each input again from its `start`.
+/// `t`); `None` when there is none. A delta is restored as its base and the
+/// deltas up to it. Damaged ones are passed over, newest first (see
+/// [`Restored::fallbacks`]): a damaged delta falls back to the checkpoint
+/// before it, the newest whole prefix of its chain, and a delta whose base
+/// or an earlier delta is damaged or missing counts as damaged, saying which.
+/// When every one is damaged, or one is refused (other settings, named key
+/// by key, or another format), the error says so for each file. It never
+/// starts afresh when checkpoints exist: that would lose the state and read
+/// each input again from its `start`.
 pub fn restore(dir: &Path, t: &Topology, engine: &mut Engine) -> anyhow::Result<Option<Restored>> {
     let files = list(dir)?;
     if files.is_empty() {
         return Ok(None);
     }
+    let mut checked: std::collections::HashMap<PathBuf, Result<Checked, Unreadable>> =
+        std::collections::HashMap::new();
     let mut damaged: Vec<(PathBuf, String)> = Vec::new();
     let passed_over = |damaged: &[(PathBuf, String)]| {
         damaged
@@ -321,17 +529,36 @@ pub fn restore(dir: &Path, t: &Topology, engine: &mut Engine) -> anyhow::Result<
             .collect::<String>()
     };
     for path in files {
-        match read_one(&path, t, engine) {
-            Ok(header) => {
-                return Ok(Some(Restored {
-                    header,
-                    path,
-                    damaged,
-                }))
+        let chain = match chain_of(&path, t, &mut checked) {
+            Ok(chain) => chain,
+            Err(Unreadable::Damaged(why)) => {
+                damaged.push((path, why));
+                continue;
             }
-            Err(Unreadable::Damaged(why)) => damaged.push((path, why)),
             Err(Unreadable::Refused(why)) => {
                 anyhow::bail!("{}{}: {why}", passed_over(&damaged), path.display())
+            }
+        };
+        match load_chain(&chain, t, engine) {
+            Ok(()) => {
+                let (_, newest) = chain.last().expect("a chain holds its checkpoint");
+                return Ok(Some(Restored {
+                    header: newest.header.clone(),
+                    path,
+                    deltas: chain.len() - 1,
+                    damaged,
+                }));
+            }
+            Err((at, why)) => {
+                // That file is damaged in a way its checksum did not show
+                // (a writer's bug): so is every checkpoint built on it.
+                checked.insert(at.clone(), Err(Unreadable::Damaged(why.clone())));
+                let why = if at == path {
+                    why
+                } else {
+                    format!("it builds on {}, which is damaged ({why})", name_of(&at))
+                };
+                damaged.push((path, why));
             }
         }
     }
@@ -343,6 +570,128 @@ pub fn restore(dir: &Path, t: &Topology, engine: &mut Engine) -> anyhow::Result<
         passed_over(&damaged),
         dir.display()
     )
+}
+
+/// The files to read to restore checkpoint `path`: its base first, each
+/// delta after the one it was written after, each checked (`memo` keeps
+/// what was checked, for the next candidate).
+fn chain_of(
+    path: &Path,
+    t: &Topology,
+    memo: &mut std::collections::HashMap<PathBuf, Result<Checked, Unreadable>>,
+) -> Result<Vec<(PathBuf, Checked)>, Unreadable> {
+    let mut chain: Vec<(PathBuf, Checked)> = Vec::new();
+    let mut at = path.to_path_buf();
+    let mut expected: Option<u64> = None;
+    loop {
+        let c = memo
+            .entry(at.clone())
+            .or_insert_with(|| check(&at, t))
+            .clone();
+        let c = match (c, chain.is_empty()) {
+            (Ok(c), _) => c,
+            (Err(e), true) => return Err(e),
+            (Err(Unreadable::Damaged(why)), false) => {
+                return Err(Unreadable::Damaged(format!(
+                    "it builds on {}, which is damaged ({why})",
+                    name_of(&at)
+                )))
+            }
+            (Err(refused), false) => return Err(refused),
+        };
+        if let Some(sum) = expected {
+            if c.checksum != sum {
+                return Err(Unreadable::Damaged(format!(
+                    "it builds on {}, which is another file than it was written after \
+                     (checksum {:016x}, expected {sum:016x})",
+                    name_of(&at),
+                    c.checksum
+                )));
+            }
+        }
+        let link = c.link;
+        chain.push((at.clone(), c));
+        if link.is_base() {
+            chain.reverse();
+            return Ok(chain);
+        }
+        if link.previous >= chain.last().map_or(u64::MAX, |(_, c)| c.header.sequence)
+            || link.base > link.previous
+        {
+            return Err(Unreadable::Damaged(format!(
+                "its chain link is inconsistent (base {}, previous {})",
+                link.base, link.previous
+            )));
+        }
+        at = path_of(path.parent().unwrap_or(Path::new(".")), link.previous);
+        if !at.exists() {
+            return Err(Unreadable::Damaged(format!(
+                "it builds on {}, which is missing",
+                name_of(&at)
+            )));
+        }
+        expected = Some(link.previous_checksum);
+    }
+}
+
+/// Check and read the checkpoint in `bytes` into `engine` (built from `t`)
+/// exactly as [`restore`] reads it as the one file of a directory (written
+/// to a fresh temporary directory, removed afterwards); the error says why
+/// it is damaged or refused. For tests and the fuzz targets: a restore
+/// always reads files. A delta alone is damaged (its base is missing).
+pub fn read_bytes(
+    bytes: &[u8],
+    t: &Topology,
+    engine: &mut Engine,
+) -> anyhow::Result<CheckpointHeader> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "fraudstream-read-bytes-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).context("a temporary directory")?;
+    let read = std::fs::write(path_of(&dir, 1), bytes)
+        .context("writing the bytes to a temporary file")
+        .and_then(|()| restore(&dir, t, engine));
+    let _ = std::fs::remove_dir_all(&dir);
+    match read? {
+        Some(r) if r.damaged.is_empty() => Ok(r.header),
+        Some(r) => anyhow::bail!("{}", r.fallbacks().join("; ")),
+        None => anyhow::bail!("no checkpoint"),
+    }
+}
+
+/// Read a chain (base first) into `engine`; on failure, the file that did
+/// not decode and why.
+fn load_chain(
+    chain: &[(PathBuf, Checked)],
+    t: &Topology,
+    engine: &mut Engine,
+) -> Result<(), (PathBuf, String)> {
+    let cfg = t.engine_config();
+    for (i, (path, c)) in chain.iter().enumerate() {
+        let fail = |e: String| (path.clone(), e);
+        let file = File::open(path).map_err(|e| fail(format!("cannot be opened: {e}")))?;
+        let mut r = BufReader::with_capacity((c.body_len as usize).clamp(1, 1 << 20), file);
+        r.seek(SeekFrom::Start(c.body_at))
+            .map_err(|e| fail(format!("cannot be read: {e}")))?;
+        let mut body = r.take(c.body_len);
+        let read = if i == 0 {
+            engine.restore_state(&cfg, &mut body, c.body_len)
+        } else {
+            engine.apply_delta(&cfg, &mut body, c.body_len)
+        };
+        read.map_err(|e| fail(format!("the engine state does not decode: {e:#}")))?;
+        if body.limit() != 0 {
+            return Err(fail(format!(
+                "{} bytes after the engine state",
+                body.limit()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The file name alone, for messages that already name the directory.
@@ -367,54 +716,15 @@ fn decode_header<R: Read>(r: R, limit: u64) -> bincode::Result<CheckpointHeader>
     bounded(limit).deserialize_from(r)
 }
 
-/// Check and read one checkpoint file into `engine`.
-fn read_one(
-    path: &Path,
-    t: &Topology,
-    engine: &mut Engine,
-) -> Result<CheckpointHeader, Unreadable> {
-    let io = |what: &str, e: std::io::Error| Unreadable::Damaged(format!("{what}: {e}"));
+/// Check one checkpoint file: its length and checksum, then its header,
+/// settings, link and the engine state's layout version.
+fn check(path: &Path, t: &Topology) -> Result<Checked, Unreadable> {
+    use Unreadable::{Damaged, Refused};
+    let io = |what: &str, e: std::io::Error| Damaged(format!("{what}: {e}"));
     let file = File::open(path).map_err(|e| io("cannot be opened", e))?;
     let size = file.metadata().map_err(|e| io("cannot be read", e))?.len();
     // Nothing is allocated from what the file says; the buffer is at most its size.
-    let r = BufReader::with_capacity((size as usize).clamp(1, 1 << 20), file);
-    read_checkpoint(r, size, path, t, engine)
-}
-
-/// Check and read the checkpoint in `bytes` into `engine` (built from `t`)
-/// exactly as [`restore`] reads one file, named `checkpoint.bin` in
-/// messages; the error says why it is damaged or refused. For tests and the
-/// fuzz targets: a restore always reads files.
-pub fn read_bytes(
-    bytes: &[u8],
-    t: &Topology,
-    engine: &mut Engine,
-) -> anyhow::Result<CheckpointHeader> {
-    let path = Path::new(LEGACY_NAME);
-    read_checkpoint(
-        std::io::Cursor::new(bytes),
-        bytes.len() as u64,
-        path,
-        t,
-        engine,
-    )
-    .map_err(|e| match e {
-        Unreadable::Damaged(why) => anyhow::anyhow!("damaged ({why})"),
-        Unreadable::Refused(why) => anyhow::anyhow!("{why}"),
-    })
-}
-
-/// Check and read the checkpoint of `size` bytes in `r` (the file at `path`,
-/// named in messages) into `engine`.
-fn read_checkpoint<R: BufRead + Seek>(
-    mut r: R,
-    size: u64,
-    path: &Path,
-    t: &Topology,
-    engine: &mut Engine,
-) -> Result<CheckpointHeader, Unreadable> {
-    use Unreadable::{Damaged, Refused};
-    let io = |what: &str, e: std::io::Error| Damaged(format!("{what}: {e}"));
+    let mut r = BufReader::with_capacity((size as usize).clamp(1, 1 << 20), file);
     let mut magic = [0u8; 8];
     if size < magic.len() as u64 {
         return Err(Damaged(format!(
@@ -480,7 +790,11 @@ fn read_checkpoint<R: BufRead + Seek>(
             dir_of(path)
         )));
     }
-    // The snapshot begins with its layout version (a u32): a snapshot of
+    let left = payload.limit();
+    let link: Link = bounded(left)
+        .deserialize_from(&mut payload)
+        .map_err(|e| Damaged(format!("the chain link does not decode: {e}")))?;
+    // The engine state begins with its layout version (a u32): one of
     // another layout is refused as such rather than misread as damage.
     let mut version = [0u8; 4];
     payload
@@ -500,21 +814,14 @@ fn read_checkpoint<R: BufRead + Seek>(
             dir_of(path)
         )));
     }
-    let left = payload.limit();
-    engine
-        .restore_state(
-            &t.engine_config(),
-            (&version[..]).chain(&mut payload),
-            left + 4,
-        )
-        .map_err(|e| Damaged(format!("the engine state does not decode: {e:#}")))?;
-    if payload.limit() != 0 {
-        return Err(Damaged(format!(
-            "{} bytes after the engine state",
-            payload.limit()
-        )));
-    }
-    Ok(header)
+    let body_len = payload.limit() + 4;
+    Ok(Checked {
+        header,
+        link,
+        checksum,
+        body_at: size - body_len,
+        body_len,
+    })
 }
 
 /// The directory holding `path`, for messages.
@@ -592,6 +899,8 @@ mod tests {
             offsets: vec![],
             totals: InputCounts::default(),
             settings: settings_of(t),
+            lineage: 0,
+            outputs: vec![],
         }
     }
 
@@ -679,6 +988,8 @@ mod tests {
             }],
             totals: InputCounts::default(),
             settings: settings_of(&t),
+            lineage: 0,
+            outputs: vec![],
         };
         write(&keep_in(dir.path(), 3), &header, &first).unwrap();
         drop(first);
@@ -712,7 +1023,7 @@ mod tests {
         bytes.pop();
         let err = format!("{:#}", read_bytes(&bytes, &t, &mut e).unwrap_err());
         assert!(
-            err.starts_with("damaged (cut short or its length damaged"),
+            err.contains("damaged (cut short or its length damaged"),
             "{err}"
         );
     }
@@ -902,7 +1213,8 @@ mod tests {
         for (magic, file, by) in [
             ("FSCKPT1", LEGACY_NAME, "an older"),
             ("FSCKPT2", LEGACY_NAME, "an older"),
-            ("FSCKPT4", "checkpoint-000000000009.bin", "a newer"),
+            ("FSCKPT3", "checkpoint-000000000008.bin", "an older"),
+            ("FSCKPT5", "checkpoint-000000000009.bin", "a newer"),
         ] {
             let path = dir.path().join(file);
             std::fs::write(&path, format!("{magic}\nolder layout")).unwrap();
@@ -910,7 +1222,7 @@ mod tests {
             assert_eq!(
                 err.split(": run").next().unwrap(),
                 format!(
-                    "{}: written by {by} fraudstream (format {magic}); this version reads FSCKPT3",
+                    "{}: written by {by} fraudstream (format {magic}); this version reads FSCKPT4",
                     path.display()
                 )
             );
@@ -919,7 +1231,9 @@ mod tests {
         // An engine snapshot of another layout, in an intact file.
         let mut e = start_engine(&t).unwrap();
         write(&keep_in(dir.path(), 3), &header(&t, 1), &e).unwrap();
-        let at = PREAMBLE as usize + bincode::serialized_size(&header(&t, 1)).unwrap() as usize;
+        let at = PREAMBLE as usize
+            + bincode::serialized_size(&header(&t, 1)).unwrap() as usize
+            + bincode::serialized_size(&Link::base_of(1)).unwrap() as usize;
         edit(&path_of(dir.path(), 1), |b| {
             b[at..at + 4].copy_from_slice(&(SNAPSHOT_VERSION + 1).to_le_bytes());
             reseal(b);
@@ -980,5 +1294,206 @@ mod tests {
         assert_eq!(list(dir.path()).unwrap()[0], legacy);
         let err = restore_error(dir.path(), &t);
         assert!(err.contains("(format FSCKPT2)"), "{err}");
+    }
+
+    fn state_of(e: &Engine) -> Vec<u8> {
+        let mut v = Vec::new();
+        e.save_state(&mut v).unwrap();
+        v
+    }
+
+    /// A run with checkpoints 1..=n written through a [`Chain`] under `c`:
+    /// the first after half of the transactions, then one every twentieth;
+    /// the live engine's whole state at each checkpoint, the
+    /// items, where checkpoint n was written, and the live engine.
+    fn chained(
+        t: &Topology,
+        c: &CheckpointSettings,
+        n: u64,
+    ) -> (Vec<Vec<u8>>, Vec<SourceItem>, usize, Engine) {
+        let items: Vec<SourceItem> = build_source(t).unwrap().collect();
+        let mut e = start_engine(t).unwrap();
+        let mut chain = Chain::default();
+        // Over the transactions (the labels still due come after them).
+        let scored = items
+            .iter()
+            .rposition(|i| matches!(i, SourceItem::Event(Event::Transaction(_))))
+            .unwrap();
+        let (half, step) = (scored / 2, scored / 20);
+        let (mut states, mut scores) = (Vec::new(), Vec::new());
+        for seq in 1..=n {
+            let (from, to) = match seq {
+                1 => (0, half),
+                _ => (
+                    half + (seq as usize - 2) * step,
+                    half + (seq as usize - 1) * step,
+                ),
+            };
+            feed(&mut e, &items[from..to], &mut scores);
+            let w = chain.write(c, &header(t, seq), &mut e).unwrap();
+            assert_eq!(
+                w.bytes,
+                std::fs::metadata(path_of(&c.dir, seq)).unwrap().len()
+            );
+            states.push(state_of(&e));
+        }
+        (states, items, half + (n as usize - 1) * step, e)
+    }
+
+    fn link_of(dir: &Path, seq: u64) -> Link {
+        read_link(&path_of(dir, seq)).unwrap()
+    }
+
+    #[test]
+    fn a_chain_restores_its_newest_checkpoint_byte_for_byte_and_scores_on_alike() {
+        let t = topology();
+        let dir = tempfile::tempdir().unwrap();
+        let c = keep_in(dir.path(), 3);
+        let (states, items, at, mut live) = chained(&t, &c, 4);
+        assert_eq!(link_of(dir.path(), 1), Link::base_of(1));
+        let l4 = link_of(dir.path(), 4);
+        assert_eq!((l4.base, l4.previous), (1, 3), "deltas on the base");
+        let size = |s| std::fs::metadata(path_of(dir.path(), s)).unwrap().len();
+        assert!(
+            size(4) < size(1),
+            "a delta {} vs its base {}",
+            size(4),
+            size(1)
+        );
+
+        let mut back = start_engine(&t).unwrap();
+        let r = restore(dir.path(), &t, &mut back).unwrap().unwrap();
+        assert_eq!((r.header.sequence, r.deltas), (4, 3));
+        assert!(r.damaged.is_empty());
+        assert_eq!(state_of(&back), states[3], "the live state, byte for byte");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        feed(&mut live, &items[at..], &mut a);
+        feed(&mut back, &items[at..], &mut b);
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "same scores, bit for bit");
+        assert_eq!(state_of(&back), state_of(&live));
+    }
+
+    #[test]
+    fn a_damaged_delta_falls_back_to_the_newest_whole_prefix_of_its_chain() {
+        let t = topology();
+        let dir = tempfile::tempdir().unwrap();
+        let (states, ..) = chained(&t, &keep_in(dir.path(), 5), 4);
+        edit(&path_of(dir.path(), 3), |b| {
+            let i = b.len() - 5;
+            b[i] ^= 0x01;
+        });
+        let mut back = start_engine(&t).unwrap();
+        let r = restore(dir.path(), &t, &mut back).unwrap().unwrap();
+        assert_eq!((r.header.sequence, r.deltas), (2, 1));
+        assert_eq!(state_of(&back), states[1], "the state of checkpoint 2");
+        let lines = r.fallbacks();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].contains("checkpoint-000000000004.bin: damaged (it builds on checkpoint-000000000003.bin, which is damaged (checksum mismatch")
+                && lines[0].ends_with("falling back to checkpoint-000000000003.bin"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].contains("checkpoint-000000000003.bin: damaged (checksum mismatch")
+                && lines[1].ends_with("falling back to checkpoint-000000000002.bin"),
+            "{}",
+            lines[1]
+        );
+    }
+
+    #[test]
+    fn deltas_whose_base_is_missing_are_passed_over_saying_so() {
+        let t = topology();
+        let dir = tempfile::tempdir().unwrap();
+        chained(&t, &keep_in(dir.path(), 5), 3);
+        std::fs::remove_file(path_of(dir.path(), 1)).unwrap();
+        let err = restore_error(dir.path(), &t);
+        for seq in [3, 2] {
+            let file = path_of(dir.path(), seq);
+            assert!(
+                err.contains(&format!(
+                    "{}: damaged (it builds on checkpoint-000000000001.bin, which is missing)",
+                    file.display()
+                )) || err.contains(&format!(
+                    "{}: damaged (it builds on checkpoint-000000000002.bin, which is damaged (it builds on checkpoint-000000000001.bin, which is missing))",
+                    file.display()
+                )),
+                "{err}"
+            );
+        }
+        assert!(err.contains("not starting from a fresh state"), "{err}");
+    }
+
+    #[test]
+    fn a_delta_applies_only_on_the_file_it_was_written_after() {
+        let t = topology();
+        let dir = tempfile::tempdir().unwrap();
+        chained(&t, &keep_in(dir.path(), 5), 2);
+        // Another base takes sequence 1 (a restore fell back past it and the
+        // writer went on from there, say): delta 2 must not apply on it.
+        let other = start_engine(&t).unwrap();
+        write(&keep_in(dir.path(), 5), &header(&t, 1), &other).unwrap();
+        let mut back = start_engine(&t).unwrap();
+        let r = restore(dir.path(), &t, &mut back).unwrap().unwrap();
+        assert_eq!(r.header.sequence, 1);
+        assert_eq!(state_of(&back), state_of(&other));
+        assert!(
+            r.damaged[0].1.starts_with(
+                "it builds on checkpoint-000000000001.bin, which is another file than it was \
+                 written after"
+            ),
+            "{:?}",
+            r.damaged
+        );
+    }
+
+    #[test]
+    fn a_base_is_kept_while_a_kept_delta_needs_it() {
+        let t = topology();
+        let dir = tempfile::tempdir().unwrap();
+        let c = CheckpointSettings {
+            max_deltas: 3,
+            ..keep_in(dir.path(), 2)
+        };
+        let items: Vec<SourceItem> = build_source(&t).unwrap().collect();
+        let mut e = start_engine(&t).unwrap();
+        let mut chain = Chain::default();
+        let files = |dir: &Path| -> Vec<u64> {
+            let mut v: Vec<u64> = list(dir)
+                .unwrap()
+                .iter()
+                .filter_map(|p| sequence_in(&name_of(p)))
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let mut kinds = Vec::new();
+        feed(&mut e, &items[..items.len() / 2], &mut Vec::new());
+        for seq in 1..=6u64 {
+            let at = items.len() / 2 + seq as usize * 50;
+            feed(&mut e, &items[at - 50..at], &mut Vec::new());
+            kinds.push(chain.write(&c, &header(&t, seq), &mut e).unwrap().delta);
+            if seq == 4 {
+                assert_eq!(files(dir.path()), [1, 2, 3, 4], "3 and 4 need 1 and 2");
+            }
+        }
+        assert_eq!(
+            kinds,
+            [false, true, true, true, false, true],
+            "a base after 3 deltas"
+        );
+        assert_eq!(
+            files(dir.path()),
+            [5, 6],
+            "the first chain is no longer needed"
+        );
+        // A base at every checkpoint: keep the newest two.
+        let every = CheckpointSettings { max_deltas: 0, ..c };
+        for seq in 7..=9 {
+            assert!(!chain.write(&every, &header(&t, seq), &mut e).unwrap().delta);
+        }
+        assert_eq!(files(dir.path()), [8, 9]);
     }
 }

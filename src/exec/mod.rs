@@ -16,7 +16,13 @@ use crate::connectors::sinks::report::RunReport;
 /// (until stopped, or idle when so configured) for a Fluvio source.
 pub fn run(t: &Topology, opts: &pipeline::RunOptions) -> anyhow::Result<RunReport> {
     match t.source {
-        SourceConfig::Fluvio(_) => service::run(t, &service::ServiceOptions { quiet: opts.quiet }),
+        SourceConfig::Fluvio(_) => service::run(
+            t,
+            &service::ServiceOptions {
+                quiet: opts.quiet,
+                ..Default::default()
+            },
+        ),
         SourceConfig::Simulator(_) | SourceConfig::File(_) => pipeline::run(t, opts),
     }
 }

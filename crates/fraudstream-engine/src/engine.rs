@@ -15,15 +15,17 @@
 //! score the model returns) are observers the stage owns beside it.
 
 use crate::config::EngineConfig;
+use crate::eval::{EvalDelta, EvalDeltaRef};
 use crate::eval::{LabelOutcome, MemberEvaluation, Prequential};
 use crate::event::{key_of, Contribution, Event, Label, RejectKind, Score, Transaction};
 use crate::features::{
     merchant_feature_count, CardFeatures, CardState, FeatureVector, MerchantFeatures, MerchantState,
 };
+use crate::keymap::KeyedDelta;
 use crate::model::portfolio::Portfolio;
 use crate::model::{Imbalance, LogisticModel, ModelState, ServedModel};
-use crate::pending::{PendingFeatures, PendingMeta};
-use crate::routes::{LabelRoutes, RoutesSnapshot};
+use crate::pending::{PendingDelta, PendingFeatures, PendingMeta};
+use crate::routes::{LabelRoutes, RoutesDelta, RoutesSnapshot};
 use hdrhistogram::Histogram;
 use std::time::Instant;
 
@@ -557,9 +559,13 @@ impl CardStage {
     /// Join a label to its transaction's features and learn from it.
     pub fn label(&mut self, l: &LabelContext) -> LabelResult {
         self.counters.labels += 1;
-        let outcome = self.eval.record_label(l.tx_key, l.is_fraud);
-        self.members.record_label(l.tx_key, l.is_fraud);
-        match self.pending.take(l.tx_key, &mut self.label_x) {
+        let pending = self.pending.take(l.tx_key, &mut self.label_x);
+        // The pending entry knows the transaction's day: its evaluation
+        // record is looked up there first.
+        let tx_ts = pending.map(|m| m.ts);
+        let outcome = self.eval.record_label_near(l.tx_key, tx_ts, l.is_fraud);
+        self.members.record_label_near(l.tx_key, tx_ts, l.is_fraud);
+        match pending {
             Some(meta) => {
                 self.counters.labels_joined += 1;
                 if self.cfg.learn {
@@ -720,6 +726,8 @@ pub struct Engine {
     merchant: MerchantStage,
     card: CardStage,
     published: EngineCounters,
+    /// Changes are listed since the last checkpoint ([`Engine::save_delta`]).
+    tracked: bool,
 }
 
 impl Engine {
@@ -734,6 +742,7 @@ impl Engine {
             merchant: MerchantStage::new(cfg),
             card: CardStage::new(cfg, model),
             published: EngineCounters::default(),
+            tracked: false,
         }
     }
 
@@ -743,6 +752,7 @@ impl Engine {
             merchant,
             card,
             published: EngineCounters::default(),
+            tracked: false,
         }
     }
 
@@ -891,6 +901,136 @@ impl Engine {
         self.merchant.restore(snapshot.merchant)?;
         self.card.restore(cfg, snapshot.card)?;
         self.published = EngineCounters::default();
+        self.tracked = false;
+        Ok(())
+    }
+
+    /// Start listing what changes, for [`save_delta`](Self::save_delta):
+    /// call it right after the whole state was written
+    /// ([`save_state`](Self::save_state)) and is safe. Linear in the state
+    /// (it clears every entry's change flag), like the full write before it.
+    pub fn start_tracking(&mut self) {
+        let (m, c) = (&mut self.merchant, &mut self.card);
+        m.merchants.take_changes();
+        m.routes.start_tracking();
+        m.joinable.start_tracking();
+        c.cards.take_changes();
+        c.cards.clear_all_changed();
+        c.pending.start_tracking();
+        c.eval.start_tracking();
+        self.tracked = true;
+    }
+
+    /// Whether [`save_delta`](Self::save_delta) can write the changes since
+    /// the last checkpoint (tracking started and nothing since was taken in
+    /// whole, such as a parallel stage's evaluation).
+    pub fn delta_ready(&self) -> bool {
+        self.tracked && self.card.eval.tracking()
+    }
+
+    /// Write what changed since the last checkpoint (the whole state from
+    /// [`save_state`](Self::save_state), or the previous delta), and start
+    /// the next: entries of cards and merchants added, changed or removed,
+    /// label routes by day, the pending stores' changed slots, each changed
+    /// evaluation day's new records and labels, and whole the small parts
+    /// (model, portfolio, counters, clocks). Its cost follows what changed,
+    /// not the state held. [`apply_delta`](Self::apply_delta) on the state
+    /// of the previous checkpoint gives this engine's state exactly.
+    ///
+    /// Fails, writing nothing useful, unless [`delta_ready`](Self::delta_ready);
+    /// after any failure the next checkpoint must be whole (a
+    /// [`start_tracking`](Self::start_tracking) after it).
+    pub fn save_delta<W: std::io::Write>(&mut self, w: W) -> bincode::Result<()> {
+        if !self.delta_ready() {
+            return Err(Box::new(bincode::ErrorKind::Custom(
+                "no change list since the last whole checkpoint".into(),
+            )));
+        }
+        self.tracked = false;
+        let merchant_keys = self.merchant.merchants.take_changes();
+        let card_keys = self.card.cards.take_changes();
+        let routes = self.merchant.routes.delta();
+        let (m, c) = (&self.merchant, &self.card);
+        let delta = EngineDeltaRef {
+            version: SNAPSHOT_VERSION,
+            merchant: MerchantDeltaRef {
+                merchants: m.merchants.delta(&merchant_keys),
+                routes,
+                joinable: m.joinable.delta(),
+                newest_ts: m.newest_ts,
+                next_eviction: m.next_eviction,
+                counters: m.counters(),
+            },
+            card: CardDeltaRef {
+                cards: c.cards.delta(&card_keys),
+                model: c.model.logistic().state(),
+                pending: c.pending.delta(),
+                eval: c.eval.delta(),
+                counters: c.counters(),
+                next_eviction: c.next_eviction,
+                portfolio: c.model.portfolio(),
+            },
+        };
+        bincode::serialize_into(w, &delta)?;
+        let (m, c) = (&mut self.merchant, &mut self.card);
+        m.joinable.start_tracking();
+        c.cards.clear_changed(&card_keys);
+        c.pending.start_tracking();
+        c.eval.start_tracking();
+        self.tracked = true;
+        Ok(())
+    }
+
+    /// Apply a delta written by [`save_delta`](Self::save_delta) to this
+    /// engine, which holds the state of the checkpoint before it (restored
+    /// with [`restore_state`](Self::restore_state) and the deltas between),
+    /// reading at most `limit` bytes. Every length and position in it is
+    /// checked against what is held; on an error the engine's state is
+    /// partly changed and must be restored again.
+    pub fn apply_delta<R: std::io::Read>(
+        &mut self,
+        cfg: &EngineConfig,
+        r: R,
+        limit: u64,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        use bincode::Options as _;
+        let d: EngineDelta = bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .allow_trailing_bytes()
+            .with_limit(limit)
+            .deserialize_from(r)
+            .context("engine state delta")?;
+        anyhow::ensure!(
+            d.version == SNAPSHOT_VERSION,
+            "engine state delta of layout version {}, this build reads version {SNAPSHOT_VERSION}",
+            d.version
+        );
+        let err = |what: &'static str| move |e: String| anyhow::anyhow!("{what}: {e}");
+        let (m, md) = (&mut self.merchant, d.merchant);
+        m.merchants
+            .apply_delta(md.merchants)
+            .map_err(err("merchant windows"))?;
+        m.routes
+            .apply_delta(md.routes)
+            .map_err(err("label routes"))?;
+        m.joinable
+            .apply_delta(md.joinable)
+            .map_err(err("label routes' pending mirror"))?;
+        m.newest_ts = md.newest_ts;
+        m.next_eviction = md.next_eviction;
+        m.counters = md.counters;
+        let (c, cd) = (&mut self.card, d.card);
+        c.cards.apply_delta(cd.cards).map_err(err("card windows"))?;
+        c.restore_model(cfg, cd.model, cd.portfolio)?;
+        c.pending
+            .apply_delta(cd.pending)
+            .map_err(err("pending store"))?;
+        c.eval.apply_delta(cd.eval).map_err(err("evaluation"))?;
+        c.counters = cd.counters;
+        c.next_eviction = cd.next_eviction;
+        self.published = EngineCounters::default();
+        self.tracked = false;
         Ok(())
     }
 
@@ -905,7 +1045,7 @@ impl Engine {
 }
 
 /// Layout version of the engine snapshot ([`Engine::save_state`]); raise it when a snapshot field changes.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// What an engine keeps at a checkpoint (the form it is read back in).
 #[derive(serde::Deserialize)]
@@ -968,6 +1108,65 @@ struct CardSnapshotRef<'a> {
     portfolio: Option<&'a Portfolio>,
 }
 
+/// What changed in an engine between two checkpoints ([`Engine::save_delta`]),
+/// as read back.
+#[derive(serde::Deserialize)]
+struct EngineDelta {
+    version: u32,
+    merchant: MerchantDelta,
+    card: CardDelta,
+}
+
+#[derive(serde::Deserialize)]
+struct MerchantDelta {
+    merchants: KeyedDelta<MerchantState>,
+    routes: RoutesDelta,
+    joinable: PendingDelta<Vec<f32>>,
+    newest_ts: i64,
+    next_eviction: i64,
+    counters: EngineCounters,
+}
+
+#[derive(serde::Deserialize)]
+struct CardDelta {
+    cards: KeyedDelta<CardState>,
+    model: ModelState,
+    pending: PendingDelta<Vec<f32>>,
+    eval: EvalDelta,
+    counters: EngineCounters,
+    next_eviction: i64,
+    portfolio: Option<Portfolio>,
+}
+
+// The same, borrowed from the live engine for writing.
+#[derive(serde::Serialize)]
+struct EngineDeltaRef<'a> {
+    version: u32,
+    merchant: MerchantDeltaRef<'a>,
+    card: CardDeltaRef<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct MerchantDeltaRef<'a> {
+    merchants: KeyedDelta<&'a MerchantState>,
+    routes: RoutesDelta,
+    joinable: PendingDelta<&'a [f32]>,
+    newest_ts: i64,
+    next_eviction: i64,
+    counters: EngineCounters,
+}
+
+#[derive(serde::Serialize)]
+struct CardDeltaRef<'a> {
+    cards: KeyedDelta<&'a CardState>,
+    model: ModelState,
+    pending: PendingDelta<&'a [f32]>,
+    eval: EvalDeltaRef<'a>,
+    counters: EngineCounters,
+    next_eviction: i64,
+    portfolio: Option<&'a Portfolio>,
+}
+
 impl MerchantStage {
     fn restore(&mut self, s: MerchantSnapshot) -> anyhow::Result<()> {
         self.merchants
@@ -988,28 +1187,41 @@ impl CardStage {
         self.cards
             .restore_entities(s.cards)
             .map_err(|e| anyhow::anyhow!("card windows: {e}"))?;
-        let space = crate::features::feature_space(&cfg.features);
-        *self.model.logistic_mut() =
-            LogisticModel::from_state(s.model, cfg.logistic.optimizer, &space)
-                .map_err(|e| anyhow::anyhow!("model: {e}"))?;
+        self.restore_model(cfg, s.model, s.portfolio)?;
         anyhow::ensure!(
             s.pending.stride() == self.pending.stride(),
             "pending store holds vectors of {} values, this topology keeps {}",
             s.pending.stride(),
             self.pending.stride()
         );
-        match (s.portfolio, self.model.portfolio_mut()) {
+        self.pending = s.pending;
+        self.eval = s.eval;
+        self.counters = s.counters;
+        self.published = EngineCounters::default();
+        self.next_eviction = s.next_eviction;
+        Ok(())
+    }
+}
+
+impl CardStage {
+    /// Replace the model (and portfolio) with a checkpoint's.
+    fn restore_model(
+        &mut self,
+        cfg: &EngineConfig,
+        model: ModelState,
+        portfolio: Option<Portfolio>,
+    ) -> anyhow::Result<()> {
+        let space = crate::features::feature_space(&cfg.features);
+        *self.model.logistic_mut() =
+            LogisticModel::from_state(model, cfg.logistic.optimizer, &space)
+                .map_err(|e| anyhow::anyhow!("model: {e}"))?;
+        match (portfolio, self.model.portfolio_mut()) {
             // The member evaluations are the stage's, not restored: they
             // cover the stream after the restore.
             (Some(restored), Some(fresh)) => *fresh = restored,
             (None, None) => {}
             _ => anyhow::bail!("written with another model.type than this topology's"),
         }
-        self.pending = s.pending;
-        self.eval = s.eval;
-        self.counters = s.counters;
-        self.published = EngineCounters::default();
-        self.next_eviction = s.next_eviction;
         Ok(())
     }
 }
@@ -1305,6 +1517,145 @@ mod tests {
                 proptest::prop_assert!(summary.roc_auc.map_or(true, |a| a.is_finite()));
             }
         }
+    }
+
+    /// One event of a stream over three weeks with every bound small:
+    /// cards and merchants capped and evicted, pending entries evicted and
+    /// expired, evaluation days compacted, label routes expired, late
+    /// transactions, duplicate ids and labels.
+    fn churning_event() -> impl proptest::strategy::Strategy<Value = Event> {
+        use proptest::prelude::*;
+        let hour = 3_600_000i64;
+        let ts = (0i64..21 * 24).prop_map(move |h| 1_700_000_000_000 + h * hour);
+        prop_oneof![
+            3 => (0u64..400, ts.clone(), 1.0f64..900.0, 0u8..40, 0u8..12).prop_map(|(id, ts, a, c, m)| {
+                let mut t = tx(id, ts, a);
+                t.card_id = format!("c{c}").into();
+                t.merchant_id = format!("m{m}").into();
+                Event::Transaction(t)
+            }),
+            2 => (0u64..420, ts, any::<bool>()).prop_map(|(id, ts, f)| Event::Label(label(id, ts, f))),
+        ]
+    }
+
+    fn small_bounds(c: &mut EngineConfig, forest: bool) {
+        (c.stage.max_cards, c.stage.max_merchants) = (25, 8);
+        c.stage.idle_eviction_ms = 4 * DAY_MS;
+        c.stage.eviction_interval_ms = DAY_MS / 2;
+        (c.pending_capacity, c.pending_ttl_ms) = (60, 5 * DAY_MS);
+        (c.eval_retention_ms, c.eval_max_records) = (3 * DAY_MS, 150);
+        if forest {
+            c.portfolio.kind = crate::model::portfolio::ModelKind::Forest;
+        }
+    }
+
+    fn whole(e: &Engine) -> Vec<u8> {
+        let mut v = Vec::new();
+        e.save_state(&mut v).unwrap();
+        v
+    }
+
+    fn offer(e: &mut Engine, ev: &Event) -> Option<u64> {
+        match ev {
+            Event::Transaction(t) => Some(e.score(t.clone()).score.to_bits()),
+            Event::Label(l) => {
+                e.label(l);
+                None
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(40))]
+        /// The key invariant of incremental checkpoints: a base and the
+        /// deltas after it restore exactly the live engine's state at each
+        /// checkpoint (its whole snapshot, byte for byte), and the restored
+        /// engine scores the rest of the stream exactly like the live one.
+        #[test]
+        fn a_base_and_its_deltas_restore_exactly_the_live_state(
+            events in proptest::collection::vec(churning_event(), 1..500),
+            cuts in proptest::collection::btree_set(0usize..500, 0..8),
+            forest in proptest::prelude::any::<bool>(),
+        ) {
+            let mut cfg = EngineConfig::default();
+            small_bounds(&mut cfg, forest);
+            let mut live = Engine::new(&cfg);
+            let split = events.len() / 3;
+            for ev in &events[..split] {
+                offer(&mut live, ev);
+            }
+            let base = whole(&live);
+            live.start_tracking();
+            let mut back = Engine::new(&cfg);
+            back.restore_state(&cfg, &base[..], base.len() as u64).unwrap();
+            proptest::prop_assert_eq!(&whole(&back), &base);
+            // Up to the last checkpoint, a delta at each cut.
+            let end = cuts.iter().copied().filter(|&c| c >= split && c < events.len()).max();
+            let end = end.map_or(split, |c| c + 1);
+            for (i, ev) in events[..end].iter().enumerate().skip(split) {
+                offer(&mut live, ev);
+                if cuts.contains(&i) {
+                    let mut delta = Vec::new();
+                    live.save_delta(&mut delta).unwrap();
+                    back.apply_delta(&cfg, &delta[..], delta.len() as u64).unwrap();
+                    proptest::prop_assert_eq!(&whole(&back), &whole(&live), "after event {}", i);
+                }
+            }
+            for ev in &events[end..] {
+                proptest::prop_assert_eq!(offer(&mut live, ev), offer(&mut back, ev));
+            }
+            proptest::prop_assert_eq!(live.counters(), back.counters());
+        }
+    }
+
+    #[test]
+    fn a_delta_holds_what_changed_not_the_state() {
+        let cfg = EngineConfig::default();
+        let mut e = Engine::new(&cfg);
+        let t = |i: u64, card: u64, ts: i64| {
+            let mut t = tx(i, ts, 10.0 + (i % 50) as f64);
+            t.card_id = format!("card{card}").into();
+            t.merchant_id = format!("m{}", card % 100).into();
+            t
+        };
+        for i in 0..20_000u64 {
+            e.score(t(i, i, 1_700_000_000_000 + i as i64));
+        }
+        assert!(e.save_delta(Vec::new()).is_err(), "no delta before a base");
+        let base = whole(&e);
+        e.start_tracking();
+        let mut empty = Vec::new();
+        e.save_delta(&mut empty).unwrap();
+        // 1 % of the cards.
+        for i in 0..200u64 {
+            e.score(t(20_000 + i, i * 100, 1_700_000_100_000 + i as i64));
+        }
+        let mut delta = Vec::new();
+        e.save_delta(&mut delta).unwrap();
+        assert!(
+            delta.len() * 20 < base.len(),
+            "delta {} bytes, base {}",
+            delta.len(),
+            base.len()
+        );
+        assert!(
+            empty.len() < delta.len(),
+            "an empty delta {} bytes",
+            empty.len()
+        );
+        let mut back = Engine::new(&cfg);
+        back.restore_state(&cfg, &base[..], base.len() as u64)
+            .unwrap();
+        for d in [&empty, &delta] {
+            back.apply_delta(&cfg, &d[..], d.len() as u64).unwrap();
+        }
+        assert_eq!(whole(&back), whole(&e));
+        // A delta is refused on a state it does not follow.
+        let mut fresh = Engine::new(&cfg);
+        let err = fresh
+            .apply_delta(&cfg, &delta[..], delta.len() as u64)
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("does not follow"), "{err:#}");
     }
 
     #[test]

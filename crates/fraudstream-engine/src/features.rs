@@ -9,7 +9,7 @@
 //! state *before* the transaction is added, so a vector only describes the past.
 
 use crate::event::{key_of, Transaction};
-use crate::keymap::{key_map, make_room, sorted_entries, KeyMap};
+use crate::keymap::{key_map, make_room, sorted_entries, ChangedKeys, KeyMap, KeyedDelta};
 use crate::windows::{WindowLayout, WindowSet, WindowSpec, WindowStats};
 use compact_str::{format_compact, CompactString};
 use std::sync::Arc;
@@ -127,6 +127,9 @@ pub struct CardState {
     last_country: u16,
     /// Arrival time of the newest fraud label for this card.
     confirmed_fraud_ts: i64,
+    /// Changed since the last checkpoint (see [`ChangedKeys`]).
+    #[serde(skip)]
+    changed: bool,
 }
 
 /// State of one merchant / terminal.
@@ -149,6 +152,8 @@ pub struct CardFeatures {
     max_cards: usize,
     /// Cards dropped to make room.
     capped: u64,
+    /// Cards changed since the last checkpoint.
+    changes: ChangedKeys,
     /// `ln(1 + n)` for n < LN1P_TABLE.
     ln1p: Box<[f32]>,
     /// Hash of each categorical field's name, mixed into its values' hashes.
@@ -168,6 +173,11 @@ pub struct MerchantFeatures {
     max_merchants: usize,
     /// Merchants dropped to make room.
     capped: u64,
+    /// Merchants changed since the last checkpoint. Without a flag per
+    /// merchant (it would add 8 bytes to each): a key is listed at each
+    /// change, duplicates dropped when the list is taken, so the list holds
+    /// at most one key per event between two checkpoints.
+    changes: ChangedKeys,
     ln1p: Box<[f32]>,
 }
 
@@ -561,6 +571,7 @@ impl CardState {
             recent_pos: 0,
             last_country: 0,
             confirmed_fraud_ts: i64::MIN,
+            changed: false,
         }
     }
 
@@ -676,6 +687,7 @@ impl CardFeatures {
             cards: key_map(),
             max_cards: usize::MAX,
             capped: 0,
+            changes: ChangedKeys::default(),
             ln1p: ln1p_table(),
             cat_salts: CATEGORICAL_NAMES.map(|n| key_of(n.as_bytes())),
         }
@@ -715,6 +727,51 @@ impl CardFeatures {
         Ok(())
     }
 
+    /// The cards changed since the last call (sorted; see [`ChangedKeys`]);
+    /// from the first call on, changes are listed.
+    pub fn take_changes(&mut self) -> Vec<u64> {
+        self.changes.take()
+    }
+
+    /// Whether changes are listed (a delta can be written).
+    pub fn tracking(&self) -> bool {
+        self.changes.tracking()
+    }
+
+    /// The delta of the `changed` cards (from [`take_changes`](Self::take_changes)).
+    pub fn delta(&self, changed: &[u64]) -> KeyedDelta<&CardState> {
+        KeyedDelta::of(&self.cards, changed)
+    }
+
+    /// Clear every card's flag (its state was just written whole).
+    pub fn clear_all_changed(&mut self) {
+        for c in self.cards.values_mut() {
+            c.changed = false;
+        }
+    }
+
+    /// Clear the flags of the `changed` cards once their delta is written.
+    pub fn clear_changed(&mut self, changed: &[u64]) {
+        for k in changed {
+            if let Some(c) = self.cards.get_mut(k) {
+                c.changed = false;
+            }
+        }
+    }
+
+    /// Apply a checkpoint's delta (written under the same feature settings).
+    pub fn apply_delta(&mut self, d: KeyedDelta<CardState>) -> Result<(), String> {
+        let slots = self.card_layout.slots();
+        if d.upserts.iter().any(|(_, c)| c.windows.slots() != slots) {
+            return Err("card windows have another layout than this topology's".into());
+        }
+        for k in d.removed {
+            self.cards.remove(&k);
+        }
+        self.cards.extend(d.upserts);
+        Ok(())
+    }
+
     /// True when no card is held.
     pub fn is_empty(&self) -> bool {
         self.cards.is_empty()
@@ -737,14 +794,20 @@ impl CardFeatures {
         out: &mut FeatureVector,
     ) {
         let x = CardInput::of(tx, merchant_key);
-        self.capped += make_room(&mut self.cards, self.max_cards, card_key, |c| {
-            c.windows.latest().max(c.confirmed_fraud_ts)
-        }) as u64;
+        let changes = &mut self.changes;
+        self.capped += make_room(
+            &mut self.cards,
+            self.max_cards,
+            card_key,
+            |c| c.windows.latest().max(c.confirmed_fraud_ts),
+            |k| changes.note(k),
+        ) as u64;
         let layout = &self.card_layout;
         let card = self
             .cards
             .entry(card_key)
             .or_insert_with(|| CardState::new(layout));
+        changes.touch(&mut card.changed, card_key);
         let prev_latest = card.windows.latest();
         if !late {
             card.windows.advance(layout, x.ts);
@@ -798,14 +861,21 @@ impl CardFeatures {
     pub fn apply_fraud(&mut self, card_key: u64, label_ts: i64) {
         if let Some(c) = self.cards.get_mut(&card_key) {
             c.confirmed_fraud_ts = c.confirmed_fraud_ts.max(label_ts);
+            self.changes.touch(&mut c.changed, card_key);
         }
     }
 
     /// Drop cards with no activity since `before`; returns how many.
     pub fn evict_idle(&mut self, before: i64) -> usize {
         let n = self.cards.len();
-        self.cards
-            .retain(|_, c| c.windows.latest() >= before || c.confirmed_fraud_ts >= before);
+        let changes = &mut self.changes;
+        self.cards.retain(|&k, c| {
+            let keep = c.windows.latest() >= before || c.confirmed_fraud_ts >= before;
+            if !keep {
+                changes.note(k);
+            }
+            keep
+        });
         n - self.cards.len()
     }
 }
@@ -859,6 +929,7 @@ impl MerchantFeatures {
             merchants: key_map(),
             max_merchants: usize::MAX,
             capped: 0,
+            changes: ChangedKeys::default(),
             ln1p: ln1p_table(),
         }
     }
@@ -901,6 +972,38 @@ impl MerchantFeatures {
         Ok(())
     }
 
+    /// The merchants changed since the last call (sorted; see
+    /// [`ChangedKeys`]); from the first call on, changes are listed.
+    pub fn take_changes(&mut self) -> Vec<u64> {
+        self.changes.take()
+    }
+
+    /// Whether changes are listed (a delta can be written).
+    pub fn tracking(&self) -> bool {
+        self.changes.tracking()
+    }
+
+    /// The delta of the `changed` merchants.
+    pub fn delta(&self, changed: &[u64]) -> KeyedDelta<&MerchantState> {
+        KeyedDelta::of(&self.merchants, changed)
+    }
+
+    /// Apply a checkpoint's delta (written under the same feature settings).
+    pub fn apply_delta(&mut self, d: KeyedDelta<MerchantState>) -> Result<(), String> {
+        let (w, k) = (self.merchant_layout.slots(), self.risk_layout.slots());
+        if d.upserts
+            .iter()
+            .any(|(_, m)| m.windows.slots() != w || m.risk.slots() != k)
+        {
+            return Err("merchant windows have another layout than this topology's".into());
+        }
+        for key in d.removed {
+            self.merchants.remove(&key);
+        }
+        self.merchants.extend(d.upserts);
+        Ok(())
+    }
+
     /// True when no merchant is held.
     pub fn is_empty(&self) -> bool {
         self.merchants.is_empty()
@@ -924,14 +1027,20 @@ impl MerchantFeatures {
     ) {
         let start = out.len();
         let ts = tx.ts;
-        self.capped += make_room(&mut self.merchants, self.max_merchants, merchant_key, |m| {
-            m.windows.latest().max(m.risk.latest())
-        }) as u64;
+        let changes = &mut self.changes;
+        self.capped += make_room(
+            &mut self.merchants,
+            self.max_merchants,
+            merchant_key,
+            |m| m.windows.latest().max(m.risk.latest()),
+            |k| changes.note(k),
+        ) as u64;
         let (ml, rl) = (&self.merchant_layout, &self.risk_layout);
         let merchant = self
             .merchants
             .entry(merchant_key)
             .or_insert_with(|| MerchantState::new(ml, rl));
+        changes.note(merchant_key);
         if !late {
             merchant.windows.advance(ml, ts);
         }
@@ -981,14 +1090,21 @@ impl MerchantFeatures {
         if let Some(m) = self.merchants.get_mut(&merchant_key) {
             m.risk
                 .add(&self.risk_layout, label_ts, 0.0, is_fraud as u32);
+            self.changes.note(merchant_key);
         }
     }
 
     /// Drop merchants with no activity since `before`; returns how many.
     pub fn evict_idle(&mut self, before: i64) -> usize {
         let n = self.merchants.len();
-        self.merchants
-            .retain(|_, m| m.windows.latest() >= before || m.risk.latest() >= before);
+        let changes = &mut self.changes;
+        self.merchants.retain(|&k, m| {
+            let keep = m.windows.latest() >= before || m.risk.latest() >= before;
+            if !keep {
+                changes.note(k);
+            }
+            keep
+        });
         n - self.merchants.len()
     }
 }

@@ -1,5 +1,6 @@
-//! Maps keyed by 64-bit entity keys, safe against chosen keys, and the
-//! least-recently-seen eviction that caps them.
+//! Maps keyed by 64-bit entity keys, safe against chosen keys, the
+//! least-recently-seen eviction that caps them, and the list of keys
+//! changed since the last checkpoint ([`ChangedKeys`], [`KeyedDelta`]).
 //!
 //! Keys are hashes of ids the outside world chooses (card, merchant and
 //! transaction ids). `key_of` is seedless, so it is the same on every machine
@@ -108,6 +109,7 @@ pub fn make_room<V>(
     cap: usize,
     incoming: u64,
     last_seen: impl Fn(&V) -> i64,
+    mut dropped: impl FnMut(u64),
 ) -> usize {
     if map.len() < cap || map.contains_key(&incoming) {
         return 0;
@@ -120,8 +122,92 @@ pub fn make_room<V>(
     }
     for &(_, k) in &ages[..excess] {
         map.remove(&k);
+        dropped(k);
     }
     excess
+}
+
+/// The keys of a map whose entries changed (added, updated or removed)
+/// since the last checkpoint, for an incremental one. Each entry carries a
+/// `changed` flag, so an entry updated a thousand times is listed once: the
+/// hot path pays a branch and, the first time only, a push onto a vector
+/// whose room is kept from one checkpoint to the next. A removed entry has
+/// no flag left and is listed each time (duplicates are dropped when the
+/// list is taken). Nothing is listed until tracking starts.
+#[derive(Debug, Default)]
+pub struct ChangedKeys {
+    keys: Vec<u64>,
+    tracking: bool,
+}
+
+impl ChangedKeys {
+    /// Note that the entry of `key` (whose flag is `changed`) changed.
+    #[inline]
+    pub fn touch(&mut self, changed: &mut bool, key: u64) {
+        if self.tracking && !*changed {
+            *changed = true;
+            self.keys.push(key);
+        }
+    }
+
+    /// Note a change of the entry of `key` without its flag: its removal,
+    /// or any change in a map whose entries carry no flag (listed each time).
+    #[inline]
+    pub fn note(&mut self, key: u64) {
+        if self.tracking {
+            self.keys.push(key);
+        }
+    }
+
+    /// Whether changes are being listed.
+    pub fn tracking(&self) -> bool {
+        self.tracking
+    }
+
+    /// The keys listed since the last call (or since tracking started),
+    /// sorted and without duplicates; the list starts again, empty, and
+    /// tracking is on from now. The caller clears the listed entries' flags.
+    pub fn take(&mut self) -> Vec<u64> {
+        self.tracking = true;
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.sort_unstable();
+        keys.dedup();
+        self.keys = Vec::with_capacity(keys.capacity());
+        keys
+    }
+
+    /// Stop listing (the next checkpoint must hold the map whole).
+    pub fn stop(&mut self) {
+        self.tracking = false;
+        self.keys = Vec::new();
+    }
+}
+
+/// What changed in a keyed map between two checkpoints: the entries added
+/// or updated (sorted by key) and the keys removed.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct KeyedDelta<V> {
+    /// Entries added or updated since the previous checkpoint.
+    pub upserts: Vec<(u64, V)>,
+    /// Keys held at the previous checkpoint and removed since.
+    pub removed: Vec<u64>,
+}
+
+impl<'a, V> KeyedDelta<&'a V> {
+    /// The delta of `map` for the `changed` keys (sorted).
+    pub fn of(map: &'a KeyMap<V>, changed: &[u64]) -> Self {
+        let mut d = KeyedDelta {
+            upserts: Vec::new(),
+            removed: Vec::new(),
+        };
+        for &k in changed {
+            match map.get(&k) {
+                Some(v) => d.upserts.push((k, v)),
+                None => d.removed.push(k),
+            }
+        }
+        d
+    }
 }
 
 #[cfg(test)]
@@ -167,15 +253,23 @@ mod tests {
         for k in 0..32u64 {
             m.insert(k, 100 - k as i64); // key 31 is the least recently seen
         }
-        assert_eq!(make_room(&mut m, 64, 99, |&t| t), 0, "under the cap");
-        assert_eq!(make_room(&mut m, 32, 5, |&t| t), 0, "already held");
-        assert_eq!(make_room(&mut m, 32, 99, |&t| t), 2, "down to 30 of 32");
+        let mut gone = Vec::new();
+        assert_eq!(
+            make_room(&mut m, 64, 99, |&t| t, |_| {}),
+            0,
+            "under the cap"
+        );
+        assert_eq!(make_room(&mut m, 32, 5, |&t| t, |_| {}), 0, "already held");
+        let n = make_room(&mut m, 32, 99, |&t| t, |k| gone.push(k));
+        assert_eq!(n, 2, "down to 30 of 32");
+        gone.sort_unstable();
+        assert_eq!(gone, [30, 31], "the dropped keys are reported");
         assert_eq!(m.len(), 30);
         assert!(!m.contains_key(&31) && !m.contains_key(&30) && m.contains_key(&29));
         let mut one: KeyMap<i64> = key_map();
         one.insert(1, 0);
         assert_eq!(
-            make_room(&mut one, 1, 2, |&t| t),
+            make_room(&mut one, 1, 2, |&t| t, |_| {}),
             1,
             "a cap of one keeps room for one"
         );

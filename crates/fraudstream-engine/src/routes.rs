@@ -22,12 +22,24 @@ pub struct LabelRoutes {
     days: VecDeque<(i64, KeyMap<u8>)>,
     len: usize,
     expired: u64,
+    /// Routes inserted since the last checkpoint, with the day that holds
+    /// them, once tracking has started (`None` before).
+    inserted: Option<Vec<(i64, u64)>>,
 }
 
 /// What a checkpoint keeps of the routes: each day's entries sorted by key.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct RoutesSnapshot {
     days: Vec<(i64, Vec<(u64, u8)>)>,
+}
+
+/// What changed in the routes between two checkpoints: the days held now
+/// (a day absent was dropped whole) and the routes inserted since, by day
+/// and key.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct RoutesDelta {
+    held: Vec<i64>,
+    inserted: Vec<(i64, Vec<(u64, u8)>)>,
 }
 
 impl LabelRoutes {
@@ -39,6 +51,7 @@ impl LabelRoutes {
             days: VecDeque::new(),
             len: 0,
             expired: 0,
+            inserted: None,
         }
     }
 
@@ -54,6 +67,9 @@ impl LabelRoutes {
         let at = self.days.iter().rposition(|(d, _)| *d <= day).unwrap_or(0);
         if self.days[at].1.insert(tx_key, worker).is_none() {
             self.len += 1;
+        }
+        if let Some(log) = &mut self.inserted {
+            log.push((self.days[at].0, tx_key));
         }
         self.enforce_cap();
     }
@@ -118,6 +134,76 @@ impl LabelRoutes {
                 })
                 .collect(),
         }
+    }
+
+    /// What changed since the last call (or since tracking started); from
+    /// the first call on, insertions are listed.
+    pub fn delta(&mut self) -> RoutesDelta {
+        let mut log = self.inserted.take().unwrap_or_default();
+        log.sort_unstable();
+        log.dedup();
+        let mut inserted: Vec<(i64, Vec<(u64, u8)>)> = Vec::new();
+        let mut at = 0;
+        for (day, key) in log.drain(..) {
+            // Both ascending: walk the days along the log.
+            while at < self.days.len() && self.days[at].0 < day {
+                at += 1;
+            }
+            let Some(&worker) = self
+                .days
+                .get(at)
+                .filter(|d| d.0 == day)
+                .and_then(|d| d.1.get(&key))
+            else {
+                continue; // its day was dropped since
+            };
+            match inserted.last_mut() {
+                Some((d, v)) if *d == day => v.push((key, worker)),
+                _ => inserted.push((day, vec![(key, worker)])),
+            }
+        }
+        self.inserted = Some(log);
+        RoutesDelta {
+            held: self.days.iter().map(|(d, _)| *d).collect(),
+            inserted,
+        }
+    }
+
+    /// Start listing insertions afresh (the routes were just written whole).
+    pub fn start_tracking(&mut self) {
+        let mut log = self.inserted.take().unwrap_or_default();
+        log.clear();
+        self.inserted = Some(log);
+    }
+
+    /// Apply a checkpoint's delta to the routes it was written after.
+    pub fn apply_delta(&mut self, d: RoutesDelta) -> Result<(), String> {
+        if d.held.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("label routes: days out of order".into());
+        }
+        let mut days = VecDeque::with_capacity(d.held.len());
+        let mut old = std::mem::take(&mut self.days).into_iter().peekable();
+        for day in &d.held {
+            while old.next_if(|(o, _)| o < day).is_some() {}
+            days.push_back(match old.next_if(|(o, _)| o == day) {
+                Some(kept) => kept,
+                None => (*day, key_map()),
+            });
+        }
+        self.days = days;
+        for (day, entries) in d.inserted {
+            let Ok(at) = self.days.binary_search_by_key(&day, |(d, _)| *d) else {
+                return Err(format!("label routes: day {day} is not held"));
+            };
+            self.days[at].1.extend(entries);
+        }
+        self.len = self.days.iter().map(|(_, m)| m.len()).sum();
+        // Under this instance's bounds, as a whole restore.
+        if let Some(&(newest, _)) = self.days.back() {
+            self.expire_before(newest - self.retention_days + 1);
+        }
+        self.enforce_cap();
+        Ok(())
     }
 
     /// Replace the routes with a checkpoint's (under this instance's bounds;

@@ -23,6 +23,7 @@ use crossbeam::channel::{bounded, Receiver, Sender};
 use fraudstream_engine::event::{DeadLetter, Score};
 use futures_executor::block_on;
 use futures_util::future::LocalBoxFuture;
+use std::collections::HashSet;
 use std::thread::JoinHandle;
 
 /// A producer found the writer thread stopped. Not the cause: the writer's
@@ -64,12 +65,43 @@ pub trait Sink: Send {
     fn location(&self) -> String;
     /// Encode one record (one it takes) and queue or buffer it.
     fn write(&mut self, o: &Output) -> anyhow::Result<()>;
+    /// [`write`](Sink::write), for a sink that records where an output
+    /// came from (a topic, see [`Provenance`]); others ignore `from`.
+    fn write_from(&mut self, o: &Output, _from: &Provenance) -> anyhow::Result<()> {
+        self.write(o)
+    }
+    /// The topic it produces to, if it is a topic sink.
+    fn topic(&self) -> Option<&str> {
+        None
+    }
+    /// For a topic: per partition, the offset after the last record the
+    /// cluster acknowledged (at the last [`flush`](Sink::flush)).
+    fn acknowledged(&self) -> Vec<(u32, i64)> {
+        Vec::new()
+    }
     /// Pass what is queued to the transport, without waiting for acknowledgement.
     fn send(&mut self) -> LocalBoxFuture<'_, anyhow::Result<()>>;
     /// Wait until everything written is durable (a file flushed, a topic acknowledged).
     fn flush(&mut self) -> LocalBoxFuture<'_, anyhow::Result<()>>;
     /// Records written so far.
     fn written(&self) -> u64;
+}
+
+/// Where an output came from, as the service records it in each output
+/// record (`"input": "TOPIC/PARTITION@OFFSET"`, `"lineage": "HEX"`), so that
+/// after a crash it can tell which outputs were already produced (see
+/// `exec::service::delivery`).
+#[derive(Clone, Copy, Debug)]
+pub struct Provenance<'a> {
+    /// The input record's partition, as `topic/partition`.
+    pub input: &'a str,
+    /// The input record's offset.
+    pub offset: i64,
+    /// The state lineage that produced it (a fresh state draws a new one;
+    /// restores keep it).
+    pub lineage: u64,
+    /// `input` and `offset` as one number, unique within the service.
+    pub key: u64,
 }
 
 /// What the sinks wrote: (id, location, records) per sink.
@@ -83,12 +115,63 @@ pub struct SinkRouter {
     /// Bit i: sink i was written to since the last send (at most 64 sinks
     /// are tracked; the rest are always sent).
     queued: u64,
+    /// Per sink, the [`Provenance::key`]s of outputs it already holds (read
+    /// back after a restart): not written again.
+    suppressed: Vec<HashSet<u64>>,
 }
 
 impl SinkRouter {
     /// Route to `sinks`.
     pub fn new(sinks: Vec<Box<dyn Sink>>) -> Self {
-        SinkRouter { sinks, queued: 0 }
+        let suppressed = sinks.iter().map(|_| HashSet::new()).collect();
+        SinkRouter {
+            sinks,
+            queued: 0,
+            suppressed,
+        }
+    }
+
+    /// The sinks, in routing order.
+    pub fn sinks(&self) -> impl Iterator<Item = &dyn Sink> {
+        self.sinks.iter().map(|s| s.as_ref())
+    }
+
+    /// Outputs sink `i` already holds: [`route_from`](Self::route_from)
+    /// skips them (once each).
+    pub fn suppress(&mut self, i: usize, keys: HashSet<u64>) {
+        self.suppressed[i] = keys;
+    }
+
+    /// Outputs still to be skipped, over all sinks.
+    pub fn suppressed(&self) -> usize {
+        self.suppressed.iter().map(HashSet::len).sum()
+    }
+
+    /// Forget the outputs to skip that `keep` refuses (inputs the stream
+    /// has passed without producing them again).
+    pub fn prune_suppressed(&mut self, keep: impl Fn(u64) -> bool) {
+        for set in &mut self.suppressed {
+            set.retain(|&k| keep(k));
+        }
+    }
+
+    /// Write `o`, produced from the input `from`, to every sink that takes
+    /// it and does not hold it already.
+    #[inline]
+    pub fn route_from(&mut self, o: &Output, from: &Provenance) -> anyhow::Result<()> {
+        for (i, s) in self.sinks.iter_mut().enumerate() {
+            if takes(s.records(), o) {
+                let set = &mut self.suppressed[i];
+                if !set.is_empty() && set.remove(&from.key) {
+                    metrics::counter!("fraudstream_outputs_suppressed_total", "sink" => s.id().to_string())
+                        .increment(1);
+                    continue;
+                }
+                s.write_from(o, from)?;
+                self.queued |= 1u64.checked_shl(i as u32).unwrap_or(0);
+            }
+        }
+        Ok(())
     }
 
     /// Open the file record sinks of `sinks` (topics are the service's).

@@ -9,11 +9,12 @@
 //! ```
 //!
 //! Offsets are stored with the state they produced and committed only after
-//! the outputs of the records before them were acknowledged: outputs are
-//! at least once (records after the last checkpoint are scored again after a
-//! crash), state is exactly once (a restart continues from the checkpoint as
-//! if the crash never happened).
+//! the outputs of the records before them were acknowledged: state is
+//! exactly once (a restart continues from the checkpoint as if the crash
+//! never happened), and outputs effectively once: the records replayed after
+//! a crash do not write again what was written before it ([`delivery`]).
 
+pub mod delivery;
 pub mod http;
 
 use crate::config::{LabelSource, SourceConfig, Topology};
@@ -23,7 +24,7 @@ use crate::connectors::sinks::{Output, SinkRouter};
 use crate::connectors::sources::decode::{refused, RecordKind};
 use crate::connectors::sources::fluvio::{FluvioSource, OpenPlan};
 use crate::connectors::sources::{Pulled, Source};
-use crate::exec::checkpoint::{self, CheckpointHeader};
+use crate::exec::checkpoint::{self, Chain, CheckpointHeader};
 use anyhow::Context;
 use fraudstream_engine::engine::Engine;
 use fraudstream_engine::event::Event;
@@ -41,6 +42,10 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often partition high watermarks (for lag) are fetched.
 const WATERMARK_EVERY: Duration = Duration::from_secs(5);
+/// Outputs are handed to the producers in batches: when this many are
+/// queued, or when the next input is not at hand (so no output waits for
+/// one).
+const SEND_BATCH: u32 = 512;
 
 /// The process-wide Prometheus recorder (installed once).
 fn recorder() -> Option<PrometheusHandle> {
@@ -55,6 +60,12 @@ fn recorder() -> Option<PrometheusHandle> {
 pub struct ServiceOptions {
     /// No progress lines or summary.
     pub quiet: bool,
+    /// The null pipeline: everything the service does (consume and merge
+    /// both topics, decode, produce one score record per transaction,
+    /// checkpoint) except the engine's work: each transaction gets score 0
+    /// and labels are only counted. The floor `bench --fluvio` measures the
+    /// engine against.
+    pub null_pipeline: bool,
 }
 
 /// Run the service for `t` until a signal (or `stop_when_idle`) stops it;
@@ -96,9 +107,12 @@ async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunRep
 struct Service<'t> {
     t: &'t Topology,
     quiet: bool,
+    null_pipeline: bool,
     engine: Engine,
     /// The last checkpoint's header; the next one is written from it.
     header: CheckpointHeader,
+    /// The chain of whole checkpoints and deltas the next one extends.
+    chain: Chain,
     totals: InputCounts,
     source: FluvioSource,
     sinks: SinkRouter,
@@ -106,6 +120,8 @@ struct Service<'t> {
     started: Instant,
     /// Events in this run (all, and transactions).
     events: u64,
+    /// Outputs routed and not yet handed to the producers.
+    unsent: u32,
     events_tx: u64,
     /// First and last event of this run (rates over the time there was work).
     busy: Option<(Instant, Instant)>,
@@ -159,30 +175,63 @@ impl<'t> Service<'t> {
             .await
             .with_context(|| format!("opening the input topics on {address}"))?;
         drop(plans);
-        let sinks = SinkRouter::new(open_topic_sinks(&fluvio, &t.sinks).await?);
+        let mut sinks = SinkRouter::new(open_topic_sinks(&fluvio, &t.sinks).await?);
+        let mut header = header;
+        if header.sequence == 0 {
+            header.lineage = delivery::new_lineage();
+            header.outputs = delivery::baseline(&fluvio, &sinks)
+                .await
+                .context("reading where the output topics end")?;
+        } else {
+            let found = delivery::read_back(
+                &fluvio,
+                &header.outputs,
+                header.lineage,
+                &source,
+                &mut sinks,
+            )
+            .await?;
+            if !opts.quiet {
+                eprintln!(
+                    "fraudstream: read {} output records written since checkpoint {} in {:.2} s; \
+                     {} of them from inputs this restart replays, not written again",
+                    found.records, header.sequence, found.seconds, found.ours
+                );
+            }
+        }
         if !opts.quiet {
             eprintln!("fraudstream: consuming {} on {address}", tx_input.topic);
         }
         health.set_phase(Phase::Running);
         let now = Instant::now();
-        Ok(Service {
+        let mut service = Service {
             t,
             quiet: opts.quiet,
+            null_pipeline: opts.null_pipeline,
             engine,
             totals: header.totals.clone(),
             header,
+            chain: Chain::default(),
             source,
             sinks,
             health,
             started: now,
             events: 0,
+            unsent: 0,
             events_tx: 0,
             busy: None,
             last_checkpoint: now,
             last_tick: now,
             last_watermarks: now - WATERMARK_EVERY,
             last_rate: (now, 0),
-        })
+        };
+        if service.header.sequence == 0 {
+            // The lineage and where the outputs began are stored before the
+            // first output, so a crash before the first interval does not
+            // lose them.
+            service.checkpoint().await?;
+        }
+        Ok(service)
     }
 
     /// Score a transaction, learn from a label, or pass a rejected record to
@@ -193,6 +242,9 @@ impl<'t> Service<'t> {
             self.busy = Some((self.busy.map_or(now, |b| b.0), now));
             self.events += 1;
         }
+        if self.null_pipeline {
+            return self.on_event_null(pulled).await;
+        }
         let pulled = match pulled {
             Pulled::Event(event) => match self.engine.admit(&event) {
                 Ok(()) => Pulled::Event(event),
@@ -200,12 +252,15 @@ impl<'t> Service<'t> {
             },
             other => other,
         };
+        let from = self.source.provenance(self.header.lineage);
         match pulled {
             Pulled::Event(Event::Transaction(tx)) => {
                 self.events_tx += 1;
                 self.totals.transactions += 1;
-                self.sinks.route(&Output::Score(self.engine.score(tx)))?;
-                self.sinks.send().await?;
+                let from = from.context("a transaction without an input position")?;
+                self.sinks
+                    .route_from(&Output::Score(self.engine.score(tx)), &from)?;
+                self.send_soon().await?;
             }
             Pulled::Event(Event::Label(l)) => {
                 self.totals.labels += 1;
@@ -213,8 +268,52 @@ impl<'t> Service<'t> {
             }
             Pulled::Rejected(d) => {
                 self.totals.count_dead_letter(&d);
-                self.sinks.route(&Output::DeadLetter(d))?;
-                self.sinks.send().await?;
+                let from = from.context("a rejected record without an input position")?;
+                self.sinks.route_from(&Output::DeadLetter(d), &from)?;
+                self.send_soon().await?;
+            }
+            Pulled::Idle | Pulled::End => {}
+        }
+        Ok(())
+    }
+
+    /// Hand the queued outputs to the producers once [`SEND_BATCH`] are
+    /// queued or the next input is not at hand.
+    async fn send_soon(&mut self) -> anyhow::Result<()> {
+        self.unsent += 1;
+        if self.unsent >= SEND_BATCH || !self.source.ready() {
+            self.unsent = 0;
+            self.sinks.send().await?;
+        }
+        Ok(())
+    }
+
+    /// [`on_event`](Self::on_event) of the null pipeline.
+    async fn on_event_null(&mut self, pulled: Pulled) -> anyhow::Result<()> {
+        let from = self.source.provenance(self.header.lineage);
+        match pulled {
+            Pulled::Event(Event::Transaction(tx)) => {
+                self.events_tx += 1;
+                self.totals.transactions += 1;
+                let score = fraudstream_engine::event::Score {
+                    tx_id: tx.tx_id,
+                    ts: tx.ts,
+                    card_id: tx.card_id,
+                    score: 0.0,
+                    alert: false,
+                    model_version: 0,
+                    top_features: Vec::new(),
+                };
+                let from = from.context("a transaction without an input position")?;
+                self.sinks.route_from(&Output::Score(score), &from)?;
+                self.send_soon().await?;
+            }
+            Pulled::Event(Event::Label(_)) => self.totals.labels += 1,
+            Pulled::Rejected(d) => {
+                self.totals.count_dead_letter(&d);
+                let from = from.context("a rejected record without an input position")?;
+                self.sinks.route_from(&Output::DeadLetter(d), &from)?;
+                self.send_soon().await?;
             }
             Pulled::Idle | Pulled::End => {}
         }
@@ -274,6 +373,9 @@ impl<'t> Service<'t> {
             .map_err(|_| anyhow::anyhow!("flushing outputs took over {FLUSH_TIMEOUT:?}"))?
             .context("flushing outputs before a checkpoint")?;
         let offsets = self.source.offsets();
+        // Outputs for inputs the stream has passed will not come again.
+        let source = &self.source;
+        self.sinks.prune_suppressed(|key| !source.passed(key));
         if self.header.sequence > 0 && offsets == self.header.offsets {
             // Nothing consumed since the last checkpoint: it is still the
             // state, so it is not rewritten (an idle service would otherwise
@@ -288,13 +390,16 @@ impl<'t> Service<'t> {
         header.written_ms = now_ms();
         header.offsets = offsets;
         header.totals = self.totals.clone();
-        let bytes = tokio::task::block_in_place(|| checkpoint::write(c, header, &self.engine))?;
+        delivery::advance(&mut header.outputs, &self.sinks);
+        let (chain, engine) = (&mut self.chain, &mut self.engine);
+        let written = tokio::task::block_in_place(|| chain.write(c, header, engine))?;
         commit_offsets(&mut self.source).await;
         self.health
             .last_checkpoint_ms
             .store(header.written_ms, Relaxed);
-        metrics::counter!("fraudstream_checkpoints_total").increment(1);
-        metrics::gauge!("fraudstream_checkpoint_bytes").set(bytes as f64);
+        let kind = if written.delta { "delta" } else { "base" };
+        metrics::counter!("fraudstream_checkpoints_total", "kind" => kind).increment(1);
+        metrics::gauge!("fraudstream_checkpoint_bytes").set(written.bytes as f64);
         metrics::histogram!("fraudstream_checkpoint_seconds").record(began.elapsed().as_secs_f64());
         self.last_checkpoint = Instant::now();
         Ok(())
@@ -357,6 +462,8 @@ fn restore(
         offsets: Vec::new(),
         totals: InputCounts::default(),
         settings: checkpoint::settings_of(t),
+        lineage: 0,
+        outputs: Vec::new(),
     };
     let Some(c) = &t.checkpoint else {
         return Ok(fresh);
@@ -371,9 +478,13 @@ fn restore(
     let mut h = restored.header;
     if !quiet {
         eprintln!(
-            "fraudstream: restored checkpoint {} from {} ({} transactions scored so far)",
+            "fraudstream: restored checkpoint {} from {}{} ({} transactions scored so far)",
             h.sequence,
             restored.path.display(),
+            match restored.deltas {
+                0 => String::new(),
+                n => format!(" (its base and {n} deltas)"),
+            },
             engine.counters().scored
         );
     }

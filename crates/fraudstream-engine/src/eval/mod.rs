@@ -16,11 +16,15 @@
 //!
 //! # Storage and memory
 //! Days are addressed by `day = (ts - origin_ms).div_euclid(DAY_MS)`. Each day
-//! that has a scored transaction owns a dense slot holding a `Vec` of compact
-//! 16-byte records (`card: u64`, `score: f32`, label state `u8`, padding).
-//! Label lookup goes through an `IntMap<u64 tx, (slot: u32, index: u32)>`,
-//! 16 bytes of payload per entry plus the hash table's control byte and load
-//! slack (about 18–37 bytes). A labeled transaction *keeps* its map entry: the
+//! that has a scored transaction owns a slot holding a `Vec` of compact
+//! 16-byte records (`card: u64`, `score: f32`, label state `u8`, padding) and
+//! its own index, a map `tx → position` (16 bytes of payload per entry plus
+//! the hash table's control byte and load slack, about 18–37 bytes). A day
+//! leaving the retention is dropped whole, index and all, so no table grows
+//! with the run's length. A label tries the day of its transaction when the
+//! caller knows it, else the days newest first. The same key on two days is
+//! two transactions (an id reused); on one day it is scored once. A labeled
+//! transaction *keeps* its map entry: the
 //! label state of the record it points to marks it as labeled, so a later
 //! duplicate label is recognised as [`LabelOutcome::Duplicate`] without a
 //! second set (a separate set of labeled keys would cost about as much per
@@ -41,7 +45,7 @@
 
 mod compact;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::keymap::{key_map, KeyMap};
 use crate::model::portfolio::{Member, MemberScores, ModelKind, PortfolioConfig};
@@ -171,33 +175,212 @@ const LABEL_GENUINE: u8 = 1;
 const LABEL_FRAUD: u8 = 2;
 
 /// One scored transaction: 16 bytes.
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Rec {
     card: u64,
     score: f32,
     label: u8,
 }
 
-/// All scored transactions of one day.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+/// All scored transactions of one day, and the index of their keys: a day
+/// that leaves the retention is dropped whole, index and all, so no table
+/// churns (a single index emptied by `retain` day after day filled with
+/// tombstones until it doubled, a one-time +68 MiB step in a two-year soak).
+#[derive(Clone, Debug)]
 struct DaySlot {
     day: i64,
     recs: Vec<Rec>,
+    /// Transaction key → position in `recs`.
+    index: KeyMap<u32>,
+    /// Records held at the last checkpoint (0 for a day opened since).
+    clean_len: u32,
+    /// Since the last checkpoint, when tracked: the keys of the records
+    /// added (in record order) and the older records labelled.
+    new_keys: Vec<u64>,
+    labelled_old: Vec<u32>,
+}
+
+impl DaySlot {
+    fn new(day: i64) -> Self {
+        DaySlot {
+            day,
+            recs: Vec::new(),
+            index: key_map(),
+            clean_len: 0,
+            new_keys: Vec::new(),
+            labelled_old: Vec::new(),
+        }
+    }
+
+    /// The index as a checkpoint keeps it: sorted by key, whatever the seed.
+    fn sorted_keys(&self) -> Vec<(u64, u32)> {
+        let mut v: Vec<(u64, u32)> = self.index.iter().map(|(k, i)| (*k, *i)).collect();
+        v.sort_unstable_by_key(|e| e.0);
+        v
+    }
 }
 
 /// Prequential evaluator: stores one record per scored transaction for the
 /// retention, older days as aggregates, and computes metrics on demand.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(try_from = "PrequentialParts")]
 pub struct Prequential {
     cfg: EvalConfig,
-    slots: Vec<DaySlot>,
-    /// Slots of compacted days, for reuse.
-    free: Vec<u32>,
-    by_day: BTreeMap<i64, u32>,
-    index: KeyMap<(u32, u32)>,
+    /// Days of records held, ascending by day.
+    days: VecDeque<DaySlot>,
+    /// Records indexed (the sum of the days' index sizes).
+    records: usize,
     labeled: u64,
     newest_day: i64,
     compacted: BTreeMap<i64, CompactDay>,
+    /// Whether changes are listed for an incremental checkpoint.
+    tracking: bool,
+    /// Compacted days changed since the last checkpoint, when tracked.
+    compacted_changed: Vec<i64>,
+}
+
+/// What changed in an evaluator between two checkpoints, as written: the
+/// days held now (one absent was compacted), each changed day's added
+/// records and labels of older ones, and the compacted days changed
+/// (`None`: dropped).
+#[derive(Serialize)]
+pub struct EvalDeltaRef<'a> {
+    held: Vec<i64>,
+    days: Vec<DayDeltaRef<'a>>,
+    compacted: Vec<(i64, Option<&'a CompactDay>)>,
+    labeled: u64,
+    newest_day: i64,
+}
+
+#[derive(Serialize)]
+struct DayDeltaRef<'a> {
+    day: i64,
+    from: u32,
+    recs: &'a [Rec],
+    keys: &'a [u64],
+    labels: Vec<(u32, u8)>,
+}
+
+/// [`EvalDeltaRef`] read back.
+#[derive(Debug, Deserialize)]
+pub struct EvalDelta {
+    held: Vec<i64>,
+    days: Vec<DayDelta>,
+    compacted: Vec<(i64, Option<CompactDay>)>,
+    labeled: u64,
+    newest_day: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct DayDelta {
+    day: i64,
+    from: u32,
+    recs: Vec<Rec>,
+    keys: Vec<u64>,
+    labels: Vec<(u32, u8)>,
+}
+
+/// The evaluator as a checkpoint writes it: the days ascending, each with
+/// its records and its index sorted by key, so the bytes are the same
+/// whatever the hash seeds.
+#[derive(Serialize)]
+struct PrequentialRef<'a> {
+    cfg: &'a EvalConfig,
+    days: Vec<DayRef<'a>>,
+    labeled: u64,
+    newest_day: i64,
+    compacted: &'a BTreeMap<i64, CompactDay>,
+}
+
+#[derive(Serialize)]
+struct DayRef<'a> {
+    day: i64,
+    recs: &'a [Rec],
+    keys: Vec<(u64, u32)>,
+}
+
+/// The same, read back (checked by [`Prequential::try_from`]).
+#[derive(Deserialize)]
+struct PrequentialParts {
+    cfg: EvalConfig,
+    days: Vec<DayParts>,
+    labeled: u64,
+    newest_day: i64,
+    compacted: BTreeMap<i64, CompactDay>,
+}
+
+#[derive(Deserialize)]
+struct DayParts {
+    day: i64,
+    recs: Vec<Rec>,
+    keys: Vec<(u64, u32)>,
+}
+
+impl DayParts {
+    /// The day, its index checked against its records.
+    fn into_slot(self) -> Result<DaySlot, String> {
+        let mut slot = DaySlot::new(self.day);
+        slot.index.reserve(self.keys.len());
+        for (tx, idx) in self.keys {
+            if idx as usize >= self.recs.len() || slot.index.insert(tx, idx).is_some() {
+                return Err(format!(
+                    "evaluation day {}: index entry {tx:#x} → {idx} does not fit its {} records",
+                    self.day,
+                    self.recs.len()
+                ));
+            }
+        }
+        slot.recs = self.recs;
+        Ok(slot)
+    }
+}
+
+impl Serialize for Prequential {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        PrequentialRef {
+            cfg: &self.cfg,
+            days: self
+                .days
+                .iter()
+                .map(|d| DayRef {
+                    day: d.day,
+                    recs: &d.recs,
+                    keys: d.sorted_keys(),
+                })
+                .collect(),
+            labeled: self.labeled,
+            newest_day: self.newest_day,
+            compacted: &self.compacted,
+        }
+        .serialize(s)
+    }
+}
+
+impl TryFrom<PrequentialParts> for Prequential {
+    type Error = String;
+
+    fn try_from(p: PrequentialParts) -> Result<Self, String> {
+        let mut days = VecDeque::with_capacity(p.days.len());
+        let mut records = 0;
+        for d in p.days {
+            if days.back().is_some_and(|s: &DaySlot| s.day >= d.day) {
+                return Err(format!("evaluation day {} out of order", d.day));
+            }
+            let slot = d.into_slot()?;
+            records += slot.index.len();
+            days.push_back(slot);
+        }
+        Ok(Prequential {
+            cfg: p.cfg,
+            days,
+            records,
+            labeled: p.labeled,
+            newest_day: p.newest_day,
+            compacted: p.compacted,
+            tracking: false,
+            compacted_changed: Vec::new(),
+        })
+    }
 }
 
 /// Canonical score: NaN becomes 0.0 and -0.0 becomes 0.0, so that `==` and
@@ -218,28 +401,6 @@ fn day_of(ts_ms: i64, origin_ms: i64) -> i64 {
     d as i64
 }
 
-/// A slot for `day` (a freed one when there is one), registered in `by_day`.
-fn open_slot(
-    slots: &mut Vec<DaySlot>,
-    free: &mut Vec<u32>,
-    by_day: &mut BTreeMap<i64, u32>,
-    day: i64,
-) -> u32 {
-    let s = match free.pop() {
-        Some(s) => s,
-        None => {
-            slots.push(DaySlot {
-                day,
-                recs: Vec::new(),
-            });
-            u32::try_from(slots.len() - 1).expect("more than u32::MAX days")
-        }
-    };
-    slots[s as usize].day = day;
-    by_day.insert(day, s);
-    s
-}
-
 /// Add compacted day `c` to `compacted` (merged with what is there).
 fn fold_day(compacted: &mut BTreeMap<i64, CompactDay>, day: i64, c: CompactDay, k: usize) {
     match compacted.entry(day) {
@@ -255,14 +416,125 @@ impl Prequential {
     pub fn new(cfg: EvalConfig) -> Self {
         Self {
             cfg,
-            slots: Vec::new(),
-            free: Vec::new(),
-            by_day: BTreeMap::new(),
-            index: key_map(),
+            days: VecDeque::new(),
+            records: 0,
             labeled: 0,
             newest_day: i64::MIN,
             compacted: BTreeMap::new(),
+            tracking: false,
+            compacted_changed: Vec::new(),
         }
+    }
+
+    /// Start listing changes afresh (the evaluator was just written whole,
+    /// or a delta of it).
+    pub fn start_tracking(&mut self) {
+        self.tracking = true;
+        self.compacted_changed.clear();
+        for d in &mut self.days {
+            d.clean_len = d.recs.len() as u32;
+            d.new_keys.clear();
+            d.labelled_old.clear();
+        }
+    }
+
+    /// Whether changes are listed (a delta can be written).
+    pub fn tracking(&self) -> bool {
+        self.tracking
+    }
+
+    /// What changed since tracking started or the last
+    /// [`start_tracking`](Self::start_tracking) (call that once the delta is
+    /// written).
+    pub fn delta(&self) -> EvalDeltaRef<'_> {
+        let mut compacted_days = self.compacted_changed.clone();
+        compacted_days.sort_unstable();
+        compacted_days.dedup();
+        EvalDeltaRef {
+            held: self.days.iter().map(|d| d.day).collect(),
+            days: self
+                .days
+                .iter()
+                .filter(|d| d.recs.len() > d.clean_len as usize || !d.labelled_old.is_empty())
+                .map(|d| {
+                    let mut labels: Vec<(u32, u8)> = d
+                        .labelled_old
+                        .iter()
+                        .map(|&i| (i, d.recs[i as usize].label))
+                        .collect();
+                    labels.sort_unstable();
+                    DayDeltaRef {
+                        day: d.day,
+                        from: d.clean_len,
+                        recs: &d.recs[d.clean_len as usize..],
+                        keys: &d.new_keys,
+                        labels,
+                    }
+                })
+                .collect(),
+            compacted: compacted_days
+                .into_iter()
+                .map(|day| (day, self.compacted.get(&day)))
+                .collect(),
+            labeled: self.labeled,
+            newest_day: self.newest_day,
+        }
+    }
+
+    /// Apply a checkpoint's delta to the evaluator it was written after,
+    /// checking each day's records against what is held.
+    pub fn apply_delta(&mut self, d: EvalDelta) -> Result<(), String> {
+        if d.held.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("evaluation delta: days out of order".into());
+        }
+        let mut days = VecDeque::with_capacity(d.held.len());
+        let mut old = std::mem::take(&mut self.days).into_iter().peekable();
+        for day in &d.held {
+            while old.next_if(|o| o.day < *day).is_some() {}
+            days.push_back(
+                old.next_if(|o| o.day == *day)
+                    .unwrap_or_else(|| DaySlot::new(*day)),
+            );
+        }
+        self.days = days;
+        for dd in d.days {
+            let Ok(at) = self.days.binary_search_by_key(&dd.day, |s| s.day) else {
+                return Err(format!("evaluation delta: day {} is not held", dd.day));
+            };
+            let slot = &mut self.days[at];
+            let from = dd.from as usize;
+            if slot.recs.len() != from || dd.keys.len() != dd.recs.len() {
+                return Err(format!(
+                    "evaluation delta: day {} holds {} records, the delta follows {from} and                      adds {} with {} keys",
+                    dd.day,
+                    slot.recs.len(),
+                    dd.recs.len(),
+                    dd.keys.len()
+                ));
+            }
+            for (i, label) in dd.labels {
+                let Some(r) = slot.recs.get_mut(i as usize) else {
+                    return Err(format!("evaluation delta: day {}: no record {i}", dd.day));
+                };
+                r.label = label;
+            }
+            for (j, key) in dd.keys.into_iter().enumerate() {
+                if slot.index.insert(key, (from + j) as u32).is_some() {
+                    return Err(format!("evaluation delta: day {}: a key twice", dd.day));
+                }
+            }
+            slot.recs.extend(dd.recs);
+        }
+        for (day, c) in d.compacted {
+            match c {
+                Some(c) => self.compacted.insert(day, c),
+                None => self.compacted.remove(&day),
+            };
+        }
+        self.records = self.days.iter().map(|s| s.index.len()).sum();
+        self.labeled = d.labeled;
+        self.newest_day = d.newest_day;
+        Ok(())
     }
 
     /// The configuration in use.
@@ -270,31 +542,34 @@ impl Prequential {
         &self.cfg
     }
 
+    /// Position of `day` among the days held, or where it would go.
+    fn find_day(&self, day: i64) -> Result<usize, usize> {
+        // Consecutive transactions are mostly of the newest day.
+        match self.days.back() {
+            Some(s) if s.day == day => Ok(self.days.len() - 1),
+            Some(s) if s.day < day => Err(self.days.len()),
+            _ => self.days.binary_search_by_key(&day, |s| s.day),
+        }
+    }
+
     /// Records the score given to a transaction when it arrived.
     ///
     /// `tx`: a 64-bit key of the transaction id (already hashed by the
     /// caller); `card`: 64-bit card key. A NaN score is stored as 0.0. A
-    /// transaction is scored once: a second score for the same `tx` is
-    /// ignored (the first, honest score is kept). A transaction of a day
-    /// already compacted counts in that day's aggregate, unlabelled.
+    /// transaction is scored once: a second score for the same `tx` on the
+    /// same day is ignored (the first, honest score is kept); the same key
+    /// on another day is another transaction (an id reused), whose label
+    /// goes to the newest. A transaction of a day already compacted counts
+    /// in that day's aggregate, unlabelled.
     ///
     /// # Panics
     /// If one day receives more than `u32::MAX` transactions (64 GiB of
     /// records for that day alone).
     pub fn record_score(&mut self, tx: u64, ts_ms: i64, card: u64, score: f32) {
-        let std::collections::hash_map::Entry::Vacant(entry) = self.index.entry(tx) else {
-            return;
-        };
         let day = day_of(ts_ms, self.cfg.origin_ms);
-        // Consecutive transactions are mostly of the same day.
-        let cached = self
-            .slots
-            .last()
-            .filter(|s| s.day == day)
-            .map(|_| self.slots.len() as u32 - 1);
-        let slot = match cached.or_else(|| self.by_day.get(&day).copied()) {
-            Some(s) => s,
-            None if self.compacted.contains_key(&day) => {
+        let at = match self.find_day(day) {
+            Ok(at) => at,
+            Err(_) if self.compacted.contains_key(&day) => {
                 let (threshold, unlabeled) = (self.cfg.threshold, self.cfg.unlabeled);
                 let c = self.compacted.get_mut(&day).expect("checked");
                 c.transactions += 1;
@@ -302,23 +577,37 @@ impl Prequential {
                     c.bins.add(norm(score), false);
                     c.alerts += u64::from(f64::from(score) >= threshold);
                 }
+                if self.tracking && self.compacted_changed.last() != Some(&day) {
+                    self.compacted_changed.push(day);
+                }
                 return;
             }
-            None => open_slot(&mut self.slots, &mut self.free, &mut self.by_day, day),
+            Err(at) => {
+                self.days.insert(at, DaySlot::new(day));
+                at
+            }
         };
-        let recs = &mut self.slots[slot as usize].recs;
-        let idx = u32::try_from(recs.len()).expect("more than u32::MAX transactions in one day");
-        recs.push(Rec {
+        let slot = &mut self.days[at];
+        let std::collections::hash_map::Entry::Vacant(entry) = slot.index.entry(tx) else {
+            return;
+        };
+        let idx =
+            u32::try_from(slot.recs.len()).expect("more than u32::MAX transactions in one day");
+        slot.recs.push(Rec {
             card,
             score: norm(score),
             label: LABEL_NONE,
         });
-        entry.insert((slot, idx));
+        entry.insert(idx);
+        if self.tracking {
+            slot.new_keys.push(tx);
+        }
+        self.records += 1;
         if day > self.newest_day {
             self.newest_day = day;
             self.compact_expired();
         }
-        if self.index.len() > self.cfg.max_records {
+        if self.records > self.cfg.max_records {
             self.compact_oldest();
         }
     }
@@ -331,29 +620,33 @@ impl Prequential {
     /// Compact every day older than the retention behind the newest.
     fn compact_expired(&mut self) {
         let first_kept = self.newest_day.saturating_sub(self.retention_days() - 1);
-        while let Some((&day, _)) = self.by_day.first_key_value() {
-            if day >= first_kept {
-                break;
-            }
-            self.compact_day(day);
+        while self.days.front().is_some_and(|s| s.day < first_kept) {
+            self.compact_at(0);
         }
     }
 
     /// Compact the oldest day held, unless it is the only one.
     fn compact_oldest(&mut self) {
-        if self.by_day.len() > 1 {
-            let day = *self.by_day.keys().next().expect("two days");
-            self.compact_day(day);
+        if self.days.len() > 1 {
+            self.compact_at(0);
         }
     }
 
-    /// Fold `day`'s records into its aggregate and drop them (and their
-    /// index entries: a label for one of them is then unknown).
+    /// Compact `day`, if it is held.
     fn compact_day(&mut self, day: i64) {
-        let Some(slot) = self.by_day.remove(&day) else {
+        if let Ok(at) = self.find_day(day) {
+            self.compact_at(at);
+        }
+    }
+
+    /// Fold the records of the day at `at` into its aggregate and drop them
+    /// with their index (a label for one of them is then unknown).
+    fn compact_at(&mut self, at: usize) {
+        let Some(slot) = self.days.remove(at) else {
             return;
         };
-        let recs = std::mem::take(&mut self.slots[slot as usize].recs);
+        self.records -= slot.index.len();
+        let recs = slot.recs;
         let mut c = CompactDay {
             transactions: recs.len() as u64,
             labeled: 0,
@@ -378,11 +671,17 @@ impl Prequential {
             cards.push((r.card, r.score, fraud));
         }
         c.top_cards = top_cards(&cards, self.cfg.k);
-        self.index.retain(|_, (s, _)| *s != slot);
-        self.free.push(slot);
-        fold_day(&mut self.compacted, day, c, self.cfg.k);
+        fold_day(&mut self.compacted, slot.day, c, self.cfg.k);
+        if self.tracking {
+            self.compacted_changed.push(slot.day);
+        }
         while self.compacted.len() > MAX_COMPACTED_DAYS {
-            self.compacted.pop_first();
+            let Some((day, _)) = self.compacted.pop_first() else {
+                break;
+            };
+            if self.tracking {
+                self.compacted_changed.push(day);
+            }
         }
     }
 
@@ -392,25 +691,52 @@ impl Prequential {
     /// changes nothing (the first label wins); a label for a tx never scored
     /// (or of a compacted day) is [`LabelOutcome::Unknown`] and is dropped (a
     /// label arriving before its transaction was scored cannot be evaluated
-    /// honestly anyway).
+    /// honestly anyway). The days are tried newest first.
     pub fn record_label(&mut self, tx: u64, is_fraud: bool) -> LabelOutcome {
-        let Some(&(slot, idx)) = self.index.get(&tx) else {
+        self.record_label_near(tx, None, is_fraud)
+    }
+
+    /// [`record_label`](Self::record_label), trying first the day of
+    /// `tx_ts_ms` (the transaction's event time, when the caller knows it)
+    /// and the others only when the key is not there.
+    pub fn record_label_near(
+        &mut self,
+        tx: u64,
+        tx_ts_ms: Option<i64>,
+        is_fraud: bool,
+    ) -> LabelOutcome {
+        let hinted = tx_ts_ms
+            .and_then(|ts| self.find_day(day_of(ts, self.cfg.origin_ms)).ok())
+            .filter(|&at| self.days[at].index.contains_key(&tx));
+        let found = hinted.or_else(|| {
+            (0..self.days.len())
+                .rev()
+                .find(|&at| self.days[at].index.contains_key(&tx))
+        });
+        let Some(at) = found else {
             return LabelOutcome::Unknown;
         };
-        let rec = &mut self.slots[slot as usize].recs[idx as usize];
+        let slot = &mut self.days[at];
+        let idx = slot.index[&tx];
+        let rec = &mut slot.recs[idx as usize];
         if rec.label != LABEL_NONE {
             return LabelOutcome::Duplicate;
         }
         rec.label = if is_fraud { LABEL_FRAUD } else { LABEL_GENUINE };
+        if self.tracking && idx < slot.clean_len {
+            slot.labelled_old.push(idx);
+        }
         self.labeled += 1;
         LabelOutcome::Applied
     }
 
     /// Take in another evaluator's records (same configuration; typically a
     /// parallel worker's, which scored a disjoint set of cards). A transaction
-    /// present in both keeps this evaluator's record. A day compacted on
-    /// either side is compacted on both first.
+    /// present in both on the same day keeps this evaluator's record. A day
+    /// compacted on either side is compacted on both first.
     pub fn merge(&mut self, mut other: Prequential) {
+        // Not listed change by change: the next checkpoint holds it whole.
+        self.tracking = false;
         let theirs: Vec<i64> = other.compacted.keys().copied().collect();
         for day in theirs {
             self.compact_day(day);
@@ -422,45 +748,48 @@ impl Prequential {
         for (day, c) in std::mem::take(&mut other.compacted) {
             fold_day(&mut self.compacted, day, c, self.cfg.k);
         }
-        // Their slot -> (our slot, offset of their records in it).
-        let mut remap: Vec<Option<(u32, u32)>> = vec![None; other.slots.len()];
-        for (&day, &theirs) in &other.by_day {
-            let target = match self.by_day.get(&day) {
-                Some(&s) => s,
-                None => open_slot(&mut self.slots, &mut self.free, &mut self.by_day, day),
-            };
-            let recs = std::mem::take(&mut other.slots[theirs as usize].recs);
-            let base = self.slots[target as usize].recs.len();
-            remap[theirs as usize] = Some((
-                target,
-                u32::try_from(base).expect("more than u32::MAX transactions in one day"),
-            ));
-            self.slots[target as usize].recs.extend(recs);
-        }
-        for (tx, (slot, idx)) in other.index {
-            let Some((target, base)) = remap[slot as usize] else {
-                continue;
-            };
-            if let std::collections::hash_map::Entry::Vacant(e) = self.index.entry(tx) {
-                e.insert((target, base + idx));
+        for slot in std::mem::take(&mut other.days) {
+            match self.find_day(slot.day) {
+                Err(at) => {
+                    self.records += slot.index.len();
+                    self.days.insert(at, slot);
+                }
+                Ok(at) => {
+                    let target = &mut self.days[at];
+                    let base = u32::try_from(target.recs.len())
+                        .expect("more than u32::MAX transactions in one day");
+                    target.recs.extend(slot.recs);
+                    for (tx, idx) in slot.index {
+                        if let std::collections::hash_map::Entry::Vacant(e) = target.index.entry(tx)
+                        {
+                            e.insert(base + idx);
+                            self.records += 1;
+                        }
+                    }
+                }
             }
         }
         self.labeled += other.labeled;
         self.newest_day = self.newest_day.max(other.newest_day);
         self.compact_expired();
-        while self.index.len() > self.cfg.max_records && self.by_day.len() > 1 {
+        while self.records > self.cfg.max_records && self.days.len() > 1 {
             self.compact_oldest();
         }
     }
 
     /// Number of distinct transactions scored (records held and compacted).
     pub fn scored(&self) -> u64 {
-        self.index.len() as u64 + self.compacted.values().map(|c| c.transactions).sum::<u64>()
+        self.records as u64 + self.compacted.values().map(|c| c.transactions).sum::<u64>()
     }
 
     /// Records held (the retained days' transactions).
     pub fn records(&self) -> usize {
-        self.index.len()
+        self.records
+    }
+
+    /// Days of records held (at most the retention's days).
+    pub fn days_held(&self) -> usize {
+        self.days.len()
     }
 
     /// Days compacted into aggregates (held).
@@ -510,8 +839,8 @@ impl Prequential {
         let mut cards: Vec<(u64, f32, bool)> = Vec::new();
         let mut true_alerts = 0u64;
         let (mut cp_sum, mut cp_days) = (0.0f64, 0u64);
-        for (&day, &slot) in self.by_day.range(from..) {
-            let recs = &self.slots[slot as usize].recs;
+        for slot in self.days.iter().filter(|s| s.day >= from) {
+            let (day, recs) = (slot.day, &slot.recs);
             out.transactions += recs.len() as u64;
             cards.clear();
             for r in recs {
@@ -587,8 +916,7 @@ impl Prequential {
                 compacted: true,
             })
             .collect();
-        days.extend(self.by_day.values().map(|&slot| {
-            let s = &self.slots[slot as usize];
+        days.extend(self.days.iter().map(|s| {
             pairs.clear();
             cards.clear();
             let (mut frauds, mut alerts) = (0u64, 0u64);
@@ -667,8 +995,14 @@ impl MemberEvaluation {
 
     /// Note a label (every label, joined to its features or not).
     pub fn record_label(&mut self, tx: u64, is_fraud: bool) {
+        self.record_label_near(tx, None, is_fraud);
+    }
+
+    /// [`record_label`](Self::record_label), with the transaction's event
+    /// time when known (see [`Prequential::record_label_near`]).
+    pub fn record_label_near(&mut self, tx: u64, tx_ts_ms: Option<i64>, is_fraud: bool) {
         for (_, eval) in &mut self.evals {
-            eval.record_label(tx, is_fraud);
+            eval.record_label_near(tx, tx_ts_ms, is_fraud);
         }
     }
 
@@ -1017,8 +1351,13 @@ mod tests {
         for day in 0..30i64 {
             for i in 0..200u64 {
                 let tx = day as u64 * 1_000 + i;
-                let (&(slot, idx), fraud) = (split.index.get(&tx).unwrap(), i % 20 == 0);
-                let score = split.slots[slot as usize].recs[idx as usize].score;
+                let fraud = i % 20 == 0;
+                let day_slot = split
+                    .days
+                    .iter()
+                    .find(|s| s.index.contains_key(&tx))
+                    .unwrap();
+                let score = day_slot.recs[day_slot.index[&tx] as usize].score;
                 let e = if i % 50 < 25 { &mut a } else { &mut b };
                 e.record_score(tx, day * DAY_MS + i as i64, i % 50, score);
                 e.record_label(tx, fraud);
@@ -1082,12 +1421,19 @@ mod tests {
         let s = p.summary(None);
         assert_eq!((s.transactions, s.labeled, s.frauds), (2, 1, 1));
         assert_eq!(s.roc_auc, Some(1.0));
-        // A second score for the same tx is ignored.
-        p.record_score(11, 5 * DAY_MS, 2, 0.99);
+        // A second score for the same tx (the same day) is ignored.
+        p.record_score(11, 5, 2, 0.99);
         assert_eq!(p.scored(), 2);
         assert_eq!(p.daily().len(), 1);
         assert_eq!(p.record_label(11, true), LabelOutcome::Applied);
         assert_eq!(p.summary(None).roc_auc, None); // both fraud now
+                                                   // The key on another day is another transaction; its label lands
+                                                   // there, the newest, and the first day's records are unchanged.
+        p.record_score(11, 5 * DAY_MS, 2, 0.2);
+        assert_eq!((p.scored(), p.daily().len()), (3, 2));
+        assert_eq!(p.record_label(11, false), LabelOutcome::Applied);
+        assert_eq!(p.record_label(11, false), LabelOutcome::Duplicate);
+        assert_eq!(p.daily()[0].frauds, 2);
     }
 
     #[test]
