@@ -67,21 +67,33 @@ fn every_saved_fuzz_input_passes_its_target_checks() {
     }
 }
 
-/// A checkpoint written now, under the checkpoint target's settings, is
-/// restored whole, and sealed again as the target seals a payload: the
-/// corpus's seeds stay meaningful when the state layout changes.
+/// Checkpoints written now, under the checkpoint target's settings, restore
+/// (the base alone, the delta on it), and the target seals a payload as the
+/// engine frames a file: the corpus's seeds stay meaningful when the layout
+/// changes, and this fails until `seal` follows a new preamble.
 #[test]
-fn a_fresh_checkpoint_restores_through_the_checkpoint_target() {
+fn fresh_checkpoints_restore_through_the_checkpoint_target() {
+    use fraudstream::exec::checkpoint;
     for blend in [false, true] {
-        let file = harness::real_checkpoint(blend);
+        let [base, delta] = harness::real_checkpoints(blend);
         let t = harness::checkpoint_topology(blend);
         let mut engine = fraudstream::exec::outputs::start_engine(t).unwrap();
-        let header = fraudstream::exec::checkpoint::read_bytes(&file, t, &mut engine).unwrap();
+        let header = checkpoint::read_bytes(base, t, &mut engine).unwrap();
         assert_eq!(header.sequence, 1);
-        assert_eq!(harness::seal(&file[24..]), file);
-        let mode = 2 * u8::from(blend);
-        harness::checkpoint(&[&[mode][..], &file].concat());
-        harness::checkpoint(&[&[mode | 1][..], &file[24..]].concat());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(checkpoint::path_of(dir.path(), 1), base).unwrap();
+        std::fs::write(checkpoint::path_of(dir.path(), 2), delta).unwrap();
+        let restored = checkpoint::restore(dir.path(), t, &mut engine)
+            .unwrap()
+            .unwrap();
+        assert_eq!((restored.header.sequence, restored.deltas), (2, 1));
+        assert!(restored.damaged.is_empty(), "{restored:?}");
+        for (file, chained) in [(base, 0), (delta, 4)] {
+            assert_eq!(&harness::seal(&file[24..]), file);
+            let mode = (2 * u8::from(blend)) | chained;
+            harness::checkpoint(&[&[mode][..], file].concat());
+            harness::checkpoint(&[&[mode | 1][..], &file[24..]].concat());
+        }
     }
 }
 
@@ -180,24 +192,27 @@ fn write_seed_corpora() {
             .to_vec(),
     ));
     for blend in [false, true] {
-        let file = harness::real_checkpoint(blend);
-        let mode = 2 * u8::from(blend);
-        let name = if blend { "blend" } else { "logistic" };
-        seeds.push((
-            "checkpoint",
-            format!("seed-{name}-file"),
-            [&[mode][..], &file].concat(),
-        ));
-        seeds.push((
-            "checkpoint",
-            format!("seed-{name}-sealed"),
-            [&[mode | 1][..], &file[24..]].concat(),
-        ));
+        let model = if blend { "blend" } else { "logistic" };
+        let [base, delta] = harness::real_checkpoints(blend);
+        // Bit 1: the topology; bit 2: read after the base; bit 0: sealed.
+        for (file, name, chained) in [(base, "base", 0), (delta, "delta", 4)] {
+            let mode = (2 * u8::from(blend)) | chained;
+            seeds.push((
+                "checkpoint",
+                format!("seed-{model}-{name}-file"),
+                [&[mode][..], file].concat(),
+            ));
+            seeds.push((
+                "checkpoint",
+                format!("seed-{model}-{name}-sealed"),
+                [&[mode | 1][..], &file[24..]].concat(),
+            ));
+        }
     }
     seeds.push((
         "checkpoint",
         "seed-older".into(),
-        b"\x00FSCKPT2\nolder".to_vec(),
+        b"\x00FSCKPT3\nolder".to_vec(),
     ));
     for (target, name, bytes) in seeds {
         let dir = fuzz_dir().join("corpus").join(target);

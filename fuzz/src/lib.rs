@@ -351,36 +351,66 @@ pub fn topology(data: &[u8]) {
 /// is a whole file (0) or a payload to seal with a correct length and
 /// checksum (1), so that decoding past them is explored; bit 1 chooses the
 /// topology it is restored into (the logistic model, or the blend with a
-/// forest). A file is read as a restore reads one, into a fresh engine:
-/// restored, or refused with a reason.
+/// forest); bit 2 whether the file is read alone, as a restore reads a
+/// directory holding only it (0), or as checkpoint 2 after a real base
+/// checkpoint 1, so that it may be a delta on it (1). Restored into a fresh
+/// engine, or refused with a reason; a delta that does not apply is passed
+/// over for its base, saying why.
 pub fn checkpoint(data: &[u8]) {
     let Some((&mode, body)) = data.split_first() else {
         return;
     };
-    let t = checkpoint_topology(mode & 2 != 0);
-    let sealed;
+    let blend = mode & 2 != 0;
+    let t = checkpoint_topology(blend);
     let file = if mode & 1 == 1 {
-        sealed = seal(body);
-        &sealed[..]
+        seal(body)
     } else {
-        body
+        body.to_vec()
     };
     let mut engine = start_engine(t).expect("the checkpoint topology starts");
-    match checkpoint::read_bytes(file, t, &mut engine) {
-        // Restored only under the settings it was written with.
-        Ok(header) => {
-            for (key, now) in checkpoint::settings_of(t) {
-                let then = header.settings.iter().find(|(k, _)| *k == key);
-                assert_eq!(then.map(|(_, v)| v), Some(&now), "{key}");
-            }
+    if mode & 4 == 0 {
+        match checkpoint::read_bytes(&file, t, &mut engine) {
+            Ok(header) => check_settings(&header, t),
+            Err(e) => assert!(!format!("{e:#}").is_empty()),
         }
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (base, next) = (
+        checkpoint::path_of(dir.path(), 1),
+        checkpoint::path_of(dir.path(), 2),
+    );
+    std::fs::write(&base, &real_checkpoints(blend)[0]).expect("writing the base");
+    std::fs::write(&next, &file).expect("writing the input");
+    match checkpoint::restore(dir.path(), t, &mut engine) {
+        Ok(Some(r)) => {
+            check_settings(&r.header, t);
+            // The input read (alone, or on its base), or passed over for the base.
+            let passed_over = r.path == base
+                && r.deltas == 0
+                && matches!(&r.damaged[..], [(p, why)] if *p == next && !why.is_empty());
+            assert!(
+                (r.path == next && r.damaged.is_empty()) || passed_over,
+                "{r:?}"
+            );
+        }
+        Ok(None) => panic!("two checkpoints, none found"),
         Err(e) => assert!(!format!("{e:#}").is_empty()),
     }
 }
 
-/// A checkpoint file around `payload`: format line, length, xxh3 checksum.
+/// A checkpoint is restored only under the settings it was written with.
+fn check_settings(header: &CheckpointHeader, t: &Topology) {
+    for (key, now) in checkpoint::settings_of(t) {
+        let then = header.settings.iter().find(|(k, _)| *k == key);
+        assert_eq!(then.map(|(_, v)| v), Some(&now), "{key}");
+    }
+}
+
+/// A checkpoint file around `payload`: format line, length, xxh3 checksum
+/// (`tests/fuzz_corpus.rs` checks that the engine frames its files so).
 pub fn seal(payload: &[u8]) -> Vec<u8> {
-    let mut file = b"FSCKPT3\n".to_vec();
+    let mut file = b"FSCKPT4\n".to_vec();
     file.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     file.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(payload).to_le_bytes());
     file.extend_from_slice(payload);
@@ -426,40 +456,60 @@ pub fn checkpoint_topology(blend: bool) -> &'static Topology {
     &both[usize::from(blend)]
 }
 
-/// A checkpoint (the whole file) of an engine that ran the simulation of
-/// [`checkpoint_topology`]`(blend)`: the seed of the checkpoint corpus.
-pub fn real_checkpoint(blend: bool) -> Vec<u8> {
+/// Checkpoints 1 (whole) and 2 (a delta on it), the files as written, of
+/// an engine running the simulation of [`checkpoint_topology`]`(blend)`:
+/// the first half of its events before the first, the rest before the
+/// second. The seeds of the checkpoint corpus, and the base the target reads
+/// a delta on; computed once per topology.
+pub fn real_checkpoints(blend: bool) -> &'static [Vec<u8>; 2] {
+    static CHAINS: OnceLock<[[Vec<u8>; 2]; 2]> = OnceLock::new();
+    &CHAINS.get_or_init(|| [false, true].map(write_chain))[usize::from(blend)]
+}
+
+fn write_chain(blend: bool) -> [Vec<u8>; 2] {
     let t = checkpoint_topology(blend);
     let mut engine = start_engine(t).expect("the checkpoint topology starts");
-    for item in build_source(t).expect("the simulation starts") {
-        match item {
-            SourceItem::Event(Event::Transaction(tx)) => {
-                engine.score(tx);
-            }
-            SourceItem::Event(Event::Label(l)) => {
-                engine.label(&l);
-            }
-            SourceItem::Rejected(_) => {}
-        }
-    }
+    let items: Vec<SourceItem> = build_source(t).expect("the simulation starts").collect();
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let header = CheckpointHeader {
-        written_ms: 1,
-        sequence: 1,
-        offsets: vec![SourceOffset {
-            topic: "transactions".into(),
-            partition: 0,
-            next: 42,
-        }],
-        totals: InputCounts::default(),
-        settings: checkpoint::settings_of(t),
-    };
     let settings = CheckpointSettings {
         dir: dir.path().to_path_buf(),
         ..CheckpointSettings::default()
     };
-    checkpoint::write(&settings, &header, &engine).expect("writing a checkpoint");
-    std::fs::read(checkpoint::path_of(dir.path(), 1)).expect("reading it back")
+    let mut chain = checkpoint::Chain::default();
+    let (first, rest) = items.split_at(items.len() / 2);
+    for (sequence, items) in [(1, first), (2, rest)] {
+        for item in items {
+            match item {
+                SourceItem::Event(Event::Transaction(tx)) => {
+                    engine.score(tx.clone());
+                }
+                SourceItem::Event(Event::Label(l)) => {
+                    engine.label(l);
+                }
+                SourceItem::Rejected(_) => {}
+            }
+        }
+        let header = CheckpointHeader {
+            written_ms: sequence as i64,
+            sequence,
+            offsets: vec![SourceOffset {
+                topic: "transactions".into(),
+                partition: 0,
+                next: 42 * sequence as i64,
+            }],
+            totals: InputCounts::default(),
+            settings: checkpoint::settings_of(t),
+            lineage: 7,
+            outputs: Vec::new(),
+        };
+        let written = chain
+            .write(&settings, &header, &mut engine)
+            .expect("writing a checkpoint");
+        assert_eq!(written.delta, sequence == 2, "checkpoint {sequence}");
+    }
+    [1, 2].map(|sequence| {
+        std::fs::read(checkpoint::path_of(dir.path(), sequence)).expect("reading it back")
+    })
 }
 
 /// What every decoded transaction is: an amount finite and not negative, a
