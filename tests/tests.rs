@@ -8,6 +8,7 @@ mod compose;
 mod determinism;
 mod feedback;
 mod fluvio;
+mod fuzz_corpus;
 mod golden;
 mod http;
 mod layers;
