@@ -176,6 +176,24 @@ fn tx_ids(records: &[Vec<u8>]) -> Vec<u64> {
         .collect()
 }
 
+/// Read the score topic `out`-scores and check that every transaction
+/// 1..=`transactions` has exactly one score record; returns how many there are.
+fn assert_scored_once(s: &Setup, out: &str, transactions: u64) -> usize {
+    let scores = tx_ids(&read_topic(
+        &s.addr,
+        &s.topic(&format!("{out}-scores")),
+        Duration::from_secs(3),
+    ));
+    let unique: HashSet<u64> = scores.iter().copied().collect();
+    assert_eq!(
+        unique,
+        (1..=transactions).collect(),
+        "every transaction scored"
+    );
+    assert_eq!(scores.len(), unique.len(), "no score written twice");
+    scores.len()
+}
+
 #[test]
 fn every_published_transaction_is_scored_exactly_once() {
     let Some(addr) = cluster("every_published_transaction_is_scored_exactly_once") else {
@@ -304,18 +322,7 @@ fn kill_9_and_restart_ends_like_an_uninterrupted_run() {
         resumed < report.input.transactions + report.input.labels,
         "the restart resumed ({resumed} events) rather than starting over"
     );
-    let scores = tx_ids(&read_topic(
-        &s.addr,
-        &s.topic("crash-scores"),
-        Duration::from_secs(3),
-    ));
-    let unique: HashSet<u64> = scores.iter().copied().collect();
-    assert_eq!(
-        unique,
-        (1..=transactions).collect(),
-        "every transaction has a score"
-    );
-    assert_eq!(scores.len(), unique.len(), "no score written twice");
+    assert_scored_once(&s, "crash", transactions);
     assert_eq!(report.engine, expected.engine, "same counters");
     assert_eq!(report.input, expected.input, "same input counts");
     assert_eq!(report.metrics, expected.metrics, "same prequential metrics");
@@ -474,22 +481,8 @@ fn ten_kill_9s_while_publishing_end_like_an_uninterrupted_run() {
     let report = |d: &Path| RunReport::read_json(&d.join("report.json")).unwrap();
     let (got, expected) = (report(crash_dir.path()), report(whole_dir.path()));
 
-    let scores = tx_ids(&read_topic(
-        &s.addr,
-        &s.topic("crash-scores"),
-        Duration::from_secs(3),
-    ));
-    let unique: HashSet<u64> = scores.iter().copied().collect();
-    eprintln!(
-        "{kills} kills: {} score records for {transactions} transactions",
-        scores.len()
-    );
-    assert_eq!(
-        unique,
-        (1..=transactions).collect(),
-        "every transaction scored"
-    );
-    assert_eq!(scores.len(), unique.len(), "no score written twice");
+    let records = assert_scored_once(&s, "crash", transactions);
+    eprintln!("{kills} kills: {records} score records for {transactions} transactions");
     let alerts = tx_ids(&read_topic(
         &s.addr,
         &s.topic("crash-alerts"),
@@ -554,18 +547,7 @@ fn a_fresh_process_elsewhere_takes_over_an_instance_from_its_checkpoints() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("restored checkpoint"), "{stderr}");
     let report = RunReport::read_json(&second_local.path().join("report.json")).unwrap();
-    let scores = tx_ids(&read_topic(
-        &s.addr,
-        &s.topic("moved-scores"),
-        Duration::from_secs(3),
-    ));
-    let unique: HashSet<u64> = scores.iter().copied().collect();
-    assert_eq!(
-        unique,
-        (1..=transactions).collect(),
-        "every transaction scored"
-    );
-    assert_eq!(scores.len(), unique.len(), "no score written twice");
+    assert_scored_once(&s, "moved", transactions);
     assert_eq!(report.input.transactions, transactions);
     assert_eq!(
         report.engine.labels_learnt, labels,

@@ -115,6 +115,23 @@ impl Partition {
         self.read_next.unwrap_or(self.started_at) >= self.end_at_open.max(self.hw_latest)
     }
 
+    /// Take in a chunk from the reader.
+    fn receive(&mut self, chunk: Vec<Fetched>, now: Instant) {
+        self.buf.extend(chunk);
+        self.last_record = now;
+    }
+
+    /// Take in a chunk the reader has already sent, if any; whether one came.
+    fn receive_ready(&mut self, now: Instant) -> bool {
+        match self.rx.try_recv() {
+            Ok(chunk) => {
+                self.receive(chunk, now);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     fn idle(&self, now: Instant) -> bool {
         self.head.is_none()
             && self.buf.is_empty()
@@ -400,14 +417,8 @@ impl FluvioSource {
         for i in 0..self.parts.len() {
             let p = &mut self.parts[i];
             while p.head.is_none() {
-                if p.buf.is_empty() {
-                    match p.rx.try_recv() {
-                        Ok(chunk) => {
-                            p.buf.extend(chunk);
-                            p.last_record = Instant::now();
-                        }
-                        Err(_) => break,
-                    }
+                if p.buf.is_empty() && !p.receive_ready(Instant::now()) {
+                    break;
                 }
                 let Some(f) = p.buf.pop_front() else { break };
                 p.read_next = Some(f.offset + 1);
@@ -477,9 +488,7 @@ impl FluvioSource {
                     }
                 }
                 Ok((Some(chunk), k)) => {
-                    let p = &mut self.parts[waiting[k]];
-                    p.buf.extend(chunk);
-                    p.last_record = Instant::now();
+                    self.parts[waiting[k]].receive(chunk, Instant::now());
                 }
                 Ok((None, k)) => {
                     // The reader ended: its error says why.
@@ -504,10 +513,7 @@ impl FluvioSource {
         let mut all = true;
         for p in &mut self.parts {
             if p.head.is_none() && p.buf.is_empty() {
-                if let Ok(chunk) = p.rx.try_recv() {
-                    p.buf.extend(chunk);
-                    p.last_record = now;
-                }
+                p.receive_ready(now);
             }
             let has = p.head.is_some() || !p.buf.is_empty();
             any |= has;
