@@ -226,9 +226,12 @@ fn throughput_run(
     let published = rt.block_on(crate::commands::simulate::publish(
         opts.sim.clone(),
         fluvio,
-        &tx_topic,
-        label_topic.as_deref(),
-        None,
+        crate::commands::simulate::PublishTo {
+            tx_topic: &tx_topic,
+            label_topic: label_topic.as_deref(),
+            rate: None,
+            key: crate::commands::simulate::KeyBy::Card,
+        },
         |_| true,
         |_, _| {},
     ))?;
@@ -355,9 +358,12 @@ impl LatencyTiming<'_> {
         let writer = crate::commands::simulate::publish(
             opts.sim.clone(),
             self.fluvio,
-            ltx,
-            llabels,
-            Some(opts.rate),
+            crate::commands::simulate::PublishTo {
+                tx_topic: ltx,
+                label_topic: llabels,
+                rate: Some(opts.rate),
+                key: crate::commands::simulate::KeyBy::Card,
+            },
             move |tx_id| {
                 if let Some(slot) = sent.get(tx_id as usize) {
                     slot.store(origin.elapsed().as_nanos() as u64, Relaxed);

@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// Override a key, e.g. --set source.days=10 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// The stage(s) this process runs in a topology with `[stages]`:
+    /// all, merchant or card (the same as --set stages.role=ROLE).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
     /// No progress or summary on the terminal.
     #[arg(long, short)]
     pub quiet: bool,
@@ -155,6 +159,10 @@ pub struct SimulateArgs {
     /// Events per second (default: as fast as possible).
     #[arg(long)]
     pub rate: Option<f64>,
+    /// With --to fluvio: key records by card (default) or by merchant (for
+    /// merchant stages that each own partitions of the transactions).
+    #[arg(long, value_enum, default_value_t = crate::commands::simulate::KeyBy::Card)]
+    pub key: crate::commands::simulate::KeyBy,
 }
 
 #[derive(Subcommand)]

@@ -9,7 +9,17 @@ use std::process::ExitCode;
 
 /// Run the topology (the built-in one when none is named).
 pub fn run(a: &RunArgs) -> anyhow::Result<()> {
-    let t = super::load(a.topology.as_deref(), &a.set)?;
+    let mut t = super::load(a.topology.as_deref(), &a.set)?;
+    // `--role all` on a topology without [stages] is what it runs anyway.
+    if let Some(role) = a
+        .role
+        .as_deref()
+        .filter(|r| t.stages.is_some() || *r != "all")
+    {
+        let mut set = a.set.clone();
+        set.push(format!("stages.role={role}"));
+        t = super::load(a.topology.as_deref(), &set)?;
+    }
     crate::exec::run(
         &t,
         &RunOptions {

@@ -222,23 +222,53 @@ pub struct Published {
     pub frauds: u64,
 }
 
+/// Where and how [`publish`] writes.
+#[derive(Clone, Copy, Debug)]
+pub struct PublishTo<'a> {
+    /// Transactions topic.
+    pub tx_topic: &'a str,
+    /// Labels topic (none: labels are not published).
+    pub label_topic: Option<&'a str>,
+    /// Events per second (none: full speed).
+    pub rate: Option<f64>,
+    /// What records are keyed by.
+    pub key: KeyBy,
+}
+
+/// What the records of `simulate --to fluvio` are keyed by, so which
+/// transactions share a partition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyBy {
+    /// The card: instances that each own partitions see whole cards.
+    #[default]
+    Card,
+    /// The merchant: merchant stages (`[stages]`) that each own partitions
+    /// see whole merchants.
+    Merchant,
+}
+
 /// Publish the simulation `cfg` to Fluvio: transactions to `tx_topic` and,
 /// at their arrival times in the stream, labels to `label_topic` (when
-/// given), as JSON records keyed by card id (so a card's transactions and
-/// labels land in the same partition number of equally partitioned topics).
+/// given), as JSON records keyed by card (or merchant, `key`) id, so a
+/// card's transactions and labels land in the same partition number of
+/// equally partitioned topics.
 /// `rate` limits events per second; `on_sent` is called with each
 /// transaction's id once it is handed to the producer and stops the
 /// stream when it returns false; `progress` is called now and then.
 pub async fn publish(
     cfg: SimConfig,
     fluvio: &fluvio::Fluvio,
-    tx_topic: &str,
-    label_topic: Option<&str>,
-    rate: Option<f64>,
+    to: PublishTo<'_>,
     mut on_sent: impl FnMut(u64) -> bool,
     mut progress: impl FnMut(f64, u64),
 ) -> anyhow::Result<Published> {
     use anyhow::Context;
+    let PublishTo {
+        tx_topic,
+        label_topic,
+        rate,
+        key,
+    } = to;
     let sim =
         Simulator::new(cfg).map_err(|e| anyhow::anyhow!("simulator settings: {}", e.join("; ")))?;
     let producer_cfg = fluvio::TopicProducerConfigBuilder::default()
@@ -258,7 +288,7 @@ pub async fn publish(
         ),
         None => None,
     };
-    // Card of every transaction still waiting for its label (labels carry no card).
+    // Key of every transaction still waiting for its label (labels carry no card).
     let mut card_of: nohash_hasher::IntMap<u64, u32> = Default::default();
     let mut out = Published {
         transactions: 0,
@@ -278,10 +308,14 @@ pub async fn publish(
                 out.frauds += t.fraud.is_some() as u64;
                 write_tx(&mut buf, &t, FileFormat::Jsonl)?;
                 buf.pop(); // newline
+                let entity = match key {
+                    KeyBy::Card => t.card,
+                    KeyBy::Merchant => t.merchant,
+                };
                 if lp.is_some() {
-                    card_of.insert(t.tx_id, t.card);
+                    card_of.insert(t.tx_id, entity);
                 }
-                txp.send(format!("C{:07}", t.card), buf.clone())
+                txp.send(record_key(key, entity), buf.clone())
                     .await
                     .with_context(|| format!("sending to {tx_topic}"))?;
                 if !on_sent(t.tx_id) {
@@ -293,8 +327,8 @@ pub async fn publish(
                 out.labels += 1;
                 write_label(&mut buf, &l, FileFormat::Jsonl)?;
                 buf.pop(); // newline
-                let key = match card_of.get(&l.tx_id) {
-                    Some(card) => format!("C{card:07}"),
+                let key = match card_of.get(&l.tx_id).copied() {
+                    Some(entity) => record_key(key, entity),
                     None => String::new(),
                 };
                 lp.send(key, buf.clone()).await.context("sending a label")?;
@@ -358,7 +392,15 @@ pub fn command(a: &SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `simulate --to fluvio`: publish the stream keyed by card id.
+/// The record key of a transaction of card (or merchant) `entity`.
+fn record_key(key: KeyBy, entity: u32) -> String {
+    match key {
+        KeyBy::Card => format!("C{entity:07}"),
+        KeyBy::Merchant => format!("M{entity:06}"),
+    }
+}
+
+/// `simulate --to fluvio`: publish the stream keyed by card (or merchant) id.
 fn publish_command(
     a: &SimulateArgs,
     cfg: SimConfig,
@@ -374,7 +416,13 @@ fn publish_command(
             bar.println(format!("publishing to {address}"));
         }
         let all = |_| true;
-        publish(cfg, &fluvio, &a.topic, labels, a.rate, all, |p, n| {
+        let to = PublishTo {
+            tx_topic: &a.topic,
+            label_topic: labels,
+            rate: a.rate,
+            key: a.key,
+        };
+        publish(cfg, &fluvio, to, all, |p, n| {
             bar.set_position((p * 1000.0) as u64);
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("{n} events, {:.0}/s", n as f64 / secs));

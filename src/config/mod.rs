@@ -23,7 +23,8 @@ pub use reader::{set_override, ConfigError, ConfigErrors};
 use reader::{Errors, Section};
 
 pub use service::{
-    CheckpointSettings, FluvioInput, FluvioOutput, FluvioSettings, ServiceSettings, StartAt,
+    CheckpointSettings, FluvioInput, FluvioOutput, FluvioSettings, Role, ServiceSettings, Stages,
+    StartAt,
 };
 
 /// The default pipeline: simulator, engine, terminal summary and files under `out/embedded/`.
@@ -56,6 +57,8 @@ pub struct Topology {
     pub checkpoint: Option<CheckpointSettings>,
     /// Service settings (Fluvio sources only).
     pub service: ServiceSettings,
+    /// Stages repartitioned through Fluvio, and the role of this process.
+    pub stages: Option<Stages>,
 }
 
 impl Topology {
@@ -131,6 +134,11 @@ impl Topology {
         })
     }
 
+    /// The stage(s) this process runs.
+    pub fn role(&self) -> Role {
+        self.stages.as_ref().map_or(Role::All, |s| s.role)
+    }
+
     /// Whether the end-of-run summary is printed.
     pub fn has_summary(&self) -> bool {
         self.sinks
@@ -192,6 +200,7 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
     let fluvio = service::read_fluvio(&root.section("fluvio"));
     let checkpoint = service::read_checkpoint(&root.section("checkpoint"));
     let service = service::read_service(&root.section("service"));
+    let stages = service::read_stages(&root.section("stages"), source_partitions);
     let is_fluvio = matches!(source, SourceConfig::Fluvio(_));
     if is_fluvio && engine.workers != 1 {
         root.error(
@@ -221,6 +230,7 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
         for (sec, present) in [
             ("checkpoint", checkpoint.is_some()),
             ("service", root.has("service")),
+            ("stages", stages.is_some()),
         ] {
             if present {
                 root.error(sec, "no such table unless source.type = \"fluvio\"", None);
@@ -248,6 +258,7 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
         fluvio,
         checkpoint,
         service,
+        stages,
     }
 }
 
@@ -351,6 +362,54 @@ mod tests {
             keys,
             ["service.http_max_connections", "service.http_idle_timeout"]
         );
+    }
+
+    #[test]
+    fn stages_lay_a_lane_of_card_partitions_per_source_partition() {
+        let text = "[source]\ntype = \"fluvio\"\ntopic = \"tx\"\ntopic_partitions = 3\n\
+                    [stages]\nrole = \"card\"\ntopic = \"st\"\ncard_partitions = 4\n\
+                    partitions = [1, 3]\nlearn_topic = \"learn\"\n";
+        let t = Topology::from_toml("st.toml", text, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.role(), Role::Card);
+        let st = t.stages.as_ref().unwrap();
+        assert_eq!(st.card_partitions, 4);
+        assert_eq!(st.input.topic_partitions, 12, "3 lanes of 4");
+        assert_eq!(st.input.partitions, [1, 3, 5, 7, 9, 11]);
+        assert_eq!(st.output.topic_partitions, 12);
+        let (read, write) = st.learn.as_ref().unwrap();
+        assert_eq!((read.topic.as_str(), read.topic_partitions), ("learn", 1));
+        assert_eq!((read.partitions.len(), read.idle_ms), (0, 1));
+        assert_eq!(write.topic, "learn");
+        // No [stages]: both stages in one process.
+        let plain = "[source]\ntype = \"fluvio\"\ntopic = \"tx\"\n";
+        let t = Topology::from_toml("p.toml", plain, &[]).unwrap();
+        assert_eq!((t.role(), t.stages.is_none()), (Role::All, true));
+    }
+
+    #[test]
+    fn stage_settings_are_checked_all_at_once() {
+        let text = "[source]\ntype = \"fluvio\"\ntopic = \"tx\"\ntopic_partitions = 4\n\
+                    [stages]\nrole = \"cards\"\ntopic = \"st\"\ntopic_partitions = 8\n\
+                    card_partitions = 100\npartitions = [7]\nlearn_topic = \"st\"\n";
+        let err = Topology::from_toml("st.toml", text, &[]).unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "stages.role",
+                "stages.topic_partitions",
+                "stages.card_partitions",
+                "stages.learn_topic"
+            ],
+            "{err}"
+        );
+        let text = "[source]\ntype = \"fluvio\"\ntopic = \"tx\"\n\
+                    [stages]\ntopic = \"st\"\ncard_partitions = 2\npartitions = [2]\n";
+        let err = Topology::from_toml("st.toml", text, &[]).unwrap_err();
+        assert_eq!(err.0[0].key, "stages.partitions[0]", "{err}");
+        let sim = "[source]\ntype = \"simulator\"\n[stages]\ntopic = \"st\"\n";
+        let err = Topology::from_toml("s.toml", sim, &[]).unwrap_err();
+        assert_eq!(err.0[0].key, "stages", "{err}");
     }
 
     #[test]

@@ -270,6 +270,142 @@ pub fn read_fluvio_output(s: &Section, default_partitions: u32) -> Option<Fluvio
     })
 }
 
+/// The stage(s) a process of a topology runs (`stages.role`, or
+/// `fraudstream run --role`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Both stages in one process (no stage topic).
+    All,
+    /// The merchant stage: reads transactions and labels, publishes each
+    /// transaction with its merchant features, and each label, to the stage
+    /// topic, keyed by the card stage that owns the card.
+    Merchant,
+    /// A card stage: reads its partitions of the stage topic, scores, learns
+    /// and writes scores, alerts and dead letters.
+    Card,
+}
+
+impl Named for Role {
+    const ALL: &'static [Self] = &[Role::All, Role::Merchant, Role::Card];
+    fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Merchant => "merchant",
+            Role::Card => "card",
+        }
+    }
+}
+
+/// A topology repartitioned through Fluvio (`[stages]`), the way Kafka
+/// Streams does it: merchant stages, keyed by merchant, publish to a stage
+/// topic keyed by card; card stages read it. Each stage scales by its own
+/// topic's partitions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stages {
+    /// What this process runs.
+    pub role: Role,
+    /// Card partitions: the stage topic has this many partitions per
+    /// partition of the transaction topic (a lane per input partition, so
+    /// each stage partition has one producer and keeps its event-time order).
+    pub card_partitions: u32,
+    /// The stage topic as a card stage reads it: every lane's partitions of
+    /// this instance's card partitions (`stages.partitions`; all when empty).
+    pub input: FluvioInput,
+    /// The stage topic as a merchant stage writes it.
+    pub output: FluvioOutput,
+    /// The learn topic, through which card stages share what they learn
+    /// (one partition, read whole by every card stage); `None`: each card
+    /// stage learns from its own cards' labels only.
+    pub learn: Option<(FluvioInput, FluvioOutput)>,
+}
+
+/// `[stages]` (absent: both stages in every process); `lanes` is the
+/// number of partitions of the transaction topic.
+pub fn read_stages(s: &Section, lanes: u32) -> Option<Stages> {
+    if !s.present() {
+        return None;
+    }
+    let role = s.named("role", Role::All);
+    if let Some(v) = s.value("topic_partitions") {
+        s.error(
+            "topic_partitions",
+            "no such key: the stage topic has card_partitions partitions per \
+             partition of the source topic",
+            Some(super::reader::describe(v)),
+        );
+    }
+    let card_partitions = s.int("card_partitions", 1, 1, 256) as u32;
+    // `partitions` names card partitions (0..card_partitions).
+    let defaults = FluvioInput {
+        topic_partitions: card_partitions,
+        ..FluvioInput::default()
+    };
+    let mut input = read_fluvio_input(s, Some(&defaults));
+    let lanes = lanes.max(1);
+    let total = lanes.saturating_mul(card_partitions);
+    if total > 256 {
+        s.error(
+            "card_partitions",
+            format!(
+                "at most {} with a source of {lanes} partitions (the stage topic has \
+                 source partitions × card_partitions partitions, at most 256: a label \
+                 route keeps its stage partition in one byte)",
+                256 / lanes
+            ),
+            Some(card_partitions.to_string()),
+        );
+    }
+    let cards = if input.partitions.is_empty() {
+        (0..card_partitions).collect()
+    } else {
+        std::mem::take(&mut input.partitions)
+    };
+    input.partitions = (0..lanes)
+        .flat_map(|lane| cards.iter().map(move |c| lane * card_partitions + c))
+        .collect();
+    input.topic_partitions = total;
+    let d = FluvioOutput::default();
+    let output = FluvioOutput {
+        topic: input.topic.clone(),
+        topic_partitions: total,
+        batch_bytes: s.int("batch_bytes", d.batch_bytes as i64, 64, 1 << 30) as usize,
+        linger_ms: s.duration("linger", d.linger_ms, 0),
+    };
+    let learn = s.opt_str("learn_topic").map(|topic| {
+        if topic.is_empty() || topic == input.topic {
+            s.error(
+                "learn_topic",
+                "the name of a topic of its own (card stages share examples through it)",
+                Some(format!("\"{topic}\"")),
+            );
+        }
+        let read = FluvioInput {
+            topic: topic.clone(),
+            partitions: Vec::new(),
+            topic_partitions: 1,
+            consumer: None,
+            // Vectors are held until their label comes (which waits for
+            // a late one): the learn topic never holds back the merge.
+            idle_ms: 1,
+            ..input.clone()
+        };
+        let write = FluvioOutput {
+            topic,
+            topic_partitions: 1,
+            ..output.clone()
+        };
+        (read, write)
+    });
+    s.finish();
+    Some(Stages {
+        role,
+        card_partitions,
+        input,
+        output,
+        learn,
+    })
+}
+
 /// `[checkpoint]` (absent: no checkpoints).
 pub fn read_checkpoint(s: &Section) -> Option<CheckpointSettings> {
     if !s.present() {

@@ -15,6 +15,12 @@ pub enum Records {
     Alerts,
     /// Rejected records with reasons.
     DeadLetters,
+    /// What a merchant stage hands the card stages (the stage topic of
+    /// `[stages]`; not a `[sinks]` type).
+    Stage,
+    /// Examples card stages share (the learn topic of `[stages]`; not a
+    /// `[sinks]` type).
+    Learn,
 }
 
 impl Records {
@@ -24,6 +30,8 @@ impl Records {
             Records::Scores => "scores",
             Records::Alerts => "alerts",
             Records::DeadLetters => "dead_letters",
+            Records::Stage => "stage",
+            Records::Learn => "learn",
         }
     }
 }

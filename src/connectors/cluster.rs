@@ -154,6 +154,12 @@ pub fn topics_of(t: &Topology) -> Vec<TopicNeed> {
             add(&o.topic, o.topic_partitions, format!("sinks.{}", s.id()));
         }
     }
+    if let Some(s) = &t.stages {
+        add(&s.input.topic, s.input.topic_partitions, "stages".into());
+        if let Some((learn, _)) = &s.learn {
+            add(&learn.topic, 1, "stages.learn_topic".into());
+        }
+    }
     out
 }
 
@@ -422,6 +428,21 @@ pub async fn end_offset(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stage_and_learn_topics_are_created_with_the_rest() {
+        let text = "[source]\ntype = \"fluvio\"\ntopic = \"tx\"\ntopic_partitions = 3\n\
+                    [stages]\ntopic = \"st\"\ncard_partitions = 4\nlearn_topic = \"learn\"\n";
+        let t = Topology::from_toml("st.toml", text, &[]).unwrap_or_else(|e| panic!("{e}"));
+        let needs: Vec<(String, u32)> = topics_of(&t)
+            .into_iter()
+            .map(|n| (n.name, n.partitions))
+            .collect();
+        assert_eq!(
+            needs,
+            [("tx".into(), 3), ("st".into(), 12), ("learn".into(), 1)]
+        );
+    }
 
     #[test]
     fn host_port_parses_and_rejects() {

@@ -26,6 +26,7 @@ pub use crate::connectors::sources::SourceOffset;
 use anyhow::Context;
 use bincode::Options as _;
 use fraudstream_engine::engine::{Engine, SNAPSHOT_VERSION};
+use fraudstream_engine::Named as _;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -89,6 +90,17 @@ pub fn settings_of(t: &Topology) -> Vec<(String, String)> {
                 | "eval_max_records"
         )
     });
+    // A stage's state is not the other's, and label routes follow the
+    // stage topic's partitions.
+    if let Some(stages) = &t.stages {
+        out.push(("stages.role".into(), stages.role.name().into()));
+        if stages.role == crate::config::Role::Merchant {
+            out.push((
+                "stages.topic_partitions".into(),
+                stages.input.topic_partitions.to_string(),
+            ));
+        }
+    }
     out
 }
 

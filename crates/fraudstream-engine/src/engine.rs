@@ -123,6 +123,56 @@ impl TxContext {
     pub fn merchant_features(&self) -> &[f32] {
         &self.merchant_features[..self.merchant_len as usize]
     }
+
+    /// The context a merchant stage in another process computed, read back
+    /// from the stage topic; `None` with more than
+    /// [`MAX_MERCHANT_FEATURES`] merchant features.
+    pub fn from_stage(
+        card: u64,
+        merchant: u64,
+        tx_key: u64,
+        late: bool,
+        now: i64,
+        features: &[f32],
+    ) -> Option<Self> {
+        let mut merchant_features = [0f32; MAX_MERCHANT_FEATURES];
+        merchant_features
+            .get_mut(..features.len())?
+            .copy_from_slice(features);
+        Some(TxContext {
+            card,
+            merchant,
+            tx_key,
+            late,
+            now,
+            worker: 0,
+            offered: None,
+            merchant_len: features.len() as u8,
+            merchant_features,
+        })
+    }
+}
+
+/// A scored transaction's stored vector, for the other card stages of a
+/// repartitioned topology. With learning replicated
+/// ([`CardStage::replicate_learning`]) every card stage holds every stage's
+/// vectors ([`CardStage::hold_replica`]) and learns from every label
+/// ([`CardStage::learn_replica`] for the cards of others), so each stage's
+/// model learns what one stage over the whole stream would.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Replica {
+    /// Transaction key.
+    pub tx_key: u64,
+    /// Event time of the transaction.
+    pub ts: i64,
+    /// Card key.
+    pub card: u64,
+    /// Merchant key.
+    pub merchant: u64,
+    /// The stored vector (the pending store's stride).
+    pub dense: Vec<f32>,
+    /// Hashed categorical slots.
+    pub cats: [u32; crate::features::CATEGORICALS],
 }
 
 /// A label on its way to the card stage that scored its transaction.
@@ -135,6 +185,25 @@ pub struct LabelContext {
     /// Verdict.
     pub is_fraud: bool,
 }
+
+/// Labels of other card stages' cards a card stage learnt from, in this
+/// process ([`CardStage::replica_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaStats {
+    /// Joined to their vector and learnt from.
+    pub learnt: u64,
+    /// Of those, learnt once their vector came (it came after the label).
+    pub waited: u64,
+    /// Still waiting for their vector.
+    pub waiting: u64,
+    /// Dropped while waiting (the oldest, for newer ones), or whose vector
+    /// had another layout.
+    pub dropped: u64,
+}
+
+/// Most labels a card stage keeps waiting for another stage's vector
+/// ([`CardStage::learn_replica`]).
+pub const MAX_PARKED: usize = 100_000;
 
 /// Which card stage owns a card, for `workers` stages.
 #[inline]
@@ -220,6 +289,20 @@ impl MerchantStage {
 
     /// Merchant features of `tx` and the card stage (of `workers`) that owns its card.
     pub fn on_transaction(&mut self, tx: &Transaction, workers: usize) -> TxContext {
+        self.on_transaction_at(tx, workers, 0)
+    }
+
+    /// [`on_transaction`](Self::on_transaction) for a stage topic whose
+    /// partitions come in lanes of `workers`, one lane per input partition
+    /// (so each stage partition has one producer and stays in its order):
+    /// the context's `worker`, and the label route, is `lane_base` plus the
+    /// card's stage. At most 256 in all.
+    pub fn on_transaction_at(
+        &mut self,
+        tx: &Transaction,
+        workers: usize,
+        lane_base: usize,
+    ) -> TxContext {
         let ts = tx.ts;
         let late =
             self.newest_ts != i64::MIN && ts < self.newest_ts.saturating_sub(self.lateness_ms);
@@ -236,7 +319,8 @@ impl MerchantStage {
         let card = key_of(tx.card_id.as_bytes());
         let merchant = key_of(tx.merchant_id.as_bytes());
         let tx_key = tx.tx_id.key();
-        let worker = worker_of(card, workers);
+        let worker = lane_base + worker_of(card, workers);
+        debug_assert!(worker < 256, "validated: at most 256 stage partitions");
         self.scratch.clear();
         self.merchants
             .extract_and_update(tx, merchant, late, &mut self.scratch);
@@ -443,6 +527,15 @@ pub struct CardStage {
     explain_buf: Vec<Contribution>,
     /// Cards held by stages absorbed into this one.
     cards_absorbed: usize,
+    /// Vectors scored here, for the other card stages (learning replicated).
+    replicas: Option<Vec<Replica>>,
+    /// Labels of other stages' cards waiting for their vector, oldest
+    /// first (at most [`MAX_PARKED`]).
+    parked: crate::keymap::KeyMap<LabelContext>,
+    parked_order: std::collections::VecDeque<u64>,
+    /// Labels of other stages' cards: learnt, learnt after waiting for
+    /// their vector, and dropped while waiting (by newer ones).
+    replica_stats: ReplicaStats,
 }
 
 /// What happened to a label.
@@ -488,6 +581,104 @@ impl CardStage {
             label_x: FeatureVector::default(),
             explain_buf: Vec::new(),
             cards_absorbed: 0,
+            replicas: None,
+            parked: Default::default(),
+            parked_order: Default::default(),
+            replica_stats: ReplicaStats::default(),
+        }
+    }
+
+    /// Replicate learning across card stages: every vector this stage
+    /// scores is also handed out ([`take_replicas`](Self::take_replicas))
+    /// for the others to hold, so each can learn from labels of cards it
+    /// does not own.
+    pub fn replicate_learning(&mut self) {
+        self.replicas.get_or_insert_with(Vec::new);
+    }
+
+    /// The vectors scored since the last call (learning replicated).
+    pub fn take_replicas(&mut self) -> impl Iterator<Item = Replica> + '_ {
+        self.replicas.iter_mut().flat_map(|v| v.drain(..))
+    }
+
+    /// Hold another card stage's vector until its label arrives.
+    pub fn hold_replica(&mut self, r: &Replica) {
+        if r.dense.len() != self.pending.stride() {
+            // Another build or model: nothing this model can learn from.
+            self.replica_stats.dropped += 1;
+            return;
+        }
+        // Every stage's input statistics follow the whole stream, as one
+        // stage's would.
+        self.model.observe(&r.dense);
+        self.label_x.dense.clear();
+        self.label_x.dense.extend_from_slice(&r.dense);
+        self.label_x.cats = r.cats;
+        let meta = PendingMeta {
+            card: r.card,
+            merchant: r.merchant,
+            ts: r.ts,
+            cats: r.cats,
+        };
+        self.pending.insert(r.tx_key, &self.label_x, meta);
+        if let Some(l) = self.parked.remove(&r.tx_key) {
+            // Its label came first (another stage ran behind this one).
+            self.replica_stats.waited += 1;
+            metrics::counter!("fraudstream_replica_labels_waited_total").increment(1);
+            self.learn_replica(&l);
+        }
+    }
+
+    /// Learn from a label of a card another stage owns, joined to the
+    /// vector that stage replicated; the owner evaluates it and flags the
+    /// card. A label whose vector has not arrived yet (the other stage is
+    /// behind this one) waits for it, among at most [`MAX_PARKED`]; the
+    /// oldest waiting is dropped for a newer one (counted in
+    /// [`replica_stats`](Self::replica_stats)). Waiting labels are not
+    /// part of checkpoints.
+    pub fn learn_replica(&mut self, l: &LabelContext) -> LabelResult {
+        if self.pending.take(l.tx_key, &mut self.label_x).is_none() {
+            if self.parked.insert(l.tx_key, *l).is_none() {
+                self.parked_order.push_back(l.tx_key);
+            }
+            while self.parked.len() > MAX_PARKED {
+                let Some(oldest) = self.parked_order.pop_front() else {
+                    break;
+                };
+                if self.parked.remove(&oldest).is_some() {
+                    self.replica_stats.dropped += 1;
+                    metrics::counter!("fraudstream_replica_labels_missed_total").increment(1);
+                }
+            }
+            if self.parked_order.len() > 2 * MAX_PARKED {
+                // Keys of labels learnt since: drop them from the order.
+                let parked = &self.parked;
+                self.parked_order.retain(|k| parked.contains_key(k));
+            }
+            metrics::gauge!("fraudstream_replica_labels_waiting").set(self.parked.len() as f64);
+            return LabelResult::Unknown;
+        }
+        self.replica_stats.learnt += 1;
+        if self.cfg.learn {
+            let weight = self
+                .cfg
+                .imbalance
+                .weight(l.is_fraud, l.tx_key, self.cfg.seed);
+            self.model
+                .learn(&self.label_x, l.is_fraud, weight, l.ts, l.tx_key);
+            if weight.is_some() {
+                self.counters.labels_learnt += 1;
+            }
+        }
+        LabelResult::Joined
+    }
+
+    /// What became of the labels of other stages' cards in this process;
+    /// `dropped` also counts vectors of another layout (model).
+    pub fn replica_stats(&self) -> ReplicaStats {
+        ReplicaStats {
+            waiting: self.parked.len() as u64,
+            ..self.replica_stats
         }
     }
 
@@ -529,6 +720,16 @@ impl CardStage {
                 cats: self.x.cats,
             },
         );
+        if let Some(out) = &mut self.replicas {
+            out.push(Replica {
+                tx_key: ctx.tx_key,
+                ts,
+                card: ctx.card,
+                merchant: ctx.merchant,
+                dense: self.x.dense.clone(),
+                cats: self.x.cats,
+            });
+        }
         self.eval.record_score(ctx.tx_key, ts, ctx.card, p as f32);
         if let Some(m) = &member_scores {
             self.members.record_score(ctx.tx_key, ts, ctx.card, m);
@@ -754,6 +955,12 @@ impl Engine {
             published: EngineCounters::default(),
             tracked: false,
         }
+    }
+
+    /// Both stages, for a process that runs one of them (a merchant or a
+    /// card stage of a repartitioned topology).
+    pub fn stages_mut(&mut self) -> (&mut MerchantStage, &mut CardStage) {
+        (&mut self.merchant, &mut self.card)
     }
 
     /// Whether `event` may enter the engine (see [`MerchantStage::admit`]);

@@ -65,6 +65,8 @@ impl FileSink {
         if f.format == FileFormat::Csv {
             let header = match f.records {
                 Records::DeadLetters => "source,line,kind,reason,raw\n",
+                // Stage records travel through topics only.
+                Records::Stage | Records::Learn => "",
                 Records::Scores | Records::Alerts => {
                     "tx_id,ts,card_id,score,alert,model_version,top_features\n"
                 }
@@ -162,6 +164,10 @@ impl Sink for FileSink {
         match o {
             Output::Score(s) => self.write_score(s),
             Output::DeadLetter(d) => self.write_dead(d),
+            Output::Stage(_) => anyhow::bail!(
+                "sinks.{}: stage records travel through Fluvio topics, not files",
+                self.id
+            ),
         }
         .map_err(|e| self.io_error("writing", e))
     }

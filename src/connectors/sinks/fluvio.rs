@@ -151,9 +151,14 @@ impl TopicSink {
         records: Records,
         o: &FluvioOutput,
     ) -> anyhow::Result<Self> {
-        let cfg = TopicProducerConfigBuilder::default()
-            .batch_size(o.batch_bytes)
-            .linger(Duration::from_millis(o.linger_ms.max(0) as u64))
+        let mut cfg = TopicProducerConfigBuilder::default();
+        cfg.batch_size(o.batch_bytes)
+            .linger(Duration::from_millis(o.linger_ms.max(0) as u64));
+        if matches!(records, Records::Stage | Records::Learn) {
+            // The merchant stage chooses each record's partition.
+            cfg.partitioner(std::sync::Arc::new(crate::connectors::stage::KeyPartition));
+        }
+        let cfg = cfg
             .build()
             .map_err(|e| anyhow::anyhow!("sinks.{id}: producer settings: {e}"))?;
         let producer = fluvio
@@ -213,6 +218,10 @@ impl TopicSink {
             Output::DeadLetter(d) => {
                 serde_json::to_writer(&mut self.buf, d)?;
                 None
+            }
+            Output::Stage(r) => {
+                crate::connectors::stage::encode(r, &mut self.buf)?;
+                Some(crate::connectors::stage::key_of(r.partition()))
             }
         })
     }

@@ -19,6 +19,7 @@ pub mod report;
 pub use file::create_file;
 
 use crate::config::{RecordTarget, Records, SinkConfig};
+use crate::connectors::stage::StageRecord;
 use crossbeam::channel::{bounded, Receiver, Sender};
 use fraudstream_engine::event::{DeadLetter, Score};
 use futures_executor::block_on;
@@ -40,6 +41,8 @@ pub enum Output {
     Score(Score),
     /// A rejected record.
     DeadLetter(DeadLetter),
+    /// A record for another stage (a repartitioned topology).
+    Stage(crate::connectors::stage::StageRecord),
 }
 
 /// Whether a sink of `records` takes `o`: a score sink every score, an alert
@@ -49,6 +52,8 @@ pub fn takes(records: Records, o: &Output) -> bool {
         (Records::Scores, Output::Score(_)) => true,
         (Records::Alerts, Output::Score(s)) => s.alert,
         (Records::DeadLetters, Output::DeadLetter(_)) => true,
+        (Records::Stage, Output::Stage(r)) => !matches!(r, StageRecord::Vector { .. }),
+        (Records::Learn, Output::Stage(r)) => matches!(r, StageRecord::Vector { .. }),
         _ => false,
     }
 }

@@ -19,6 +19,7 @@ use crate::config::{FluvioInput, StartAt, TimestampFormat};
 use crate::connectors::sinks::Provenance;
 use crate::connectors::sources::decode::{truncate, Decoder, RawRecord, RecordKind, Reject};
 use crate::connectors::sources::{Pulled, Source, SourceOffset};
+use crate::connectors::stage::StageRecord;
 use anyhow::Context;
 use compact_str::{format_compact, CompactString};
 use fluvio::consumer::{ConsumerConfigExt, ConsumerStream, OffsetManagementStrategy};
@@ -43,17 +44,50 @@ const STALL: Duration = Duration::from_secs(1);
 /// Chunks a reader may have decoded ahead of the merge.
 const READ_AHEAD_CHUNKS: usize = 16;
 
-/// One record as a reader hands it on: its offset and its event, or its
+/// What a topic holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputRecords {
+    /// Transactions or labels, as payment systems publish them.
+    Events(RecordKind),
+    /// Records one stage hands another (a stage or learn topic).
+    Stage,
+}
+
+/// A decoded record.
+enum Decoded {
+    Event(Event),
+    Stage(StageRecord),
+}
+
+impl Decoded {
+    fn ts(&self) -> i64 {
+        match self {
+            Decoded::Event(e) => e.ts(),
+            Decoded::Stage(r) => r.ts(),
+        }
+    }
+
+    /// Transactions come after labels (and examples) of the same time.
+    fn is_transaction(&self) -> bool {
+        matches!(
+            self,
+            Decoded::Event(Event::Transaction(_)) | Decoded::Stage(StageRecord::Transaction(_))
+        )
+    }
+}
+
+/// One record as a reader hands it on: its offset and its record, or its
 /// dead letter.
 struct Fetched {
     offset: i64,
-    item: Result<Event, DeadLetter>,
+    item: Result<Decoded, DeadLetter>,
 }
 
 struct Head {
     ts: i64,
     offset: i64,
-    event: Event,
+    transaction: bool,
+    item: Decoded,
 }
 
 /// What a reader task needs.
@@ -62,7 +96,7 @@ struct ReaderSpec {
     fluvio: Arc<Fluvio>,
     topic: String,
     partition: u32,
-    kind: RecordKind,
+    kind: InputRecords,
     id: CompactString,
     max_bytes: usize,
     fetch_bytes: i32,
@@ -72,7 +106,6 @@ struct ReaderSpec {
 struct Partition {
     topic: String,
     partition: u32,
-    kind: RecordKind,
     /// Source id in dead letters: `topic/partition`.
     id: CompactString,
     spec: ReaderSpec,
@@ -185,8 +218,8 @@ impl Drop for FluvioSource {
 pub struct OpenPlan<'a> {
     /// Input settings.
     pub input: &'a FluvioInput,
-    /// Transactions or labels.
-    pub kind: RecordKind,
+    /// Transactions, labels or stage records.
+    pub kind: InputRecords,
     /// Offsets from a checkpoint (take precedence over `start`).
     pub resume: &'a [SourceOffset],
 }
@@ -208,7 +241,11 @@ async fn read_partition(
     mut next: i64,
     tx: mpsc::Sender<Vec<Fetched>>,
 ) -> anyhow::Result<()> {
-    let decoder = record_decoder(spec.kind);
+    let (kind, stage) = match spec.kind {
+        InputRecords::Events(kind) => (kind, false),
+        InputRecords::Stage => (RecordKind::Transaction, true),
+    };
+    let decoder = record_decoder(kind);
     loop {
         // The partition consumer streams whole batches, without the
         // per-record lock and timer of the retrying record stream.
@@ -241,18 +278,24 @@ async fn read_partition(
                     break;
                 }
                 next = offset + 1;
-                let item = decode_record(&decoder, spec.kind, spec.max_bytes, record.value())
-                    .map_err(|reject| DeadLetter {
-                        source: spec.id.clone(),
-                        line: Some(offset as u64),
-                        kind: reject.kind,
-                        reason: reject.reason,
-                        raw: truncate(
-                            &String::from_utf8_lossy(record.value()),
-                            DEAD_LETTER_RAW_BYTES,
-                        )
-                        .to_string(),
-                    });
+                let item = if stage {
+                    crate::connectors::stage::decode(record.value(), spec.max_bytes)
+                        .map(Decoded::Stage)
+                } else {
+                    decode_record(&decoder, kind, spec.max_bytes, record.value())
+                        .map(Decoded::Event)
+                };
+                let item = item.map_err(|reject| DeadLetter {
+                    source: spec.id.clone(),
+                    line: Some(offset as u64),
+                    kind: reject.kind,
+                    reason: reject.reason,
+                    raw: truncate(
+                        &String::from_utf8_lossy(record.value()),
+                        DEAD_LETTER_RAW_BYTES,
+                    )
+                    .to_string(),
+                });
                 out.push(Fetched { offset, item });
             }
             if !out.is_empty() && tx.send(out).await.is_err() {
@@ -366,7 +409,6 @@ impl FluvioSource {
                 parts.push(Partition {
                     topic: input.topic.clone(),
                     partition: p,
-                    kind: plan.kind,
                     id,
                     spec,
                     rx,
@@ -398,7 +440,7 @@ impl FluvioSource {
         for (i, p) in self.parts.iter().enumerate() {
             match &p.head {
                 Some(h) => {
-                    let rank = (h.ts, u8::from(p.kind == RecordKind::Transaction), i);
+                    let rank = (h.ts, u8::from(h.transaction), i);
                     if best.map_or(true, |b| rank < b) {
                         best = Some(rank);
                     }
@@ -424,11 +466,12 @@ impl FluvioSource {
                 p.read_next = Some(f.offset + 1);
                 p.records += 1;
                 match f.item {
-                    Ok(event) => {
+                    Ok(item) => {
                         p.head = Some(Head {
-                            ts: event.ts(),
+                            ts: item.ts(),
                             offset: f.offset,
-                            event,
+                            transaction: item.is_transaction(),
+                            item,
                         })
                     }
                     Err(dead) => {
@@ -454,7 +497,10 @@ impl FluvioSource {
             if let Some(i) = self.releasable(now) {
                 let h = self.parts[i].head.take().expect("releasable has a head");
                 self.last = Some((i, h.offset));
-                return Ok(Pulled::Event(h.event));
+                return Ok(match h.item {
+                    Decoded::Event(e) => Pulled::Event(e),
+                    Decoded::Stage(r) => Pulled::Stage(r),
+                });
             }
             // Wait for a chunk for any partition without a head, at most
             // until the earliest moment one of them turns idle or counts as
@@ -667,6 +713,22 @@ impl FluvioSource {
             }
         }
         Ok(())
+    }
+
+    /// The partition number of the record released last.
+    pub fn last_partition(&self) -> Option<u32> {
+        self.last.map(|(i, _)| self.parts[i].partition)
+    }
+
+    /// The topics read, each once, in opening order.
+    pub fn topics(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for p in &self.parts {
+            if !out.contains(&p.topic) {
+                out.push(p.topic.clone());
+            }
+        }
+        out
     }
 
     /// Consumer lag per partition: (topic, partition, records between the

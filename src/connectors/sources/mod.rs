@@ -48,6 +48,8 @@ pub enum SourceItem {
 pub enum Pulled {
     /// The next event.
     Event(Event),
+    /// The next record from another stage (a stage or learn topic).
+    Stage(crate::connectors::stage::StageRecord),
     /// A record that could not be accepted.
     Rejected(DeadLetter),
     /// Nothing arrived within the wait (live sources).

@@ -17,17 +17,19 @@
 pub mod delivery;
 pub mod http;
 
-use crate::config::{LabelSource, SourceConfig, Topology};
-use crate::connectors::sinks::fluvio::open_topic_sinks;
+use crate::config::{LabelSource, Records, Role, SourceConfig, Topology};
+use crate::connectors::sinks::fluvio::{open_topic_sinks, TopicSink};
 use crate::connectors::sinks::report::{InputCounts, RunReport};
-use crate::connectors::sinks::{Output, SinkRouter};
+use crate::connectors::sinks::{Output, Sink, SinkRouter};
 use crate::connectors::sources::decode::{refused, RecordKind};
-use crate::connectors::sources::fluvio::{FluvioSource, OpenPlan};
+use crate::connectors::sources::fluvio::{FluvioSource, InputRecords, OpenPlan};
 use crate::connectors::sources::{Pulled, Source};
+use crate::connectors::stage::{StageRecord, StagedTransaction};
 use crate::exec::checkpoint::{self, Chain, CheckpointHeader};
 use anyhow::Context;
 use fraudstream_engine::engine::Engine;
 use fraudstream_engine::event::Event;
+use fraudstream_engine::Named as _;
 use http::{now_ms, Health, Phase};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::atomic::Ordering::Relaxed;
@@ -106,6 +108,19 @@ async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunRep
 /// and what it counts between checkpoints.
 struct Service<'t> {
     t: &'t Topology,
+    /// The stage(s) this process runs.
+    role: Role,
+    /// Card partitions of the stage topic (a merchant stage routes by them,
+    /// in the lane of each transaction's input partition).
+    stage_partitions: usize,
+    /// A merchant stage: card stages replicate learning (labels go to
+    /// every card partition of their lane).
+    replicate: bool,
+    /// A card stage: its stage-topic partitions.
+    owned: Vec<u32>,
+    /// A card stage: the first of its card partitions (it takes one copy
+    /// per lane of a label for a card it does not own).
+    first_card: u32,
     quiet: bool,
     null_pipeline: bool,
     engine: Engine,
@@ -159,23 +174,76 @@ impl<'t> Service<'t> {
         engine.set_wall_clock(now_ms());
         let (fluvio, address) = crate::connectors::cluster::connect(&t.fluvio).await?;
         let fluvio = Arc::new(fluvio);
-        let mut plans = vec![OpenPlan {
-            input: tx_input,
-            kind: RecordKind::Transaction,
-            resume: &header.offsets,
-        }];
-        if let LabelSource::Fluvio(l) = &t.labels.source {
+        let role = t.role();
+        let mut plans = Vec::new();
+        let mut own_sinks: Vec<Box<dyn Sink>> = Vec::new();
+        let mut stage_partitions = 1;
+        let (mut replicate, mut owned, mut first_card) = (false, Vec::new(), None);
+        match (role, &t.stages) {
+            (Role::Card, Some(stages)) => {
+                stage_partitions = stages.card_partitions as usize;
+                owned = stages.input.partitions.clone();
+                first_card = owned.iter().map(|p| p % stages.card_partitions).min();
+                plans.push(OpenPlan {
+                    input: &stages.input,
+                    kind: InputRecords::Stage,
+                    resume: &header.offsets,
+                });
+                if let Some((read, write)) = &stages.learn {
+                    plans.push(OpenPlan {
+                        input: read,
+                        kind: InputRecords::Stage,
+                        resume: &header.offsets,
+                    });
+                    let learn = TopicSink::open(&fluvio, "stages.learn", Records::Learn, write);
+                    own_sinks.push(Box::new(learn.await?));
+                    engine.stages_mut().1.replicate_learning();
+                }
+            }
+            (Role::Merchant, Some(stages)) => {
+                let n = crate::connectors::cluster::partition_count(&fluvio, &stages.input.topic)
+                    .await?;
+                anyhow::ensure!(
+                    n == stages.input.topic_partitions,
+                    "{}: the stage topic {} has {n} partitions, the topology {} (source \
+                     partitions × stages.card_partitions; label routes depend on it: \
+                     recreate the topic, or set the counts it was made for)",
+                    t.file,
+                    stages.input.topic,
+                    stages.input.topic_partitions
+                );
+                stage_partitions = stages.card_partitions as usize;
+                replicate = stages.learn.is_some();
+                let out = TopicSink::open(&fluvio, "stages", Records::Stage, &stages.output);
+                own_sinks.push(Box::new(out.await?));
+            }
+            _ => {}
+        }
+        if role != Role::Card {
             plans.push(OpenPlan {
-                input: l,
-                kind: RecordKind::Label,
+                input: tx_input,
+                kind: InputRecords::Events(RecordKind::Transaction),
                 resume: &header.offsets,
             });
+            if let LabelSource::Fluvio(l) = &t.labels.source {
+                plans.push(OpenPlan {
+                    input: l,
+                    kind: InputRecords::Events(RecordKind::Label),
+                    resume: &header.offsets,
+                });
+            }
         }
         let source = FluvioSource::open(fluvio.clone(), &plans)
             .await
             .with_context(|| format!("opening the input topics on {address}"))?;
         drop(plans);
-        let mut sinks = SinkRouter::new(open_topic_sinks(&fluvio, &t.sinks).await?);
+        let mut sinks = open_topic_sinks(&fluvio, &t.sinks).await?;
+        if role == Role::Merchant {
+            // A merchant stage writes no scores: only what it rejects.
+            sinks.retain(|s| s.records() == Records::DeadLetters);
+        }
+        sinks.extend(own_sinks);
+        let mut sinks = SinkRouter::new(sinks);
         let mut header = header;
         if header.sequence == 0 {
             header.lineage = delivery::new_lineage();
@@ -200,12 +268,23 @@ impl<'t> Service<'t> {
             }
         }
         if !opts.quiet {
-            eprintln!("fraudstream: consuming {} on {address}", tx_input.topic);
+            let topics: Vec<String> = source.topics();
+            eprintln!(
+                "fraudstream: {} stage{}: consuming {} on {address}",
+                role.name(),
+                if role == Role::All { "s" } else { "" },
+                topics.join(", ")
+            );
         }
         health.set_phase(Phase::Running);
         let now = Instant::now();
         let mut service = Service {
             t,
+            role,
+            stage_partitions,
+            replicate,
+            owned,
+            first_card: first_card.unwrap_or(0),
             quiet: opts.quiet,
             null_pipeline: opts.null_pipeline,
             engine,
@@ -237,7 +316,7 @@ impl<'t> Service<'t> {
     /// Score a transaction, learn from a label, or pass a rejected record to
     /// the dead letters; outputs go to the producers at once.
     async fn on_event(&mut self, pulled: Pulled) -> anyhow::Result<()> {
-        if let Pulled::Event(_) = pulled {
+        if let Pulled::Event(_) | Pulled::Stage(_) = pulled {
             let now = Instant::now();
             self.busy = Some((self.busy.map_or(now, |b| b.0), now));
             self.events += 1;
@@ -258,13 +337,93 @@ impl<'t> Service<'t> {
                 self.events_tx += 1;
                 self.totals.transactions += 1;
                 let from = from.context("a transaction without an input position")?;
-                self.sinks
-                    .route_from(&Output::Score(self.engine.score(tx)), &from)?;
+                let out = if self.role == Role::Merchant {
+                    // One lane of card partitions per input partition.
+                    let lane = self.source.last_partition().unwrap_or(0) as usize;
+                    let ctx = (self.engine.stages_mut().0).on_transaction_at(
+                        &tx,
+                        self.stage_partitions,
+                        lane * self.stage_partitions,
+                    );
+                    Output::Stage(StageRecord::Transaction(Box::new(StagedTransaction {
+                        tx,
+                        ctx,
+                    })))
+                } else {
+                    Output::Score(self.engine.score(tx))
+                };
+                self.sinks.route_from(&out, &from)?;
                 self.send_soon().await?;
             }
             Pulled::Event(Event::Label(l)) => {
                 self.totals.labels += 1;
-                self.engine.label(&l);
+                if self.role != Role::Merchant {
+                    self.engine.label(&l);
+                } else if let Some((owner, label)) = self.engine.stages_mut().0.on_label(&l) {
+                    let from = from.context("a label without an input position")?;
+                    let owner = owner as u32;
+                    // Replicated learning: every card partition of the lane.
+                    let c = self.stage_partitions as u32;
+                    let copies = if self.replicate {
+                        (owner - owner % c)..(owner - owner % c + c)
+                    } else {
+                        owner..owner + 1
+                    };
+                    for partition in copies {
+                        let out = Output::Stage(StageRecord::Label {
+                            partition,
+                            owner,
+                            label,
+                        });
+                        self.sinks.route_from(&out, &from)?;
+                    }
+                    self.send_soon().await?;
+                }
+            }
+            Pulled::Stage(record) => {
+                let card = self.engine.stages_mut().1;
+                let from = from.context("a stage record without an input position")?;
+                match record {
+                    StageRecord::Transaction(t) => {
+                        self.events_tx += 1;
+                        self.totals.transactions += 1;
+                        let StagedTransaction { tx, ctx } = *t;
+                        self.sinks
+                            .route_from(&Output::Score(card.score(tx, &ctx)), &from)?;
+                        let owner = u32::from(ctx.worker);
+                        for replica in card.take_replicas() {
+                            let replica = Box::new(replica);
+                            let out = Output::Stage(StageRecord::Vector { owner, replica });
+                            self.sinks.route_from(&out, &from)?;
+                        }
+                    }
+                    StageRecord::Label {
+                        partition,
+                        owner,
+                        label,
+                    } => {
+                        let c = self.stage_partitions as u32;
+                        if self.owned.contains(&owner) {
+                            // The owner's own copy: evaluate, flag, learn.
+                            if partition == owner {
+                                self.totals.labels += 1;
+                                card.label(&label);
+                            }
+                        } else if partition % c == self.first_card {
+                            // One copy per lane for a card stage that does
+                            // not own the card: learn from its replica.
+                            card.learn_replica(&label);
+                        }
+                        return Ok(());
+                    }
+                    StageRecord::Vector { owner, replica } => {
+                        if !self.owned.contains(&owner) {
+                            card.hold_replica(&replica);
+                        }
+                        return Ok(());
+                    }
+                }
+                self.send_soon().await?;
             }
             Pulled::Rejected(d) => {
                 self.totals.count_dead_letter(&d);
@@ -309,6 +468,8 @@ impl<'t> Service<'t> {
                 self.send_soon().await?;
             }
             Pulled::Event(Event::Label(_)) => self.totals.labels += 1,
+            // The null pipeline runs both stages' inputs in one process.
+            Pulled::Stage(_) => {}
             Pulled::Rejected(d) => {
                 self.totals.count_dead_letter(&d);
                 let from = from.context("a rejected record without an input position")?;
@@ -436,6 +597,14 @@ impl<'t> Service<'t> {
             written,
         );
         report.throughput.transactions_per_sec = self.events_tx as f64 / busy_secs.max(1e-9);
+        if self.role == Role::Card && !self.quiet {
+            let r = self.engine.stages_mut().1.replica_stats();
+            eprintln!(
+                "fraudstream: learnt {} labels of other card stages' cards ({} after waiting \
+                 for their vector); {} still waiting, {} dropped",
+                r.learnt, r.waited, r.waiting, r.dropped
+            );
+        }
         if !self.quiet {
             eprintln!(
                 "fraudstream: {} events in this run, busy {busy_secs:.2} s of {:.2} s",

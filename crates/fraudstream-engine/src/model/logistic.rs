@@ -222,6 +222,12 @@ fn sigmoid(z: f64) -> f64 {
 }
 
 impl LogisticModel {
+    /// Take `dense` (a transaction's raw features, scored elsewhere) into
+    /// the input statistics, as scoring it here would.
+    pub fn observe(&mut self, dense: &[f32]) {
+        self.scaler.observe(dense);
+    }
+
     /// An untrained model for this feature space.
     pub fn new(space: &FeatureSpace, cfg: LogisticConfig) -> Self {
         let dims = space.dense_len() + (1usize << space.hash_bits()) + 1;

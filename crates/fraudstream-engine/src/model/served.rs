@@ -57,6 +57,14 @@ impl ServedModel {
         }
     }
 
+    /// Take a transaction scored by another card stage into the input
+    /// statistics of the logistic regression, as scoring it would (the
+    /// portfolio's members keep their score-time state from this stage's
+    /// own transactions).
+    pub fn observe(&mut self, dense: &[f32]) {
+        self.logistic.observe(dense);
+    }
+
     /// Learn from a joined label: `x` is the stored vector, `weight` the
     /// class weight (`None` if subsampled away: only the portfolio's drift
     /// detector and batch buffer see it then), `ts` the label's arrival and
