@@ -710,6 +710,146 @@ fn two_instances_on_two_partitions_score_every_transaction() {
     );
 }
 
+/// Overrides for one process of a repartitioned topology (output `four`,
+/// stage topic `by-card` of two card partitions per transaction partition,
+/// learn topic `learn`): `role` merchant owning transaction partition
+/// `partition`, or card owning card partition `partition`. Every merge
+/// waits up to 1 s for a silent partition (or lane): six processes share
+/// two cores, and a stalled one must not reorder its inputs (the stream
+/// itself never pauses that long).
+fn staged_sets(s: &Setup, dir: &Path, role: &str, partition: u32) -> Vec<String> {
+    let mut v = s.sets("four", dir, 2);
+    v.extend([
+        "source.idle=1s".into(),
+        format!("stages.topic={}", s.topic("by-card")),
+        "stages.card_partitions=2".into(),
+        format!("stages.learn_topic={}", s.topic("learn")),
+        format!("stages.role={role}"),
+        "stages.idle=1s".into(),
+    ]);
+    v.push(match role {
+        "merchant" => format!("source.partitions=[{partition}]"),
+        _ => format!("stages.partitions=[{partition}]"),
+    });
+    v
+}
+
+/// Start the engine with `sets`, its messages appended to `dir`/stderr.log
+/// (a pipe nobody reads would stall it).
+fn spawn_logged(sets: &[String], dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("stderr.log"))
+        .unwrap();
+    command(&engine_args(sets))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Every transaction record of a stage topic, by id: each must be there once.
+fn assert_staged_once(s: &Setup, transactions: u64) {
+    let staged: Vec<u64> = read_topic(&s.addr, &s.topic("by-card"), Duration::from_secs(3))
+        .iter()
+        .filter_map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(r).unwrap();
+            (v["stage"] == "tx").then(|| v["tx_id"].as_u64().unwrap())
+        })
+        .collect();
+    let unique: HashSet<u64> = staged.iter().copied().collect();
+    assert_eq!(
+        unique,
+        (1..=transactions).collect(),
+        "every transaction staged"
+    );
+    assert_eq!(staged.len(), unique.len(), "no transaction staged twice");
+}
+
+/// A merchant stage and a card stage of a repartitioned topology killed
+/// with SIGKILL mid-stream (twice each) and restarted: the stage topic
+/// holds every transaction once, the score topic every score once, and
+/// every label is joined once by the card stage that scored its
+/// transaction.
+#[test]
+fn killed_stages_restart_and_every_transaction_is_scored_once() {
+    let Some(addr) = cluster("killed_stages_restart_and_every_transaction_is_scored_once") else {
+        return;
+    };
+    let s = Setup::new("stagekill", addr);
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let sets = [
+        staged_sets(&s, dirs[0].path(), "merchant", 0),
+        staged_sets(&s, dirs[1].path(), "merchant", 1),
+        staged_sets(&s, dirs[2].path(), "card", 0),
+        staged_sets(&s, dirs[3].path(), "card", 1),
+    ];
+    create_topics(&sets[0]);
+    let mut children: Vec<Child> = sets
+        .iter()
+        .zip(&dirs)
+        .map(|(p, dir)| spawn_logged(p, dir.path()))
+        .collect();
+    for (dir, child) in dirs.iter().zip(children.iter_mut()) {
+        await_checkpoints(dir.path(), 1, child);
+    }
+    let mut publisher = publisher(&s, 11, Some(6_000));
+    publisher.args(["--key", "merchant"]);
+    let publisher = publisher.spawn().unwrap();
+    // Merchant stage 0, then card stage 1, twice, each after a checkpoint
+    // with progress.
+    for victim in [0, 3, 0, 3] {
+        std::thread::sleep(Duration::from_secs(4));
+        let dir = dirs[victim].path();
+        let have = fraudstream::exec::checkpoint::list(dir).unwrap().len();
+        await_checkpoints(dir, have + 1, &mut children[victim]);
+        // Between two checkpoints (every 500 ms): outputs since the last.
+        std::thread::sleep(Duration::from_millis(300));
+        children[victim].kill().unwrap(); // SIGKILL
+        children[victim].wait().unwrap();
+        children[victim] = spawn_logged(&sets[victim], dir);
+    }
+    let (transactions, labels) = published(publisher);
+    for (i, child) in children.iter_mut().enumerate() {
+        let status = child.wait().unwrap();
+        let log = std::fs::read_to_string(dirs[i].path().join("stderr.log")).unwrap();
+        assert!(status.success(), "process {i} failed: {log}");
+    }
+    // Each restart says how many outputs it found written and skipped.
+    let skipped: u64 = [0, 3]
+        .iter()
+        .map(|&i| std::fs::read_to_string(dirs[i].path().join("stderr.log")).unwrap())
+        .flat_map(|log| {
+            log.split(" of them from inputs this restart replays")
+                .map(|head| head.split_whitespace().last().and_then(|n| n.parse().ok()))
+                .collect::<Vec<Option<u64>>>()
+        })
+        .flatten()
+        .sum();
+    eprintln!("4 kills: {skipped} outputs found written and not written again");
+    for i in [0, 3] {
+        let log = std::fs::read_to_string(dirs[i].path().join("stderr.log")).unwrap();
+        for line in log.lines().filter(|l| l.contains("output records")) {
+            eprintln!("process {i}: {line}");
+        }
+    }
+    assert!(
+        skipped > 0,
+        "the kills fell where outputs had to be skipped"
+    );
+    assert_staged_once(&s, transactions);
+    assert_scored_once(&s, "four", transactions);
+    let report = |i: usize| RunReport::read_json(&dirs[i].path().join("report.json")).unwrap();
+    let (c0, c1) = (report(2), report(3));
+    assert_eq!(c0.engine.labels_duplicate + c1.engine.labels_duplicate, 0);
+    assert_eq!(
+        c0.engine.labels_joined + c1.engine.labels_joined,
+        labels,
+        "every label joined once, by its transaction's card stage"
+    );
+}
+
 /// Issue 11's acceptance: a topology repartitioned through Fluvio, two
 /// merchant stages (each owning one partition of transactions keyed by
 /// merchant) and two card stages (each owning one card partition of the
@@ -729,25 +869,8 @@ fn two_merchant_and_two_card_stages_score_like_one_instance() {
     };
     let s = Setup::new("stages", addr);
     let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
-    // Every merge waits up to 1 s for a silent partition (or lane): six
-    // processes share two cores, and a stalled one must not reorder its
-    // inputs (the stream itself never pauses that long).
-    let staged = |i: usize, role: &str, partition: u32| {
-        let mut v = s.sets("four", dirs[i].path(), 2);
-        v.push("source.idle=1s".into());
-        v.extend([
-            format!("stages.topic={}", s.topic("by-card")),
-            "stages.card_partitions=2".into(),
-            format!("stages.learn_topic={}", s.topic("learn")),
-            format!("stages.role={role}"),
-            "stages.idle=1s".into(),
-        ]);
-        v.push(match role {
-            "merchant" => format!("source.partitions=[{partition}]"),
-            _ => format!("stages.partitions=[{partition}]"),
-        });
-        v
-    };
+    let staged =
+        |i: usize, role: &str, partition: u32| staged_sets(&s, dirs[i].path(), role, partition);
     let processes = [
         staged(0, "merchant", 0),
         staged(1, "merchant", 1),
@@ -759,19 +882,11 @@ fn two_merchant_and_two_card_stages_score_like_one_instance() {
     single.push("source.idle=1s".into());
     create_topics(&processes[0]);
     create_topics(&single);
-    // Each process's messages go to a file (a pipe nobody reads would stall it).
     let mut children: Vec<Child> = processes
         .iter()
         .chain([&single])
         .zip(&dirs)
-        .map(|(p, dir)| {
-            let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-            command(&engine_args(p))
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap()
-        })
+        .map(|(p, dir)| spawn_logged(p, dir.path()))
         .collect();
     // Each has its partitions open once it has written its first checkpoint.
     for (dir, child) in dirs.iter().zip(children.iter_mut()) {
@@ -795,6 +910,7 @@ fn two_merchant_and_two_card_stages_score_like_one_instance() {
         "both card stages had work"
     );
     assert_eq!(m0.input.transactions + m1.input.transactions, transactions);
+    assert_staged_once(&s, transactions);
     assert_eq!(c0.input.transactions + c1.input.transactions, transactions);
     let four = read_topic(&s.addr, &s.topic("four-scores"), Duration::from_secs(3));
     let ids = tx_ids(&four);

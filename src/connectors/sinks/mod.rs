@@ -24,7 +24,7 @@ use crossbeam::channel::{bounded, Receiver, Sender};
 use fraudstream_engine::event::{DeadLetter, Score};
 use futures_executor::block_on;
 use futures_util::future::LocalBoxFuture;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::thread::JoinHandle;
 
 /// A producer found the writer thread stopped. Not the cause: the writer's
@@ -109,6 +109,21 @@ pub struct Provenance<'a> {
     pub key: u64,
 }
 
+/// Take one of the records counted for `key`; whether there was one.
+fn take_one(counts: &mut HashMap<u64, u32>, key: u64) -> bool {
+    match counts.get_mut(&key) {
+        Some(n) if *n > 1 => {
+            *n -= 1;
+            true
+        }
+        Some(_) => {
+            counts.remove(&key);
+            true
+        }
+        None => false,
+    }
+}
+
 /// What the sinks wrote: (id, location, records) per sink.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Written(pub Vec<(String, String, u64)>);
@@ -121,14 +136,14 @@ pub struct SinkRouter {
     /// are tracked; the rest are always sent).
     queued: u64,
     /// Per sink, the [`Provenance::key`]s of outputs it already holds (read
-    /// back after a restart): not written again.
-    suppressed: Vec<HashSet<u64>>,
+    /// back after a restart), with how many records each: not written again.
+    suppressed: Vec<HashMap<u64, u32>>,
 }
 
 impl SinkRouter {
     /// Route to `sinks`.
     pub fn new(sinks: Vec<Box<dyn Sink>>) -> Self {
-        let suppressed = sinks.iter().map(|_| HashSet::new()).collect();
+        let suppressed = sinks.iter().map(|_| HashMap::new()).collect();
         SinkRouter {
             sinks,
             queued: 0,
@@ -141,22 +156,26 @@ impl SinkRouter {
         self.sinks.iter().map(|s| s.as_ref())
     }
 
-    /// Outputs sink `i` already holds: [`route_from`](Self::route_from)
-    /// skips them (once each).
-    pub fn suppress(&mut self, i: usize, keys: HashSet<u64>) {
+    /// Outputs sink `i` already holds, by input, with how many records
+    /// each: [`route_from`](Self::route_from) skips that many.
+    pub fn suppress(&mut self, i: usize, keys: HashMap<u64, u32>) {
         self.suppressed[i] = keys;
     }
 
     /// Outputs still to be skipped, over all sinks.
     pub fn suppressed(&self) -> usize {
-        self.suppressed.iter().map(HashSet::len).sum()
+        self.suppressed
+            .iter()
+            .flat_map(|m| m.values())
+            .map(|&n| n as usize)
+            .sum()
     }
 
     /// Forget the outputs to skip that `keep` refuses (inputs the stream
     /// has passed without producing them again).
     pub fn prune_suppressed(&mut self, keep: impl Fn(u64) -> bool) {
         for set in &mut self.suppressed {
-            set.retain(|&k| keep(k));
+            set.retain(|&k, _| keep(k));
         }
     }
 
@@ -167,7 +186,7 @@ impl SinkRouter {
         for (i, s) in self.sinks.iter_mut().enumerate() {
             if takes(s.records(), o) {
                 let set = &mut self.suppressed[i];
-                if !set.is_empty() && set.remove(&from.key) {
+                if !set.is_empty() && take_one(set, from.key) {
                     metrics::counter!("fraudstream_outputs_suppressed_total", "sink" => s.id().to_string())
                         .increment(1);
                     continue;
@@ -446,6 +465,16 @@ mod tests {
             "sinks.scores: writing /dev/full: No space left on device (os error 28)"
         );
         assert_eq!(lines(&dead), 1, "the dead letter was flushed");
+    }
+
+    #[test]
+    fn an_input_with_several_records_in_a_sink_is_skipped_as_often() {
+        let mut counts = HashMap::from([(7, 2), (9, 1)]);
+        assert!(take_one(&mut counts, 7));
+        assert!(take_one(&mut counts, 7), "a label's second copy");
+        assert!(!take_one(&mut counts, 7), "a third was never written");
+        assert!(take_one(&mut counts, 9));
+        assert!(counts.is_empty());
     }
 
     #[test]

@@ -29,7 +29,7 @@ use anyhow::Context;
 use fluvio::consumer::ConsumerConfigExt;
 use fluvio::{Fluvio, Offset};
 use futures_util::StreamExt;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Longest wait for the next record while reading outputs back.
@@ -116,7 +116,7 @@ pub async fn read_back(
         .filter_map(|(i, s)| Some((i, s.topic()?.to_string())))
         .collect();
     for (i, topic) in ids {
-        let mut keys = HashSet::new();
+        let mut keys = HashMap::new();
         let count = partition_count(fluvio, &topic).await?;
         let ends = high_watermarks(fluvio, &topic).await?;
         for partition in 0..count {
@@ -173,7 +173,8 @@ fn topics(sinks: &SinkRouter) -> Vec<String> {
 }
 
 /// Read records `from..end` of one partition, passing each value to
-/// `key_of`; the keys it gives go into `keys`. (records read, keys found)
+/// `key_of`; the keys it gives are counted in `keys` (one input may have
+/// several records in one topic: a label's copies). (records read, keys found)
 async fn read_partition(
     fluvio: &Fluvio,
     topic: &str,
@@ -181,7 +182,7 @@ async fn read_partition(
     from: i64,
     end: i64,
     key_of: impl Fn(&[u8]) -> Option<u64>,
-    keys: &mut HashSet<u64>,
+    keys: &mut HashMap<u64, u32>,
 ) -> anyhow::Result<(u64, u64)> {
     let (mut next, mut records, mut ours, mut reopened) = (from, 0u64, 0u64, 0u32);
     'open: while next < end {
@@ -208,7 +209,7 @@ async fn read_partition(
                     next = offset + 1;
                     records += 1;
                     if let Some(k) = key_of(r.value()) {
-                        keys.insert(k);
+                        *keys.entry(k).or_insert(0) += 1;
                         ours += 1;
                     }
                 }
