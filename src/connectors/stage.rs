@@ -175,15 +175,7 @@ pub fn encode(r: &StageRecord, buf: &mut Vec<u8>) -> serde_json::Result<()> {
 /// The record `bytes` hold, or why it cannot be one (over `max_bytes`, not
 /// JSON, not a stage record).
 pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<StageRecord, Reject> {
-    if bytes.len() > max_bytes {
-        return Err(Reject::new(
-            RejectKind::Oversized,
-            format!(
-                "record of {} bytes, more than max_record_bytes = {max_bytes}",
-                bytes.len()
-            ),
-        ));
-    }
+    Reject::over_size(bytes.len(), max_bytes)?;
     let wire: Wire = serde_json::from_slice(bytes).map_err(|e| {
         Reject::new(
             RejectKind::Malformed,

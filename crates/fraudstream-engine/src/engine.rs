@@ -660,17 +660,23 @@ impl CardStage {
         }
         self.replica_stats.learnt += 1;
         if self.cfg.learn {
-            let weight = self
-                .cfg
-                .imbalance
-                .weight(l.is_fraud, l.tx_key, self.cfg.seed);
-            self.model
-                .learn(&self.label_x, l.is_fraud, weight, l.ts, l.tx_key);
-            if weight.is_some() {
-                self.counters.labels_learnt += 1;
-            }
+            self.learn_joined(l);
         }
         LabelResult::Joined
+    }
+
+    /// Train the model on `label_x`, the vector `l` joined (weighted or
+    /// subsampled by class).
+    fn learn_joined(&mut self, l: &LabelContext) {
+        let weight = self
+            .cfg
+            .imbalance
+            .weight(l.is_fraud, l.tx_key, self.cfg.seed);
+        self.model
+            .learn(&self.label_x, l.is_fraud, weight, l.ts, l.tx_key);
+        if weight.is_some() {
+            self.counters.labels_learnt += 1;
+        }
     }
 
     /// What became of the labels of other stages' cards in this process;
@@ -770,15 +776,7 @@ impl CardStage {
             Some(meta) => {
                 self.counters.labels_joined += 1;
                 if self.cfg.learn {
-                    let weight = self
-                        .cfg
-                        .imbalance
-                        .weight(l.is_fraud, l.tx_key, self.cfg.seed);
-                    self.model
-                        .learn(&self.label_x, l.is_fraud, weight, l.ts, l.tx_key);
-                    if weight.is_some() {
-                        self.counters.labels_learnt += 1;
-                    }
+                    self.learn_joined(l);
                     if l.is_fraud {
                         self.cards.apply_fraud(meta.card, l.ts);
                     }

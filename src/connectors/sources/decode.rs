@@ -37,6 +37,17 @@ impl Reject {
             reason: reason.into(),
         }
     }
+
+    /// `Oversized` when a record of `len` bytes is over `max_bytes`.
+    pub fn over_size(len: usize, max_bytes: usize) -> Result<(), Reject> {
+        if len > max_bytes {
+            return Err(Reject::new(
+                RejectKind::Oversized,
+                format!("record of {len} bytes, more than max_record_bytes = {max_bytes}"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A value as it appeared in the input.

@@ -767,15 +767,7 @@ pub fn decode_record(
     max_bytes: usize,
     bytes: &[u8],
 ) -> Result<Event, Reject> {
-    if bytes.len() > max_bytes {
-        return Err(Reject::new(
-            RejectKind::Oversized,
-            format!(
-                "record of {} bytes, more than max_record_bytes = {max_bytes}",
-                bytes.len()
-            ),
-        ));
-    }
+    Reject::over_size(bytes.len(), max_bytes)?;
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Reject::new(RejectKind::Malformed, format!("not UTF-8: {e}")))?;
     let mut rec = RawRecord::default();
