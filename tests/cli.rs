@@ -9,13 +9,46 @@ fn shipped_topologies_validate() {
             "validate",
             "topologies/embedded.toml",
             "topologies/replay-csv.toml",
+            "topologies/fluvio.toml",
+            "topologies/fluvio-scaled.toml",
+            "topologies/fluvio-stages.toml",
             "tests/data/bad_input.toml",
         ],
         &repo(),
     );
     let (stdout, stderr) = text(&run);
     assert!(run.status.success(), "{stderr}");
-    assert_eq!(stdout.matches(": ok").count(), 3, "{stdout}");
+    assert_eq!(stdout.matches(": ok").count(), 6, "{stdout}");
+}
+
+#[test]
+fn a_role_is_chosen_on_the_command_line_and_checked() {
+    // A role other than `all` needs [stages], and the error says which key.
+    let dir = tempfile::tempdir().unwrap();
+    let run = fraudstream(
+        &["run", "topologies/fluvio.toml", "--role", "card", "-q"],
+        &repo(),
+    );
+    let (_, stderr) = text(&run);
+    assert!(!run.status.success());
+    assert!(stderr.contains("stages.topic: expected"), "{stderr}");
+    let run = fraudstream(
+        &[
+            "run",
+            "topologies/fluvio-stages.toml",
+            "--role",
+            "cards",
+            "--set",
+            &format!("checkpoint.dir={}", dir.path().display()),
+        ],
+        &repo(),
+    );
+    let (_, stderr) = text(&run);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains(r#"stages.role: expected one of "all", "merchant", "card", found "cards""#),
+        "{stderr}"
+    );
 }
 
 #[test]
