@@ -96,3 +96,72 @@ fn two_workers_score_everything_once_with_the_same_quality() {
         assert!((x - y).abs() <= tolerance, "{window}: {x} vs {y}");
     }
 }
+
+/// Two card stages that replicate learning (each holds the other's scored
+/// vectors and learns from every label, as the service's card stages do
+/// through the learn topic), fed in step, score every transaction exactly
+/// as one engine over the whole stream: same merchant features, same input
+/// statistics, same updates in the same order.
+#[test]
+fn card_stages_that_replicate_learning_score_like_one_engine_bit_for_bit() {
+    use fraudstream::config::Topology;
+    use fraudstream::connectors::sources::SourceItem;
+    use fraudstream_engine::event::Event;
+    let t = Topology::embedded(&["source.days=10".to_string()]).unwrap();
+    let start = || fraudstream::exec::outputs::start_engine(&t).unwrap();
+    let (mut single, mut first, mut second) = (start(), start(), start());
+    let (merchant, card0) = first.stages_mut();
+    let card1 = second.stages_mut().1;
+    card0.replicate_learning();
+    card1.replicate_learning();
+    let (mut scored, mut replica_labels) = (0u64, 0u64);
+    for item in fraudstream::exec::pipeline::build_source(&t).unwrap() {
+        match item {
+            SourceItem::Event(Event::Transaction(tx)) => {
+                let want = single.score(tx.clone());
+                let ctx = merchant.on_transaction_at(&tx, 2, 0);
+                let (owner, other) = match ctx.worker {
+                    0 => (&mut *card0, &mut *card1),
+                    _ => (&mut *card1, &mut *card0),
+                };
+                let got = owner.score(tx, &ctx);
+                assert_eq!(
+                    (got.score.to_bits(), got.alert, &got.tx_id),
+                    (want.score.to_bits(), want.alert, &want.tx_id),
+                    "transaction {} scored otherwise",
+                    want.tx_id
+                );
+                for r in owner.take_replicas() {
+                    other.hold_replica(&r);
+                }
+                scored += 1;
+            }
+            SourceItem::Event(Event::Label(l)) => {
+                single.label(&l);
+                if let Some((owner, label)) = merchant.on_label(&l) {
+                    let (owner, other) = match owner {
+                        0 => (&mut *card0, &mut *card1),
+                        _ => (&mut *card1, &mut *card0),
+                    };
+                    owner.label(&label);
+                    other.learn_replica(&label);
+                    replica_labels += 1;
+                }
+            }
+            SourceItem::Rejected(_) => unreachable!("the simulator writes no bad records"),
+        }
+    }
+    assert!(
+        scored > 80_000 && replica_labels > 10_000,
+        "{scored} {replica_labels}"
+    );
+    for card in [&*card0, &*card1] {
+        let r = card.replica_stats();
+        assert_eq!((r.waited, r.waiting, r.dropped), (0, 0, 0));
+        assert!(card.counters().scored > scored / 3, "both stages own cards");
+    }
+    assert_eq!(
+        card0.replica_stats().learnt + card1.replica_stats().learnt,
+        replica_labels
+    );
+}
