@@ -375,7 +375,8 @@ pub fn read_stages(s: &Section, lanes: u32) -> Option<Stages> {
         if topic.is_empty() || topic == input.topic {
             s.error(
                 "learn_topic",
-                "the name of a topic of its own (card stages share examples through it)",
+                "the name of a topic of its own (card stages replicate their scored vectors \
+                 through it)",
                 Some(format!("\"{topic}\"")),
             );
         }

@@ -22,6 +22,7 @@ use fluvio::{Partitioner, PartitionerConfig};
 use fraudstream_engine::engine::{LabelContext, Replica, TxContext};
 use fraudstream_engine::event::{RejectKind, Transaction, TxId};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// One record of the stage or the learn topic.
 #[derive(Clone, Debug)]
@@ -59,7 +60,8 @@ pub struct StagedTransaction {
 }
 
 impl StageRecord {
-    /// Event time (labels and examples: when the label arrived).
+    /// Event time (labels: when the label arrived; vectors: their
+    /// transaction's).
     pub fn ts(&self) -> i64 {
         match self {
             StageRecord::Transaction(t) => t.tx.ts,
@@ -78,16 +80,18 @@ impl StageRecord {
     }
 }
 
+/// A record's JSON form. Encoding borrows the record's features (no copy
+/// per record); decoding owns them.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "stage", rename_all = "snake_case")]
-enum Wire {
-    Tx(WireTx),
+enum Wire<'a> {
+    Tx(WireTx<'a>),
     Label(WireLabel),
-    Vector(WireVector),
+    Vector(WireVector<'a>),
 }
 
 #[derive(Serialize, Deserialize)]
-struct WireTx {
+struct WireTx<'a> {
     partition: u32,
     tx_id: TxId,
     ts: i64,
@@ -109,14 +113,14 @@ struct WireTx {
     tx_key: u64,
     late: bool,
     now: i64,
-    merchant_features: Vec<f32>,
+    merchant_features: Cow<'a, [f32]>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct WireVector {
+struct WireVector<'a> {
     owner: u32,
     #[serde(flatten)]
-    replica: Replica,
+    replica: Cow<'a, Replica>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -150,7 +154,7 @@ pub fn encode(r: &StageRecord, buf: &mut Vec<u8>) -> serde_json::Result<()> {
                 tx_key: ctx.tx_key,
                 late: ctx.late,
                 now: ctx.now,
-                merchant_features: ctx.merchant_features().to_vec(),
+                merchant_features: Cow::Borrowed(ctx.merchant_features()),
             })
         }
         StageRecord::Label {
@@ -166,7 +170,7 @@ pub fn encode(r: &StageRecord, buf: &mut Vec<u8>) -> serde_json::Result<()> {
         }),
         StageRecord::Vector { owner, replica } => Wire::Vector(WireVector {
             owner: *owner,
-            replica: (**replica).clone(),
+            replica: Cow::Borrowed(&**replica),
         }),
     };
     serde_json::to_writer(buf, &wire)
@@ -235,7 +239,7 @@ pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<StageRecord, Reject> {
         },
         Wire::Vector(w) => StageRecord::Vector {
             owner: w.owner,
-            replica: Box::new(w.replica),
+            replica: Box::new(w.replica.into_owned()),
         },
     })
 }

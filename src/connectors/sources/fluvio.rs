@@ -67,7 +67,8 @@ impl Decoded {
         }
     }
 
-    /// Transactions come after labels (and examples) of the same time.
+    /// Transactions come after labels (and replicated vectors) of the same
+    /// time.
     fn is_transaction(&self) -> bool {
         matches!(
             self,
@@ -86,7 +87,6 @@ struct Fetched {
 struct Head {
     ts: i64,
     offset: i64,
-    transaction: bool,
     item: Decoded,
 }
 
@@ -440,7 +440,7 @@ impl FluvioSource {
         for (i, p) in self.parts.iter().enumerate() {
             match &p.head {
                 Some(h) => {
-                    let rank = (h.ts, u8::from(h.transaction), i);
+                    let rank = (h.ts, u8::from(h.item.is_transaction()), i);
                     if best.map_or(true, |b| rank < b) {
                         best = Some(rank);
                     }
@@ -470,7 +470,6 @@ impl FluvioSource {
                         p.head = Some(Head {
                             ts: item.ts(),
                             offset: f.offset,
-                            transaction: item.is_transaction(),
                             item,
                         })
                     }

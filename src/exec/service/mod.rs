@@ -17,7 +17,7 @@
 pub mod delivery;
 pub mod http;
 
-use crate::config::{LabelSource, Records, Role, SourceConfig, Topology};
+use crate::config::{LabelSource, Records, Role, SinkConfig, SourceConfig, Topology};
 use crate::connectors::sinks::fluvio::{open_topic_sinks, TopicSink};
 use crate::connectors::sinks::report::{InputCounts, RunReport};
 use crate::connectors::sinks::{Output, Sink, SinkRouter};
@@ -237,11 +237,23 @@ impl<'t> Service<'t> {
             .await
             .with_context(|| format!("opening the input topics on {address}"))?;
         drop(plans);
-        let mut sinks = open_topic_sinks(&fluvio, &t.sinks).await?;
-        if role == Role::Merchant {
-            // A merchant stage writes no scores: only what it rejects.
-            sinks.retain(|s| s.records() == Records::DeadLetters);
-        }
+        // A merchant stage writes no scores: only what it rejects.
+        let outputs: Vec<SinkConfig> = t
+            .sinks
+            .iter()
+            .filter(|s| {
+                role != Role::Merchant
+                    || matches!(
+                        s,
+                        SinkConfig::Records {
+                            records: Records::DeadLetters,
+                            ..
+                        }
+                    )
+            })
+            .cloned()
+            .collect();
+        let mut sinks = open_topic_sinks(&fluvio, &outputs).await?;
         sinks.extend(own_sinks);
         let mut sinks = SinkRouter::new(sinks);
         let mut header = header;
