@@ -22,6 +22,17 @@ fn shipped_topologies_validate() {
 }
 
 #[test]
+fn the_null_pipeline_is_refused_for_a_topology_without_fluvio() {
+    let run = fraudstream(&["run", "--null-pipeline", "-q"], &repo());
+    let (_, stderr) = text(&run);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains("--null-pipeline runs a Fluvio service"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_role_is_chosen_on_the_command_line_and_checked() {
     // A role other than `all` needs [stages], and the error says which key.
     let dir = tempfile::tempdir().unwrap();

@@ -44,6 +44,7 @@ pub fn run_into(file: Option<&str>, dir: &Path, extra: &[&str]) -> RunReport {
         &RunOptions {
             quiet: true,
             pace: None,
+            null_pipeline: false,
         },
     )
     .expect("run succeeds");

@@ -113,6 +113,7 @@ pub fn bench(
             &RunOptions {
                 quiet: true,
                 pace: None,
+                null_pipeline: false,
             },
         )?;
         let peak = peak_rss().unwrap_or(0);
@@ -128,6 +129,7 @@ pub fn bench(
                 &RunOptions {
                     quiet: true,
                     pace: Some(offered),
+                    null_pipeline: false,
                 },
             )?)
         } else {
@@ -434,6 +436,7 @@ fn export_command(t: &Topology, path: &Path) -> anyhow::Result<()> {
         &RunOptions {
             quiet: true,
             pace: None,
+            null_pipeline: false,
         },
     )?;
     let line = serde_json::json!({

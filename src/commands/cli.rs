@@ -55,6 +55,11 @@ pub struct RunArgs {
     /// No progress or summary on the terminal.
     #[arg(long, short)]
     pub quiet: bool,
+    /// A Fluvio service without the engine: consume, decode and merge the
+    /// inputs and produce one score record (score 0) per transaction. The
+    /// transport's floor, to measure the engine's cost against.
+    #[arg(long)]
+    pub null_pipeline: bool,
 }
 
 /// Flags of `fraudstream validate`.

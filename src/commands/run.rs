@@ -20,11 +20,18 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
         set.push(format!("stages.role={role}"));
         t = super::load(a.topology.as_deref(), &set)?;
     }
+    if a.null_pipeline && !matches!(t.source, crate::config::SourceConfig::Fluvio(_)) {
+        anyhow::bail!(
+            "--null-pipeline runs a Fluvio service; {} reads no Fluvio topic",
+            t.file
+        );
+    }
     crate::exec::run(
         &t,
         &RunOptions {
             quiet: a.quiet,
             pace: None,
+            null_pipeline: a.null_pipeline,
         },
     )
     .with_context(|| format!("running {}", t.file))?;

@@ -20,7 +20,7 @@ pub fn run(t: &Topology, opts: &pipeline::RunOptions) -> anyhow::Result<RunRepor
             t,
             &service::ServiceOptions {
                 quiet: opts.quiet,
-                ..Default::default()
+                null_pipeline: opts.null_pipeline,
             },
         ),
         SourceConfig::Simulator(_) | SourceConfig::File(_) => pipeline::run(t, opts),

@@ -27,6 +27,9 @@ pub struct RunOptions {
     /// Offer events at this rate (events per second) instead of as fast as
     /// possible, and measure offer-to-score latency (benchmarks).
     pub pace: Option<f64>,
+    /// A Fluvio service runs without the engine
+    /// ([`ServiceOptions::null_pipeline`](crate::exec::service::ServiceOptions)).
+    pub null_pipeline: bool,
 }
 
 /// Build the source a topology names.
