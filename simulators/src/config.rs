@@ -19,6 +19,9 @@ pub const MAX_FRAUD_RATE: f64 = 0.5;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimConfig {
+    /// Which generator: card payments with trips, ATMs and four fraud
+    /// patterns, or BankSim-style merchant categories.
+    pub family: Family,
     /// Seed of the ChaCha8 generator.
     pub seed: u64,
     /// Number of simulated days.
@@ -42,6 +45,7 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
+            family: Family::Cards,
             seed: 42,
             days: 60,
             start_ms: DEFAULT_START_MS,
@@ -51,6 +55,32 @@ impl Default for SimConfig {
             patterns: PatternMix::default(),
             drift: DriftConfig::default(),
             labels: LabelConfig::default(),
+        }
+    }
+}
+
+/// A traffic family: structurally different generators, so that a feature
+/// or default is measured on traffic it was not written for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Card holders with homes, usual merchants, trips abroad, ATMs; stolen
+    /// cards, compromised terminals, account takeovers, card testing;
+    /// labels from analysts (exponential) and chargebacks (lognormal).
+    #[default]
+    Cards,
+    /// Merchant-category payments modelled on BankSim: high-value category
+    /// fraud, fraud-ring merchants, micro drains; labels in daily batches
+    /// (`patterns` and `drift` do not apply).
+    Categories,
+}
+
+impl Family {
+    /// `"cards"` or `"categories"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Family::Cards => "cards",
+            Family::Categories => "categories",
         }
     }
 }
@@ -89,6 +119,8 @@ impl PatternMix {
             FraudPattern::CompromisedMerchant => self.compromised_merchant,
             FraudPattern::AccountTakeover => self.account_takeover,
             FraudPattern::CardTesting => self.card_testing,
+            // Mechanisms of the `categories` family have fixed shares.
+            _ => 0.0,
         }
     }
 

@@ -114,6 +114,8 @@ impl DayGen {
             FraudPattern::AccountTakeover => self.plan_account_takeover(world, start, backdate)?,
             // Card testing draws its own start: the whole burst must fit in the day.
             FraudPattern::CardTesting => self.plan_card_testing(world, day_start)?,
+            // The `categories` family plans its own incidents.
+            _ => return None,
         };
         let vol = inc.expected_from(i64::MIN, self.end_ms);
         Some((inc, vol))

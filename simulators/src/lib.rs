@@ -18,6 +18,7 @@
 //! - the same [`SimConfig`] always yields the same event sequence (ChaCha8, no hash-map
 //!   iteration, no clock).
 
+mod categories;
 mod config;
 mod day;
 mod event;
@@ -31,9 +32,10 @@ mod simulator;
 mod time;
 mod world;
 
+pub use categories::category_names;
 pub use config::{
-    DriftConfig, DriftMode, GenuineLabels, LabelConfig, PatternMix, SimConfig, MAX_CARDS, MAX_DAYS,
-    MAX_FRAUD_RATE, MAX_MERCHANTS, MIN_MERCHANTS,
+    DriftConfig, DriftMode, Family, GenuineLabels, LabelConfig, PatternMix, SimConfig, MAX_CARDS,
+    MAX_DAYS, MAX_FRAUD_RATE, MAX_MERCHANTS, MIN_MERCHANTS,
 };
 pub use event::{
     card_id, merchant_id, write_card_id, write_merchant_id, Channel, SimEvent, SimLabel,

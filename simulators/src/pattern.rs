@@ -16,10 +16,27 @@ pub enum FraudPattern {
     AccountTakeover,
     /// A burst of tiny amounts at many (mostly ecom) merchants, then one large purchase.
     CardTesting,
+    /// `categories` family: stolen credentials used card-not-present for a few
+    /// purchases at 1.5-4x the usual amount in categories fraudsters favour.
+    HighValueCategory,
+    /// `categories` family: a merchant colludes for 10-30 days; cards of the
+    /// ring buy there while its genuine trade goes on.
+    FraudRingMerchant,
+    /// `categories` family: a small recurring charge at one unfamiliar
+    /// subscription-like merchant for 1-4 weeks.
+    MicroDrain,
 }
 
 impl FraudPattern {
-    /// All patterns, in the order used by array-valued helpers.
+    /// The `categories` family's mechanisms.
+    pub const CATEGORIES: [FraudPattern; 3] = [
+        FraudPattern::HighValueCategory,
+        FraudPattern::FraudRingMerchant,
+        FraudPattern::MicroDrain,
+    ];
+
+    /// The `cards` family's patterns, in the order used by array-valued
+    /// helpers ([`PatternMix`](crate::PatternMix)).
     pub const ALL: [FraudPattern; 4] = [
         FraudPattern::StolenCard,
         FraudPattern::CompromisedMerchant,
@@ -34,10 +51,14 @@ impl FraudPattern {
             FraudPattern::CompromisedMerchant => "compromised_merchant",
             FraudPattern::AccountTakeover => "account_takeover",
             FraudPattern::CardTesting => "card_testing",
+            FraudPattern::HighValueCategory => "high_value_category",
+            FraudPattern::FraudRingMerchant => "fraud_ring_merchant",
+            FraudPattern::MicroDrain => "micro_drain",
         }
     }
 
-    /// Position in [`FraudPattern::ALL`].
+    /// Position in [`FraudPattern::ALL`] (`cards` family), or in
+    /// [`FraudPattern::CATEGORIES`] after it.
     pub fn index(&self) -> usize {
         *self as usize
     }

@@ -6,10 +6,17 @@ use std::fmt;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::categories::CategoryGen;
 use crate::day::{dow_factor, DayGen};
 use crate::labels::LabelQueue;
 use crate::world::{World, COUNTRIES};
-use crate::{SimConfig, SimEvent, SimTransaction, DAY_MS};
+use crate::{Family, SimConfig, SimEvent, SimTransaction, DAY_MS};
+
+/// The generator of a family.
+enum Generator {
+    Cards { world: Box<World>, gen: Box<DayGen> },
+    Categories(Box<CategoryGen>),
+}
 
 /// Seeded, deterministic, day-by-day generator of transactions and delayed labels.
 ///
@@ -17,8 +24,7 @@ use crate::{SimConfig, SimEvent, SimTransaction, DAY_MS};
 pub struct Simulator {
     cfg: SimConfig,
     end_ms: i64,
-    world: World,
-    gen: DayGen,
+    gen: Generator,
     labels: LabelQueue,
     day_buf: Vec<SimTransaction>,
     cursor: usize,
@@ -44,15 +50,24 @@ impl Simulator {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let mut label_rng = rng.clone();
         label_rng.set_stream(1);
-        let world = World::build(&mut rng, cfg.cards, cfg.merchants);
         let end_ms = cfg.start_ms + cfg.days as i64 * DAY_MS;
-        let gen = DayGen::new(rng, &cfg, end_ms);
-        let expected_day = (world.total_rate * 1.1) as usize + 64;
+        let (gen, expected_day) = match cfg.family {
+            Family::Cards => {
+                let world = Box::new(World::build(&mut rng, cfg.cards, cfg.merchants));
+                let expected_day = (world.total_rate * 1.1) as usize + 64;
+                let gen = Box::new(DayGen::new(rng, &cfg, end_ms));
+                (Generator::Cards { world, gen }, expected_day)
+            }
+            Family::Categories => {
+                let gen = Box::new(CategoryGen::new(rng, &cfg, end_ms));
+                (Generator::Categories(gen), cfg.cards as usize * 2 + 64)
+            }
+        };
+        let batched = cfg.family == Family::Categories;
         Ok(Simulator {
             end_ms,
-            world,
             gen,
-            labels: LabelQueue::new(&cfg.labels, label_rng),
+            labels: LabelQueue::new(&cfg.labels, label_rng, batched),
             day_buf: Vec::with_capacity(expected_day),
             cursor: 0,
             next_day: 0,
@@ -78,14 +93,24 @@ impl Simulator {
 
     /// ISO-2 country of a merchant, or `None` if out of range.
     pub fn merchant_country(&self, merchant: u32) -> Option<&'static str> {
-        let m = self.world.merchants.get(merchant as usize)?;
-        Some(COUNTRIES[m.country as usize].code)
+        match &self.gen {
+            Generator::Cards { world, .. } => {
+                let m = world.merchants.get(merchant as usize)?;
+                Some(COUNTRIES[m.country as usize].code)
+            }
+            Generator::Categories(_) => (merchant < self.cfg.merchants.max(15)).then_some("ES"),
+        }
     }
 
     /// Home (lat, lon) and ISO-2 country of a card holder, or `None` if out of range.
     pub fn card_home(&self, card: u32) -> Option<((f64, f64), &'static str)> {
-        let c = self.world.cards.get(card as usize)?;
-        Some(((c.lat, c.lon), COUNTRIES[c.country as usize].code))
+        match &self.gen {
+            Generator::Cards { world, .. } => {
+                let c = world.cards.get(card as usize)?;
+                Some(((c.lat, c.lon), COUNTRIES[c.country as usize].code))
+            }
+            Generator::Categories(g) => Some((g.home(card)?, "ES")),
+        }
     }
 
     /// Generates the next day into `day_buf`: starts incidents, draws genuine and fraud
@@ -93,16 +118,18 @@ impl Simulator {
     fn generate_day(&mut self) {
         let day = self.next_day;
         let day_start = self.cfg.start_ms + day as i64 * DAY_MS;
-        let dow = dow_factor(day_start);
         self.day_buf.clear();
         self.cursor = 0;
-        self.gen.seq = 0;
-        self.gen
-            .start_incidents(&self.world, &self.cfg, day, day_start, dow);
-        self.gen
-            .genuine_day(&self.world, &mut self.day_buf, day_start, dow);
-        self.gen
-            .fraud_day(&self.world, &mut self.day_buf, day_start);
+        match &mut self.gen {
+            Generator::Cards { world, gen } => {
+                let dow = dow_factor(day_start);
+                gen.seq = 0;
+                gen.start_incidents(world, &self.cfg, day, day_start, dow);
+                gen.genuine_day(world, &mut self.day_buf, day_start, dow);
+                gen.fraud_day(world, &mut self.day_buf, day_start);
+            }
+            Generator::Categories(gen) => gen.day(&mut self.day_buf, day_start),
+        }
         // tx_id holds the generation order here: a stable, deterministic tie-break.
         self.day_buf.sort_unstable_by_key(|t| (t.ts_ms, t.tx_id));
         for t in &mut self.day_buf {

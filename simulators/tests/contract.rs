@@ -223,6 +223,7 @@ fn patterns_switch_off_with_zero_share() {
             FraudPattern::CompromisedMerchant => cfg.patterns.compromised_merchant = 0.0,
             FraudPattern::AccountTakeover => cfg.patterns.account_takeover = 0.0,
             FraudPattern::CardTesting => cfg.patterns.card_testing = 0.0,
+            other => unreachable!("{other} is not a cards pattern"),
         }
         let mut seen = [0u64; 4];
         for ev in Simulator::new(cfg).unwrap() {
@@ -396,4 +397,85 @@ fn edge_configs_keep_the_contract() {
         c.fraud_tx,
         c.tx
     );
+}
+
+fn categories(seed: u64) -> SimConfig {
+    SimConfig {
+        family: Family::Categories,
+        ..small(seed)
+    }
+}
+
+#[test]
+fn categories_family_keeps_the_contract_and_its_fraud_rate() {
+    // Fraud rings run up to 30 days: the rate settles after the first weeks.
+    let mut cfg = categories(11);
+    cfg.days = 60;
+    let c = run_checked(cfg);
+    assert!(c.tx > 10_000, "{} transactions", c.tx);
+    assert_eq!(c.labels, c.tx, "every transaction is labelled once");
+    let rate = c.fraud_tx as f64 / c.tx as f64;
+    assert!((0.0035..0.014).contains(&rate), "fraud rate {rate}");
+    // Deterministic, and unlike the cards family on the same seed.
+    let a: Vec<SimEvent> = Simulator::new(categories(11)).unwrap().take(5000).collect();
+    let b: Vec<SimEvent> = Simulator::new(categories(11)).unwrap().take(5000).collect();
+    assert_eq!(a, b);
+    let cards: Vec<SimEvent> = Simulator::new(small(11)).unwrap().take(5000).collect();
+    assert_ne!(a, cards);
+}
+
+#[test]
+fn categories_family_has_its_three_mechanisms_and_batched_labels() {
+    let mut cfg = categories(12);
+    cfg.days = 40;
+    cfg.fraud_rate = 0.02;
+    let mut per = std::collections::HashMap::new();
+    let mut tx_ts = std::collections::HashMap::new();
+    let mut countries = std::collections::HashSet::new();
+    for ev in Simulator::new(cfg).unwrap() {
+        match ev {
+            SimEvent::Transaction(t) => {
+                countries.insert(t.country);
+                tx_ts.insert(t.tx_id, t.ts_ms);
+                if let Some(p) = t.fraud {
+                    *per.entry(p).or_insert(0u64) += 1;
+                    assert!(FraudPattern::CATEGORIES.contains(&p), "{p}");
+                    if p == FraudPattern::MicroDrain {
+                        assert!(t.amount < 15.0, "{t:?}");
+                    }
+                }
+            }
+            SimEvent::Label(l) if l.is_fraud => {
+                // Fraud reports come in the 02:00 UTC daily batch, at least
+                // a quarter of the mean delay (10 days) after the purchase.
+                assert_eq!(l.ts_ms.rem_euclid(DAY_MS), 2 * HOUR_MS, "{l:?}");
+                let delay = l.ts_ms - tx_ts[&l.tx_id];
+                assert!(delay >= 10 * DAY_MS / 4, "{l:?}");
+                assert!(delay <= 10 * DAY_MS * 7 / 4 + DAY_MS, "{l:?}");
+            }
+            SimEvent::Label(_) => {}
+        }
+    }
+    assert_eq!(countries.len(), 1);
+    for p in FraudPattern::CATEGORIES {
+        assert!(per.get(&p).copied().unwrap_or(0) > 50, "{p}: {per:?}");
+    }
+}
+
+#[test]
+fn categories_labels_under_a_day_come_on_the_hour() {
+    let mut cfg = categories(13);
+    cfg.days = 10;
+    cfg.fraud_rate = 0.02;
+    cfg.labels.chargeback_median_days = 0.25;
+    let mut frauds = 0;
+    for ev in Simulator::new(cfg).unwrap() {
+        if let SimEvent::Label(l) = ev {
+            if l.is_fraud {
+                frauds += 1;
+                assert_eq!(l.ts_ms.rem_euclid(HOUR_MS), 0, "{l:?}");
+            }
+        }
+    }
+    assert!(frauds > 100, "{frauds}");
 }

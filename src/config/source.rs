@@ -5,7 +5,7 @@ use super::reader::Section;
 use super::service::{self, FluvioInput};
 use fraudstream_engine::time::DAY_MS;
 use fraudstream_engine::Named;
-use fraudstream_sim::{DriftMode, GenuineLabels, PatternMix, SimConfig};
+use fraudstream_sim::{DriftMode, Family, GenuineLabels, PatternMix, SimConfig};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -238,7 +238,17 @@ pub fn read_simulator(s: &Section) -> SimConfig {
         genuine,
     };
     l.finish();
+    let family = match s
+        .choice("family", &["cards", "categories"], d.family.name())
+        .as_str()
+    {
+        "categories" => Family::Categories,
+        _ => Family::Cards,
+    };
+    // `patterns` and `drift` shape the cards family only (the categories
+    // family's mechanisms have fixed shares).
     let cfg = SimConfig {
+        family,
         seed: s.int("seed", d.seed as i64, 0, i64::MAX) as u64,
         days: s.int("days", d.days as i64, 1, 100_000) as u32,
         start_ms: s.int("start_ms", d.start_ms, 0, 32_503_680_000_000),
