@@ -218,3 +218,57 @@ fn export_stream_writes_every_transaction_and_label_in_order() {
     assert_eq!(t, figures["transactions"].as_u64().unwrap());
     assert_eq!(l, figures["labels"].as_u64().unwrap());
 }
+
+#[test]
+fn matrix_runs_each_model_on_each_family_and_writes_its_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m");
+    let run = fraudstream(
+        &[
+            "matrix",
+            "--families",
+            "cards,categories",
+            "--models",
+            "logistic,forest",
+            "--delays",
+            "1",
+            "--fraud-rates",
+            "0.007",
+            "--days",
+            "40",
+            "--cards",
+            "800",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &repo(),
+    );
+    let (stdout, stderr) = text(&run);
+    assert!(run.status.success(), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("matrix.json")).unwrap()).unwrap();
+    let results = report["results"].as_array().unwrap();
+    // Two cells (one delay, plus the default rate at the 7-day delay) per
+    // family, two models each.
+    assert_eq!(results.len(), 8, "{report:#}");
+    for r in results {
+        let auc = r["roc_auc"].as_f64().unwrap();
+        assert!(auc > 0.7 && auc <= 1.0, "{r}");
+        assert!(r["frauds"].as_u64().unwrap() > 0, "{r}");
+    }
+    assert_eq!(report["summary"].as_array().unwrap().len(), 2);
+    let md = std::fs::read_to_string(out.join("matrix.md")).unwrap();
+    assert!(md.contains("| categories | 1 d | 0.70 % |"), "{md}");
+    assert!(
+        stdout.contains("| model | mean average precision |"),
+        "{stdout}"
+    );
+    // A family that does not exist is named in the error.
+    let bad = fraudstream(&["matrix", "--families", "paysim"], &repo());
+    let (_, stderr) = text(&bad);
+    assert!(!bad.status.success());
+    assert!(
+        stderr.contains("expected cards or categories, found \"paysim\""),
+        "{stderr}"
+    );
+}

@@ -28,6 +28,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Write simulated transactions and labels to files, or publish them to Fluvio.
     Simulate(SimulateArgs),
+    /// Every model type on both simulator families under several label
+    /// delays and fraud rates (the robustness matrix).
+    Matrix(MatrixArgs),
     /// Manage the Fluvio topics of a topology.
     Topics {
         #[command(subcommand)]
@@ -60,6 +63,46 @@ pub struct RunArgs {
     /// transport's floor, to measure the engine's cost against.
     #[arg(long)]
     pub null_pipeline: bool,
+}
+
+/// Flags of `fraudstream matrix`.
+#[derive(Args, Debug)]
+pub struct MatrixArgs {
+    /// Topology file (TOML) whose engine, features and model settings every
+    /// run uses (the built-in one when none is given); its source is replaced
+    /// by the simulator of each cell.
+    pub topology: Option<PathBuf>,
+    /// Override a key of the topology (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Simulator families.
+    #[arg(long, value_delimiter = ',', default_value = "cards,categories")]
+    pub families: Vec<String>,
+    /// Model types (`model.type`).
+    #[arg(long, value_delimiter = ',', default_value = "logistic,forest,blend")]
+    pub models: Vec<String>,
+    /// Mean label delays in days, each at a fraud rate of 0.7 %.
+    #[arg(long, value_delimiter = ',', default_value = "0.25,7,30")]
+    pub delays: Vec<f64>,
+    /// Fraud rates, each at a label delay of 7 days.
+    #[arg(
+        long = "fraud-rates",
+        value_delimiter = ',',
+        default_value = "0.001,0.007,0.03"
+    )]
+    pub fraud_rates: Vec<f64>,
+    /// Simulated days per stream (the final window is `evaluation.last_days`).
+    #[arg(long, default_value_t = 60)]
+    pub days: u32,
+    /// Cards per stream (merchants: a fifth of it).
+    #[arg(long, default_value_t = 2000)]
+    pub cards: u32,
+    /// Simulator seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where matrix.json and matrix.md go.
+    #[arg(long, default_value = "out/matrix")]
+    pub out: PathBuf,
 }
 
 /// Flags of `fraudstream validate`.

@@ -6,6 +6,7 @@ pub mod bench_fluvio;
 pub mod bench_soak;
 pub mod cli;
 pub mod cluster;
+pub mod matrix;
 pub mod run;
 pub mod simulate;
 pub mod topics;
@@ -23,6 +24,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(a) => Ok(run::validate(&a)),
         Command::Bench(a) => bench::command(&a).map(|_| done),
         Command::Simulate(a) => simulate::command(&a).map(|_| done),
+        Command::Matrix(a) => matrix::command(&a).map(|_| done),
         Command::Topics {
             action: TopicsAction::Create { topology, set },
         } => topics::create(&topology, &set),
