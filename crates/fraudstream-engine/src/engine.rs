@@ -637,7 +637,7 @@ impl CardStage {
     /// [`replica_stats`](Self::replica_stats)). Waiting labels are not
     /// part of checkpoints.
     pub fn learn_replica(&mut self, l: &LabelContext) -> LabelResult {
-        if self.pending.take(l.tx_key, &mut self.label_x).is_none() {
+        let Some(meta) = self.pending.take(l.tx_key, &mut self.label_x) else {
             if self.parked.insert(l.tx_key, *l).is_none() {
                 self.parked_order.push_back(l.tx_key);
             }
@@ -657,23 +657,23 @@ impl CardStage {
             }
             metrics::gauge!("fraudstream_replica_labels_waiting").set(self.parked.len() as f64);
             return LabelResult::Unknown;
-        }
+        };
         self.replica_stats.learnt += 1;
         if self.cfg.learn {
-            self.learn_joined(l);
+            self.learn_joined(l, meta.ts);
         }
         LabelResult::Joined
     }
 
     /// Train the model on `label_x`, the vector `l` joined (weighted or
-    /// subsampled by class).
-    fn learn_joined(&mut self, l: &LabelContext) {
+    /// subsampled by class); `tx_ts` is its transaction's event time.
+    fn learn_joined(&mut self, l: &LabelContext, tx_ts: i64) {
         let weight = self
             .cfg
             .imbalance
             .weight(l.is_fraud, l.tx_key, self.cfg.seed);
         self.model
-            .learn(&self.label_x, l.is_fraud, weight, l.ts, l.tx_key);
+            .learn(&self.label_x, l.is_fraud, weight, (l.ts, tx_ts), l.tx_key);
         if weight.is_some() {
             self.counters.labels_learnt += 1;
         }
@@ -776,7 +776,7 @@ impl CardStage {
             Some(meta) => {
                 self.counters.labels_joined += 1;
                 if self.cfg.learn {
-                    self.learn_joined(l);
+                    self.learn_joined(l, meta.ts);
                     if l.is_fraud {
                         self.cards.apply_fraud(meta.card, l.ts);
                     }

@@ -68,13 +68,13 @@ impl ServedModel {
     /// Learn from a joined label: `x` is the stored vector, `weight` the
     /// class weight (`None` if subsampled away: only the portfolio's drift
     /// detector and batch buffer see it then), `ts` the label's arrival and
-    /// `tx_key` its transaction.
+    /// its transaction's event time, `tx_key` its transaction.
     pub fn learn(
         &mut self,
         x: &FeatureVector,
         is_fraud: bool,
         weight: Option<f64>,
-        ts: i64,
+        ts: (i64, i64),
         tx_key: u64,
     ) {
         if let Some(w) = weight {
