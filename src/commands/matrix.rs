@@ -16,9 +16,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// Label delay of the cells that vary the fraud rate (days).
-const DEFAULT_DELAY_DAYS: f64 = 7.0;
+pub const DEFAULT_DELAY_DAYS: f64 = 7.0;
 /// Fraud rate of the cells that vary the label delay.
-const DEFAULT_FRAUD_RATE: f64 = 0.007;
+pub const DEFAULT_FRAUD_RATE: f64 = 0.007;
 
 /// What the matrix runs.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -620,7 +620,7 @@ impl Portfolio {
     /// held back (up to `hold_frauds`) until `cold_start_genuine` genuine
     /// labels were learnt and a genuine transaction at least as recent as
     /// it was learnt; held frauds are replayed oldest first, at most
-    /// [`REPLAY_PER_LABEL`] per label, and the oldest is learnt at once when
+    /// four per label, and the oldest is learnt at once when
     /// the hold is full.
     pub fn learn(
         &mut self,
