@@ -9,17 +9,20 @@
 //!   times (`lambda = 6` as in ARF); frauds are further weighted by the
 //!   caller's class weight (the topology's `model.imbalance`), so the rare
 //!   class is not drowned out.
-//! - **Hoeffding trees** (Domingos & Hulten, VFDT). A leaf keeps, per feature
-//!   and class, the weight, mean and variance of the values that reached it
-//!   (a Gaussian estimator, as River's default numeric observer). Every
-//!   `grace_period` of weight it evaluates `candidates` thresholds on a
-//!   random subspace of `subspace` features (information gain, class split
-//!   estimated from the Gaussians) and splits when the best beats the second
-//!   best by the Hoeffding bound, or the bound falls under `tie_threshold`.
-//!   Children start from their parent's probability (an m-estimate).
+//! - **Hoeffding trees** (Domingos & Hulten, VFDT). Each leaf draws, when
+//!   it is created, a random subspace of `subspace` features (as ARF's
+//!   leaves do) and keeps, per feature of it and class, the weight, mean and
+//!   variance of the values that reached it (a Gaussian estimator, as
+//!   River's default numeric observer). Every `grace_period` of weight it
+//!   evaluates `candidates` thresholds on each of its features (information
+//!   gain, class split estimated from the Gaussians) and splits when the
+//!   best beats the second best by the Hoeffding bound, or the bound falls
+//!   under `tie_threshold`. Children start from their parent's probability
+//!   (an m-estimate). (Leaves of checkpoints written before 2026-11-30 keep
+//!   every feature and draw a subspace at each attempt.)
 //! - **Bounded cost.** Depth is capped at `max_depth` and leaves per tree at
 //!   `max_leaves`: predicting is at most `trees * max_depth` comparisons,
-//!   learning the same plus a statistics update of `8 * features` values
+//!   learning the same plus a statistics update of `8 * subspace` values
 //!   per tree, and a split attempt `subspace * candidates` Gaussian CDFs.
 //! - **Drift** (optional, `drift_delta > 0`). Each tree feeds its absolute
 //!   error `|y - p|` on every labelled example to two ADWINs, a warning one
@@ -124,6 +127,11 @@ const PRIOR_WEIGHT: f64 = 50.0;
 /// Statistics of one leaf.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Leaf {
+    /// The features this leaf keeps statistics of and may split on (its
+    /// random subspace, drawn when it is created, as in ARF), ascending.
+    /// Empty: every feature (leaves of checkpoints written before).
+    #[serde(default)]
+    features: Vec<u32>,
     /// Class weights seen here.
     counts: [f64; 2],
     /// Fraud probability of the parent when this leaf was created.
@@ -138,13 +146,14 @@ struct Leaf {
 }
 
 impl Leaf {
-    fn new(dims: usize, prior: f64, depth: u32) -> Self {
-        let mut stats = vec![0.0; dims * STATS];
+    fn new(features: Vec<u32>, prior: f64, depth: u32) -> Self {
+        let mut stats = vec![0.0; features.len() * STATS];
         for s in stats.chunks_exact_mut(STATS) {
             s[6] = f64::MAX;
             s[7] = f64::MIN;
         }
         Leaf {
+            features,
             counts: [0.0; 2],
             prior,
             stats,
@@ -180,7 +189,7 @@ struct Tree {
 }
 
 impl Tree {
-    fn new(dims: usize, cfg: &ForestConfig) -> Self {
+    fn new(dims: usize, cfg: &ForestConfig, rng: &mut u64) -> Self {
         Tree {
             nodes: vec![Node {
                 feature: 0,
@@ -190,7 +199,7 @@ impl Tree {
                 leaf: 0,
                 value: 0.0,
             }],
-            leaves: vec![Leaf::new(dims, ROOT_PRIOR, 0)],
+            leaves: vec![Leaf::new(subspace(dims, cfg, rng), ROOT_PRIOR, 0)],
             examples: 0.0,
             detector: (cfg.drift_delta > 0.0).then(|| Adwin::new(cfg.drift_delta)),
             warning: (cfg.drift_delta > 0.0).then(|| Adwin::new((cfg.drift_delta * 10.0).min(0.5))),
@@ -303,9 +312,12 @@ impl AdaptiveForest {
         let dims = names.len();
         assert!(dims > 0, "a forest needs features");
         assert!(cfg.trees > 0, "a forest needs trees");
+        let mut rng = cfg.seed ^ 0x5EED_F0E5_7000_0000;
         AdaptiveForest {
-            trees: (0..cfg.trees).map(|_| Tree::new(dims, &cfg)).collect(),
-            rng: cfg.seed ^ 0x5EED_F0E5_7000_0000,
+            trees: (0..cfg.trees)
+                .map(|_| Tree::new(dims, &cfg, &mut rng))
+                .collect(),
+            rng,
             cfg,
             dims,
             names,
@@ -358,14 +370,20 @@ impl AdaptiveForest {
             order: std::mem::take(&mut self.order),
         };
         for tree in &mut self.trees {
-            let err = (y as f64 - tree.predict(x)).abs();
+            // The error only feeds the drift detectors (off by default):
+            // without them a label costs one descent per tree, not two.
+            let err = if tree.warning.is_some() || tree.detector.is_some() {
+                (y as f64 - tree.predict(x)).abs()
+            } else {
+                0.0
+            };
             // Only a rise of the error is a drift: a falling one is the tree
             // learning. A warning (10× the confidence) starts a background
             // tree; a drift replaces the tree by it (or by a fresh one).
             if let Some(w) = tree.warning.as_mut() {
                 let before = w.mean();
                 if w.update(err) && w.mean() > before && tree.background.is_none() {
-                    tree.background = Some(Box::new(Tree::new(ctx.dims, &ctx.cfg)));
+                    tree.background = Some(Box::new(Tree::new(ctx.dims, &ctx.cfg, &mut ctx.rng)));
                 }
             }
             if let Some(d) = tree.detector.as_mut() {
@@ -375,7 +393,7 @@ impl AdaptiveForest {
                         .background
                         .take()
                         .map(|b| *b)
-                        .unwrap_or_else(|| Tree::new(ctx.dims, &ctx.cfg));
+                        .unwrap_or_else(|| Tree::new(ctx.dims, &ctx.cfg, &mut ctx.rng));
                     *tree = next;
                     self.resets += 1;
                     replaced += 1;
@@ -465,12 +483,22 @@ fn train(tree: &mut Tree, x: &[f32], y: usize, w: f64, ctx: &mut Ctx) {
     leaf.counts[y] += w;
     leaf.seen += w;
     leaf.since_attempt += w;
-    for (s, &v) in leaf.stats.chunks_exact_mut(STATS).zip(x) {
-        let v = v as f64;
+    // Every feature has seen the same class weights here, so the weight of
+    // the running mean's update is the same for all: one division per leaf,
+    // not one per feature.
+    let n = leaf.stats[3 * y] + w;
+    let r = w / n;
+    let all = leaf.features.is_empty();
+    for (k, s) in leaf.stats.chunks_exact_mut(STATS).enumerate() {
+        let v = if all {
+            x[k]
+        } else {
+            x[leaf.features[k] as usize]
+        } as f64;
         let c = &mut s[3 * y..3 * y + 3];
-        c[0] += w;
+        c[0] = n;
         let d = v - c[1];
-        c[1] += d * w / c[0];
+        c[1] += d * r;
         c[2] += w * d * (v - c[1]);
         if v < s[6] {
             s[6] = v;
@@ -489,9 +517,17 @@ fn train(tree: &mut Tree, x: &[f32], y: usize, w: f64, ctx: &mut Ctx) {
 /// random subspace of features must beat the runner-up by the bound, or the
 /// two must tie closely enough.
 fn attempt_split(tree: &mut Tree, node: usize, ctx: &mut Ctx) {
-    let m = sample_subspace(ctx);
     let li = tree.nodes[node].leaf as usize;
     let leaf = &tree.leaves[li];
+    // A leaf of its own subspace tries all of it (statistics are indexed
+    // by position); a leaf with every feature draws a subspace now.
+    let m = if leaf.features.is_empty() {
+        sample_subspace(ctx)
+    } else {
+        ctx.order.clear();
+        ctx.order.extend(0..leaf.features.len() as u32);
+        leaf.features.len()
+    };
     // Class weights observed here (the statistics of any feature carry them).
     let n0 = leaf.stats[0];
     let n1 = leaf.stats[3];
@@ -500,15 +536,20 @@ fn attempt_split(tree: &mut Tree, node: usize, ctx: &mut Ctx) {
         return; // a pure leaf has nothing to gain
     }
     let (best, second) = best_split(&leaf.stats, &ctx.order[..m], n0, n1, ctx.cfg.candidates);
-    let Some((gain, feature, threshold)) = best else {
+    let Some((gain, at, threshold)) = best else {
         return;
+    };
+    let feature = if leaf.features.is_empty() {
+        at
+    } else {
+        leaf.features[at as usize]
     };
     // Entropy of two classes ranges over [0, 1] bit.
     let eps = ((1.0 / ctx.cfg.split_confidence).ln() / (2.0 * n)).sqrt();
     if gain <= 0.0 || !(gain - second > eps || eps < ctx.cfg.tie_threshold) {
         return;
     }
-    split_leaf(tree, node, li, feature, threshold, ctx.dims);
+    split_leaf(tree, node, li, feature, threshold, ctx);
 }
 
 /// Shuffle the first features of `ctx.order` (partial Fisher–Yates) and
@@ -521,13 +562,32 @@ fn sample_subspace(ctx: &mut Ctx) -> usize {
         ctx.cfg.subspace.min(dims)
     };
     if ctx.order.len() != dims {
-        ctx.order = (0..dims as u32).collect();
+        ctx.order.clear();
+        ctx.order.extend(0..dims as u32);
     }
     for i in 0..m {
         let j = i + (splitmix(&mut ctx.rng) % (dims - i) as u64) as usize;
         ctx.order.swap(i, j);
     }
     m
+}
+
+/// A new leaf's features: `subspace` of the `dims` (`sqrt(dims)` when 0),
+/// drawn without replacement, ascending.
+fn subspace(dims: usize, cfg: &ForestConfig, rng: &mut u64) -> Vec<u32> {
+    let m = if cfg.subspace == 0 {
+        ((dims as f64).sqrt().round() as usize).max(1)
+    } else {
+        cfg.subspace.min(dims)
+    };
+    let mut all: Vec<u32> = (0..dims as u32).collect();
+    for i in 0..m {
+        let j = i + (splitmix(rng) % (dims - i) as u64) as usize;
+        all.swap(i, j);
+    }
+    all.truncate(m);
+    all.sort_unstable();
+    all
 }
 
 /// The best (gain, feature, threshold) over `features` of a leaf with these
@@ -611,22 +671,21 @@ fn best_threshold(
 }
 
 /// Turn leaf `node` (leaf slot `li`) into a split on `feature < threshold`:
-/// its leaf becomes the left child with fresh statistics, a new leaf the right.
-fn split_leaf(tree: &mut Tree, node: usize, li: usize, feature: u32, threshold: f64, dims: usize) {
+/// two new leaves, each with fresh statistics over a subspace of its own.
+fn split_leaf(
+    tree: &mut Tree,
+    node: usize,
+    li: usize,
+    feature: u32,
+    threshold: f64,
+    ctx: &mut Ctx,
+) {
     let depth = tree.leaves[li].depth + 1;
     let value = tree.leaves[li].probability();
-    let mut left_leaf = std::mem::replace(&mut tree.leaves[li], Leaf::new(0, 0.0, 0));
-    left_leaf.counts = [0.0; 2];
-    left_leaf.prior = value;
-    left_leaf.since_attempt = 0.0;
-    left_leaf.seen = 0.0;
-    left_leaf.depth = depth;
-    for s in left_leaf.stats.chunks_exact_mut(STATS) {
-        s.copy_from_slice(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f64::MAX, f64::MIN]);
-    }
-    tree.leaves[li] = left_leaf;
+    tree.leaves[li] = Leaf::new(subspace(ctx.dims, &ctx.cfg, &mut ctx.rng), value, depth);
     let ri = tree.leaves.len() as u32;
-    tree.leaves.push(Leaf::new(dims, value, depth));
+    let right = Leaf::new(subspace(ctx.dims, &ctx.cfg, &mut ctx.rng), value, depth);
+    tree.leaves.push(right);
     let (ln, rn) = (tree.nodes.len() as u32, tree.nodes.len() as u32 + 1);
     for leaf in [li as u32, ri] {
         tree.nodes.push(Node {

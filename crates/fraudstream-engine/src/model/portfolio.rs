@@ -41,7 +41,7 @@ use super::adwin::Adwin;
 use super::batch::{BatchChampion, BatchConfig};
 use super::forest::{AdaptiveForest, ForestConfig};
 use super::hst::{HalfSpaceTrees, HstConfig};
-use super::{AnomalyDetector, Classifier, Explain, LogisticModel, Standardizer};
+use super::{Classifier, Explain, LogisticModel, Standardizer};
 use crate::event::Contribution;
 use crate::features::FeatureVector;
 use compact_str::CompactString;
@@ -520,9 +520,7 @@ impl Portfolio {
                 .iter()
                 .map(|z| (0.5 + z / 6.0).clamp(0.0, 1.0) as f32),
         );
-        let anomaly = self.hst.score_one(&self.hst_in);
-        self.hst.learn_one(&self.hst_in);
-        anomaly
+        self.hst.score_and_learn(&self.hst_in)
     }
 
     /// Score the transaction whose features are in `x` (the logistic model
