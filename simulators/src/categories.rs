@@ -29,7 +29,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use crate::day::poisson;
+use crate::day::{cents, poisson};
 use crate::{Channel, FraudPattern, SimConfig, SimTransaction, DAY_MS, HOUR_MS};
 
 /// A merchant category: BankSim's name, an MCC, the median amount (EUR),
@@ -474,7 +474,7 @@ impl CategoryGen {
             ts_ms: ts,
             card,
             merchant,
-            amount: ((amount * 100.0).round() / 100.0).max(0.01),
+            amount: cents(amount),
             currency: "EUR",
             mcc: c.mcc,
             country: "ES",

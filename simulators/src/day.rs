@@ -16,7 +16,7 @@ const HOUR_WEIGHTS: [f64; 24] = [
 ];
 
 /// Rounds an amount to cents, at least 0.01.
-fn cents(x: f64) -> f64 {
+pub(crate) fn cents(x: f64) -> f64 {
     ((x * 100.0).round() / 100.0).max(0.01)
 }
 

@@ -174,10 +174,29 @@ impl HalfSpaceTrees {
                 weight *= 2.0;
             }
         }
+        self.normalised(s)
+    }
+
+    /// A score from the mass-weighted sum `s` of the descents: 1 − `s` over
+    /// its largest possible value, in [0, 1].
+    fn normalised(&self, s: f64) -> f64 {
         let max = self.cfg.trees as f64
             * self.cfg.window as f64
             * ((1u64 << (self.cfg.height + 1)) - 1) as f64;
         (1.0 - s / max).clamp(0.0, 1.0)
+    }
+
+    /// One more point counted: every `window` of them the latest profile
+    /// becomes the reference and counting restarts.
+    fn counted(&mut self) {
+        self.counter += 1;
+        if self.counter == self.cfg.window {
+            // Swap instead of copy: the old reference is discarded anyway.
+            std::mem::swap(&mut self.r_mass, &mut self.l_mass);
+            self.l_mass.fill(0);
+            self.counter = 0;
+            self.ready = true;
+        }
     }
 
     /// Count `x` into the latest mass profile; every `window` updates the
@@ -199,14 +218,7 @@ impl HalfSpaceTrees {
                 i = self.child(t, i, x);
             }
         }
-        self.counter += 1;
-        if self.counter == self.cfg.window {
-            // Swap instead of copy: the old reference is discarded anyway.
-            std::mem::swap(&mut self.r_mass, &mut self.l_mass);
-            self.l_mass.fill(0);
-            self.counter = 0;
-            self.ready = true;
-        }
+        self.counted();
     }
 
     /// [`score`](Self::score) of `x`, then [`learn`](Self::learn) it, in
@@ -238,21 +250,8 @@ impl HalfSpaceTrees {
                 i = self.child(t, i, x);
             }
         }
-        let score = if self.ready {
-            let max = self.cfg.trees as f64
-                * self.cfg.window as f64
-                * ((1u64 << (self.cfg.height + 1)) - 1) as f64;
-            (1.0 - s / max).clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        self.counter += 1;
-        if self.counter == self.cfg.window {
-            std::mem::swap(&mut self.r_mass, &mut self.l_mass);
-            self.l_mass.fill(0);
-            self.counter = 0;
-            self.ready = true;
-        }
+        let score = if self.ready { self.normalised(s) } else { 0.0 };
+        self.counted();
         score
     }
 

@@ -859,14 +859,19 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_fraud_newer_than_every_genuine_example_waits_for_one() {
-        let space = FeatureExtractor::new(FeatureConfig {
+    /// The default features with a small hashed space.
+    fn small_space() -> crate::features::FeatureSpace {
+        FeatureExtractor::new(FeatureConfig {
             hash_bits: 4,
             ..FeatureConfig::default()
         })
         .space()
-        .clone();
+        .clone()
+    }
+
+    #[test]
+    fn a_fraud_newer_than_every_genuine_example_waits_for_one() {
+        let space = small_space();
         let cfg = PortfolioConfig {
             kind: ModelKind::Forest,
             cold_start_genuine: 10,
@@ -904,12 +909,7 @@ mod tests {
 
     #[test]
     fn scores_learns_and_survives_a_serde_round_trip() {
-        let space = FeatureExtractor::new(FeatureConfig {
-            hash_bits: 4,
-            ..FeatureConfig::default()
-        })
-        .space()
-        .clone();
+        let space = small_space();
         let cfg = PortfolioConfig {
             kind: ModelKind::Blend,
             compare: true,
