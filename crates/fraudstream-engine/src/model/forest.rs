@@ -186,9 +186,93 @@ struct Tree {
     warning: Option<Adwin>,
     /// Trained from a warning on; replaces the tree on a drift.
     background: Option<Box<Tree>>,
+    /// `nodes` as the descent reads them, 12 bytes a node instead of 32, so
+    /// the descents of every tree stay in cache (they were most of the
+    /// forest's time). Derived state: rebuilt by [`Tree::sync`] after a
+    /// restore; until then descents read `nodes`.
+    #[serde(skip)]
+    hops: Vec<Hop>,
+}
+
+/// A node as the descent reads it: an internal node goes to `next` when the
+/// value of `feature` is at most `threshold`, else to `next + 1` (children
+/// are created side by side); a leaf has `feature == NONE` and `next` is
+/// its leaf slot.
+#[derive(Clone, Copy, Debug)]
+struct Hop {
+    threshold: f32,
+    feature: u32,
+    next: u32,
+}
+
+impl Hop {
+    fn of(n: &Node) -> Self {
+        if n.leaf != NONE {
+            Hop {
+                threshold: 0.0,
+                feature: NONE,
+                next: n.leaf,
+            }
+        } else {
+            Hop {
+                threshold: n.threshold,
+                feature: n.feature,
+                next: n.left,
+            }
+        }
+    }
 }
 
 impl Tree {
+    /// Rebuild `hops` from `nodes` when they differ in length (a restored
+    /// tree). Left empty if some children are not side by side.
+    fn sync(&mut self) {
+        if self.hops.len() == self.nodes.len() {
+            return;
+        }
+        self.hops.clear();
+        if self
+            .nodes
+            .iter()
+            .all(|n| n.leaf != NONE || n.right == n.left.wrapping_add(1))
+        {
+            self.hops.extend(self.nodes.iter().map(Hop::of));
+        }
+    }
+
+    /// Index of the node `x` ends in (through `hops` when in step). NaN
+    /// goes right, as in [`leaf_node`](Self::leaf_node).
+    #[inline]
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    fn node_of(&self, x: &[f32]) -> usize {
+        if self.hops.len() != self.nodes.len() {
+            return self.leaf_node(x);
+        }
+        let mut i = 0usize;
+        loop {
+            let h = self.hops[i];
+            if h.feature == NONE {
+                return i;
+            }
+            i = h.next as usize + usize::from(!(x[h.feature as usize] <= h.threshold));
+        }
+    }
+
+    /// Leaf slot `x` ends in.
+    #[inline]
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    fn leaf_of(&self, x: &[f32]) -> usize {
+        if self.hops.len() != self.nodes.len() {
+            return self.nodes[self.leaf_node(x)].leaf as usize;
+        }
+        let mut h = self.hops[0];
+        while h.feature != NONE {
+            let i = h.next as usize + usize::from(!(x[h.feature as usize] <= h.threshold));
+            h = self.hops[i];
+        }
+        h.next as usize
+    }
+
     fn new(dims: usize, cfg: &ForestConfig, rng: &mut u64) -> Self {
         Tree {
             nodes: vec![Node {
@@ -204,6 +288,11 @@ impl Tree {
             detector: (cfg.drift_delta > 0.0).then(|| Adwin::new(cfg.drift_delta)),
             warning: (cfg.drift_delta > 0.0).then(|| Adwin::new((cfg.drift_delta * 10.0).min(0.5))),
             background: None,
+            hops: vec![Hop {
+                threshold: 0.0,
+                feature: NONE,
+                next: 0,
+            }],
         }
     }
 
@@ -226,7 +315,7 @@ impl Tree {
 
     #[inline]
     fn predict(&self, x: &[f32]) -> f64 {
-        self.leaves[self.nodes[self.leaf_node(x)].leaf as usize].probability()
+        self.leaves[self.leaf_of(x)].probability()
     }
 }
 
@@ -476,7 +565,8 @@ struct Ctx {
 /// Fold one example of weight `w` into its leaf; try a split when due.
 fn train(tree: &mut Tree, x: &[f32], y: usize, w: f64, ctx: &mut Ctx) {
     tree.examples += 1.0;
-    let node = tree.leaf_node(x);
+    tree.sync();
+    let node = tree.node_of(x);
     let li = tree.nodes[node].leaf as usize;
     let room = tree.leaves.len() < ctx.cfg.max_leaves;
     let leaf = &mut tree.leaves[li];
@@ -704,6 +794,14 @@ fn split_leaf(
     n.right = rn;
     n.leaf = NONE;
     n.value = value;
+    if tree.hops.len() + 2 == tree.nodes.len() {
+        tree.hops[node] = Hop::of(&tree.nodes[node]);
+        let (l, r) = (
+            Hop::of(&tree.nodes[ln as usize]),
+            Hop::of(&tree.nodes[rn as usize]),
+        );
+        tree.hops.extend([l, r]);
+    }
 }
 
 /// Dense values only (the first `dims` are read). `learn_one` drops the
@@ -842,8 +940,24 @@ mod tests {
         let x = [0.5, 0.9, 0.2, 0.1, 0.3];
         assert_eq!(a.predict(&x), b.predict(&x));
         let json = serde_json::to_string(&a).unwrap();
-        let back: AdaptiveForest = serde_json::from_str(&json).unwrap();
+        let mut back: AdaptiveForest = serde_json::from_str(&json).unwrap();
+        // Restored trees descend through their nodes until a label rebuilds
+        // the compact copy; both ways give the same leaves.
+        assert!(back.trees.iter().all(|t| t.hops.is_empty()));
+        assert!(a.trees.iter().all(|t| t.hops.len() == t.nodes.len()));
         assert_eq!(back.predict(&x), a.predict(&x));
+        let mut a = a;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        for _ in 0..500 {
+            let (x, y) = example(&mut rng);
+            a.learn_example(&x, y, 1.0);
+            back.learn_example(&x, y, 1.0);
+        }
+        assert!(back.trees.iter().all(|t| t.hops.len() == t.nodes.len()));
+        for _ in 0..200 {
+            let (x, _) = example(&mut rng);
+            assert_eq!(back.predict(&x).to_bits(), a.predict(&x).to_bits());
+        }
     }
 
     #[test]
