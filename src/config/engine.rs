@@ -354,7 +354,17 @@ pub(super) fn read_model(s: &Section) -> ModelSettings {
             l2: s.float("l2", l2, 0.0, 1e6),
         },
     };
-    let imbalance = match s.named("imbalance", Imbalance::default()) {
+    let imbalance = s.named("imbalance", Imbalance::default());
+    if !matches!(imbalance, Imbalance::Weight { .. }) && s.has("positive_weight") {
+        // A file that weights frauds, switched to another imbalance with
+        // --set: say which key is left over, not "unknown key".
+        s.error(
+            "positive_weight",
+            "no positive_weight unless imbalance = \"weight\" (remove it, or set imbalance = \"weight\")",
+            None,
+        );
+    }
+    let imbalance = match imbalance {
         Imbalance::None => Imbalance::None,
         Imbalance::Subsample { negative_rate } => Imbalance::Subsample {
             negative_rate: s.float("negative_rate", negative_rate, 1e-6, 1.0),

@@ -270,6 +270,34 @@ mod tests {
     use fraudstream_engine::model::portfolio::{Combine, ModelKind};
 
     #[test]
+    fn a_fraud_weight_left_over_from_another_imbalance_is_named() {
+        // The built-in topology weights frauds; switching to subsampling
+        // from the command line names the key left over.
+        let err = Topology::embedded(&["model.imbalance=subsample".into()]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "model.positive_weight: expected no positive_weight unless imbalance = \"weight\""
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("unknown key"), "{text}");
+        // Without it, subsampling is read.
+        let t = Topology::from_toml(
+            "sub.toml",
+            "[source]\ntype = \"simulator\"\n[model]\nimbalance = \"subsample\"\nnegative_rate = 0.25\n",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            t.model.imbalance,
+            fraudstream_engine::model::logistic::Imbalance::Subsample {
+                negative_rate: 0.25
+            }
+        );
+    }
+
+    #[test]
     fn embedded_topology_is_valid() {
         let t = Topology::embedded(&[]).unwrap();
         assert!(matches!(t.source, SourceConfig::Simulator(_)));
