@@ -190,8 +190,9 @@ struct Incident {
     /// Next transaction time; the incident ends at `until`.
     next: i64,
     until: i64,
-    /// Transactions left (high-value category) or the drained amount.
+    /// Transactions left (unbounded for a micro drain).
     left: u32,
+    /// The micro drain's charge (a high-value purchase draws its own).
     amount: f64,
 }
 
@@ -341,12 +342,7 @@ impl CategoryGen {
                 let start = day_start + self.rng.gen_range(0..DAY_MS);
                 match pattern {
                     FraudPattern::HighValueCategory => {
-                        let risky: Vec<usize> = (0..CATEGORIES.len())
-                            .filter(|&k| CATEGORIES[k].risky)
-                            .collect();
-                        let k = risky[self.rng.gen_range(0..risky.len())];
-                        let list = &self.by_category[k];
-                        let merchant = list[self.rng.gen_range(0..list.len())];
+                        let merchant = self.merchant_where(|c| c.risky);
                         let days = self.rng.gen_range(1..=5);
                         self.incidents.push(Incident {
                             pattern,
@@ -359,12 +355,7 @@ impl CategoryGen {
                         });
                     }
                     FraudPattern::FraudRingMerchant => {
-                        let everyday: Vec<usize> = (0..CATEGORIES.len())
-                            .filter(|&k| !CATEGORIES[k].risky && !CATEGORIES[k].recurring)
-                            .collect();
-                        let k = everyday[self.rng.gen_range(0..everyday.len())];
-                        let list = &self.by_category[k];
-                        let merchant = list[self.rng.gen_range(0..list.len())];
+                        let merchant = self.merchant_where(|c| !c.risky && !c.recurring);
                         if self.rings.iter().any(|r| r.0 == merchant) {
                             continue;
                         }
@@ -375,12 +366,7 @@ impl CategoryGen {
                         self.rings.push((merchant, start + days * DAY_MS, cards));
                     }
                     _ => {
-                        let recurring: Vec<usize> = (0..CATEGORIES.len())
-                            .filter(|&k| CATEGORIES[k].recurring)
-                            .collect();
-                        let k = recurring[self.rng.gen_range(0..recurring.len())];
-                        let list = &self.by_category[k];
-                        let merchant = list[self.rng.gen_range(0..list.len())];
+                        let merchant = self.merchant_where(|c| c.recurring);
                         let days = self.rng.gen_range(7..=28);
                         let amount = self.rng.gen_range(1.0..15.0);
                         self.incidents.push(Incident {
@@ -396,6 +382,18 @@ impl CategoryGen {
                 }
             }
         }
+    }
+
+    /// A merchant of a category drawn uniformly among those `wanted`.
+    fn merchant_where(&mut self, wanted: fn(&Category) -> bool) -> u32 {
+        let n = CATEGORIES.iter().filter(|c| wanted(c)).count();
+        let j = self.rng.gen_range(0..n);
+        let k = (0..CATEGORIES.len())
+            .filter(|&k| wanted(&CATEGORIES[k]))
+            .nth(j)
+            .expect("j < n");
+        let list = &self.by_category[k];
+        list[self.rng.gen_range(0..list.len())]
     }
 
     /// The day's purchases of every running fraud ring: each ring card
@@ -426,18 +424,24 @@ impl CategoryGen {
         let mut incidents = std::mem::take(&mut self.incidents);
         for inc in &mut incidents {
             while inc.next < day_end && inc.next < inc.until && inc.left > 0 {
-                let (merchant, amount) = match inc.pattern {
+                let amount = match inc.pattern {
                     FraudPattern::HighValueCategory => {
-                        // The category's high end, sometimes at another
-                        // merchant of a risky category.
+                        // The high end of the merchant's usual amounts.
                         let m = &self.merchants[inc.merchant as usize];
                         let median = CATEGORIES[m.category as usize].median * m.scale;
                         let factor = self.rng.gen_range(1.5..4.0);
-                        (inc.merchant, lognormal(&mut self.rng, median * factor, 0.4))
+                        lognormal(&mut self.rng, median * factor, 0.4)
                     }
-                    _ => (inc.merchant, inc.amount),
+                    _ => inc.amount,
                 };
-                self.push(buf, inc.card, merchant, inc.next, amount, Some(inc.pattern));
+                self.push(
+                    buf,
+                    inc.card,
+                    inc.merchant,
+                    inc.next,
+                    amount,
+                    Some(inc.pattern),
+                );
                 inc.left = inc.left.saturating_sub(1);
                 inc.next += match inc.pattern {
                     FraudPattern::HighValueCategory => self.rng.gen_range(HOUR_MS..DAY_MS),
