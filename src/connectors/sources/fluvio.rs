@@ -26,7 +26,7 @@ use fluvio::consumer::{ConsumerConfigExt, ConsumerStream, OffsetManagementStrate
 use fluvio::{ConsumerConfig, Fluvio, Offset};
 use fraudstream_engine::event::{DeadLetter, Event, RejectKind};
 use futures_util::future::select_all;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,8 +41,10 @@ const DEAD_LETTER_RAW_BYTES: usize = 4096;
 /// a healthy stream delivers records that already exist within milliseconds.
 const STALL: Duration = Duration::from_secs(1);
 
-/// Chunks a reader may have decoded ahead of the merge.
-const READ_AHEAD_CHUNKS: usize = 16;
+/// Chunks a reader may have decoded ahead of the merge, each at most about
+/// `fetch_bytes` of records: with one being gathered and one response in
+/// flight, the reader holds at most about six fetches' worth per partition.
+const READ_AHEAD_CHUNKS: usize = 4;
 
 /// What a topic holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,39 +266,48 @@ async fn read_partition(
             .stream_batches_with_config(Offset::absolute(next)?, cfg)
             .await
             .with_context(|| format!("opening {} at offset {next}", spec.id))?;
-        'batches: while let Some(batch) = batches.next().await {
-            let batch = batch.map_err(|e| anyhow::anyhow!("reading {}: {e:?}", spec.id))?;
-            let mut out = Vec::with_capacity(batch.records().len());
+        // A chunk gathers every batch already at hand, up to `fetch_bytes`
+        // of records: about one fetch response, so the reader is a few
+        // responses ahead of the merge and the next fetch is requested
+        // while the engine still works through the last one.
+        let mut ended = false;
+        'batches: while !ended {
+            let Some(mut batch) = batches.next().await else {
+                break;
+            };
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
             let mut skipped = false;
-            for record in batch.into_consumer_records_iter(spec.partition) {
-                let offset = record.offset();
-                if offset < next {
-                    continue;
+            loop {
+                let b = batch.map_err(|e| anyhow::anyhow!("reading {}: {e:?}", spec.id))?;
+                out.reserve(b.records().len());
+                for record in b.into_consumer_records_iter(spec.partition) {
+                    let offset = record.offset();
+                    if offset < next {
+                        continue;
+                    }
+                    if offset > next {
+                        skipped = true;
+                        break;
+                    }
+                    next = offset + 1;
+                    bytes += record.value().len();
+                    out.push(Fetched {
+                        offset,
+                        item: decode_fetched(&spec, &decoder, kind, stage, offset, record.value()),
+                    });
                 }
-                if offset > next {
-                    skipped = true;
+                if skipped || bytes >= spec.fetch_bytes as usize {
                     break;
                 }
-                next = offset + 1;
-                let item = if stage {
-                    crate::connectors::stage::decode(record.value(), spec.max_bytes)
-                        .map(Decoded::Stage)
-                } else {
-                    decode_record(&decoder, kind, spec.max_bytes, record.value())
-                        .map(Decoded::Event)
-                };
-                let item = item.map_err(|reject| DeadLetter {
-                    source: spec.id.clone(),
-                    line: Some(offset as u64),
-                    kind: reject.kind,
-                    reason: reject.reason,
-                    raw: truncate(
-                        &String::from_utf8_lossy(record.value()),
-                        DEAD_LETTER_RAW_BYTES,
-                    )
-                    .to_string(),
-                });
-                out.push(Fetched { offset, item });
+                match batches.next().now_or_never() {
+                    Some(Some(b)) => batch = b,
+                    Some(None) => {
+                        ended = true;
+                        break;
+                    }
+                    None => break,
+                }
             }
             if !out.is_empty() && tx.send(out).await.is_err() {
                 return Ok(()); // the source was dropped
@@ -312,6 +323,29 @@ async fn read_partition(
         // The stream ended or skipped: read on from `next`.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// One record as the merge gets it: decoded, or its dead letter.
+fn decode_fetched(
+    spec: &ReaderSpec,
+    decoder: &Decoder,
+    kind: RecordKind,
+    stage: bool,
+    offset: i64,
+    value: &[u8],
+) -> Result<Decoded, DeadLetter> {
+    let item = if stage {
+        crate::connectors::stage::decode(value, spec.max_bytes).map(Decoded::Stage)
+    } else {
+        decode_record(decoder, kind, spec.max_bytes, value).map(Decoded::Event)
+    };
+    item.map_err(|reject| DeadLetter {
+        source: spec.id.clone(),
+        line: Some(offset as u64),
+        kind: reject.kind,
+        reason: reject.reason,
+        raw: truncate(&String::from_utf8_lossy(value), DEAD_LETTER_RAW_BYTES).to_string(),
+    })
 }
 
 fn count_reopen(spec: &ReaderSpec) {
