@@ -631,13 +631,24 @@ impl FluvioSource {
     /// Where the item the last pull returned came from, as its outputs
     /// record it.
     pub fn provenance(&self, lineage: u64) -> Option<Provenance<'_>> {
-        let (i, offset) = self.last?;
-        Some(Provenance {
+        Some(self.provenance_at(self.origin()?, lineage))
+    }
+
+    /// The input position of the item the last pull returned: the
+    /// partition's index in this source and the record's offset.
+    pub fn origin(&self) -> Option<(usize, i64)> {
+        self.last
+    }
+
+    /// [`provenance`](Self::provenance) of the record at `origin` (from
+    /// [`origin`](Self::origin)).
+    pub fn provenance_at(&self, (i, offset): (usize, i64), lineage: u64) -> Provenance<'_> {
+        Provenance {
             input: &self.parts[i].id,
             offset,
             lineage,
             key: position_key(i, offset),
-        })
+        }
     }
 
     /// The [`Provenance::key`] of record `offset` of `input`

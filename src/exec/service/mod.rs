@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! restore checkpoint ─► connect ─► open partitions at the checkpoint's offsets
-//!   loop: pull (event-time merge) ─► engine ─► producer (scores, alerts, dead letters)
-//!         every interval: flush producers ─► write checkpoint (state + offsets)
+//!   loop: pull (event-time merge) ─► engine thread ─► producer (scores, alerts, dead letters)
+//!         every interval: engine lent to the loop ─► flush producers ─► write checkpoint (state + offsets)
 //!                         ─► commit consumer offsets
 //!   SIGINT/SIGTERM (or idle with stop_when_idle): drain, flush, checkpoint, exit 0
 //! ```
@@ -15,18 +15,19 @@
 //! a crash do not write again what was written before it ([`delivery`]).
 
 pub mod delivery;
+pub mod engine_thread;
 pub mod http;
 
 use crate::config::{LabelSource, Records, Role, SinkConfig, SourceConfig, Topology};
 use crate::connectors::sinks::fluvio::{open_topic_sinks, TopicSink};
 use crate::connectors::sinks::report::{InputCounts, RunReport};
 use crate::connectors::sinks::{Output, Sink, SinkRouter};
-use crate::connectors::sources::decode::{refused, RecordKind};
+use crate::connectors::sources::decode::RecordKind;
 use crate::connectors::sources::fluvio::{FluvioSource, InputRecords, OpenPlan};
 use crate::connectors::sources::{Pulled, Source};
-use crate::connectors::stage::{StageRecord, StagedTransaction};
 use crate::exec::checkpoint::{self, Chain, CheckpointHeader};
 use anyhow::Context;
+use engine_thread::{EngineSide, EngineThread, FromEngine, Item, Origin};
 use fraudstream_engine::engine::Engine;
 use fraudstream_engine::event::Event;
 use fraudstream_engine::Named as _;
@@ -89,12 +90,16 @@ async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunRep
         tokio::select! {
             biased;
             _ = &mut stop => break "signal",
+            done = from_engine(&mut service.thread) => match done? {
+                FromEngine::Outputs(outputs) => service.route_outputs(outputs).await?,
+                FromEngine::Lent(_) => anyhow::bail!("the engine thread handed the engine back unasked"),
+            },
             pulled = service.source.pull(TICK) => match pulled? {
                 Pulled::End => break "end of input",
                 item => service.on_event(item).await?,
             },
         }
-        if let Some(reason) = service.tick().await {
+        if let Some(reason) = service.tick().await? {
             break reason;
         }
         if service.checkpoint_due() {
@@ -104,40 +109,40 @@ async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunRep
     service.shutdown(reason).await
 }
 
+/// What the engine thread hands back next; never, without one (the null
+/// pipeline).
+async fn from_engine(thread: &mut Option<EngineThread>) -> anyhow::Result<FromEngine> {
+    match thread {
+        Some(t) => t.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A running service: the engine, its input partitions and output topics,
 /// and what it counts between checkpoints.
 struct Service<'t> {
     t: &'t Topology,
     /// The stage(s) this process runs.
     role: Role,
-    /// Card partitions of the stage topic (a merchant stage routes by them,
-    /// in the lane of each transaction's input partition).
-    stage_partitions: usize,
-    /// A merchant stage: card stages replicate learning (labels go to
-    /// every card partition of their lane).
-    replicate: bool,
-    /// A card stage: its stage-topic partitions.
-    owned: Vec<u32>,
-    /// A card stage: the first of its card partitions (it takes one copy
-    /// per lane of a label for a card it does not own).
-    first_card: u32,
     quiet: bool,
     null_pipeline: bool,
-    engine: Engine,
+    /// The engine when it is on this thread: in the null pipeline, and
+    /// from the start of a shutdown.
+    side: Option<Box<EngineSide>>,
+    /// The engine on its own thread (the service's normal state).
+    thread: Option<EngineThread>,
     /// The last checkpoint's header; the next one is written from it.
     header: CheckpointHeader,
     /// The chain of whole checkpoints and deltas the next one extends.
     chain: Chain,
-    totals: InputCounts,
     source: FluvioSource,
     sinks: SinkRouter,
     health: Arc<Health>,
     started: Instant,
     /// Events in this run (all, and transactions).
     events: u64,
-    /// Outputs routed and not yet handed to the producers.
+    /// Outputs routed and not yet handed to the producers (null pipeline).
     unsent: u32,
-    events_tx: u64,
     /// First and last event of this run (rates over the time there was work).
     busy: Option<(Instant, Instant)>,
     last_checkpoint: Instant,
@@ -289,18 +294,32 @@ impl<'t> Service<'t> {
             );
         }
         health.set_phase(Phase::Running);
-        let now = Instant::now();
-        let mut service = Service {
-            t,
+        health
+            .scored
+            .store(engine.counters().scored as i64, Relaxed);
+        let side = Box::new(EngineSide {
+            engine,
             role,
             stage_partitions,
             replicate,
             owned,
             first_card: first_card.unwrap_or(0),
+            totals: header.totals.clone(),
+            events_tx: 0,
+        });
+        let (side, thread) = if opts.null_pipeline {
+            (Some(side), None)
+        } else {
+            (None, Some(EngineThread::spawn(side, health.clone())?))
+        };
+        let now = Instant::now();
+        let mut service = Service {
+            t,
+            role,
             quiet: opts.quiet,
             null_pipeline: opts.null_pipeline,
-            engine,
-            totals: header.totals.clone(),
+            side,
+            thread,
             header,
             chain: Chain::default(),
             source,
@@ -309,7 +328,6 @@ impl<'t> Service<'t> {
             started: now,
             events: 0,
             unsent: 0,
-            events_tx: 0,
             busy: None,
             last_checkpoint: now,
             last_tick: now,
@@ -325,127 +343,72 @@ impl<'t> Service<'t> {
         Ok(service)
     }
 
-    /// Score a transaction, learn from a label, or pass a rejected record to
-    /// the dead letters; outputs go to the producers at once.
+    /// Hand an event (or a rejected record) to the engine thread; the
+    /// batch goes at once when the next input is not at hand, so no event
+    /// waits for another.
     async fn on_event(&mut self, pulled: Pulled) -> anyhow::Result<()> {
-        if let Pulled::Event(_) | Pulled::Stage(_) = pulled {
-            let now = Instant::now();
-            self.busy = Some((self.busy.map_or(now, |b| b.0), now));
-            self.events += 1;
+        match pulled {
+            Pulled::Event(_) | Pulled::Stage(_) => {
+                let now = Instant::now();
+                self.busy = Some((self.busy.map_or(now, |b| b.0), now));
+                self.events += 1;
+            }
+            Pulled::Rejected(_) => {}
+            Pulled::Idle | Pulled::End => return Ok(()),
         }
         if self.null_pipeline {
             return self.on_event_null(pulled).await;
         }
-        let pulled = match pulled {
-            Pulled::Event(event) => match self.engine.admit(&event) {
-                Ok(()) => Pulled::Event(event),
-                Err(refusal) => Pulled::Rejected(refused(&event, refusal)),
-            },
-            other => other,
+        let item = Item {
+            pulled,
+            origin: self.source.origin(),
+            lane: self.source.last_partition().unwrap_or(0),
         };
-        let from = self.source.provenance(self.header.lineage);
-        match pulled {
-            Pulled::Event(Event::Transaction(tx)) => {
-                self.events_tx += 1;
-                self.totals.transactions += 1;
-                let from = from.context("a transaction without an input position")?;
-                let out = if self.role == Role::Merchant {
-                    // One lane of card partitions per input partition.
-                    let lane = self.source.last_partition().unwrap_or(0) as usize;
-                    let ctx = (self.engine.stages_mut().0).on_transaction_at(
-                        &tx,
-                        self.stage_partitions,
-                        lane * self.stage_partitions,
-                    );
-                    Output::Stage(StageRecord::Transaction(Box::new(StagedTransaction {
-                        tx,
-                        ctx,
-                    })))
-                } else {
-                    Output::Score(self.engine.score(tx))
-                };
-                self.sinks.route_from(&out, &from)?;
-                self.send_soon().await?;
-            }
-            Pulled::Event(Event::Label(l)) => {
-                self.totals.labels += 1;
-                if self.role != Role::Merchant {
-                    self.engine.label(&l);
-                } else if let Some((owner, label)) = self.engine.stages_mut().0.on_label(&l) {
-                    let from = from.context("a label without an input position")?;
-                    let owner = owner as u32;
-                    // Replicated learning: every card partition of the lane.
-                    let c = self.stage_partitions as u32;
-                    let copies = if self.replicate {
-                        (owner - owner % c)..(owner - owner % c + c)
-                    } else {
-                        owner..owner + 1
-                    };
-                    for partition in copies {
-                        let out = Output::Stage(StageRecord::Label {
-                            partition,
-                            owner,
-                            label,
-                        });
-                        self.sinks.route_from(&out, &from)?;
-                    }
-                    self.send_soon().await?;
-                }
-            }
-            Pulled::Stage(record) => {
-                let card = self.engine.stages_mut().1;
-                let from = from.context("a stage record without an input position")?;
-                match record {
-                    StageRecord::Transaction(t) => {
-                        self.events_tx += 1;
-                        self.totals.transactions += 1;
-                        let StagedTransaction { tx, ctx } = *t;
-                        self.sinks
-                            .route_from(&Output::Score(card.score(tx, &ctx)), &from)?;
-                        let owner = u32::from(ctx.worker);
-                        for replica in card.take_replicas() {
-                            let replica = Box::new(replica);
-                            let out = Output::Stage(StageRecord::Vector { owner, replica });
-                            self.sinks.route_from(&out, &from)?;
-                        }
-                    }
-                    StageRecord::Label {
-                        partition,
-                        owner,
-                        label,
-                    } => {
-                        let c = self.stage_partitions as u32;
-                        if self.owned.contains(&owner) {
-                            // The owner's own copy: evaluate, flag, learn.
-                            if partition == owner {
-                                self.totals.labels += 1;
-                                card.label(&label);
-                            }
-                        } else if partition % c == self.first_card {
-                            // One copy per lane for a card stage that does
-                            // not own the card: learn from its replica.
-                            card.learn_replica(&label);
-                        }
-                        return Ok(());
-                    }
-                    StageRecord::Vector { owner, replica } => {
-                        if !self.owned.contains(&owner) {
-                            card.hold_replica(&replica);
-                        }
-                        return Ok(());
-                    }
-                }
-                self.send_soon().await?;
-            }
-            Pulled::Rejected(d) => {
-                self.totals.count_dead_letter(&d);
-                let from = from.context("a rejected record without an input position")?;
-                self.sinks.route_from(&Output::DeadLetter(d), &from)?;
-                self.send_soon().await?;
-            }
-            Pulled::Idle | Pulled::End => {}
+        let now = !self.source.ready();
+        let thread = self.thread.as_mut().context("the engine thread is gone")?;
+        thread.push(item, now)
+    }
+
+    /// Route a batch of the engine's outputs, each with the provenance of
+    /// its input, and hand them to the producers.
+    async fn route_outputs(&mut self, outputs: Vec<(Output, Origin)>) -> anyhow::Result<()> {
+        let lineage = self.header.lineage;
+        for (o, origin) in &outputs {
+            self.sinks
+                .route_from(o, &self.source.provenance_at(*origin, lineage))?;
         }
-        Ok(())
+        if let Some(b) = &mut self.busy {
+            b.1 = Instant::now();
+        }
+        self.sinks.send().await
+    }
+
+    /// The engine, here: every batch sent to its thread processed and the
+    /// outputs routed first. [`put_engine`](Self::put_engine) returns it.
+    async fn take_engine(&mut self) -> anyhow::Result<Box<EngineSide>> {
+        if let Some(side) = self.side.take() {
+            return Ok(side);
+        }
+        let thread = self.thread.as_mut().context("the engine thread is gone")?;
+        thread.lend()?;
+        loop {
+            let thread = self.thread.as_mut().context("the engine thread is gone")?;
+            match thread.recv().await? {
+                FromEngine::Outputs(outputs) => self.route_outputs(outputs).await?,
+                FromEngine::Lent(side) => return Ok(side),
+            }
+        }
+    }
+
+    /// Give the engine back to its thread (or keep it here without one).
+    fn put_engine(&mut self, side: Box<EngineSide>) -> anyhow::Result<()> {
+        match &mut self.thread {
+            Some(t) => t.give_back(side),
+            None => {
+                self.side = Some(side);
+                Ok(())
+            }
+        }
     }
 
     /// Hand the queued outputs to the producers once [`SEND_BATCH`] are
@@ -462,10 +425,11 @@ impl<'t> Service<'t> {
     /// [`on_event`](Self::on_event) of the null pipeline.
     async fn on_event_null(&mut self, pulled: Pulled) -> anyhow::Result<()> {
         let from = self.source.provenance(self.header.lineage);
+        let here = (self.side.as_deref_mut()).context("the engine is not on this thread")?;
         match pulled {
             Pulled::Event(Event::Transaction(tx)) => {
-                self.events_tx += 1;
-                self.totals.transactions += 1;
+                here.events_tx += 1;
+                here.totals.transactions += 1;
                 let score = fraudstream_engine::event::Score {
                     tx_id: tx.tx_id,
                     ts: tx.ts,
@@ -479,11 +443,11 @@ impl<'t> Service<'t> {
                 self.sinks.route_from(&Output::Score(score), &from)?;
                 self.send_soon().await?;
             }
-            Pulled::Event(Event::Label(_)) => self.totals.labels += 1,
+            Pulled::Event(Event::Label(_)) => here.totals.labels += 1,
             // The null pipeline runs both stages' inputs in one process.
             Pulled::Stage(_) => {}
             Pulled::Rejected(d) => {
-                self.totals.count_dead_letter(&d);
+                here.totals.count_dead_letter(&d);
                 let from = from.context("a rejected record without an input position")?;
                 self.sinks.route_from(&Output::DeadLetter(d), &from)?;
                 self.send_soon().await?;
@@ -496,36 +460,30 @@ impl<'t> Service<'t> {
     /// Every [`TICK`]: publish metrics and gauges, refresh partition
     /// watermarks now and then; `Some(reason)` when the service should stop
     /// (`stop_when_idle`).
-    async fn tick(&mut self) -> Option<&'static str> {
+    async fn tick(&mut self) -> anyhow::Result<Option<&'static str>> {
         if self.last_tick.elapsed() < TICK {
-            return None;
+            return Ok(None);
         }
         self.last_tick = Instant::now();
-        self.engine.set_wall_clock(now_ms());
-        self.engine.publish_metrics();
-        self.health
-            .scored
-            .store(self.engine.counters().scored as i64, Relaxed);
+        match (&mut self.thread, &mut self.side) {
+            (Some(t), _) => t.tick(now_ms())?,
+            (None, Some(side)) => side.tick(now_ms(), &self.health),
+            (None, None) => anyhow::bail!("the engine thread is gone"),
+        }
         if self.last_watermarks.elapsed() >= WATERMARK_EVERY {
             self.last_watermarks = Instant::now();
             if let Err(e) = self.source.refresh_watermarks().await {
                 eprintln!("fraudstream: reading partition watermarks: {e:#}");
             }
         }
-        publish_gauges(
-            &self.source,
-            &self.engine,
-            &self.health,
-            &mut self.last_rate,
-            self.events,
-        );
+        publish_gauges(&self.source, &self.health, &mut self.last_rate, self.events);
         let idle = self.t.service.stop_when_idle_ms;
         // Traffic seen in this run or before the restore: a restarted
         // service with nothing left to read stops too.
-        let had_traffic = self.events > 0 || self.engine.counters().scored > 0;
+        let had_traffic = self.events > 0 || self.health.scored.load(Relaxed) > 0;
         let stop =
             idle > 0 && had_traffic && self.source.all_idle_for(Duration::from_millis(idle as u64));
-        stop.then_some("idle")
+        Ok(stop.then_some("idle"))
     }
 
     /// Whether the checkpoint interval has passed.
@@ -537,6 +495,17 @@ impl<'t> Service<'t> {
 
     /// Flush outputs, write the checkpoint, then commit consumer offsets.
     async fn checkpoint(&mut self) -> anyhow::Result<()> {
+        if self.t.checkpoint.is_none() {
+            return Ok(());
+        }
+        let mut side = self.take_engine().await?;
+        let written = self.checkpoint_with(&mut side).await;
+        self.put_engine(side)?;
+        written
+    }
+
+    /// [`checkpoint`](Self::checkpoint) with the engine here.
+    async fn checkpoint_with(&mut self, side: &mut EngineSide) -> anyhow::Result<()> {
         let Some(c) = &self.t.checkpoint else {
             return Ok(());
         };
@@ -562,9 +531,9 @@ impl<'t> Service<'t> {
         header.sequence += 1;
         header.written_ms = now_ms();
         header.offsets = offsets;
-        header.totals = self.totals.clone();
+        header.totals = side.totals.clone();
         delivery::advance(&mut header.outputs, &self.sinks);
-        let (chain, engine) = (&mut self.chain, &mut self.engine);
+        let (chain, engine) = (&mut self.chain, &mut side.engine);
         let written = tokio::task::block_in_place(|| chain.write(c, header, engine))?;
         commit_offsets(&mut self.source).await;
         self.health
@@ -587,13 +556,18 @@ impl<'t> Service<'t> {
                 "fraudstream: stopping ({reason}): flushing outputs and writing a checkpoint"
             );
         }
+        // The engine comes here for good: its thread ends.
+        let side = self.take_engine().await?;
+        self.thread = None;
+        self.side = Some(side);
         tokio::time::timeout(FLUSH_TIMEOUT, self.sinks.flush())
             .await
             .map_err(|_| anyhow::anyhow!("flushing outputs took over {FLUSH_TIMEOUT:?}"))??;
         self.checkpoint().await?;
-        self.engine.publish_metrics();
+        let mut side = self.take_engine().await?;
+        side.engine.publish_metrics();
         let t = self.t;
-        crate::exec::outputs::save_model(t, &self.engine)?;
+        crate::exec::outputs::save_model(t, &side.engine)?;
         // Rates over the time the engine had work (first to last event), not
         // the time it waited for traffic.
         let busy_secs = self
@@ -602,15 +576,15 @@ impl<'t> Service<'t> {
         let written = self.sinks.written();
         let mut report = crate::exec::outputs::run_report(
             t,
-            &self.engine,
-            self.totals,
+            &side.engine,
+            side.totals.clone(),
             self.events,
             busy_secs,
             written,
         );
-        report.throughput.transactions_per_sec = self.events_tx as f64 / busy_secs.max(1e-9);
+        report.throughput.transactions_per_sec = side.events_tx as f64 / busy_secs.max(1e-9);
         if self.role == Role::Card && !self.quiet {
-            let r = self.engine.stages_mut().1.replica_stats();
+            let r = side.engine.stages_mut().1.replica_stats();
             eprintln!(
                 "fraudstream: learnt {} labels of other card stages' cards ({} after waiting \
                  for their vector); {} still waiting, {} dropped",
@@ -703,7 +677,6 @@ async fn commit_offsets(source: &mut FluvioSource) {
 
 fn publish_gauges(
     source: &FluvioSource,
-    engine: &Engine,
     health: &Health,
     last_rate: &mut (Instant, u64),
     events: u64,
@@ -725,13 +698,6 @@ fn publish_gauges(
     if last > 0 {
         metrics::gauge!("fraudstream_checkpoint_age_seconds")
             .set((now_ms() - last) as f64 / 1000.0);
-    }
-    let h = engine.latency();
-    if !h.is_empty() {
-        for (q, label) in [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (0.999, "0.999")] {
-            metrics::gauge!("fraudstream_score_latency_seconds", "quantile" => label)
-                .set(h.value_at_quantile(q) as f64 / 1e9);
-        }
     }
 }
 

@@ -1,0 +1,503 @@
+//! The service's engine on a thread of its own.
+//!
+//! ```text
+//! main thread: pull (merge) ─► batch ─► engine thread: admit, stages, model
+//!      ▲                                        │
+//!      └──── route, encode, produce ◄── outputs, each with its input position
+//! ```
+//!
+//! The thread that runs the service's loop pulls events, routes outputs to
+//! the producers and keeps the checkpoints; the engine thread does every
+//! event's engine work, in input order, and hands back each batch's outputs
+//! with the input position each came from (for effectively-once delivery).
+//! So the engine's CPU time is off the loop that feeds it, and both run on
+//! the two cores at once: the same events in the same order give the same
+//! outputs as one thread did.
+//!
+//! The engine goes back to the service's loop for a checkpoint or the end
+//! ([`EngineThread::lend`]): every batch sent before is processed and its
+//! outputs handed over first, so a checkpoint holds exactly the state of the
+//! inputs before its offsets.
+
+use crate::config::Role;
+use crate::connectors::sinks::report::InputCounts;
+use crate::connectors::sinks::Output;
+use crate::connectors::sources::decode::refused;
+use crate::connectors::sources::Pulled;
+use crate::connectors::stage::{StageRecord, StagedTransaction};
+use crate::exec::service::http::Health;
+use anyhow::Context;
+use crossbeam::channel::{bounded, Receiver, Sender};
+use fraudstream_engine::engine::Engine;
+use fraudstream_engine::event::Event;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// Events per batch handed to the engine thread (sooner when the next input
+/// is not at hand).
+pub const ENGINE_BATCH: usize = 256;
+
+/// Batches queued for the engine thread; the loop waits when it is this far
+/// ahead.
+const QUEUED_BATCHES: usize = 8;
+
+/// Where an input record sits: the source's partition index and the
+/// record's offset ([`crate::connectors::sources::fluvio::FluvioSource::provenance_at`]).
+pub type Origin = (usize, i64);
+
+/// One pulled record for the engine, with where it came from and the
+/// input partition's lane (a merchant stage routes by it).
+pub struct Item {
+    /// The record.
+    pub pulled: Pulled,
+    /// Its input position; `None` only for what has none (idle, end).
+    pub origin: Option<Origin>,
+    /// Its input partition.
+    pub lane: u32,
+}
+
+/// The engine and what the service decides and counts with it.
+pub struct EngineSide {
+    /// Both stages (a process running one uses only that one).
+    pub engine: Engine,
+    /// The stage(s) this process runs.
+    pub role: Role,
+    /// Card partitions of the stage topic.
+    pub stage_partitions: usize,
+    /// A merchant stage: labels go to every card partition of their lane.
+    pub replicate: bool,
+    /// A card stage: its stage-topic partitions.
+    pub owned: Vec<u32>,
+    /// A card stage: the first of its card partitions.
+    pub first_card: u32,
+    /// Valid inputs and dead letters of the stream (restored ones included).
+    pub totals: InputCounts,
+    /// Transactions scored (or staged) in this run.
+    pub events_tx: u64,
+}
+
+impl EngineSide {
+    /// Admit, score or learn `item`, or pass its dead letter on; its
+    /// outputs go to `out`, each with the input position it came from.
+    pub fn process(&mut self, item: Item, out: &mut Vec<(Output, Origin)>) -> anyhow::Result<()> {
+        let Item {
+            pulled,
+            origin,
+            lane,
+        } = item;
+        let pulled = match pulled {
+            Pulled::Event(event) => match self.engine.admit(&event) {
+                Ok(()) => Pulled::Event(event),
+                Err(refusal) => Pulled::Rejected(refused(&event, refusal)),
+            },
+            other => other,
+        };
+        match pulled {
+            Pulled::Event(Event::Transaction(tx)) => {
+                self.events_tx += 1;
+                self.totals.transactions += 1;
+                let from = origin.context("a transaction without an input position")?;
+                let o = if self.role == Role::Merchant {
+                    // One lane of card partitions per input partition.
+                    let ctx = (self.engine.stages_mut().0).on_transaction_at(
+                        &tx,
+                        self.stage_partitions,
+                        lane as usize * self.stage_partitions,
+                    );
+                    Output::Stage(StageRecord::Transaction(Box::new(StagedTransaction {
+                        tx,
+                        ctx,
+                    })))
+                } else {
+                    Output::Score(self.engine.score(tx))
+                };
+                out.push((o, from));
+            }
+            Pulled::Event(Event::Label(l)) => {
+                self.totals.labels += 1;
+                if self.role != Role::Merchant {
+                    self.engine.label(&l);
+                } else if let Some((owner, label)) = self.engine.stages_mut().0.on_label(&l) {
+                    let from = origin.context("a label without an input position")?;
+                    let owner = owner as u32;
+                    // Replicated learning: every card partition of the lane.
+                    let c = self.stage_partitions as u32;
+                    let copies = if self.replicate {
+                        (owner - owner % c)..(owner - owner % c + c)
+                    } else {
+                        owner..owner + 1
+                    };
+                    for partition in copies {
+                        let record = StageRecord::Label {
+                            partition,
+                            owner,
+                            label,
+                        };
+                        out.push((Output::Stage(record), from));
+                    }
+                }
+            }
+            Pulled::Stage(record) => self.staged(record, origin, out)?,
+            Pulled::Rejected(d) => {
+                self.totals.count_dead_letter(&d);
+                let from = origin.context("a rejected record without an input position")?;
+                out.push((Output::DeadLetter(d), from));
+            }
+            Pulled::Idle | Pulled::End => {}
+        }
+        Ok(())
+    }
+
+    /// A card stage's record from the merchant stage.
+    fn staged(
+        &mut self,
+        record: StageRecord,
+        origin: Option<Origin>,
+        out: &mut Vec<(Output, Origin)>,
+    ) -> anyhow::Result<()> {
+        let card = self.engine.stages_mut().1;
+        let from = origin.context("a stage record without an input position")?;
+        match record {
+            StageRecord::Transaction(t) => {
+                self.events_tx += 1;
+                self.totals.transactions += 1;
+                let StagedTransaction { tx, ctx } = *t;
+                out.push((Output::Score(card.score(tx, &ctx)), from));
+                let owner = u32::from(ctx.worker);
+                for replica in card.take_replicas() {
+                    let replica = Box::new(replica);
+                    out.push((Output::Stage(StageRecord::Vector { owner, replica }), from));
+                }
+            }
+            StageRecord::Label {
+                partition,
+                owner,
+                label,
+            } => {
+                let c = self.stage_partitions as u32;
+                if self.owned.contains(&owner) {
+                    // The owner's own copy: evaluate, flag, learn.
+                    if partition == owner {
+                        self.totals.labels += 1;
+                        card.label(&label);
+                    }
+                } else if partition % c == self.first_card {
+                    // One copy per lane for a card stage that does not own
+                    // the card: learn from its replica.
+                    card.learn_replica(&label);
+                }
+            }
+            StageRecord::Vector { owner, replica } => {
+                if !self.owned.contains(&owner) {
+                    card.hold_replica(&replica);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every tick of the service: the wall clock events may not run ahead
+    /// of, counters and latency gauges published, the scored count for
+    /// `/health`.
+    pub fn tick(&mut self, now_ms: i64, health: &Health) {
+        self.engine.set_wall_clock(now_ms);
+        self.engine.publish_metrics();
+        health
+            .scored
+            .store(self.engine.counters().scored as i64, Relaxed);
+        let h = self.engine.latency();
+        if !h.is_empty() {
+            for (q, label) in [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (0.999, "0.999")] {
+                metrics::gauge!("fraudstream_score_latency_seconds", "quantile" => label)
+                    .set(h.value_at_quantile(q) as f64 / 1e9);
+            }
+        }
+    }
+}
+
+/// What the loop asks of the engine thread.
+enum ToEngine {
+    Work(Vec<Item>),
+    Tick(i64),
+    /// Hand the engine over once everything before is processed, and wait
+    /// for it to come back.
+    Lend,
+}
+
+/// What the engine thread hands back.
+pub enum FromEngine {
+    /// A batch's outputs, in input order.
+    Outputs(Vec<(Output, Origin)>),
+    /// The engine, lent (see [`EngineThread::lend`]).
+    Lent(Box<EngineSide>),
+}
+
+/// The engine on its own thread, and the loop's ends of its channels.
+pub struct EngineThread {
+    work: Sender<ToEngine>,
+    done: tokio::sync::mpsc::UnboundedReceiver<FromEngine>,
+    back: Sender<Box<EngineSide>>,
+    batch: Vec<Item>,
+    handle: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl EngineThread {
+    /// Run `side` on a thread of its own.
+    pub fn spawn(side: Box<EngineSide>, health: Arc<Health>) -> anyhow::Result<Self> {
+        let (work, work_rx) = bounded(QUEUED_BATCHES);
+        let (back, back_rx) = bounded(1);
+        // Unbounded, so the engine never waits on the loop while the loop
+        // waits on it; what it holds is bounded by the batches queued.
+        let (done_tx, done) = tokio::sync::mpsc::unbounded_channel();
+        let handle = std::thread::Builder::new()
+            .name("fraudstream-engine".into())
+            .spawn(move || serve(side, &work_rx, &done_tx, &back_rx, &health))
+            .context("starting the engine thread")?;
+        Ok(EngineThread {
+            work,
+            done,
+            back,
+            batch: Vec::with_capacity(ENGINE_BATCH),
+            handle: Some(handle),
+        })
+    }
+
+    /// Queue `item`; the batch goes to the engine when full or when `now`.
+    pub fn push(&mut self, item: Item, now: bool) -> anyhow::Result<()> {
+        self.batch.push(item);
+        if now || self.batch.len() >= ENGINE_BATCH {
+            self.send_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Hand the queued items to the engine.
+    pub fn send_batch(&mut self) -> anyhow::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(ENGINE_BATCH));
+        self.send(ToEngine::Work(batch))
+    }
+
+    /// Publish counters and set the wall clock, after what is queued.
+    pub fn tick(&mut self, now_ms: i64) -> anyhow::Result<()> {
+        self.send_batch()?;
+        self.send(ToEngine::Tick(now_ms))
+    }
+
+    /// Ask for the engine: what comes back before it ([`FromEngine::Outputs`])
+    /// must be routed, then [`FromEngine::Lent`] is the engine, to be given
+    /// [`back`](Self::give_back) (or kept at the end).
+    pub fn lend(&mut self) -> anyhow::Result<()> {
+        self.send_batch()?;
+        self.send(ToEngine::Lend)
+    }
+
+    /// Return a lent engine to its thread.
+    pub fn give_back(&mut self, side: Box<EngineSide>) -> anyhow::Result<()> {
+        if self.back.send(side).is_err() {
+            return Err(self.stopped());
+        }
+        Ok(())
+    }
+
+    /// The next thing the engine hands back (cancel-safe).
+    pub async fn recv(&mut self) -> anyhow::Result<FromEngine> {
+        match self.done.recv().await {
+            Some(m) => Ok(m),
+            None => Err(self.stopped()),
+        }
+    }
+
+    fn send(&mut self, m: ToEngine) -> anyhow::Result<()> {
+        if self.work.send(m).is_err() {
+            return Err(self.stopped());
+        }
+        Ok(())
+    }
+
+    /// Why the engine thread is gone: its error or panic.
+    fn stopped(&mut self) -> anyhow::Error {
+        match self.handle.take().map(|h| h.join()) {
+            Some(Ok(Err(e))) => e.context("the engine thread stopped"),
+            Some(Err(panic)) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                anyhow::anyhow!("the engine thread panicked: {msg}")
+            }
+            Some(Ok(Ok(()))) | None => anyhow::anyhow!("the engine thread stopped"),
+        }
+    }
+}
+
+/// The engine thread's loop: work in order, ticks, lends; it ends when the
+/// loop drops its end (or with the first error).
+fn serve(
+    mut side: Box<EngineSide>,
+    work: &Receiver<ToEngine>,
+    done: &tokio::sync::mpsc::UnboundedSender<FromEngine>,
+    back: &Receiver<Box<EngineSide>>,
+    health: &Health,
+) -> anyhow::Result<()> {
+    while let Ok(m) = work.recv() {
+        match m {
+            ToEngine::Work(items) => {
+                let mut out = Vec::with_capacity(items.len() + items.len() / 8);
+                for item in items {
+                    side.process(item, &mut out)?;
+                }
+                if !out.is_empty() && done.send(FromEngine::Outputs(out)).is_err() {
+                    return Ok(());
+                }
+            }
+            ToEngine::Tick(now_ms) => side.tick(now_ms, health),
+            ToEngine::Lend => {
+                if done.send(FromEngine::Lent(side)).is_err() {
+                    return Ok(());
+                }
+                match back.recv() {
+                    Ok(s) => side = s,
+                    Err(_) => return Ok(()), // kept at the end
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::sources::simulator::SimulatorSource;
+    use crate::connectors::sources::SourceItem;
+    use fraudstream_engine::EngineConfig;
+    use fraudstream_sim::{SimConfig, Simulator};
+
+    fn side() -> Box<EngineSide> {
+        Box::new(EngineSide {
+            engine: Engine::new(&EngineConfig::default()),
+            role: Role::All,
+            stage_partitions: 1,
+            replicate: false,
+            owned: Vec::new(),
+            first_card: 0,
+            totals: InputCounts::default(),
+            events_tx: 0,
+        })
+    }
+
+    /// A few simulated days, transactions and labels, each at its position.
+    fn items() -> impl Iterator<Item = Item> {
+        let sim = Simulator::new(SimConfig {
+            days: 4,
+            cards: 400,
+            merchants: 80,
+            ..SimConfig::default()
+        })
+        .expect("valid simulator settings");
+        SimulatorSource::new(sim, true)
+            .enumerate()
+            .map(|(i, item)| Item {
+                pulled: match item {
+                    SourceItem::Event(e) => Pulled::Event(e),
+                    SourceItem::Rejected(d) => Pulled::Rejected(d),
+                },
+                origin: Some((i % 2, i as i64)),
+                lane: 0,
+            })
+    }
+
+    /// Outputs as comparable text, with their positions.
+    fn text(out: &[(Output, Origin)]) -> Vec<(String, Origin)> {
+        out.iter()
+            .map(|(o, at)| match o {
+                Output::Score(s) => (serde_json::to_string(s).unwrap(), *at),
+                Output::DeadLetter(d) => (format!("{d:?}"), *at),
+                Output::Stage(_) => ("stage".to_string(), *at),
+            })
+            .collect()
+    }
+
+    fn state(side: &EngineSide) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        side.engine.save_state(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn the_engine_thread_gives_the_outputs_and_state_of_one_thread() {
+        let mut alone = side();
+        let mut expected = Vec::new();
+        for item in items() {
+            alone.process(item, &mut expected).unwrap();
+        }
+        assert!(expected.len() > 1000, "{} outputs", expected.len());
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (got, threaded) = rt.block_on(async {
+            let health = Arc::new(Health::default());
+            let mut thread = EngineThread::spawn(side(), health.clone()).unwrap();
+            let mut got = Vec::new();
+            let mut lent = None;
+            for (n, item) in items().enumerate() {
+                // Odd batch ends, a tick and a lend on the way, as the
+                // service's loop makes them.
+                thread.push(item, n % 97 == 0).unwrap();
+                if n == 5_000 {
+                    thread.tick(1_800_000_000_000).unwrap();
+                }
+                if n == 9_000 {
+                    thread.lend().unwrap();
+                    loop {
+                        match thread.recv().await.unwrap() {
+                            FromEngine::Outputs(o) => got.extend(o),
+                            FromEngine::Lent(s) => {
+                                // Everything before the lend is processed.
+                                assert_eq!(s.totals.transactions + s.totals.labels, 9_001);
+                                thread.give_back(s).unwrap();
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            thread.lend().unwrap();
+            while lent.is_none() {
+                match thread.recv().await.unwrap() {
+                    FromEngine::Outputs(o) => got.extend(o),
+                    FromEngine::Lent(s) => lent = Some(s),
+                }
+            }
+            assert!(health.scored.load(Relaxed) > 0, "the tick published");
+            (got, lent.unwrap())
+        });
+        assert_eq!(text(&got), text(&expected));
+        assert_eq!(threaded.totals, alone.totals);
+        assert_eq!(threaded.events_tx, alone.events_tx);
+        assert!(state(&threaded) == state(&alone), "the same engine state");
+    }
+
+    #[test]
+    fn an_engine_error_ends_the_thread_with_its_cause() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut thread = EngineThread::spawn(side(), Arc::new(Health::default())).unwrap();
+            let mut item = items().next().unwrap();
+            item.origin = None;
+            thread.push(item, true).unwrap();
+            let err = thread.recv().await.err().expect("the thread stops");
+            assert_eq!(
+                format!("{err:#}"),
+                "the engine thread stopped: a transaction without an input position"
+            );
+        });
+    }
+}
