@@ -51,3 +51,64 @@ fn the_categories_family_is_learnt_by_the_default_and_the_forest() {
     assert!(ap[0] >= 0.15, "logistic: average precision {}", ap[0]);
     assert!(ap[1] > ap[0], "forest {} against logistic {}", ap[1], ap[0]);
 }
+
+#[test]
+fn served_scores_are_calibrated_without_reordering_them() {
+    // On both families and with both model kinds, the default calibration
+    // (undoing the class weighting) brings the expected calibration error
+    // of the last 30 days to under half the raw score's, and, being an
+    // increasing map, leaves every rank metric as it was.
+    for (family, model) in [
+        ("cards", "logistic"),
+        ("cards", "forest"),
+        ("categories", "logistic"),
+        ("categories", "forest"),
+    ] {
+        let run = |calibration: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let r = run_into(
+                None,
+                dir.path(),
+                &[
+                    &format!("source.family={family}"),
+                    "source.days=40",
+                    "source.cards=2000",
+                    "source.merchants=400",
+                    &format!("model.type={model}"),
+                    &format!("model.calibration={calibration}"),
+                ],
+            );
+            r.metrics.last_days
+        };
+        let (raw, served) = (run("none"), run("weights"));
+        let (e_raw, e_served) = (
+            raw.expected_calibration_error.unwrap(),
+            served.expected_calibration_error.unwrap(),
+        );
+        println!("{family}, {model}: ECE raw {e_raw:.4}, served {e_served:.4}");
+        assert!(
+            e_served * 2.0 < e_raw,
+            "{family}, {model}: ECE {e_served} served against {e_raw} raw"
+        );
+        // Equal but for f32 rounding of the served scores (ties made or
+        // broken in the last bit).
+        let near = |a: Option<f64>, b: Option<f64>, what: &str| {
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert!(
+                (a - b).abs() < 1e-4,
+                "{family}, {model}: {what} {a} raw, {b} served"
+            );
+        };
+        near(raw.roc_auc, served.roc_auc, "ROC AUC");
+        near(
+            raw.average_precision,
+            served.average_precision,
+            "average precision",
+        );
+        near(
+            raw.card_precision_at_k,
+            served.card_precision_at_k,
+            "card precision@k",
+        );
+    }
+}

@@ -29,6 +29,7 @@ fn bench_pending(c: &mut Criterion) {
                     merchant: key_of(t.merchant_id.as_bytes()),
                     ts: t.ts,
                     cats: x.cats,
+                    raw: 0.5,
                 },
             )
         })

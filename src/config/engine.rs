@@ -4,9 +4,11 @@
 //! read through the enum's names ([`Named`]).
 
 use super::reader::Section;
+use fraudstream_engine::config::Calibration;
 use fraudstream_engine::eval::Unlabeled;
 use fraudstream_engine::features::FeatureConfig;
 use fraudstream_engine::model::batch::BatchConfig;
+use fraudstream_engine::model::calibration::CalibrationConfig;
 use fraudstream_engine::model::forest::ForestConfig;
 use fraudstream_engine::model::hst::{HstConfig, MAX_NODES};
 use fraudstream_engine::model::portfolio::PortfolioConfig;
@@ -51,6 +53,8 @@ pub struct ModelSettings {
     /// Served model (`type`) and the portfolio's members (forest, anomaly
     /// detector, batch champion, blend, drift detection).
     pub portfolio: PortfolioConfig,
+    /// Calibration of the served score.
+    pub calibration: Calibration,
 }
 
 /// Pending-store settings (`[pending]`).
@@ -373,7 +377,24 @@ pub(super) fn read_model(s: &Section) -> ModelSettings {
             positive_weight: s.float("positive_weight", positive_weight, 1e-6, 1e6),
         },
     };
+    let calibration = match s.named("calibration", Calibration::ALL[0]) {
+        Calibration::Platt(c) => Calibration::Platt(CalibrationConfig {
+            half_life: s.float("calibration_half_life", c.half_life, 10.0, 1e12),
+            ..c
+        }),
+        other => {
+            if s.has("calibration_half_life") {
+                s.error(
+                    "calibration_half_life",
+                    "no calibration_half_life unless calibration = \"platt\"",
+                    None,
+                );
+            }
+            other
+        }
+    };
     let m = ModelSettings {
+        calibration,
         logistic: LogisticConfig {
             optimizer,
             prior_fraud_rate: s.float("prior_fraud_rate", d.prior_fraud_rate, 1e-9, 0.999_999),

@@ -163,6 +163,7 @@ impl Topology {
             logistic: self.model.logistic,
             imbalance: self.model.imbalance,
             portfolio: self.model.portfolio,
+            calibration: self.model.calibration,
             pending_capacity: self.pending.capacity,
             pending_ttl_ms: self.pending.ttl_ms,
             eval_k: self.evaluation.k,

@@ -76,6 +76,8 @@ pub struct EngineConfig {
     pub imbalance: Imbalance,
     /// Served model and the portfolio's members.
     pub portfolio: PortfolioConfig,
+    /// Calibration of the served score.
+    pub calibration: Calibration,
     /// Pending store: most entries held.
     pub pending_capacity: usize,
     /// Pending store: longest an entry waits for its label.
@@ -103,6 +105,7 @@ impl Default for EngineConfig {
             logistic: LogisticConfig::default(),
             imbalance: Imbalance::default(),
             portfolio: PortfolioConfig::default(),
+            calibration: Calibration::ALL[0],
             pending_capacity: 2_000_000,
             pending_ttl_ms: 90 * DAY_MS,
             eval_k: 100,
@@ -207,6 +210,40 @@ impl Named for Optimizer {
     }
 }
 
+/// How the served score is made a probability (`model.calibration`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub enum Calibration {
+    /// Undo the class weighting (`imbalance`): the model's log-odds minus
+    /// the log of the factor the weighting multiplied the odds by. A fixed
+    /// increasing map: the order of scores is the model's.
+    Weights,
+    /// Platt scaling learnt online from labelled outcomes, starting from
+    /// [`Calibration::Weights`] ([`crate::model::calibration`]).
+    Platt(crate::model::calibration::CalibrationConfig),
+    /// The model's raw score is served.
+    None,
+}
+
+/// Platt scaling with its default settings.
+pub const PLATT: Calibration = Calibration::Platt(crate::model::calibration::CalibrationConfig {
+    half_life: 20_000.0,
+    refit_every: 1_000,
+    min_frauds: 30.0,
+    min_genuine: 10_000.0,
+});
+
+/// Each calibration with its default settings (the first is the default).
+impl Named for Calibration {
+    const ALL: &'static [Self] = &[Calibration::Weights, PLATT, Calibration::None];
+    fn name(self) -> &'static str {
+        match self {
+            Calibration::Weights => "weights",
+            Calibration::Platt(_) => "platt",
+            Calibration::None => "none",
+        }
+    }
+}
+
 /// Each class-imbalance rule with its own default settings (the first is the default).
 impl Named for Imbalance {
     const ALL: &'static [Self] = &[
@@ -250,5 +287,6 @@ mod tests {
         round_trips::<Unlabeled>();
         round_trips::<Optimizer>();
         round_trips::<Imbalance>();
+        round_trips::<Calibration>();
     }
 }

@@ -22,6 +22,7 @@ use crate::features::{
     merchant_feature_count, CardFeatures, CardState, FeatureVector, MerchantFeatures, MerchantState,
 };
 use crate::keymap::KeyedDelta;
+use crate::model::calibration::Calibrator;
 use crate::model::portfolio::Portfolio;
 use crate::model::{Imbalance, LogisticModel, ModelState, ServedModel};
 use crate::pending::{PendingDelta, PendingFeatures, PendingMeta};
@@ -335,6 +336,7 @@ impl MerchantStage {
                 merchant,
                 ts,
                 cats: [0; 3],
+                raw: 0.0,
             },
         );
         TxContext {
@@ -513,6 +515,9 @@ pub struct CardStage {
     /// The logistic regression (a handle, maybe shared between stages) and
     /// the portfolio beside it when `model.type` asks for one.
     model: ServedModel,
+    /// Maps the model's raw score to the served probability (`None`:
+    /// the raw score is served).
+    calibrator: Option<Calibrator>,
     pending: PendingFeatures,
     eval: Prequential,
     /// Each portfolio member's own evaluation (none for the logistic alone).
@@ -569,6 +574,7 @@ impl CardStage {
             },
             cards: CardFeatures::new(cfg.features.clone()).with_cap(cfg.stage.max_cards),
             model,
+            calibrator: Calibrator::of(cfg.calibration, cfg.imbalance.log_odds_shift()),
             pending: PendingFeatures::new(stride, cfg.pending_capacity, cfg.pending_ttl_ms),
             members: MemberEvaluation::new(&cfg.portfolio, &eval_cfg),
             eval: Prequential::new(eval_cfg),
@@ -619,6 +625,7 @@ impl CardStage {
             merchant: r.merchant,
             ts: r.ts,
             cats: r.cats,
+            raw: 0.0,
         };
         self.pending.insert(r.tx_key, &self.label_x, meta);
         if let Some(l) = self.parked.remove(&r.tx_key) {
@@ -705,7 +712,8 @@ impl CardStage {
         if zero_nonfinite(&mut self.x.dense) {
             self.counters.features_nonfinite += 1;
         }
-        let (p, member_scores) = self.model.score(&mut self.x, ts);
+        let (raw, member_scores) = self.model.score(&mut self.x, ts);
+        let p = self.calibrator.as_ref().map_or(raw, |c| c.apply(raw));
         let alert = p >= self.cfg.threshold;
         let mut top = Vec::new();
         if alert {
@@ -724,6 +732,7 @@ impl CardStage {
                 merchant: ctx.merchant,
                 ts,
                 cats: self.x.cats,
+                raw: raw as f32,
             },
         );
         if let Some(out) = &mut self.replicas {
@@ -776,6 +785,9 @@ impl CardStage {
             Some(meta) => {
                 self.counters.labels_joined += 1;
                 if self.cfg.learn {
+                    if let Some(c) = self.calibrator.as_mut().filter(|c| c.adapts()) {
+                        c.learn(f64::from(meta.raw), l.is_fraud);
+                    }
                     self.learn_joined(l, meta.ts);
                     if l.is_fraud {
                         self.cards.apply_fraud(meta.card, l.ts);
@@ -1073,6 +1085,7 @@ impl Engine {
                 counters: c.counters(),
                 next_eviction: c.next_eviction,
                 portfolio: c.model.portfolio(),
+                calibrator: c.calibrator.as_ref(),
             },
         };
         bincode::serialize_into(w, &snapshot)
@@ -1174,6 +1187,7 @@ impl Engine {
                 counters: c.counters(),
                 next_eviction: c.next_eviction,
                 portfolio: c.model.portfolio(),
+                calibrator: c.calibrator.as_ref(),
             },
         };
         bincode::serialize_into(w, &delta)?;
@@ -1228,6 +1242,7 @@ impl Engine {
         let (c, cd) = (&mut self.card, d.card);
         c.cards.apply_delta(cd.cards).map_err(err("card windows"))?;
         c.restore_model(cfg, cd.model, cd.portfolio)?;
+        c.restore_calibrator(cd.calibrator)?;
         c.pending
             .apply_delta(cd.pending)
             .map_err(err("pending store"))?;
@@ -1250,7 +1265,7 @@ impl Engine {
 }
 
 /// Layout version of the engine snapshot ([`Engine::save_state`]); raise it when a snapshot field changes.
-pub const SNAPSHOT_VERSION: u32 = 3;
+pub const SNAPSHOT_VERSION: u32 = 4;
 
 /// What an engine keeps at a checkpoint (the form it is read back in).
 #[derive(serde::Deserialize)]
@@ -1281,6 +1296,7 @@ struct CardSnapshot {
     counters: EngineCounters,
     next_eviction: i64,
     portfolio: Option<Portfolio>,
+    calibrator: Option<Calibrator>,
 }
 
 // The same snapshots, borrowed from the live engine for writing (serde
@@ -1311,6 +1327,7 @@ struct CardSnapshotRef<'a> {
     counters: EngineCounters,
     next_eviction: i64,
     portfolio: Option<&'a Portfolio>,
+    calibrator: Option<&'a Calibrator>,
 }
 
 /// What changed in an engine between two checkpoints ([`Engine::save_delta`]),
@@ -1341,6 +1358,7 @@ struct CardDelta {
     counters: EngineCounters,
     next_eviction: i64,
     portfolio: Option<Portfolio>,
+    calibrator: Option<Calibrator>,
 }
 
 // The same, borrowed from the live engine for writing.
@@ -1370,6 +1388,7 @@ struct CardDeltaRef<'a> {
     counters: EngineCounters,
     next_eviction: i64,
     portfolio: Option<&'a Portfolio>,
+    calibrator: Option<&'a Calibrator>,
 }
 
 impl MerchantStage {
@@ -1393,6 +1412,7 @@ impl CardStage {
             .restore_entities(s.cards)
             .map_err(|e| anyhow::anyhow!("card windows: {e}"))?;
         self.restore_model(cfg, s.model, s.portfolio)?;
+        self.restore_calibrator(s.calibrator)?;
         anyhow::ensure!(
             s.pending.stride() == self.pending.stride(),
             "pending store holds vectors of {} values, this topology keeps {}",
@@ -1409,6 +1429,16 @@ impl CardStage {
 }
 
 impl CardStage {
+    /// Replace the calibration map with a checkpoint's.
+    fn restore_calibrator(&mut self, c: Option<Calibrator>) -> anyhow::Result<()> {
+        match (c, &mut self.calibrator) {
+            (Some(restored), Some(fresh)) => *fresh = restored,
+            (None, None) => {}
+            _ => anyhow::bail!("written with another model.calibration than this topology's"),
+        }
+        Ok(())
+    }
+
     /// Replace the model (and portfolio) with a checkpoint's.
     fn restore_model(
         &mut self,
@@ -1477,9 +1507,12 @@ mod tests {
         let mut e = engine(|_| {});
         let s = e.score(tx(1, 1_000, 10.0));
         assert_eq!(s.model_version, 0);
+        // The untrained model scores the prior; served, the class
+        // weighting (frauds count 5 times) is undone.
+        let odds = 0.01 / 0.99 / 5.0;
         assert!(
-            (s.score - 0.01).abs() < 1e-9,
-            "untrained model scores the prior: {}",
+            (s.score - odds / (1.0 + odds)).abs() < 1e-9,
+            "untrained model serves the calibrated prior: {}",
             s.score
         );
         assert!(!s.alert);

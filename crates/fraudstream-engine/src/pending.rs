@@ -20,6 +20,10 @@ pub struct PendingMeta {
     pub ts: i64,
     /// Hashed categorical slots.
     pub cats: [u32; CATEGORICALS],
+    /// The model's raw score when the transaction was scored, before
+    /// calibration (0 where this store served no score: the merchant
+    /// stage's mirror, replicated vectors).
+    pub raw: f32,
 }
 
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
@@ -390,6 +394,7 @@ impl PendingFeatures {
                 merchant: 0,
                 ts: 0,
                 cats: [0; CATEGORICALS],
+                raw: 0.0,
             },
             live: false,
             changed: false,
@@ -445,6 +450,7 @@ mod tests {
             merchant: 2,
             ts,
             cats: [1, 2, 3],
+            raw: 0.25,
         }
     }
 

@@ -337,8 +337,16 @@ impl RunReport {
     fn write_metrics(&self, s: &mut String) {
         let _ = writeln!(
             s,
-            "  {:<22} {:>9} {:>7} {:>8} {:>8} {:>9} {:>8} {:>9}",
-            "metrics", "tx", "frauds", "ROC AUC", "avg prec", "precision", "recall", "card P@k"
+            "  {:<22} {:>9} {:>7} {:>8} {:>8} {:>9} {:>8} {:>9} {:>7}",
+            "metrics",
+            "tx",
+            "frauds",
+            "ROC AUC",
+            "avg prec",
+            "precision",
+            "recall",
+            "card P@k",
+            "ECE"
         );
         for (name, m) in [
             ("overall".to_string(), &self.metrics.overall),
@@ -349,7 +357,7 @@ impl RunReport {
         ] {
             let _ = writeln!(
                 s,
-                "  {:<22} {:>9} {:>7} {:>8} {:>8} {:>9} {:>8} {:>9}",
+                "  {:<22} {:>9} {:>7} {:>8} {:>8} {:>9} {:>8} {:>9} {:>7}",
                 name,
                 m.transactions,
                 m.frauds,
@@ -357,7 +365,8 @@ impl RunReport {
                 opt(m.average_precision),
                 opt(m.precision_at_threshold),
                 opt(m.recall_at_threshold),
-                opt(m.card_precision_at_k)
+                opt(m.card_precision_at_k),
+                opt(m.expected_calibration_error)
             );
         }
     }

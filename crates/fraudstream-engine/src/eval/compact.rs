@@ -64,6 +64,18 @@ impl ScoreBins {
         }
     }
 
+    /// Reliability with each bin's transactions at its centre's score.
+    pub fn reliability(&self) -> super::Reliability {
+        let mut r = super::Reliability::default();
+        for (b, (&p, &n)) in self.fraud.iter().zip(&self.genuine).enumerate() {
+            let logit = (b as f64 + 0.5) / BINS as f64 * 2.0 * LOGIT_RANGE - LOGIT_RANGE;
+            let score = 1.0 / (1.0 + (-logit).exp());
+            r.add_n(score, true, u64::from(p));
+            r.add_n(score, false, u64::from(n));
+        }
+        r
+    }
+
     /// ROC AUC with scores in one bin counted as tied; None if a class is absent.
     pub fn roc_auc(&self) -> Option<f64> {
         let (mut neg_below, mut pos_total, mut u2) = (0u64, 0u64, 0u128);

@@ -145,6 +145,11 @@ pub struct MetricsSummary {
     /// average precision come from score histograms (approximate).
     #[serde(default)]
     pub compacted_days: u64,
+    /// How far scores are from being probabilities: the expected
+    /// calibration error over ten equal-width score bins (see
+    /// [`Reliability`]); `None` without evaluated transactions.
+    #[serde(default)]
+    pub expected_calibration_error: Option<f64>,
 }
 
 /// Metrics of one day (of the transactions' event time).
@@ -834,6 +839,7 @@ impl Prequential {
             first_day: None,
             last_day: None,
             compacted_days: 0,
+            expected_calibration_error: None,
         };
         let mut pairs: Vec<(f32, bool)> = Vec::new();
         let mut cards: Vec<(u64, f32, bool)> = Vec::new();
@@ -884,12 +890,14 @@ impl Prequential {
         if out.compacted_days == 0 {
             out.roc_auc = roc_auc(&pairs);
             out.average_precision = average_precision(&pairs);
+            out.expected_calibration_error = expected_calibration_error(&pairs);
         } else {
             for &(score, fraud) in &pairs {
                 bins.add(score, fraud);
             }
             out.roc_auc = bins.roc_auc();
             out.average_precision = bins.average_precision();
+            out.expected_calibration_error = bins.reliability().ece();
         }
         out.precision_at_threshold =
             (out.alerts > 0).then(|| true_alerts as f64 / out.alerts as f64);
@@ -1107,6 +1115,71 @@ pub fn average_precision(pairs: &[(f32, bool)]) -> Option<f64> {
     (tp > 0).then(|| acc / tp as f64)
 }
 
+/// Reliability of scores read as probabilities of fraud: per bin of
+/// score ([`RELIABILITY_BINS`] of equal width over [0, 1]), the
+/// transactions, their summed score and their frauds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reliability {
+    n: [u64; RELIABILITY_BINS],
+    score: [f64; RELIABILITY_BINS],
+    frauds: [u64; RELIABILITY_BINS],
+}
+
+/// Bins of [`Reliability`].
+pub const RELIABILITY_BINS: usize = 10;
+
+impl Reliability {
+    /// Count `n` evaluated transactions of `score` (NaN as 0).
+    pub fn add_n(&mut self, score: f64, fraud: bool, n: u64) {
+        let s = if score.is_nan() {
+            0.0
+        } else {
+            score.clamp(0.0, 1.0)
+        };
+        let b = ((s * RELIABILITY_BINS as f64) as usize).min(RELIABILITY_BINS - 1);
+        self.n[b] += n;
+        self.score[b] += s * n as f64;
+        if fraud {
+            self.frauds[b] += n;
+        }
+    }
+
+    /// Expected calibration error: the mean over transactions of the gap
+    /// between their bin's mean score and its fraud rate,
+    /// `Σ_b (n_b / n) |mean score_b - frauds_b / n_b|`. 0 for scores that
+    /// are the fraud probabilities they claim; `None` without transactions.
+    pub fn ece(&self) -> Option<f64> {
+        let total: u64 = self.n.iter().sum();
+        (total > 0).then(|| {
+            (0..RELIABILITY_BINS)
+                .filter(|&b| self.n[b] > 0)
+                .map(|b| (self.score[b] - self.frauds[b] as f64).abs())
+                .sum::<f64>()
+                / total as f64
+        })
+    }
+
+    /// Per non-empty bin: (transactions, mean score, fraud rate).
+    pub fn bins(&self) -> Vec<(u64, f64, f64)> {
+        (0..RELIABILITY_BINS)
+            .filter(|&b| self.n[b] > 0)
+            .map(|b| {
+                let n = self.n[b] as f64;
+                (self.n[b], self.score[b] / n, self.frauds[b] as f64 / n)
+            })
+            .collect()
+    }
+}
+
+/// [`Reliability::ece`] of `(score, is_fraud)` pairs.
+pub fn expected_calibration_error(pairs: &[(f32, bool)]) -> Option<f64> {
+    let mut r = Reliability::default();
+    for &(score, fraud) in pairs {
+        r.add_n(f64::from(score), fraud, 1);
+    }
+    r.ece()
+}
+
 /// Card precision@k for one day.
 ///
 /// `cards` holds one `(card, score, is_fraud)` entry per transaction of the
@@ -1178,6 +1251,19 @@ mod tests {
             prev_r = r;
         }
         Some(ap)
+    }
+
+    #[test]
+    fn calibration_error_hand_worked() {
+        // Bin 0.1-0.2: mean 0.15, one fraud in two (gap 0.35); bin 0.9-1.0:
+        // mean 0.9, both fraud (gap 0.1). (2 * 0.35 + 2 * 0.1) / 4.
+        let pairs = [(0.1, false), (0.2 - 1e-6, true), (0.9, true), (0.9, true)];
+        let ece = expected_calibration_error(&pairs).unwrap();
+        assert!((ece - 0.225).abs() < 1e-6, "{ece}");
+        assert_eq!(expected_calibration_error(&[]), None);
+        // Scores that are the rates they claim have no error.
+        let fair: Vec<(f32, bool)> = (0..10).map(|i| (0.3, i < 3)).collect();
+        assert!(expected_calibration_error(&fair).unwrap() < 1e-6);
     }
 
     #[test]

@@ -72,6 +72,19 @@ pub enum Imbalance {
     },
 }
 
+impl Imbalance {
+    /// What to add to a model's log-odds to undo this weighting in
+    /// expectation: frauds weighted `w` multiply the odds by `w`, genuine
+    /// examples kept at rate `r` by `1 / r`.
+    pub fn log_odds_shift(self) -> f64 {
+        match self {
+            Imbalance::None => 0.0,
+            Imbalance::Weight { positive_weight } => -positive_weight.ln(),
+            Imbalance::Subsample { negative_rate } => negative_rate.ln(),
+        }
+    }
+}
+
 impl Default for Imbalance {
     fn default() -> Self {
         Imbalance::Weight {

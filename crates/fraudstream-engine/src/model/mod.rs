@@ -23,6 +23,7 @@
 
 pub mod adwin;
 pub mod batch;
+pub mod calibration;
 pub mod forest;
 pub mod hst;
 pub mod logistic;
