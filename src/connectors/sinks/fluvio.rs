@@ -206,24 +206,49 @@ pub async fn open_topic_sinks(
     Ok(out)
 }
 
+/// Append `o`'s record value, as a topic sink writes it, to `buf`: JSON
+/// for scores and dead letters, the stage encoding for stage records.
+pub fn encode_value(o: &Output, buf: &mut Vec<u8>) -> anyhow::Result<()> {
+    match o {
+        Output::Score(s) => serde_json::to_writer(&mut *buf, s)?,
+        Output::DeadLetter(d) => serde_json::to_writer(&mut *buf, d)?,
+        Output::Stage(r) => crate::connectors::stage::encode(r, buf)?,
+    }
+    Ok(())
+}
+
+/// `o`'s record key: the card id of a score, the card partition of a stage
+/// record, none for a dead letter.
+fn key_of(o: &Output) -> Option<Vec<u8>> {
+    match o {
+        Output::Score(s) => Some(s.card_id.as_bytes().to_vec()),
+        Output::DeadLetter(_) => None,
+        Output::Stage(r) => Some(crate::connectors::stage::key_of(r.partition())),
+    }
+}
+
 impl TopicSink {
     /// Encode `o` into `buf`; its record key.
     fn encode(&mut self, o: &Output) -> anyhow::Result<Option<Vec<u8>>> {
         self.buf.clear();
-        Ok(match o {
-            Output::Score(s) => {
-                serde_json::to_writer(&mut self.buf, s)?;
-                Some(s.card_id.as_bytes().to_vec())
-            }
-            Output::DeadLetter(d) => {
-                serde_json::to_writer(&mut self.buf, d)?;
-                None
-            }
-            Output::Stage(r) => {
-                crate::connectors::stage::encode(r, &mut self.buf)?;
-                Some(crate::connectors::stage::key_of(r.partition()))
-            }
-        })
+        encode_value(o, &mut self.buf)?;
+        Ok(key_of(o))
+    }
+
+    /// Queue the record in `buf` with `key`, its provenance appended.
+    fn queue_from(&mut self, key: Option<Vec<u8>>, from: &Provenance) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        // The record is a JSON object: its provenance goes before the `}`.
+        // Topic names are [a-z0-9-], so they need no escaping.
+        debug_assert_eq!(self.buf.last(), Some(&b'}'));
+        self.buf.pop();
+        write!(
+            self.buf,
+            r#","input":"{}@{}","lineage":"{:016x}"}}"#,
+            from.input, from.offset, from.lineage
+        )?;
+        self.queue.push((key, self.buf.clone()));
+        Ok(())
     }
 }
 
@@ -247,19 +272,19 @@ impl Sink for TopicSink {
     }
 
     fn write_from(&mut self, o: &Output, from: &Provenance) -> anyhow::Result<()> {
-        use std::io::Write as _;
         let key = self.encode(o)?;
-        // The record is a JSON object: its provenance goes before the `}`.
-        // Topic names are [a-z0-9-], so they need no escaping.
-        debug_assert_eq!(self.buf.last(), Some(&b'}'));
-        self.buf.pop();
-        write!(
-            self.buf,
-            r#","input":"{}@{}","lineage":"{:016x}"}}"#,
-            from.input, from.offset, from.lineage
-        )?;
-        self.queue.push((key, self.buf.clone()));
-        Ok(())
+        self.queue_from(key, from)
+    }
+
+    fn write_encoded_from(
+        &mut self,
+        o: &Output,
+        value: &[u8],
+        from: &Provenance,
+    ) -> anyhow::Result<()> {
+        self.buf.clear();
+        self.buf.extend_from_slice(value);
+        self.queue_from(key_of(o), from)
     }
 
     fn topic(&self) -> Option<&str> {

@@ -75,6 +75,17 @@ pub trait Sink: Send {
     fn write_from(&mut self, o: &Output, _from: &Provenance) -> anyhow::Result<()> {
         self.write(o)
     }
+    /// [`write_from`](Sink::write_from) with `o`'s record value already
+    /// encoded as a topic sink encodes it
+    /// ([`fluvio::encode_value`]); other sinks encode `o` themselves.
+    fn write_encoded_from(
+        &mut self,
+        o: &Output,
+        _value: &[u8],
+        from: &Provenance,
+    ) -> anyhow::Result<()> {
+        self.write_from(o, from)
+    }
     /// The topic it produces to, if it is a topic sink.
     fn topic(&self) -> Option<&str> {
         None
@@ -183,6 +194,30 @@ impl SinkRouter {
     /// it and does not hold it already.
     #[inline]
     pub fn route_from(&mut self, o: &Output, from: &Provenance) -> anyhow::Result<()> {
+        self.route_each(o, from, |s| s.write_from(o, from))
+    }
+
+    /// [`route_from`](Self::route_from) with `o`'s record value already
+    /// encoded ([`fluvio::encode_value`]): topic sinks take the bytes as
+    /// they are.
+    #[inline]
+    pub fn route_encoded_from(
+        &mut self,
+        o: &Output,
+        value: &[u8],
+        from: &Provenance,
+    ) -> anyhow::Result<()> {
+        self.route_each(o, from, |s| s.write_encoded_from(o, value, from))
+    }
+
+    /// `write` to every sink that takes `o` and does not hold it already.
+    #[inline]
+    fn route_each(
+        &mut self,
+        o: &Output,
+        from: &Provenance,
+        mut write: impl FnMut(&mut dyn Sink) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         for (i, s) in self.sinks.iter_mut().enumerate() {
             if takes(s.records(), o) {
                 let set = &mut self.suppressed[i];
@@ -191,7 +226,7 @@ impl SinkRouter {
                         .increment(1);
                     continue;
                 }
-                s.write_from(o, from)?;
+                write(s.as_mut())?;
                 self.queued |= 1u64.checked_shl(i as u32).unwrap_or(0);
             }
         }

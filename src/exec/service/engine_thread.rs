@@ -20,6 +20,7 @@
 //! inputs before its offsets.
 
 use crate::config::Role;
+use crate::connectors::sinks::fluvio::encode_value;
 use crate::connectors::sinks::report::InputCounts;
 use crate::connectors::sinks::Output;
 use crate::connectors::sources::decode::refused;
@@ -224,10 +225,33 @@ enum ToEngine {
     Lend,
 }
 
+/// A batch's outputs, in input order, each with its input position and
+/// its record value, encoded on the engine thread
+/// ([`encode_value`]) into one buffer for the batch.
+#[derive(Default)]
+pub struct Outputs {
+    /// Output, input position, and the range of `values` its value holds.
+    pub items: Vec<(Output, Origin, std::ops::Range<usize>)>,
+    /// Every output's record value, one after another.
+    pub values: Vec<u8>,
+}
+
+impl Outputs {
+    /// Encode and add `out`'s outputs.
+    fn extend(&mut self, out: &mut Vec<(Output, Origin)>) -> anyhow::Result<()> {
+        for (o, origin) in out.drain(..) {
+            let start = self.values.len();
+            encode_value(&o, &mut self.values)?;
+            self.items.push((o, origin, start..self.values.len()));
+        }
+        Ok(())
+    }
+}
+
 /// What the engine thread hands back.
 pub enum FromEngine {
-    /// A batch's outputs, in input order.
-    Outputs(Vec<(Output, Origin)>),
+    /// A batch's outputs.
+    Outputs(Outputs),
     /// The engine, lent (see [`EngineThread::lend`]).
     Lent(Box<EngineSide>),
 }
@@ -343,14 +367,19 @@ fn serve(
     back: &Receiver<Box<EngineSide>>,
     health: &Health,
 ) -> anyhow::Result<()> {
+    let mut out = Vec::new();
     while let Ok(m) = work.recv() {
         match m {
             ToEngine::Work(items) => {
-                let mut out = Vec::with_capacity(items.len() + items.len() / 8);
+                let mut batch = Outputs {
+                    items: Vec::with_capacity(items.len() + items.len() / 8),
+                    values: Vec::with_capacity(items.len() * 256),
+                };
                 for item in items {
                     side.process(item, &mut out)?;
+                    batch.extend(&mut out)?;
                 }
-                if !out.is_empty() && done.send(FromEngine::Outputs(out)).is_err() {
+                if !batch.items.is_empty() && done.send(FromEngine::Outputs(batch)).is_err() {
                     return Ok(());
                 }
             }
@@ -456,7 +485,7 @@ mod tests {
                     thread.lend().unwrap();
                     loop {
                         match thread.recv().await.unwrap() {
-                            FromEngine::Outputs(o) => got.extend(o),
+                            FromEngine::Outputs(o) => got.push(o),
                             FromEngine::Lent(s) => {
                                 // Everything before the lend is processed.
                                 assert_eq!(s.totals.transactions + s.totals.labels, 9_001);
@@ -470,14 +499,24 @@ mod tests {
             thread.lend().unwrap();
             while lent.is_none() {
                 match thread.recv().await.unwrap() {
-                    FromEngine::Outputs(o) => got.extend(o),
+                    FromEngine::Outputs(o) => got.push(o),
                     FromEngine::Lent(s) => lent = Some(s),
                 }
             }
             assert!(health.scored.load(Relaxed) > 0, "the tick published");
             (got, lent.unwrap())
         });
-        assert_eq!(text(&got), text(&expected));
+        // Each value is its output as a topic sink encodes it.
+        let mut flat = Vec::new();
+        for batch in got {
+            for (o, at, range) in batch.items {
+                let mut value = Vec::new();
+                encode_value(&o, &mut value).unwrap();
+                assert_eq!(batch.values[range], value[..]);
+                flat.push((o, at));
+            }
+        }
+        assert_eq!(text(&flat), text(&expected));
         assert_eq!(threaded.totals, alone.totals);
         assert_eq!(threaded.events_tx, alone.events_tx);
         assert!(state(&threaded) == state(&alone), "the same engine state");

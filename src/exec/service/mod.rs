@@ -27,7 +27,7 @@ use crate::connectors::sources::fluvio::{FluvioSource, InputRecords, OpenPlan};
 use crate::connectors::sources::{Pulled, Source};
 use crate::exec::checkpoint::{self, Chain, CheckpointHeader};
 use anyhow::Context;
-use engine_thread::{EngineSide, EngineThread, FromEngine, Item, Origin};
+use engine_thread::{EngineSide, EngineThread, FromEngine, Item, Outputs};
 use fraudstream_engine::engine::Engine;
 use fraudstream_engine::event::Event;
 use fraudstream_engine::Named as _;
@@ -371,11 +371,12 @@ impl<'t> Service<'t> {
 
     /// Route a batch of the engine's outputs, each with the provenance of
     /// its input, and hand them to the producers.
-    async fn route_outputs(&mut self, outputs: Vec<(Output, Origin)>) -> anyhow::Result<()> {
+    async fn route_outputs(&mut self, outputs: Outputs) -> anyhow::Result<()> {
         let lineage = self.header.lineage;
-        for (o, origin) in &outputs {
+        for (o, origin, value) in &outputs.items {
+            let from = self.source.provenance_at(*origin, lineage);
             self.sinks
-                .route_from(o, &self.source.provenance_at(*origin, lineage))?;
+                .route_encoded_from(o, &outputs.values[value.clone()], &from)?;
         }
         if let Some(b) = &mut self.busy {
             b.1 = Instant::now();
