@@ -345,14 +345,10 @@ impl EngineThread {
     fn stopped(&mut self) -> anyhow::Error {
         match self.handle.take().map(|h| h.join()) {
             Some(Ok(Err(e))) => e.context("the engine thread stopped"),
-            Some(Err(panic)) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "no message".into());
-                anyhow::anyhow!("the engine thread panicked: {msg}")
-            }
+            Some(Err(panic)) => anyhow::anyhow!(
+                "the engine thread panicked: {}",
+                crate::panic_message(&*panic)
+            ),
             Some(Ok(Ok(()))) | None => anyhow::anyhow!("the engine thread stopped"),
         }
     }

@@ -1158,17 +1158,6 @@ impl Reliability {
                 / total as f64
         })
     }
-
-    /// Per non-empty bin: (transactions, mean score, fraud rate).
-    pub fn bins(&self) -> Vec<(u64, f64, f64)> {
-        (0..RELIABILITY_BINS)
-            .filter(|&b| self.n[b] > 0)
-            .map(|b| {
-                let n = self.n[b] as f64;
-                (self.n[b], self.score[b] / n, self.frauds[b] as f64 / n)
-            })
-            .collect()
-    }
 }
 
 /// [`Reliability::ece`] of `(score, is_fraud)` pairs.

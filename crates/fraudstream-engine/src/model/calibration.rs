@@ -76,7 +76,6 @@ pub struct Calibrator {
     /// Whether `a`, `b` were fit on enough labels to be served.
     fitted: bool,
     since_fit: u32,
-    labels: u64,
     /// Whether labels refit the map (Platt scaling) or it stays the prior.
     adapts: bool,
 }
@@ -124,7 +123,6 @@ impl Calibrator {
             b: prior_b,
             fitted: false,
             since_fit: 0,
-            labels: 0,
             adapts: true,
         }
     }
@@ -172,7 +170,6 @@ impl Calibrator {
         if self.weight > RESCALE_AT {
             self.rescale();
         }
-        self.labels += 1;
         self.since_fit += 1;
         if self.since_fit >= self.cfg.refit_every {
             self.since_fit = 0;
@@ -267,11 +264,6 @@ impl Calibrator {
     /// served).
     pub fn map(&self) -> Option<(f64, f64)> {
         self.fitted.then_some((self.a, self.b))
-    }
-
-    /// Labels learnt from.
-    pub fn labels(&self) -> u64 {
-        self.labels
     }
 }
 
