@@ -749,14 +749,27 @@ fn spawn_logged(sets: &[String], dir: &Path) -> Child {
         .unwrap()
 }
 
-/// Every transaction record of a stage topic, by id: each must be there once.
+/// Every transaction record of a stage topic, by id: each must be there
+/// once; and each copy of a label (one per card partition) at most once.
 fn assert_staged_once(s: &Setup, transactions: u64) {
-    let staged: Vec<u64> = read_topic(&s.addr, &s.topic("by-card"), Duration::from_secs(3))
+    let records: Vec<serde_json::Value> =
+        read_topic(&s.addr, &s.topic("by-card"), Duration::from_secs(3))
+            .iter()
+            .map(|r| serde_json::from_slice(r).unwrap())
+            .collect();
+    let copies: Vec<(String, u64)> = records
         .iter()
-        .filter_map(|r| {
-            let v: serde_json::Value = serde_json::from_slice(r).unwrap();
-            (v["stage"] == "tx").then(|| v["tx_id"].as_u64().unwrap())
+        .filter(|v| v["stage"] == "label")
+        .map(|v| {
+            let input = v["input"].as_str().expect("a label's input").to_string();
+            (input, v["partition"].as_u64().unwrap())
         })
+        .collect();
+    let unique: HashSet<&(String, u64)> = copies.iter().collect();
+    assert_eq!(copies.len(), unique.len(), "no copy of a label staged twice");
+    let staged: Vec<u64> = records
+        .iter()
+        .filter_map(|v| (v["stage"] == "tx").then(|| v["tx_id"].as_u64().unwrap()))
         .collect();
     let unique: HashSet<u64> = staged.iter().copied().collect();
     assert_eq!(

@@ -45,6 +45,27 @@ pub enum Output {
     Stage(crate::connectors::stage::StageRecord),
 }
 
+impl Output {
+    /// The partition this output chooses for itself: a stage record's card
+    /// partition (a label has a copy in each card partition of its lane);
+    /// 0 for the rest, whose one record per sink goes where its key hashes.
+    ///
+    /// Outputs already written are counted per input *and* this partition:
+    /// a crash between two partitions' produce requests leaves some copies
+    /// of a label written and others not, while one partition keeps its
+    /// records in order (what was written of it is a prefix).
+    pub fn own_partition(&self) -> u32 {
+        match self {
+            Output::Stage(r) => r.partition(),
+            Output::Score(_) | Output::DeadLetter(_) => 0,
+        }
+    }
+}
+
+/// An output a sink already holds, as read back after a restart: its
+/// input ([`Provenance::key`]) and [`Output::own_partition`].
+pub type HeldKey = (u64, u32);
+
 /// Whether a sink of `records` takes `o`: a score sink every score, an alert
 /// sink the scores that alerted, a dead-letter sink the rejected records.
 pub fn takes(records: Records, o: &Output) -> bool {
@@ -121,7 +142,7 @@ pub struct Provenance<'a> {
 }
 
 /// Take one of the records counted for `key`; whether there was one.
-fn take_one(counts: &mut HashMap<u64, u32>, key: u64) -> bool {
+fn take_one(counts: &mut HashMap<HeldKey, u32>, key: HeldKey) -> bool {
     match counts.get_mut(&key) {
         Some(n) if *n > 1 => {
             *n -= 1;
@@ -146,9 +167,9 @@ pub struct SinkRouter {
     /// Bit i: sink i was written to since the last send (at most 64 sinks
     /// are tracked; the rest are always sent).
     queued: u64,
-    /// Per sink, the [`Provenance::key`]s of outputs it already holds (read
-    /// back after a restart), with how many records each: not written again.
-    suppressed: Vec<HashMap<u64, u32>>,
+    /// Per sink, the outputs it already holds (read back after a restart),
+    /// with how many records each: not written again.
+    suppressed: Vec<HashMap<HeldKey, u32>>,
 }
 
 impl SinkRouter {
@@ -167,9 +188,9 @@ impl SinkRouter {
         self.sinks.iter().map(|s| s.as_ref())
     }
 
-    /// Outputs sink `i` already holds, by input, with how many records
-    /// each: [`route_from`](Self::route_from) skips that many.
-    pub fn suppress(&mut self, i: usize, keys: HashMap<u64, u32>) {
+    /// Outputs sink `i` already holds, by input and partition, with how
+    /// many records each: [`route_from`](Self::route_from) skips that many.
+    pub fn suppress(&mut self, i: usize, keys: HashMap<HeldKey, u32>) {
         self.suppressed[i] = keys;
     }
 
@@ -186,7 +207,7 @@ impl SinkRouter {
     /// has passed without producing them again).
     pub fn prune_suppressed(&mut self, keep: impl Fn(u64) -> bool) {
         for set in &mut self.suppressed {
-            set.retain(|&k, _| keep(k));
+            set.retain(|&(k, _), _| keep(k));
         }
     }
 
@@ -221,7 +242,7 @@ impl SinkRouter {
         for (i, s) in self.sinks.iter_mut().enumerate() {
             if takes(s.records(), o) {
                 let set = &mut self.suppressed[i];
-                if !set.is_empty() && take_one(set, from.key) {
+                if !set.is_empty() && take_one(set, (from.key, o.own_partition())) {
                     metrics::counter!("fraudstream_outputs_suppressed_total", "sink" => s.id().to_string())
                         .increment(1);
                     continue;
@@ -504,11 +525,13 @@ mod tests {
 
     #[test]
     fn an_input_with_several_records_in_a_sink_is_skipped_as_often() {
-        let mut counts = HashMap::from([(7, 2), (9, 1)]);
-        assert!(take_one(&mut counts, 7));
-        assert!(take_one(&mut counts, 7), "a label's second copy");
-        assert!(!take_one(&mut counts, 7), "a third was never written");
-        assert!(take_one(&mut counts, 9));
+        let mut counts = HashMap::from([((7, 0), 2), ((9, 0), 1), ((9, 1), 1)]);
+        assert!(take_one(&mut counts, (7, 0)));
+        assert!(take_one(&mut counts, (7, 0)), "a second vector of one input");
+        assert!(!take_one(&mut counts, (7, 0)), "a third was never written");
+        assert!(take_one(&mut counts, (9, 1)), "a label's copy in partition 1");
+        assert!(!take_one(&mut counts, (9, 2)), "its copy in partition 2 was not");
+        assert!(take_one(&mut counts, (9, 0)));
         assert!(counts.is_empty());
     }
 

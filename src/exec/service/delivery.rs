@@ -22,7 +22,8 @@
 //! the last checkpoint, at start.
 
 use crate::connectors::cluster::{end_offset, high_watermarks, partition_count};
-use crate::connectors::sinks::SinkRouter;
+use crate::config::Records;
+use crate::connectors::sinks::{HeldKey, SinkRouter};
 use crate::connectors::sources::fluvio::FluvioSource;
 use crate::connectors::sources::SourceOffset;
 use anyhow::Context;
@@ -110,12 +111,16 @@ pub async fn read_back(
 ) -> anyhow::Result<ReadBack> {
     let began = Instant::now();
     let mut found = ReadBack::default();
-    let ids: Vec<(usize, String)> = sinks
+    let ids: Vec<(usize, String, bool)> = sinks
         .sinks()
         .enumerate()
-        .filter_map(|(i, s)| Some((i, s.topic()?.to_string())))
+        .filter_map(|(i, s)| {
+            // Stage records name their partition (Output::own_partition).
+            let own = matches!(s.records(), Records::Stage | Records::Learn);
+            Some((i, s.topic()?.to_string(), own))
+        })
         .collect();
-    for (i, topic) in ids {
+    for (i, topic, own_partition) in ids {
         let mut keys = HashMap::new();
         let count = partition_count(fluvio, &topic).await?;
         let ends = high_watermarks(fluvio, &topic).await?;
@@ -143,7 +148,8 @@ pub async fn read_back(
                 end,
                 |value| {
                     let (input, offset) = ours_in(value, lineage)?;
-                    source.key_of(input, offset)
+                    let key = source.key_of(input, offset)?;
+                    Some((key, if own_partition { partition } else { 0 }))
                 },
                 &mut keys,
             )
@@ -174,15 +180,16 @@ fn topics(sinks: &SinkRouter) -> Vec<String> {
 
 /// Read records `from..end` of one partition, passing each value to
 /// `key_of`; the keys it gives are counted in `keys` (one input may have
-/// several records in one topic: a label's copies). (records read, keys found)
+/// several records in one partition: a transaction's vectors). (records
+/// read, keys found)
 async fn read_partition(
     fluvio: &Fluvio,
     topic: &str,
     partition: u32,
     from: i64,
     end: i64,
-    key_of: impl Fn(&[u8]) -> Option<u64>,
-    keys: &mut HashMap<u64, u32>,
+    key_of: impl Fn(&[u8]) -> Option<HeldKey>,
+    keys: &mut HashMap<HeldKey, u32>,
 ) -> anyhow::Result<(u64, u64)> {
     let (mut next, mut records, mut ours, mut reopened) = (from, 0u64, 0u64, 0u32);
     'open: while next < end {
