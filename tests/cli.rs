@@ -255,10 +255,40 @@ fn matrix_runs_each_model_on_each_family_and_writes_its_tables() {
         let auc = r["roc_auc"].as_f64().unwrap();
         assert!(auc > 0.7 && auc <= 1.0, "{r}");
         assert!(r["frauds"].as_u64().unwrap() > 0, "{r}");
+        // Every mechanism of the family, from the simulator's truth: their
+        // frauds add up to at least the labelled frauds of the window.
+        let mechanisms = r["mechanisms"].as_array().unwrap();
+        let names: Vec<&str> = mechanisms
+            .iter()
+            .map(|m| m["mechanism"].as_str().unwrap())
+            .collect();
+        let expected: &[&str] = match r["family"].as_str().unwrap() {
+            "cards" => &[
+                "account_takeover",
+                "card_testing",
+                "compromised_merchant",
+                "stolen_card",
+            ],
+            _ => &["fraud_ring_merchant", "high_value_category", "micro_drain"],
+        };
+        assert_eq!(names, expected, "{r}");
+        let frauds: u64 = mechanisms
+            .iter()
+            .map(|m| m["frauds"].as_u64().unwrap())
+            .sum();
+        assert!(frauds >= r["frauds"].as_u64().unwrap(), "{r}");
+        for m in mechanisms {
+            let ap = m["average_precision"].as_f64().unwrap();
+            assert!(ap > 0.0 && ap <= 1.0, "{m}");
+        }
     }
     assert_eq!(report["summary"].as_array().unwrap().len(), 2);
     let md = std::fs::read_to_string(out.join("matrix.md")).unwrap();
     assert!(md.contains("| categories | 1 d | 0.70 % |"), "{md}");
+    assert!(
+        md.contains("| categories | 1 d | 0.70 % | micro_drain |"),
+        "{md}"
+    );
     assert!(
         stdout.contains("| model | mean average precision |"),
         "{stdout}"

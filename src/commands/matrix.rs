@@ -5,13 +5,20 @@
 //! A cell is one simulated stream (family, label delay, fraud rate); every
 //! model type replays it with the same seed through the embedded engine
 //! (one worker, deterministic) and is measured on the report's last
-//! `metrics.last_days` days: ROC AUC, average precision, card precision@k.
+//! `metrics.last_days` days: ROC AUC, average precision, card precision@k;
+//! and, from the simulator's ground truth, the average precision of each
+//! fraud mechanism (its frauds against every genuine transaction there), so
+//! a change is seen to help or hurt one kind of fraud.
 
 use crate::commands::cli::MatrixArgs;
-use crate::config::Topology;
+use crate::config::{FileFormat, RecordTarget, Records, SinkConfig, SourceConfig, Topology};
 use crate::exec::pipeline::RunOptions;
 use anyhow::Context;
+use fraudstream_engine::eval::average_precision;
+use fraudstream_engine::time::DAY_MS;
+use fraudstream_sim::{FraudPattern, SimEvent, Simulator};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -73,6 +80,94 @@ pub struct CellResult {
     pub card_precision_at_k: Option<f64>,
     /// Transactions per second of the run.
     pub transactions_per_sec: f64,
+    /// Average precision of each fraud mechanism over the final window.
+    #[serde(default)]
+    pub mechanisms: Vec<MechanismResult>,
+}
+
+/// One fraud mechanism of a cell, over the final window, from the
+/// simulator's ground truth (not from labels).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MechanismResult {
+    /// The simulator's name of the mechanism.
+    pub mechanism: String,
+    /// Its fraudulent transactions in the window.
+    pub frauds: u64,
+    /// Average precision of its frauds against every genuine transaction.
+    pub average_precision: Option<f64>,
+}
+
+/// The simulator's truth about a cell's stream: each transaction's time
+/// and mechanism (none: genuine), by id.
+struct Truth {
+    by_id: HashMap<u64, (i64, Option<FraudPattern>)>,
+    /// Transactions from this time on are in the final window.
+    window_from: i64,
+}
+
+impl Truth {
+    /// Replay `t`'s simulator (transactions only).
+    fn of(t: &Topology, window_days: u32) -> anyhow::Result<Self> {
+        let SourceConfig::Simulator(cfg) = &t.source else {
+            anyhow::bail!("a matrix cell replays the simulator");
+        };
+        let sim = Simulator::new(cfg.clone())
+            .map_err(|e| anyhow::anyhow!("simulator settings: {}", e.join("; ")))?;
+        let mut by_id = HashMap::new();
+        let (mut first, mut last) = (i64::MAX, i64::MIN);
+        for e in sim {
+            if let SimEvent::Transaction(tx) = e {
+                first = first.min(tx.ts_ms);
+                last = last.max(tx.ts_ms);
+                by_id.insert(tx.tx_id, (tx.ts_ms, tx.fraud));
+            }
+        }
+        // The report's windows are whole days counted from the first one.
+        let last_day = (last - first).div_euclid(DAY_MS);
+        let window_from = first + (last_day + 1 - i64::from(window_days)) * DAY_MS;
+        Ok(Truth { by_id, window_from })
+    }
+
+    /// Average precision of each mechanism, from a scores CSV of the run.
+    fn mechanisms(&self, scores: &Path) -> anyhow::Result<Vec<MechanismResult>> {
+        let mut rd = csv::Reader::from_path(scores)
+            .with_context(|| format!("reading {}", scores.display()))?;
+        let mut genuine = Vec::new();
+        let mut frauds: Vec<(FraudPattern, f32)> = Vec::new();
+        for row in rd.records() {
+            let row = row?;
+            let (Some(id), Some(score)) = (row.get(0), row.get(3)) else {
+                anyhow::bail!("{}: a row without tx_id and score", scores.display());
+            };
+            let id: u64 = id.parse().context("a simulated tx_id")?;
+            let score: f32 = score.parse().context("a score")?;
+            let Some(&(ts, fraud)) = self.by_id.get(&id) else {
+                anyhow::bail!("scored transaction {id} is not in the simulated stream");
+            };
+            if ts < self.window_from {
+                continue;
+            }
+            match fraud {
+                Some(m) => frauds.push((m, score)),
+                None => genuine.push((score, false)),
+            }
+        }
+        let mut found: Vec<FraudPattern> = frauds.iter().map(|f| f.0).collect();
+        found.sort_by_key(|m| m.name());
+        found.dedup();
+        Ok(found
+            .into_iter()
+            .map(|m| {
+                let mut pairs = genuine.clone();
+                pairs.extend(frauds.iter().filter(|f| f.0 == m).map(|f| (f.1, true)));
+                MechanismResult {
+                    mechanism: m.name().to_string(),
+                    frauds: (pairs.len() - genuine.len()) as u64,
+                    average_precision: average_precision(&pairs),
+                }
+            })
+            .collect())
+    }
 }
 
 /// A model across every cell.
@@ -178,14 +273,27 @@ pub fn run_matrix(
     );
     let mut results = Vec::new();
     let mut window_days = 0;
+    let scratch = tempfile::tempdir().context("a folder for the runs' scores")?;
+    let scores = scratch.path().join("scores.csv");
     for cell in &cells {
+        let mut truth = None;
         for model in &o.models {
             let mut sets = set.to_vec();
             sets.extend(cell_sets(o, cell, model));
             let mut t: Topology = super::load(topology, &sets)?;
-            t.sinks.clear();
+            t.sinks = vec![SinkConfig::Records {
+                id: "scores".into(),
+                records: Records::Scores,
+                to: RecordTarget::File {
+                    path: scores.clone(),
+                    format: FileFormat::Csv,
+                },
+            }];
             t.model.save = None;
             window_days = t.evaluation.last_days;
+            if truth.is_none() {
+                truth = Some(Truth::of(&t, window_days)?);
+            }
             let r = crate::exec::run(
                 &t,
                 &RunOptions {
@@ -212,6 +320,10 @@ pub fn run_matrix(
                 average_precision: w.average_precision,
                 card_precision_at_k: w.card_precision_at_k,
                 transactions_per_sec: r.throughput.transactions_per_sec,
+                mechanisms: truth
+                    .as_ref()
+                    .expect("read before the first run")
+                    .mechanisms(&scores)?,
             };
             progress(&res);
             results.push(res);
@@ -285,26 +397,14 @@ pub fn markdown(r: &MatrixReport) -> String {
          {} days of {} cards per stream, seed {}.\n",
         r.window_days, r.options.days, r.options.cards, r.options.seed
     );
-    let _ = write!(s, "| family | label delay | fraud rate | frauds |");
-    for m in models {
-        let _ = write!(s, " {m} |");
-    }
-    let _ = write!(s, "\n|---|---|---|---|");
-    for _ in models {
-        let _ = write!(s, "---|");
-    }
-    s.push('\n');
-    let mut seen: Vec<&CellResult> = Vec::new();
-    for c in &r.results {
-        if seen.iter().any(|o| same_cell(o, c)) {
-            continue;
-        }
-        seen.push(c);
-        let delay = if c.label_delay_days < 1.0 {
-            format!("{} h", (c.label_delay_days * 24.0).round())
-        } else {
-            format!("{} d", c.label_delay_days)
-        };
+    table_head(
+        &mut s,
+        &["family", "label delay", "fraud rate", "frauds"],
+        models,
+    );
+    let seen = distinct_cells(r);
+    for &c in &seen {
+        let delay = delay_label(c.label_delay_days);
         let best = r
             .results
             .iter()
@@ -338,6 +438,7 @@ pub fn markdown(r: &MatrixReport) -> String {
         }
         s.push('\n');
     }
+    mechanism_table(r, &mut s);
     let _ = writeln!(
         s,
         "\n| model | mean average precision | worst cell | mean ROC AUC | mean card P@k | best AP in |\n|---|---|---|---|---|---|"
@@ -356,6 +457,82 @@ pub fn markdown(r: &MatrixReport) -> String {
         );
     }
     s
+}
+
+/// Average precision by mechanism: one row per cell and mechanism.
+fn mechanism_table(r: &MatrixReport, s: &mut String) {
+    let models = &r.options.models;
+    let _ = writeln!(
+        s,
+        "\nAverage precision of each fraud mechanism over the same window (its frauds against every genuine transaction; the simulator's ground truth):\n"
+    );
+    let head = ["family", "label delay", "fraud rate", "mechanism", "frauds"];
+    table_head(s, &head, models);
+    for c in distinct_cells(r) {
+        for mech in &c.mechanisms {
+            let of = |o: &CellResult| {
+                o.mechanisms
+                    .iter()
+                    .find(|x| x.mechanism == mech.mechanism)
+                    .and_then(|x| x.average_precision)
+            };
+            let best = (r.results.iter())
+                .filter(|o| same_cell(o, c))
+                .filter_map(of)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let _ = write!(
+                s,
+                "| {} | {} | {:.2} % | {} | {} |",
+                c.family,
+                delay_label(c.label_delay_days),
+                c.fraud_rate * 100.0,
+                mech.mechanism,
+                mech.frauds
+            );
+            for m in models {
+                let x = (r.results.iter()).find(|o| same_cell(o, c) && &o.model == m);
+                let ap = x.and_then(of);
+                let cell = fmt_opt(ap);
+                let _ = if ap == Some(best) {
+                    write!(s, " **{cell}** |")
+                } else {
+                    write!(s, " {cell} |")
+                };
+            }
+            s.push('\n');
+        }
+    }
+}
+
+/// A Markdown table's header: `columns`, then one per model.
+fn table_head(s: &mut String, columns: &[&str], models: &[String]) {
+    let names: Vec<&str> = columns
+        .iter()
+        .copied()
+        .chain(models.iter().map(String::as_str))
+        .collect();
+    let _ = writeln!(s, "| {} |", names.join(" | "));
+    let _ = writeln!(s, "|{}", "---|".repeat(names.len()));
+}
+
+/// The first result of each cell, in run order.
+fn distinct_cells(r: &MatrixReport) -> Vec<&CellResult> {
+    let mut seen: Vec<&CellResult> = Vec::new();
+    for c in &r.results {
+        if !seen.iter().any(|o| same_cell(o, c)) {
+            seen.push(c);
+        }
+    }
+    seen
+}
+
+/// `6 h`, `7 d`.
+fn delay_label(days: f64) -> String {
+    if days < 1.0 {
+        format!("{} h", (days * 24.0).round())
+    } else {
+        format!("{days} d")
+    }
 }
 
 /// `fraudstream matrix`.
