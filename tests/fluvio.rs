@@ -766,10 +766,15 @@ fn assert_staged_once(s: &Setup, transactions: u64) {
         })
         .collect();
     let unique: HashSet<&(String, u64)> = copies.iter().collect();
-    assert_eq!(copies.len(), unique.len(), "no copy of a label staged twice");
+    assert_eq!(
+        copies.len(),
+        unique.len(),
+        "no copy of a label staged twice"
+    );
     let staged: Vec<u64> = records
         .iter()
-        .filter_map(|v| (v["stage"] == "tx").then(|| v["tx_id"].as_u64().unwrap()))
+        .filter(|v| v["stage"] == "tx")
+        .map(|v| v["tx_id"].as_u64().unwrap())
         .collect();
     let unique: HashSet<u64> = staged.iter().copied().collect();
     assert_eq!(

@@ -92,7 +92,7 @@ fn recovery_days(r: &RunReport) -> (f64, Option<i64>) {
 }
 
 #[test]
-fn after_a_sudden_change_of_fraud_pattern_the_forest_recovers_within_a_week() {
+fn after_a_sudden_change_of_fraud_pattern_forest_and_logistic_recover_within_a_week() {
     let dir = tempfile::tempdir().unwrap();
     let forest = {
         let mut set = SUDDEN.to_vec();
@@ -107,9 +107,13 @@ fn after_a_sudden_change_of_fraud_pattern_the_forest_recovers_within_a_week() {
     );
     let f_back = f_back.expect("the forest recovers");
     assert!(f_back <= RECOVERY_DAYS, "forest back after {f_back} days");
+    // Both learn online; with banded features and merchant risk by
+    // transaction time the logistic model is back a day before the forest
+    // (6 against 7 days), so it is held to the same bound.
+    let l_back = l_back.expect("the logistic model recovers");
     assert!(
-        l_back.map_or(true, |l| f_back <= l),
-        "the forest recovers no later than the logistic model ({f_back} vs {l_back:?})"
+        l_back <= RECOVERY_DAYS,
+        "logistic model back after {l_back} days"
     );
     // the error detector saw the change within three days of it, and every
     // event is dated in the stream's days

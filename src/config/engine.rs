@@ -205,6 +205,7 @@ pub(super) fn read_features(s: &Section) -> FeatureConfig {
         card_windows: s.durations("card_windows", &d.card_windows, 1000),
         merchant_windows: s.durations("merchant_windows", &d.merchant_windows, 1000),
         merchant_risk_windows: s.durations("merchant_risk_windows", &d.merchant_risk_windows, 1000),
+        merchant_risk_time: s.named("merchant_risk_time", d.merchant_risk_time),
         buckets: s.int("buckets", d.buckets as i64, 1, 1024) as u32,
         confirmed_fraud_horizon_ms: s.duration(
             "confirmed_fraud_horizon",
@@ -212,13 +213,22 @@ pub(super) fn read_features(s: &Section) -> FeatureConfig {
             1,
         ),
         hash_bits: s.int("hash_bits", d.hash_bits as i64, 1, 24) as u32,
+        bands: s
+            .names("bands", &fraudstream_engine::features::BAND_NAMES, &d.bands)
+            .into_iter()
+            .map(Into::into)
+            .collect(),
     };
     if fraudstream_engine::features::merchant_feature_count(&cfg)
         > fraudstream_engine::engine::MAX_MERCHANT_FEATURES
     {
         s.error(
             "merchant_windows",
-            "at most 7 merchant and merchant-risk windows together",
+            format!(
+                "at most {} merchant features: 2 per merchant window, 2 per risk window \
+                 (4 with merchant_risk_time = \"both\"), and 1",
+                fraudstream_engine::engine::MAX_MERCHANT_FEATURES
+            ),
             None,
         );
     }

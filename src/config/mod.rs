@@ -503,6 +503,36 @@ type = "scores"
     }
 
     #[test]
+    fn bands_and_risk_time_are_read_and_each_wrong_entry_reported() {
+        let t = Topology::embedded(&[
+            "features.bands=[\"amount\"]".into(),
+            "features.merchant_risk_time=\"transaction\"".into(),
+        ])
+        .unwrap();
+        assert_eq!(t.features.bands, ["amount"]);
+        assert_eq!(
+            t.features.merchant_risk_time,
+            fraudstream_engine::features::RiskTime::Transaction
+        );
+        let err = Topology::embedded(&[
+            "features.bands=[\"amount\", \"colour\", \"amount\", 3]".into(),
+            "features.merchant_risk_time=\"label\"".into(),
+        ])
+        .unwrap_err();
+        let bands: Vec<&ConfigError> = err.0.iter().filter(|e| e.key == "features.bands").collect();
+        assert_eq!(bands.len(), 3, "a wrong name, a repeat and a number: {err}");
+        assert!(bands[0]
+            .expected
+            .contains("amount, amount_vs_card, mcc_x_amount, merch_risk"));
+        assert!(
+            err.0
+                .iter()
+                .any(|e| e.key == "features.merchant_risk_time" && e.expected.contains("\"both\"")),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn syntax_errors_name_the_file() {
         let err = Topology::from_toml("bad.toml", "[engine\nseed = 1", &[]).unwrap_err();
         assert_eq!(err.0.len(), 1);

@@ -3,6 +3,7 @@
 //! notes the file, the key and what was expected. Unknown keys are reported
 //! by [`Section::finish`] with the keys that are known there.
 
+use compact_str::CompactString;
 use std::cell::RefCell;
 use std::fmt;
 
@@ -238,6 +239,31 @@ impl<'a> Section<'a> {
     pub fn named<T: fraudstream_engine::Named>(&self, key: &str, default: T) -> T {
         let names: Vec<&str> = T::ALL.iter().map(|v| v.name()).collect();
         T::from_name(&self.choice(key, &names, default.name())).unwrap_or(default)
+    }
+
+    /// A list of distinct names, each one of `allowed` (`default` when the
+    /// key is absent; every wrong entry is reported with the allowed ones).
+    pub fn names(&self, key: &str, allowed: &[&str], default: &[CompactString]) -> Vec<String> {
+        let expected = || format!("a list of distinct names from {}", allowed.join(", "));
+        match self.value(key) {
+            None => default.iter().map(|n| n.to_string()).collect(),
+            Some(toml::Value::Array(items)) => {
+                let mut out: Vec<String> = Vec::with_capacity(items.len());
+                for item in items {
+                    match item.as_str() {
+                        Some(n) if allowed.contains(&n) && !out.iter().any(|o| o == n) => {
+                            out.push(n.to_string())
+                        }
+                        _ => self.error(key, expected(), Some(describe(item))),
+                    }
+                }
+                out
+            }
+            Some(v) => {
+                self.error(key, expected(), Some(describe(v)));
+                default.iter().map(|n| n.to_string()).collect()
+            }
+        }
     }
 
     /// An integer in `[min, max]`.

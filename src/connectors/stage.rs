@@ -347,7 +347,7 @@ mod tests {
             card: u64::MAX - 1,
             merchant: 6,
             dense: vec![1.5, -0.25, f32::MAX],
-            cats: [1, 2, 3],
+            cats: [1, 2, 3, 4, 5, 6, 7],
         };
         let vector = StageRecord::Vector {
             owner: 7,

@@ -158,6 +158,17 @@ impl Named for ModelKind {
     }
 }
 
+impl Named for crate::features::RiskTime {
+    const ALL: &'static [Self] = &[Self::Arrival, Self::Transaction, Self::Both];
+    fn name(self) -> &'static str {
+        match self {
+            Self::Arrival => "arrival",
+            Self::Transaction => "transaction",
+            Self::Both => "both",
+        }
+    }
+}
+
 impl Named for Combine {
     const ALL: &'static [Self] = &[Combine::Stack, Combine::Mean];
     fn name(self) -> &'static str {

@@ -31,7 +31,7 @@ use hdrhistogram::Histogram;
 use std::time::Instant;
 
 /// Most merchant features a topology may configure (carried inline per event).
-pub const MAX_MERCHANT_FEATURES: usize = 16;
+pub const MAX_MERCHANT_FEATURES: usize = 24;
 
 /// Counters of one engine; published to `metrics` by [`Engine::publish_metrics`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -335,7 +335,7 @@ impl MerchantStage {
                 card,
                 merchant,
                 ts,
-                cats: [0; 3],
+                cats: [0; crate::features::CATEGORICALS],
                 raw: 0.0,
             },
         );
@@ -375,7 +375,7 @@ impl MerchantStage {
         if let Some(meta) = self.joinable.take(tx_key, &mut FeatureVector::default()) {
             if self.learn {
                 self.merchants
-                    .apply_label(meta.merchant, ts, label.is_fraud);
+                    .apply_label(meta.merchant, ts, meta.ts, label.is_fraud);
             }
         }
         Some((
@@ -712,6 +712,7 @@ impl CardStage {
         if zero_nonfinite(&mut self.x.dense) {
             self.counters.features_nonfinite += 1;
         }
+        self.cards.band(&mut self.x);
         let (raw, member_scores) = self.model.score(&mut self.x, ts);
         let p = self.calibrator.as_ref().map_or(raw, |c| c.apply(raw));
         let alert = p >= self.cfg.threshold;
@@ -1265,7 +1266,7 @@ impl Engine {
 }
 
 /// Layout version of the engine snapshot ([`Engine::save_state`]); raise it when a snapshot field changes.
-pub const SNAPSHOT_VERSION: u32 = 4;
+pub const SNAPSHOT_VERSION: u32 = 5;
 
 /// What an engine keeps at a checkpoint (the form it is read back in).
 #[derive(serde::Deserialize)]

@@ -33,15 +33,24 @@ pub struct FeatureConfig {
     pub card_windows: Vec<i64>,
     /// Merchant window horizons (ms).
     pub merchant_windows: Vec<i64>,
-    /// Merchant fraud-risk horizons (ms), over label arrival time.
+    /// Merchant fraud-risk horizons (ms).
     pub merchant_risk_windows: Vec<i64>,
+    /// Which time a label counts at in the merchant's risk windows.
+    pub merchant_risk_time: RiskTime,
     /// Buckets per window.
     pub buckets: u32,
     /// How long a confirmed fraud marks its card (ms).
     pub confirmed_fraud_horizon_ms: i64,
     /// Bits of the hashed categorical feature space.
     pub hash_bits: u32,
+    /// The banded categoricals computed, by name ([`BAND_NAMES`]; see
+    /// `Bands`).
+    pub bands: Vec<CompactString>,
 }
+
+/// The banded categoricals, by the name `features.bands` gives them, in slot order.
+pub const BAND_NAMES: [&str; CATEGORICALS - FIELD_SLOTS] =
+    ["amount", "amount_vs_card", "mcc_x_amount", "merch_risk"];
 
 impl Default for FeatureConfig {
     fn default() -> Self {
@@ -49,9 +58,41 @@ impl Default for FeatureConfig {
             card_windows: vec![10 * MINUTE_MS, HOUR_MS, DAY_MS, 7 * DAY_MS, 30 * DAY_MS],
             merchant_windows: vec![DAY_MS, 7 * DAY_MS, 30 * DAY_MS],
             merchant_risk_windows: vec![DAY_MS, 7 * DAY_MS, 30 * DAY_MS],
+            merchant_risk_time: RiskTime::Both,
             buckets: 4,
             confirmed_fraud_horizon_ms: 30 * DAY_MS,
             hash_bits: 12,
+            bands: BAND_NAMES.map(CompactString::from).to_vec(),
+        }
+    }
+}
+
+/// Which time a label counts at in a merchant's risk windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskTime {
+    /// When the label arrived: the window holds the verdicts of the last
+    /// days, whatever the age of their transactions.
+    Arrival,
+    /// When its transaction happened: the window holds the labelled share of
+    /// the merchant's transactions of the last days (River's `TargetAgg`
+    /// over a `TimeRolling` window); transactions younger than the label
+    /// delay are not labelled yet, so a horizon shorter than the delay
+    /// stays near the prior.
+    Transaction,
+    /// Both, as two groups of features (`merch_risk_*`, `merch_tx_risk_*`).
+    Both,
+}
+
+impl FeatureConfig {
+    /// The merchant risk horizons counted at label arrival, and those
+    /// counted at transaction time (`merchant_risk_time`).
+    pub fn risk_horizons(&self) -> (&[i64], &[i64]) {
+        let all = self.merchant_risk_windows.as_slice();
+        match self.merchant_risk_time {
+            RiskTime::Arrival => (all, &[]),
+            RiskTime::Transaction => (&[], all),
+            RiskTime::Both => (all, all),
         }
     }
 }
@@ -77,14 +118,27 @@ pub fn horizon_label(ms: i64) -> CompactString {
 pub struct FeatureVector {
     /// Dense raw values (not standardised).
     pub dense: Vec<f32>,
-    /// Hashed slots of merchant category, country and channel.
+    /// Hashed slots of merchant category, country and channel, then the
+    /// bands of `features.bands` ([`BAND_NAMES`]; [`NO_SLOT`] when off).
     pub cats: [u32; CATEGORICALS],
 }
 
 /// Number of hashed categorical fields.
-pub const CATEGORICALS: usize = 3;
+pub const CATEGORICALS: usize = 7;
 /// Names of the hashed categorical fields, in slot order.
-pub const CATEGORICAL_NAMES: [&str; CATEGORICALS] = ["mcc", "country", "channel"];
+pub const CATEGORICAL_NAMES: [&str; CATEGORICALS] = [
+    "mcc",
+    "country",
+    "channel",
+    "amount_band",
+    "amount_vs_card_band",
+    "mcc_x_amount_band",
+    "merch_risk_band",
+];
+/// A categorical slot that holds nothing (a model skips it).
+pub const NO_SLOT: u32 = u32::MAX;
+/// The slots [`CardFeatures`] hashes from the transaction's own fields.
+pub const FIELD_SLOTS: usize = 3;
 
 /// The names and order of the features, fixed by the configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,6 +192,8 @@ pub struct MerchantState {
     windows: WindowSet,
     /// Labels by arrival time: count = labelled, aux = frauds.
     risk: WindowSet,
+    /// Labels by their transaction's time (same counts).
+    risk_tx: WindowSet,
 }
 
 /// Owns every card's state: the card half of the feature vector.
@@ -158,6 +214,109 @@ pub struct CardFeatures {
     ln1p: Box<[f32]>,
     /// Hash of each categorical field's name, mixed into its values' hashes.
     cat_salts: [u64; CATEGORICALS],
+    /// The banded categoricals.
+    bands: Bands,
+}
+
+/// Width of an amount band in `ln(1 + amount)`: half an octave (bands √2 apart).
+const HALF_OCTAVE: f32 = std::f32::consts::LN_2 / 2.0;
+/// Width of a merchant-risk band in log-odds.
+const RISK_BAND: f32 = 0.5;
+
+/// Piecewise-constant views of a few dense features, as hashed
+/// categoricals, so that a linear model gives each level of them a weight
+/// of its own. A tree splits on a level for free; a linear score is
+/// monotone in each feature, so a fraud rule such as "any amount above a
+/// fixed level" or "about five times the card's usual amount" is out of
+/// its reach without them.
+///
+/// - `amount_band`: `1 + amount` in half-octave bands;
+/// - `amount_vs_card_band`: `(1 + amount) / (1 + the card's mean)` over its
+///   longest window, in half-octave bands clamped to ×1/16 … ×16, and a
+///   band of its own for a card's first transaction;
+/// - `mcc_x_amount_band`: the merchant category crossed with the amount
+///   band (an amount unusual for its category);
+/// - `merch_risk_band`: the merchant's smoothed fraud share over its
+///   longest risk window, in half-logit bands.
+///
+/// Read from the assembled vector (card and merchant halves), so each
+/// transaction's bands are fixed when it is scored and stored with it.
+#[derive(Clone, Debug)]
+struct Bands {
+    /// Which of [`BAND_NAMES`] are computed.
+    on: [bool; CATEGORICALS - FIELD_SLOTS],
+    mask: u32,
+    /// Dense indices of `amount_log`, `amount_vs_card_mean`, `first_seen`
+    /// and the longest window's `merch_risk` (or `merch_tx_risk`; none
+    /// without risk windows).
+    amount: usize,
+    vs_card: usize,
+    first_seen: usize,
+    risk: Option<usize>,
+    /// Salts of the four band slots.
+    salts: [u64; CATEGORICALS - FIELD_SLOTS],
+}
+
+impl Bands {
+    fn new(cfg: &FeatureConfig) -> Self {
+        let space = feature_space(cfg);
+        let at = |n: &str| {
+            (space.names().iter())
+                .position(|x| x == n)
+                .expect("a declared feature")
+        };
+        let risk = match cfg.risk_horizons() {
+            ([.., h], _) => Some(at(&format_compact!("merch_risk_{}", horizon_label(*h)))),
+            (_, [.., h]) => Some(at(&format_compact!("merch_tx_risk_{}", horizon_label(*h)))),
+            _ => None,
+        };
+        Bands {
+            on: BAND_NAMES.map(|n| cfg.bands.iter().any(|b| b == n)),
+            mask: (1u32 << cfg.hash_bits) - 1,
+            amount: at("amount_log"),
+            vs_card: at("amount_vs_card_mean"),
+            first_seen: at("first_seen"),
+            risk,
+            salts: std::array::from_fn(|i| key_of(CATEGORICAL_NAMES[FIELD_SLOTS + i].as_bytes())),
+        }
+    }
+
+    /// Write the band slots of `x` (its dense vector complete, its field
+    /// slots hashed).
+    #[inline]
+    fn apply(&self, x: &mut FeatureVector) {
+        let (fields, slots) = x.cats.split_at_mut(FIELD_SLOTS);
+        if self.on == [false; CATEGORICALS - FIELD_SLOTS] {
+            slots.fill(NO_SLOT);
+            return;
+        }
+        let level = |v: f32, width: f32, lim: f32| (v / width).floor().clamp(-lim, lim) as i64;
+        let amount = level(x.dense[self.amount], HALF_OCTAVE, 64.0);
+        let vs_card = if x.dense[self.first_seen] > 0.5 {
+            i64::MIN
+        } else {
+            level(x.dense[self.vs_card], HALF_OCTAVE, 8.0)
+        };
+        let mcc_x_amount = (i64::from(fields[0]) << 8) ^ amount;
+        let risk = self.risk.map(|i| {
+            let r = x.dense[i].clamp(1e-6, 1.0 - 1e-6);
+            level((r / (1.0 - r)).ln(), RISK_BAND, 32.0)
+        });
+        let values = [Some(amount), Some(vs_card), Some(mcc_x_amount), risk];
+        for (((slot, v), salt), on) in slots.iter_mut().zip(values).zip(self.salts).zip(self.on) {
+            *slot = match v {
+                Some(v) if on => (mix(salt ^ v as u64) as u32) & self.mask,
+                _ => NO_SLOT,
+            };
+        }
+    }
+}
+
+/// splitmix64's finaliser: a band's number spread over the hashed space.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49eb_133b_a111);
+    z ^ (z >> 31)
 }
 
 /// Owns every merchant's state: the merchant half of the feature vector,
@@ -166,6 +325,7 @@ pub struct CardFeatures {
 pub struct MerchantFeatures {
     merchant_layout: WindowLayout,
     risk_layout: WindowLayout,
+    risk_tx_layout: WindowLayout,
     /// Merchant features per vector ([`merchant_feature_count`]).
     len: usize,
     merchants: KeyMap<MerchantState>,
@@ -375,13 +535,26 @@ feature_group! {
 }
 
 feature_group! {
-    /// Merchant fraud risk of one label-time horizon, named
-    /// `{field}_{horizon}`; one group per risk window, last in the vector.
+    /// Merchant fraud risk of one horizon of label arrival time, named
+    /// `{field}_{horizon}`; one group per risk window, after the fixed
+    /// merchant features.
     struct MerchantRisk {
         /// Fraud share of the labels, smoothed towards the prior.
         merch_risk,
         /// `ln(1 + frauds)` in the window.
         merch_frauds,
+    }
+}
+
+feature_group! {
+    /// Merchant fraud risk of one horizon of transaction time (labels
+    /// counted at their transaction's time), named `{field}_{horizon}`; one
+    /// group per risk window, last in the vector.
+    struct MerchantTxRisk {
+        /// Fraud share of the labelled transactions, smoothed towards the prior.
+        merch_tx_risk,
+        /// `ln(1 + frauds)` among them.
+        merch_tx_frauds,
     }
 }
 
@@ -406,7 +579,9 @@ fn merchant_names(cfg: &FeatureConfig) -> Vec<CompactString> {
     let mut names = Vec::with_capacity(merchant_feature_count(cfg));
     push_windowed_names(&mut names, MerchantWindow::NAMES, &cfg.merchant_windows);
     names.extend(MerchantFixed::NAMES.iter().map(|&s| CompactString::from(s)));
-    push_windowed_names(&mut names, MerchantRisk::NAMES, &cfg.merchant_risk_windows);
+    let (arrival, transaction) = cfg.risk_horizons();
+    push_windowed_names(&mut names, MerchantRisk::NAMES, arrival);
+    push_windowed_names(&mut names, MerchantTxRisk::NAMES, transaction);
     names
 }
 
@@ -434,7 +609,8 @@ pub fn card_feature_count(cfg: &FeatureConfig) -> usize {
 pub fn merchant_feature_count(cfg: &FeatureConfig) -> usize {
     MerchantWindow::LEN * cfg.merchant_windows.len()
         + MerchantFixed::LEN
-        + MerchantRisk::LEN * cfg.merchant_risk_windows.len()
+        + MerchantRisk::LEN * cfg.risk_horizons().0.len()
+        + MerchantTxRisk::LEN * cfg.risk_horizons().1.len()
 }
 
 /// Bytes of one card's state (struct, window slots, hash-table slot).
@@ -683,6 +859,7 @@ impl CardFeatures {
         CardFeatures {
             card_layout: layout(&cfg.card_windows, cfg.buckets),
             len: card_feature_count(&cfg),
+            bands: Bands::new(&cfg),
             cfg,
             cards: key_map(),
             max_cards: usize::MAX,
@@ -844,11 +1021,20 @@ impl CardFeatures {
         longest
     }
 
+    /// Write the banded categoricals of `x`, a vector this stage's
+    /// [`extract_and_update`](Self::extract_and_update) began and the
+    /// merchant features completed (see [`BAND_NAMES`] and `features.bands` in docs/topology.md).
+    #[inline]
+    pub fn band(&self, x: &mut FeatureVector) {
+        self.bands.apply(x);
+    }
+
     /// Hash the categorical fields of `tx` into their slots.
     fn hash_categoricals(&self, tx: &Transaction, cats: &mut [u32; CATEGORICALS]) {
         let mask = (1u32 << self.cfg.hash_bits) - 1;
         let fields = [&tx.mcc, &tx.country, &tx.channel];
         for (slot, (field, salt)) in fields.iter().zip(self.cat_salts).enumerate() {
+            debug_assert!(slot < FIELD_SLOTS);
             let h = match field {
                 Some(v) => key_of(v.as_bytes()) ^ salt,
                 None => salt,
@@ -898,24 +1084,55 @@ impl MerchantFixed {
     }
 }
 
+/// A labelled fraud share smoothed towards [`RISK_PRIOR`], and `ln(1 + frauds)`.
+fn risk_of(s: &WindowStats, table: &[f32]) -> (f32, f32) {
+    let rate =
+        (s.aux as f64 + RISK_PRIOR * RISK_PRIOR_WEIGHT) / (s.count as f64 + RISK_PRIOR_WEIGHT);
+    (rate as f32, ln1p_count(table, s.aux))
+}
+
 impl MerchantRisk {
     fn of(s: &WindowStats, table: &[f32]) -> Self {
-        let rate =
-            (s.aux as f64 + RISK_PRIOR * RISK_PRIOR_WEIGHT) / (s.count as f64 + RISK_PRIOR_WEIGHT);
+        let (merch_risk, merch_frauds) = risk_of(s, table);
         MerchantRisk {
-            merch_risk: rate as f32,
-            merch_frauds: ln1p_count(table, s.aux),
+            merch_risk,
+            merch_frauds,
+        }
+    }
+}
+
+impl MerchantTxRisk {
+    fn of(s: &WindowStats, table: &[f32]) -> Self {
+        let (merch_tx_risk, merch_tx_frauds) = risk_of(s, table);
+        MerchantTxRisk {
+            merch_tx_risk,
+            merch_tx_frauds,
         }
     }
 }
 
 impl MerchantState {
     /// A merchant never seen.
-    fn new(windows: &WindowLayout, risk: &WindowLayout) -> Self {
+    fn new(windows: &WindowLayout, risk: &WindowLayout, risk_tx: &WindowLayout) -> Self {
         MerchantState {
             windows: windows.new_set(),
             risk: risk.new_set(),
+            risk_tx: risk_tx.new_set(),
         }
+    }
+
+    /// Its newest event of any kind (for eviction and the cap).
+    fn latest(&self) -> i64 {
+        (self.windows.latest())
+            .max(self.risk.latest())
+            .max(self.risk_tx.latest())
+    }
+
+    /// Whether its windows are laid out as `w`, `r` and `t` say.
+    fn fits(&self, w: &WindowLayout, r: &WindowLayout, t: &WindowLayout) -> bool {
+        self.windows.slots() == w.slots()
+            && self.risk.slots() == r.slots()
+            && self.risk_tx.slots() == t.slots()
     }
 }
 
@@ -924,7 +1141,8 @@ impl MerchantFeatures {
     pub fn new(cfg: FeatureConfig) -> Self {
         MerchantFeatures {
             merchant_layout: layout(&cfg.merchant_windows, cfg.buckets),
-            risk_layout: layout(&cfg.merchant_risk_windows, cfg.buckets),
+            risk_layout: layout(cfg.risk_horizons().0, cfg.buckets),
+            risk_tx_layout: layout(cfg.risk_horizons().1, cfg.buckets),
             len: merchant_feature_count(&cfg),
             merchants: key_map(),
             max_merchants: usize::MAX,
@@ -960,11 +1178,12 @@ impl MerchantFeatures {
     /// written under the same feature settings); refused when a window
     /// layout differs.
     pub fn restore_entities(&mut self, merchants: Vec<(u64, MerchantState)>) -> Result<(), String> {
-        let (w, k) = (self.merchant_layout.slots(), self.risk_layout.slots());
-        if merchants
-            .iter()
-            .any(|(_, m)| m.windows.slots() != w || m.risk.slots() != k)
-        {
+        let (w, r, t) = (
+            &self.merchant_layout,
+            &self.risk_layout,
+            &self.risk_tx_layout,
+        );
+        if merchants.iter().any(|(_, m)| !m.fits(w, r, t)) {
             return Err("merchant windows have another layout than this topology's".into());
         }
         self.merchants = key_map();
@@ -990,11 +1209,12 @@ impl MerchantFeatures {
 
     /// Apply a checkpoint's delta (written under the same feature settings).
     pub fn apply_delta(&mut self, d: KeyedDelta<MerchantState>) -> Result<(), String> {
-        let (w, k) = (self.merchant_layout.slots(), self.risk_layout.slots());
-        if d.upserts
-            .iter()
-            .any(|(_, m)| m.windows.slots() != w || m.risk.slots() != k)
-        {
+        let (w, r, t) = (
+            &self.merchant_layout,
+            &self.risk_layout,
+            &self.risk_tx_layout,
+        );
+        if d.upserts.iter().any(|(_, m)| !m.fits(w, r, t)) {
             return Err("merchant windows have another layout than this topology's".into());
         }
         for key in d.removed {
@@ -1012,7 +1232,9 @@ impl MerchantFeatures {
     /// Approximate bytes of state per merchant.
     pub fn bytes_per_merchant(&self) -> usize {
         std::mem::size_of::<(u64, MerchantState)>()
-            + (self.merchant_layout.slots() + self.risk_layout.slots())
+            + (self.merchant_layout.slots()
+                + self.risk_layout.slots()
+                + self.risk_tx_layout.slots())
                 * std::mem::size_of::<crate::windows::Bucket>()
     }
 
@@ -1032,14 +1254,18 @@ impl MerchantFeatures {
             &mut self.merchants,
             self.max_merchants,
             merchant_key,
-            |m| m.windows.latest().max(m.risk.latest()),
+            MerchantState::latest,
             |k| changes.note(k),
         ) as u64;
-        let (ml, rl) = (&self.merchant_layout, &self.risk_layout);
+        let (ml, rl, tl) = (
+            &self.merchant_layout,
+            &self.risk_layout,
+            &self.risk_tx_layout,
+        );
         let merchant = self
             .merchants
             .entry(merchant_key)
-            .or_insert_with(|| MerchantState::new(ml, rl));
+            .or_insert_with(|| MerchantState::new(ml, rl, tl));
         changes.note(merchant_key);
         if !late {
             merchant.windows.advance(ml, ts);
@@ -1047,7 +1273,13 @@ impl MerchantFeatures {
         let longest = Self::push_activity(&merchant.windows, ml, &self.ln1p, ts, out);
         MerchantFixed::of(tx.amount, &longest).push_to(out);
         merchant.risk.advance(rl, ts);
-        Self::push_risk(&merchant.risk, rl, &self.ln1p, ts, out);
+        for i in 0..rl.specs().len() {
+            MerchantRisk::of(&merchant.risk.query(rl, i, ts), &self.ln1p).push_to(out);
+        }
+        merchant.risk_tx.advance(tl, ts);
+        for i in 0..tl.specs().len() {
+            MerchantTxRisk::of(&merchant.risk_tx.query(tl, i, ts), &self.ln1p).push_to(out);
+        }
         assert_eq!(out.len() - start, self.len, "merchant vector as declared");
         if !late {
             merchant.windows.add(ml, ts, tx.amount as f32, 0);
@@ -1072,24 +1304,18 @@ impl MerchantFeatures {
         longest
     }
 
-    /// Append one [`MerchantRisk`] group per risk window.
-    fn push_risk(
-        risk: &WindowSet,
-        layout: &WindowLayout,
-        table: &[f32],
-        ts: i64,
-        out: &mut Vec<f32>,
-    ) {
-        for i in 0..layout.specs().len() {
-            MerchantRisk::of(&risk.query(layout, i, ts), table).push_to(out);
-        }
-    }
-
-    /// Fold a label into the merchant's fraud-risk windows at its arrival time.
-    pub fn apply_label(&mut self, merchant_key: u64, label_ts: i64, is_fraud: bool) {
+    /// Fold a label into the merchant's fraud-risk windows: at its arrival
+    /// time `label_ts` in `merch_risk`, at its transaction's `tx_ts` in
+    /// `merch_tx_risk` (those configured).
+    pub fn apply_label(&mut self, merchant_key: u64, label_ts: i64, tx_ts: i64, is_fraud: bool) {
         if let Some(m) = self.merchants.get_mut(&merchant_key) {
-            m.risk
-                .add(&self.risk_layout, label_ts, 0.0, is_fraud as u32);
+            let fraud = u32::from(is_fraud);
+            if !self.risk_layout.specs().is_empty() {
+                m.risk.add(&self.risk_layout, label_ts, 0.0, fraud);
+            }
+            if !self.risk_tx_layout.specs().is_empty() {
+                m.risk_tx.add(&self.risk_tx_layout, tx_ts, 0.0, fraud);
+            }
             self.changes.note(merchant_key);
         }
     }
@@ -1099,7 +1325,7 @@ impl MerchantFeatures {
         let n = self.merchants.len();
         let changes = &mut self.changes;
         self.merchants.retain(|&k, m| {
-            let keep = m.windows.latest() >= before || m.risk.latest() >= before;
+            let keep = m.latest() >= before;
             if !keep {
                 changes.note(k);
             }
@@ -1162,12 +1388,21 @@ impl FeatureExtractor {
             .extract_and_update(tx, card_key, merchant_key, late, out);
         out.dense.extend_from_slice(&self.merchant_buf);
         debug_assert_eq!(out.dense.len(), self.space.dense_len());
+        self.card.band(out);
     }
 
     /// Fold a label into the merchant's fraud-risk windows (at the label's
-    /// arrival time) and, for a fraud, mark the card.
-    pub fn apply_label(&mut self, card_key: u64, merchant_key: u64, label_ts: i64, is_fraud: bool) {
-        self.merchant.apply_label(merchant_key, label_ts, is_fraud);
+    /// arrival `label_ts` and its transaction's `tx_ts`) and, for a fraud,
+    /// mark the card.
+    pub fn apply_label(
+        &mut self,
+        card_key: u64,
+        merchant_key: u64,
+        (label_ts, tx_ts): (i64, i64),
+        is_fraud: bool,
+    ) {
+        self.merchant
+            .apply_label(merchant_key, label_ts, tx_ts, is_fraud);
         if is_fraud {
             self.card.apply_fraud(card_key, label_ts);
         }
@@ -1224,6 +1459,51 @@ mod tests {
     }
 
     #[test]
+    fn bands_give_levels_of_the_amount_and_its_ratio_their_own_slots() {
+        let mut fx = FeatureExtractor::new(FeatureConfig::default());
+        let slot = |v: &FeatureVector, name: &str| {
+            v.cats[CATEGORICAL_NAMES.iter().position(|n| *n == name).unwrap()]
+        };
+        let first = run(&mut fx, &tx(0, "c", "m", 20.0));
+        for i in 1..20 {
+            run(&mut fx, &tx(i * MINUTE_MS, "c", "m", 20.0));
+        }
+        let usual = run(&mut fx, &tx(30 * MINUTE_MS, "c", "m", 21.0));
+        // 1 + amount: 22 and 22.5 share a half-octave band, 231 is 3.4 octaves up.
+        let same = run(&mut fx, &tx(31 * MINUTE_MS, "c", "m", 21.5));
+        let high = run(&mut fx, &tx(32 * MINUTE_MS, "c", "m", 230.0));
+        assert_eq!(slot(&usual, "amount_band"), slot(&same, "amount_band"));
+        assert_ne!(slot(&usual, "amount_band"), slot(&high, "amount_band"));
+        assert_ne!(
+            slot(&usual, "amount_vs_card_band"),
+            slot(&high, "amount_vs_card_band")
+        );
+        assert_ne!(
+            slot(&first, "amount_vs_card_band"),
+            slot(&usual, "amount_vs_card_band"),
+            "a first transaction has a band of its own, not that of the usual amount"
+        );
+        assert_ne!(
+            slot(&usual, "mcc_x_amount_band"),
+            slot(&high, "mcc_x_amount_band")
+        );
+        for v in [&first, &usual, &high] {
+            assert!(
+                v.cats.iter().all(|&c| c < 1 << 12),
+                "every slot in the hashed space"
+            );
+        }
+        // Off: the band slots hold nothing; the field slots are as before.
+        let mut off = FeatureExtractor::new(FeatureConfig {
+            bands: Vec::new(),
+            ..FeatureConfig::default()
+        });
+        let v = run(&mut off, &tx(0, "c", "m", 20.0));
+        assert_eq!(v.cats[..FIELD_SLOTS], first.cats[..FIELD_SLOTS]);
+        assert!(v.cats[FIELD_SLOTS..].iter().all(|&c| c == NO_SLOT));
+    }
+
+    #[test]
     fn names_are_unique_and_match_vector_length() {
         let mut fx = FeatureExtractor::new(FeatureConfig::default());
         let v = run(&mut fx, &tx(0, "c", "m", 10.0));
@@ -1273,20 +1553,34 @@ mod tests {
 
     #[test]
     fn labels_raise_merchant_risk_and_mark_the_card() {
-        let mut fx = FeatureExtractor::new(FeatureConfig::default());
+        let mut fx = FeatureExtractor::new(FeatureConfig {
+            merchant_risk_time: RiskTime::Both,
+            ..FeatureConfig::default()
+        });
         let t = tx(0, "c", "m", 20.0);
         run(&mut fx, &t);
         let (c, m) = (key_of(b"c"), key_of(b"m"));
         let before = run(&mut fx, &tx(HOUR_MS, "c", "m", 20.0));
         for i in 0..5 {
-            fx.apply_label(c, m, HOUR_MS + i, true);
+            fx.apply_label(c, m, (HOUR_MS + i, 0), true);
         }
         let after = run(&mut fx, &tx(2 * HOUR_MS, "c", "m", 20.0));
-        assert!(
-            feature(&fx, &after, "merch_risk_7d") > 10.0 * feature(&fx, &before, "merch_risk_7d")
-        );
+        for risk in ["merch_risk_7d", "merch_tx_risk_7d"] {
+            assert!(
+                feature(&fx, &after, risk) > 10.0 * feature(&fx, &before, risk),
+                "{risk}"
+            );
+        }
         assert_eq!(feature(&fx, &after, "card_confirmed_fraud"), 1.0);
         assert_eq!(feature(&fx, &before, "card_confirmed_fraud"), 0.0);
+        // A verdict on a transaction older than every window counts at its
+        // arrival only.
+        let day = 40 * DAY_MS;
+        run(&mut fx, &tx(day, "c", "m", 20.0));
+        fx.apply_label(c, m, (day + 1, day - 31 * DAY_MS), true);
+        let later = run(&mut fx, &tx(day + HOUR_MS, "c", "m", 20.0));
+        assert_eq!(feature(&fx, &later, "merch_frauds_1d"), 1f32.ln_1p());
+        assert_eq!(feature(&fx, &later, "merch_tx_frauds_30d"), 0.0);
     }
 
     #[test]

@@ -449,7 +449,7 @@ mod tests {
             card: 1,
             merchant: 2,
             ts,
-            cats: [1, 2, 3],
+            cats: [1, 2, 3, 4, 5, 6, 7],
             raw: 0.25,
         }
     }
@@ -457,7 +457,7 @@ mod tests {
     fn vector(v: f32) -> FeatureVector {
         FeatureVector {
             dense: vec![v, v + 1.0],
-            cats: [1, 2, 3],
+            cats: [1, 2, 3, 4, 5, 6, 7],
         }
     }
 

@@ -527,10 +527,19 @@ mod tests {
     fn an_input_with_several_records_in_a_sink_is_skipped_as_often() {
         let mut counts = HashMap::from([((7, 0), 2), ((9, 0), 1), ((9, 1), 1)]);
         assert!(take_one(&mut counts, (7, 0)));
-        assert!(take_one(&mut counts, (7, 0)), "a second vector of one input");
+        assert!(
+            take_one(&mut counts, (7, 0)),
+            "a second vector of one input"
+        );
         assert!(!take_one(&mut counts, (7, 0)), "a third was never written");
-        assert!(take_one(&mut counts, (9, 1)), "a label's copy in partition 1");
-        assert!(!take_one(&mut counts, (9, 2)), "its copy in partition 2 was not");
+        assert!(
+            take_one(&mut counts, (9, 1)),
+            "a label's copy in partition 1"
+        );
+        assert!(
+            !take_one(&mut counts, (9, 2)),
+            "its copy in partition 2 was not"
+        );
         assert!(take_one(&mut counts, (9, 0)));
         assert!(counts.is_empty());
     }

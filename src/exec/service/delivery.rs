@@ -21,8 +21,8 @@
 //! read and passed over. The cost is one read of what was produced since
 //! the last checkpoint, at start.
 
-use crate::connectors::cluster::{end_offset, high_watermarks, partition_count};
 use crate::config::Records;
+use crate::connectors::cluster::{end_offset, high_watermarks, partition_count};
 use crate::connectors::sinks::{HeldKey, SinkRouter};
 use crate::connectors::sources::fluvio::FluvioSource;
 use crate::connectors::sources::SourceOffset;

@@ -11,7 +11,7 @@
 
 use super::{Classifier, Explain, Standardizer};
 use crate::event::Contribution;
-use crate::features::{FeatureSpace, FeatureVector, CATEGORICAL_NAMES};
+use crate::features::{FeatureSpace, FeatureVector, CATEGORICAL_NAMES, NO_SLOT};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -299,7 +299,7 @@ impl LogisticModel {
         for (w, x) in w[..d].iter().zip(xs) {
             m += get(w) * x;
         }
-        for &c in cats {
+        for &c in cats.iter().filter(|&&c| c != NO_SLOT) {
             m += get(&w[d + c as usize]);
         }
         m
@@ -478,7 +478,7 @@ impl Classifier for LogisticModel {
                 self.update_coord(i, g * xi);
             }
         }
-        for &c in &x.cats {
+        for &c in x.cats.iter().filter(|&&c| c != NO_SLOT) {
             self.update_coord(d + c as usize, g);
         }
         let b = self.bias_index();
@@ -512,6 +512,7 @@ impl Explain for LogisticModel {
             x.cats
                 .iter()
                 .enumerate()
+                .filter(|(_, &c)| c != NO_SLOT)
                 .map(|(j, &c)| (get(&w[d + c as usize]), d + j)),
         );
         ranked.retain(|(v, _)| *v > 0.0);
@@ -555,7 +556,7 @@ mod tests {
         (
             FeatureVector {
                 dense,
-                cats: [1, 2, 3],
+                cats: [1, 2, 3, 4, 5, 6, 7],
             },
             fraud,
         )

@@ -853,7 +853,7 @@ mod tests {
         (
             FeatureVector {
                 dense,
-                cats: [1, 2, 3],
+                cats: [1, 2, 3, 4, 5, 6, 7],
             },
             fraud,
         )
