@@ -79,7 +79,11 @@ pub struct MatrixArgs {
     #[arg(long, value_delimiter = ',', default_value = "cards,categories")]
     pub families: Vec<String>,
     /// Model types (`model.type`).
-    #[arg(long, value_delimiter = ',', default_value = "logistic,forest,blend")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "logistic,forest,blend,auto"
+    )]
     pub models: Vec<String>,
     /// Mean label delays in days, each at a fraud rate of 0.7 %.
     #[arg(long, value_delimiter = ',', default_value = "0.25,7,30")]

@@ -12,6 +12,7 @@ use fraudstream_engine::model::calibration::CalibrationConfig;
 use fraudstream_engine::model::forest::ForestConfig;
 use fraudstream_engine::model::hst::{HstConfig, MAX_NODES};
 use fraudstream_engine::model::portfolio::PortfolioConfig;
+use fraudstream_engine::model::select::SelectConfig;
 use fraudstream_engine::model::{Imbalance, LogisticConfig, Optimizer};
 use fraudstream_engine::{EngineConfig, Named, StageSettings};
 use std::path::PathBuf;
@@ -343,8 +344,22 @@ fn read_portfolio(s: &Section) -> PortfolioConfig {
             i64::MAX,
         ) as u64,
         hold_frauds: s.int("hold_frauds", d.hold_frauds as i64, 0, 1 << 30) as usize,
+        auto: read_auto(&s.section("auto")),
         drift_delta: s.float("drift_delta", d.drift_delta, 0.0, 0.5),
     }
+}
+
+fn read_auto(s: &Section) -> SelectConfig {
+    let d = SelectConfig::default();
+    let cfg = SelectConfig {
+        window_frauds: s.int("window_frauds", d.window_frauds as i64, 1, 1_000_000) as usize,
+        max_window: s.int("max_window", d.max_window as i64, 100, 10_000_000) as usize,
+        every: s.int("every", d.every as i64, 1, 10_000_000) as u64,
+        margin: s.float("margin", d.margin, 0.0, 1.0),
+        min_frauds: s.int("min_frauds", d.min_frauds as i64, 1, 1_000_000) as usize,
+    };
+    s.finish();
+    cfg
 }
 
 pub(super) fn read_model(s: &Section) -> ModelSettings {

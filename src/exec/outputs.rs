@@ -108,6 +108,11 @@ pub fn run_report(
             .unwrap_or_default(),
         drift_events_dropped: engine.portfolio().map_or(0, |p| p.drift_events().1),
         batch_swaps: engine.portfolio().map_or(0, |p| p.batch_swaps()),
+        model_switches: engine
+            .portfolio()
+            .map(|p| p.model_switches().0.to_vec())
+            .unwrap_or_default(),
+        model_switches_dropped: engine.portfolio().map_or(0, |p| p.model_switches().1),
         outputs: written
             .0
             .into_iter()

@@ -152,6 +152,7 @@ impl Named for ModelKind {
         ModelKind::Hst,
         ModelKind::Batch,
         ModelKind::Blend,
+        ModelKind::Auto,
     ];
     fn name(self) -> &'static str {
         ModelKind::name(self)

@@ -1266,7 +1266,7 @@ impl Engine {
 }
 
 /// Layout version of the engine snapshot ([`Engine::save_state`]); raise it when a snapshot field changes.
-pub const SNAPSHOT_VERSION: u32 = 5;
+pub const SNAPSHOT_VERSION: u32 = 6;
 
 /// What an engine keeps at a checkpoint (the form it is read back in).
 #[derive(serde::Deserialize)]

@@ -5,6 +5,7 @@ use anyhow::Context;
 use fraudstream_engine::engine::EngineCounters;
 use fraudstream_engine::eval::{DayMetrics, MetricsSummary};
 use fraudstream_engine::model::portfolio::{DriftEvent, MemberMetrics};
+use fraudstream_engine::model::select::{Candidate, ModelSwitch};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -172,6 +173,13 @@ pub struct RunReport {
     /// Batch champion models swapped in.
     #[serde(default)]
     pub batch_swaps: u64,
+    /// `model.type = "auto"`: each change of the served candidate, with the
+    /// average precisions that caused it, by time.
+    #[serde(default)]
+    pub model_switches: Vec<ModelSwitch>,
+    /// Switches beyond the cap, only counted.
+    #[serde(default)]
+    pub model_switches_dropped: u64,
 }
 
 fn logistic() -> String {
@@ -206,6 +214,7 @@ impl RunReport {
         self.write_counts(&mut s);
         self.write_speed(&mut s);
         self.write_drift(&mut s);
+        self.write_switches(&mut s);
         self.write_models(&mut s);
         self.write_metrics(&mut s);
         for o in &self.outputs {
@@ -280,6 +289,31 @@ impl RunReport {
             "  model        {}, version {}, {} features",
             self.model, self.model_version, self.features
         );
+    }
+
+    /// Summary line of `auto`'s switches: how many, and the last with its figures.
+    fn write_switches(&self, s: &mut String) {
+        if self.model != "auto" {
+            return;
+        }
+        let n = self.model_switches.len() as u64 + self.model_switches_dropped;
+        let _ = write!(s, "  auto         {n} switches of the served model");
+        if let Some(w) = self.model_switches.last() {
+            let ap: Vec<String> = (Candidate::ALL.iter())
+                .zip(w.average_precision)
+                .map(|(c, ap)| format!("{} {ap:.3}", c.name()))
+                .collect();
+            let _ = write!(
+                s,
+                "; the last on day {}: {} -> {} (AP over the last {} labels: {})",
+                w.day,
+                w.from.name(),
+                w.to.name(),
+                w.window_labels,
+                ap.join(", ")
+            );
+        }
+        s.push('\n');
     }
 
     /// Summary line of the drift events and batch swaps, with a portfolio.

@@ -28,6 +28,7 @@ pub mod forest;
 pub mod hst;
 pub mod logistic;
 pub mod portfolio;
+pub mod select;
 pub mod served;
 
 use crate::event::Contribution;

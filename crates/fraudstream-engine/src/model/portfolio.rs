@@ -41,6 +41,7 @@ use super::adwin::Adwin;
 use super::batch::{BatchChampion, BatchConfig};
 use super::forest::{AdaptiveForest, ForestConfig};
 use super::hst::{HalfSpaceTrees, HstConfig};
+use super::select::{Candidate, ModelSwitch, SelectConfig, Selector};
 use super::{Classifier, Explain, LogisticModel, Standardizer};
 use crate::event::Contribution;
 use crate::features::FeatureVector;
@@ -63,26 +64,29 @@ pub struct SideValues {
     pub logit_forest: f32,
     /// Logit of the batch champion's score (0 before its first model).
     pub logit_batch: f32,
+    /// Logit of the blend's score (what `auto` judges the blend by).
+    pub logit_blend: f32,
     /// The served score.
     pub served: f32,
 }
 
 impl SideValues {
     /// How many values they take in a stored vector.
-    pub const LEN: usize = 5;
+    pub const LEN: usize = 6;
 
     /// Read them from the start of `tail` (a stored vector after its features).
     ///
     /// # Panics
     /// If `tail` holds fewer than [`LEN`](Self::LEN) values.
     pub fn read(tail: &[f32]) -> Self {
-        let [anomaly, logit_linear, logit_forest, logit_batch, served]: [f32; Self::LEN] =
-            tail[..Self::LEN].try_into().expect("a slice of LEN values");
+        let [anomaly, logit_linear, logit_forest, logit_batch, logit_blend, served]: [f32;
+            Self::LEN] = tail[..Self::LEN].try_into().expect("a slice of LEN values");
         SideValues {
             anomaly,
             logit_linear,
             logit_forest,
             logit_batch,
+            logit_blend,
             served,
         }
     }
@@ -96,6 +100,7 @@ impl SideValues {
             self.logit_linear,
             self.logit_forest,
             self.logit_batch,
+            self.logit_blend,
             self.served,
         ]);
     }
@@ -123,6 +128,9 @@ pub enum ModelKind {
     Batch,
     /// Logistic, forest and batch combined.
     Blend,
+    /// Whichever of logistic, forest and blend has the best recent average
+    /// precision ([`Selector`]).
+    Auto,
 }
 
 impl ModelKind {
@@ -134,6 +142,7 @@ impl ModelKind {
             ModelKind::Hst => "hst",
             ModelKind::Batch => "batch",
             ModelKind::Blend => "blend",
+            ModelKind::Auto => "auto",
         }
     }
 }
@@ -176,6 +185,8 @@ pub struct PortfolioConfig {
     pub cold_start_genuine: u64,
     /// Most fraud vectors held back until then.
     pub hold_frauds: usize,
+    /// `auto`: how the served candidate is chosen.
+    pub auto: SelectConfig,
     /// ADWIN confidence of the score and error detectors (0 disables).
     pub drift_delta: f64,
 }
@@ -188,17 +199,31 @@ impl PortfolioConfig {
     }
 
     fn runs_forest(&self) -> bool {
-        self.compare || matches!(self.kind, ModelKind::Forest | ModelKind::Blend)
+        self.compare
+            || matches!(
+                self.kind,
+                ModelKind::Forest | ModelKind::Blend | ModelKind::Auto
+            )
     }
 
     fn runs_batch(&self) -> bool {
-        self.compare || matches!(self.kind, ModelKind::Batch | ModelKind::Blend)
+        self.compare
+            || matches!(
+                self.kind,
+                ModelKind::Batch | ModelKind::Blend | ModelKind::Auto
+            )
+    }
+
+    /// Whether the blend is computed and its stacker learns.
+    fn runs_blend(&self) -> bool {
+        self.compare || matches!(self.kind, ModelKind::Blend | ModelKind::Auto)
     }
 
     /// The members evaluated on their own, in report order: every one with
-    /// `compare`, else those the served blend or forest or batch is made of.
+    /// `compare` or `auto` (the logistic model too), else those the served
+    /// blend or forest or batch is made of.
     pub fn evaluated_members(&self) -> Vec<Member> {
-        let all = self.compare;
+        let all = self.compare || self.kind == ModelKind::Auto;
         let mut members = Vec::new();
         if all {
             members.push(Member::Logistic);
@@ -232,6 +257,7 @@ impl Default for PortfolioConfig {
             cold_start_frauds: 20,
             cold_start_genuine: 1000,
             hold_frauds: 5000,
+            auto: SelectConfig::default(),
             drift_delta: 1e-5,
         }
     }
@@ -427,6 +453,8 @@ pub struct Portfolio {
     genuine_tx_ts: i64,
     events: Vec<DriftEvent>,
     events_dropped: u64,
+    /// `auto`: the choice of the served candidate.
+    selector: Option<Selector>,
     #[serde(skip)]
     hst_in: Vec<f32>,
     /// A held fraud being replayed.
@@ -474,15 +502,28 @@ impl Portfolio {
             replay: Vec::new(),
             events: Vec::new(),
             events_dropped: 0,
+            selector: (cfg.kind == ModelKind::Auto).then(|| Selector::new(cfg.auto)),
             hst_in: Vec::with_capacity(dense),
             std_buf: Vec::with_capacity(dense),
             cfg,
         }
     }
 
-    /// The served model.
+    /// The served model (`model.type`).
     pub fn kind(&self) -> ModelKind {
         self.cfg.kind
+    }
+
+    /// The model serving now: `model.type`, or the candidate `auto` chose.
+    fn serving(&self) -> ModelKind {
+        match &self.selector {
+            Some(sel) => match sel.served() {
+                Candidate::Logistic => ModelKind::Logistic,
+                Candidate::Forest => ModelKind::Forest,
+                Candidate::Blend => ModelKind::Blend,
+            },
+            None => self.cfg.kind,
+        }
     }
 
     /// Values per stored vector: features plus [`SideValues::LEN`].
@@ -547,19 +588,33 @@ impl Portfolio {
             logit_linear: logit(p_linear) as f32,
             logit_forest: p_forest.map_or(0.0, logit) as f32,
             logit_batch: p_batch.map_or(0.0, logit) as f32,
+            logit_blend: 0.0,
             served: 0.0,
         };
         let p_blend = self.blend(&side, p_batch.is_some());
+        side.logit_blend = logit(p_blend) as f32;
         let cold = self.cold();
         let cold_score = 0.5 * anomaly;
-        let served = match self.cfg.kind {
+        let served = match self.serving() {
             ModelKind::Logistic => p_linear,
             ModelKind::Hst => anomaly,
             ModelKind::Forest if cold => cold_score,
             ModelKind::Forest => p_forest.unwrap_or(p_linear),
             ModelKind::Batch => p_batch.unwrap_or(cold_score),
-            ModelKind::Blend if cold => cold_score,
-            ModelKind::Blend => p_blend,
+            ModelKind::Blend | ModelKind::Auto if cold => cold_score,
+            ModelKind::Blend | ModelKind::Auto => p_blend,
+        };
+        // `auto` serves its candidate on the logistic model's scale.
+        let served = match self.selector.as_mut() {
+            Some(sel) => {
+                let mapped = sel.serve([p_linear, p_forest.unwrap_or(p_linear), p_blend]);
+                if cold && sel.served() != Candidate::Logistic {
+                    served
+                } else {
+                    mapped
+                }
+            }
+            None => served,
         };
         side.served = served as f32;
         side.write(&mut x.dense, d);
@@ -634,6 +689,14 @@ impl Portfolio {
         let side = SideValues::read(&x.dense[d..]);
         self.labels += 1;
         self.watch_error(is_fraud, side.served, ts);
+        if let Some(sel) = self.selector.as_mut() {
+            let scores = [side.logit_linear, side.logit_forest, side.logit_blend]
+                .map(|z| sigmoid(f64::from(z)) as f32);
+            let day = ts
+                .saturating_sub(self.origin_ms)
+                .div_euclid(crate::eval::DAY_MS);
+            sel.observe(scores, is_fraud, (ts, day), self.labels);
+        }
         if let Some(w) = weight {
             let warm = self.genuine_learnt >= self.cfg.cold_start_genuine;
             if is_fraud && (!warm || tx_ts > self.genuine_tx_ts) {
@@ -734,7 +797,7 @@ impl Portfolio {
                 });
             }
         }
-        if self.cfg.kind == ModelKind::Blend || self.cfg.compare {
+        if self.cfg.runs_blend() {
             self.stacker.learn(&SideValues::read(&x[d..]), is_fraud, w);
         }
         if is_fraud {
@@ -749,13 +812,13 @@ impl Portfolio {
     /// blend, the member with the largest weighted logit in its combination.
     fn explaining_member(&self, side: &SideValues) -> Member {
         let cold = self.cold();
-        match self.cfg.kind {
+        match self.serving() {
             ModelKind::Logistic => Member::Logistic,
             ModelKind::Hst => Member::Hst,
             ModelKind::Forest | ModelKind::Blend if cold => Member::Hst,
             ModelKind::Forest => Member::Forest,
             ModelKind::Batch => Member::Batch,
-            ModelKind::Blend => {
+            ModelKind::Blend | ModelKind::Auto => {
                 let w = match self.cfg.combine {
                     Combine::Stack => [self.stacker.w[1], self.stacker.w[2], self.stacker.w[3]],
                     Combine::Mean => self.cfg.weights,
@@ -819,6 +882,12 @@ impl Portfolio {
         (&self.events, self.events_dropped)
     }
 
+    /// `auto`'s switches of the served candidate so far (oldest first) and
+    /// how many were not kept; none for another `model.type`.
+    pub fn model_switches(&self) -> (&[ModelSwitch], u64) {
+        self.selector.as_ref().map_or((&[], 0), Selector::switches)
+    }
+
     /// Models swapped in by the batch champion.
     pub fn batch_swaps(&self) -> u64 {
         self.batch.as_ref().map_or(0, |b| b.swaps)
@@ -835,6 +904,9 @@ impl Portfolio {
         self.events.extend(other.events);
         self.events.sort_by_key(|e| e.ts);
         self.events_dropped += other.events_dropped;
+        if let (Some(mine), Some(theirs)) = (self.selector.as_mut(), other.selector.as_ref()) {
+            mine.absorb(theirs);
+        }
     }
 }
 
@@ -982,11 +1054,12 @@ mod tests {
             logit_linear: 2.0,
             logit_forest: 3.0,
             logit_batch: 4.0,
+            logit_blend: 4.5,
             served: 5.0,
         };
         let mut dense = vec![9.0, 9.0, 7.0];
         side.write(&mut dense, 2);
-        assert_eq!(dense, [9.0, 9.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(dense, [9.0, 9.0, 1.0, 2.0, 3.0, 4.0, 4.5, 5.0]);
         assert_eq!(SideValues::read(&dense[2..]), side);
     }
 }
