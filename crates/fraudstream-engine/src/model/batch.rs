@@ -23,6 +23,7 @@
 //! model arrives (polled per transaction): never waits, but when it swaps
 //! depends on thread timing.
 
+use super::sigmoid;
 use crate::event::{key_of, Contribution};
 use compact_str::CompactString;
 use crossbeam::channel::{unbounded, Receiver, Sender};
@@ -175,10 +176,6 @@ pub struct BatchLinear {
     pub trained_at: u64,
     /// Rows it was trained on.
     pub rows: u64,
-}
-
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z.clamp(-35.0, 35.0)).exp())
 }
 
 fn logit(p: f64) -> f64 {

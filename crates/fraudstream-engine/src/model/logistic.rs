@@ -9,7 +9,7 @@
 //! arithmetic is exactly that of a plain `Vec<f64>`. Each handle keeps its own
 //! input standardiser.
 
-use super::{Classifier, Explain, Standardizer};
+use super::{sigmoid, Classifier, Explain, Standardizer};
 use crate::event::Contribution;
 use crate::features::{FeatureSpace, FeatureVector, CATEGORICAL_NAMES, NO_SLOT};
 use compact_str::CompactString;
@@ -228,10 +228,6 @@ pub enum ModelFileError {
         /// What is wrong.
         reason: String,
     },
-}
-
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z.clamp(-35.0, 35.0)).exp())
 }
 
 impl LogisticModel {

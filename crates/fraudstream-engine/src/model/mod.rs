@@ -36,6 +36,12 @@ use crate::event::Contribution;
 pub use logistic::{Imbalance, LogisticConfig, LogisticModel, ModelFile, ModelState, Optimizer};
 pub use served::ServedModel;
 
+/// The logistic function, its argument clamped to ±35 (beyond, the result
+/// is 0 or 1 to double precision anyway).
+pub(crate) fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z.clamp(-35.0, 35.0)).exp())
+}
+
 /// A binary classifier scored test-then-train on a stream (River's
 /// `predict_proba_one` / `learn_one`).
 pub trait Classifier {

@@ -42,7 +42,7 @@ use super::batch::{BatchChampion, BatchConfig};
 use super::forest::{AdaptiveForest, ForestConfig};
 use super::hst::{HalfSpaceTrees, HstConfig};
 use super::select::{Candidate, ModelSwitch, SelectConfig, Selector};
-use super::{Classifier, Explain, LogisticModel, Standardizer};
+use super::{sigmoid, Classifier, Explain, LogisticModel, Standardizer};
 use crate::event::Contribution;
 use crate::features::FeatureVector;
 use compact_str::CompactString;
@@ -199,19 +199,11 @@ impl PortfolioConfig {
     }
 
     fn runs_forest(&self) -> bool {
-        self.compare
-            || matches!(
-                self.kind,
-                ModelKind::Forest | ModelKind::Blend | ModelKind::Auto
-            )
+        self.runs_blend() || self.kind == ModelKind::Forest
     }
 
     fn runs_batch(&self) -> bool {
-        self.compare
-            || matches!(
-                self.kind,
-                ModelKind::Batch | ModelKind::Blend | ModelKind::Auto
-            )
+        self.runs_blend() || self.kind == ModelKind::Batch
     }
 
     /// Whether the blend is computed and its stacker learns.
@@ -352,10 +344,6 @@ impl Stacker {
     fn restart(&mut self) {
         self.g2 = [1.0; 5];
     }
-}
-
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z.clamp(-35.0, 35.0)).exp())
 }
 
 /// Logit, clipped to ±12 so one certain member cannot dominate a blend.
@@ -647,10 +635,14 @@ impl Portfolio {
         }
     }
 
+    /// Day of `ts` counted from the evaluation's origin.
+    fn day_of(&self, ts: i64) -> i64 {
+        ts.saturating_sub(self.origin_ms)
+            .div_euclid(crate::eval::DAY_MS)
+    }
+
     fn record(&mut self, mut e: DriftEvent) {
-        e.day =
-            e.ts.saturating_sub(self.origin_ms)
-                .div_euclid(crate::eval::DAY_MS);
+        e.day = self.day_of(e.ts);
         if self.events.len() < MAX_DRIFT_EVENTS {
             self.events.push(e);
         } else {
@@ -689,12 +681,10 @@ impl Portfolio {
         let side = SideValues::read(&x.dense[d..]);
         self.labels += 1;
         self.watch_error(is_fraud, side.served, ts);
+        let day = self.day_of(ts);
         if let Some(sel) = self.selector.as_mut() {
             let scores = [side.logit_linear, side.logit_forest, side.logit_blend]
                 .map(|z| sigmoid(f64::from(z)) as f32);
-            let day = ts
-                .saturating_sub(self.origin_ms)
-                .div_euclid(crate::eval::DAY_MS);
             sel.observe(scores, is_fraud, (ts, day), self.labels);
         }
         if let Some(w) = weight {

@@ -23,6 +23,8 @@
 //! period then ranks its traffic as the candidate does, and the scale
 //! stays that of the model the calibration was made for.
 
+use super::calibration::log_odds;
+use super::sigmoid;
 use crate::eval::average_precision;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -245,15 +247,6 @@ impl Selector {
     }
 }
 
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z.clamp(-35.0, 35.0)).exp())
-}
-
-fn logit(p: f64) -> f64 {
-    let p = p.clamp(1e-6, 1.0 - 1e-6);
-    (p / (1.0 - p)).ln()
-}
-
 /// Bins of a [`ScoreScale`], over logit(score) in [-12, 12].
 const SCALE_BINS: usize = 1024;
 /// Scores a [`ScoreScale`] holds before its counts are halved (older scores
@@ -277,7 +270,8 @@ impl ScoreScale {
     }
 
     fn bin(p: f64) -> usize {
-        let z = (logit(p) + 12.0) / 24.0 * SCALE_BINS as f64;
+        // log_odds clamps to ±12, the scale's range.
+        let z = (log_odds(p) + 12.0) / 24.0 * SCALE_BINS as f64;
         (z.max(0.0) as usize).min(SCALE_BINS - 1)
     }
 
