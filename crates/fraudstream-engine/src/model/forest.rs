@@ -319,6 +319,44 @@ impl Tree {
     }
 }
 
+/// Trees that descend side by side (see [`descend`]).
+const LANES: usize = 16;
+
+/// The node and the leaf slot each of `trees` (at most [`LANES`]) ends in
+/// for `x`, into `nodes` and `slots`. The trees go down one level at a time
+/// together: each level's loads are independent across trees, so their
+/// cache misses overlap instead of queueing tree after tree (the descents
+/// were the forest's largest cost). The same nodes as [`Tree::node_of`].
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+fn descend(trees: &[Tree], x: &[f32], nodes: &mut [u32; LANES], slots: &mut [u32; LANES]) {
+    debug_assert!(trees.len() <= LANES);
+    if trees.iter().any(|t| t.hops.len() != t.nodes.len()) {
+        for ((t, n), l) in trees.iter().zip(nodes.iter_mut()).zip(slots.iter_mut()) {
+            *n = t.node_of(x) as u32;
+            *l = t.nodes[*n as usize].leaf;
+        }
+        return;
+    }
+    nodes.fill(0);
+    loop {
+        let mut moved = false;
+        for (t, n) in trees.iter().zip(nodes.iter_mut()) {
+            let h = t.hops[*n as usize];
+            if h.feature != NONE {
+                *n = h.next + u32::from(!(x[h.feature as usize] <= h.threshold));
+                moved = true;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    // A leaf's hop holds its slot: no load from the larger `nodes`.
+    for ((t, &n), l) in trees.iter().zip(nodes.iter()).zip(slots.iter_mut()) {
+        *l = t.hops[n as usize].next;
+    }
+}
+
 /// Standard normal CDF (Abramowitz–Stegun 7.1.26 erf, |error| < 1.5e-7).
 fn normal_cdf(z: f64) -> f64 {
     let x = z.abs() / std::f64::consts::SQRT_2;
@@ -362,16 +400,31 @@ fn uniform(state: &mut u64) -> f64 {
     (splitmix(state) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Poisson draw by inversion (fine for the small rates of online bagging).
-fn poisson(lambda: f64, state: &mut u64) -> u32 {
-    let u = uniform(state);
+/// Most a Poisson draw returns.
+const POISSON_MAX: u32 = 64;
+
+/// Cumulative Poisson probabilities `P(K <= k)` for `k` in
+/// `0..=POISSON_MAX`, for [`poisson`]: computed once per forest rather than
+/// an `exp` and a division per step of every draw (ten draws per label).
+fn poisson_cdf(lambda: f64) -> Vec<f64> {
     let mut p = (-lambda).exp();
     let mut cdf = p;
-    let mut k = 0u32;
-    while u > cdf && k < 64 {
-        k += 1;
+    let mut out = vec![cdf];
+    for k in 1..=POISSON_MAX {
         p *= lambda / k as f64;
         cdf += p;
+        out.push(cdf);
+    }
+    out
+}
+
+/// Poisson draw by inversion of the table of [`poisson_cdf`] (fine for the
+/// small rates of online bagging).
+fn poisson(cdf: &[f64], state: &mut u64) -> u32 {
+    let u = uniform(state);
+    let mut k = 0u32;
+    while k < POISSON_MAX && u > cdf[k as usize] {
+        k += 1;
     }
     k
 }
@@ -393,6 +446,9 @@ pub struct AdaptiveForest {
     /// Per-feature contributions (explanations).
     #[serde(skip)]
     contrib: Vec<f64>,
+    /// [`poisson_cdf`] of `cfg.lambda` (derived; built on first use).
+    #[serde(skip)]
+    poisson: Vec<f64>,
 }
 
 impl AdaptiveForest {
@@ -414,6 +470,7 @@ impl AdaptiveForest {
             resets: 0,
             order: Vec::new(),
             contrib: Vec::new(),
+            poisson: Vec::new(),
         }
     }
 
@@ -437,10 +494,14 @@ impl AdaptiveForest {
     pub fn predict(&self, x: &[f32]) -> f64 {
         let x = &x[..self.dims];
         let (mut sum, mut weight) = (0.0, 0.0);
-        for t in &self.trees {
-            let w = (t.examples / self.cfg.warm_up).clamp(1e-3, 1.0);
-            sum += w * t.predict(x);
-            weight += w;
+        let (mut nodes, mut slots) = ([0u32; LANES], [0u32; LANES]);
+        for trees in self.trees.chunks(LANES) {
+            descend(trees, x, &mut nodes, &mut slots);
+            for (t, &l) in trees.iter().zip(&slots) {
+                let w = (t.examples / self.cfg.warm_up).clamp(1e-3, 1.0);
+                sum += w * t.leaves[l as usize].probability();
+                weight += w;
+            }
         }
         sum / weight
     }
@@ -458,44 +519,72 @@ impl AdaptiveForest {
             rng: self.rng,
             order: std::mem::take(&mut self.order),
         };
+        if self.poisson.is_empty() {
+            self.poisson = poisson_cdf(self.cfg.lambda);
+        }
         for tree in &mut self.trees {
-            // The error only feeds the drift detectors (off by default):
-            // without them a label costs one descent per tree, not two.
-            let err = if tree.warning.is_some() || tree.detector.is_some() {
-                (y as f64 - tree.predict(x)).abs()
-            } else {
-                0.0
-            };
-            // Only a rise of the error is a drift: a falling one is the tree
-            // learning. A warning (10× the confidence) starts a background
-            // tree; a drift replaces the tree by it (or by a fresh one).
-            if let Some(w) = tree.warning.as_mut() {
-                let before = w.mean();
-                if w.update(err) && w.mean() > before && tree.background.is_none() {
-                    tree.background = Some(Box::new(Tree::new(ctx.dims, &ctx.cfg, &mut ctx.rng)));
+            tree.sync();
+        }
+        let (mut nodes, mut slots) = ([0u32; LANES], [0u32; LANES]);
+        for trees in self.trees.chunks_mut(LANES) {
+            descend(trees, x, &mut nodes, &mut slots);
+            // Read every leaf's statistics once before any is updated, so
+            // their cache misses overlap too (a software prefetch).
+            let mut touched = 0.0;
+            for (tree, &l) in trees.iter().zip(&slots) {
+                let leaf = &tree.leaves[l as usize];
+                touched += leaf.stats.iter().step_by(STATS).sum::<f64>();
+                touched += leaf.features.first().map_or(0.0, |&f| f as f64);
+            }
+            std::hint::black_box(touched);
+            for ((tree, &node), &slot) in trees.iter_mut().zip(&nodes).zip(&slots) {
+                // The error only feeds the drift detectors (off by default):
+                // without them a label costs one descent per tree, not two.
+                let err = if tree.warning.is_some() || tree.detector.is_some() {
+                    (y as f64 - tree.predict(x)).abs()
+                } else {
+                    0.0
+                };
+                // Only a rise of the error is a drift: a falling one is the
+                // tree learning. A warning (10× the confidence) starts a
+                // background tree; a drift replaces the tree by it (or by a
+                // fresh one).
+                if let Some(w) = tree.warning.as_mut() {
+                    let before = w.mean();
+                    if w.update(err) && w.mean() > before && tree.background.is_none() {
+                        tree.background =
+                            Some(Box::new(Tree::new(ctx.dims, &ctx.cfg, &mut ctx.rng)));
+                    }
                 }
-            }
-            if let Some(d) = tree.detector.as_mut() {
-                let before = d.mean();
-                if d.update(err) && d.mean() > before && tree.examples >= ctx.cfg.warm_up {
-                    let next = tree
-                        .background
-                        .take()
-                        .map(|b| *b)
-                        .unwrap_or_else(|| Tree::new(ctx.dims, &ctx.cfg, &mut ctx.rng));
-                    *tree = next;
-                    self.resets += 1;
-                    replaced += 1;
+                let (mut node, mut slot) = (node as usize, slot as usize);
+                if let Some(d) = tree.detector.as_mut() {
+                    let before = d.mean();
+                    if d.update(err) && d.mean() > before && tree.examples >= ctx.cfg.warm_up {
+                        let next = tree
+                            .background
+                            .take()
+                            .map(|b| *b)
+                            .unwrap_or_else(|| Tree::new(ctx.dims, &ctx.cfg, &mut ctx.rng));
+                        *tree = next;
+                        tree.sync();
+                        node = tree.node_of(x);
+                        slot = tree.nodes[node].leaf as usize;
+                        self.resets += 1;
+                        replaced += 1;
+                    }
                 }
-            }
-            let k = poisson(ctx.cfg.lambda, &mut ctx.rng);
-            if k == 0 {
-                continue;
-            }
-            let w = k as f64 * weight;
-            train(tree, x, y, w, &mut ctx);
-            if let Some(b) = tree.background.as_mut() {
-                train(b, x, y, w, &mut ctx);
+                let k = poisson(&self.poisson, &mut ctx.rng);
+                if k == 0 {
+                    continue;
+                }
+                let w = k as f64 * weight;
+                train(tree, (node, slot), x, y, w, &mut ctx);
+                if let Some(b) = tree.background.as_mut() {
+                    b.sync();
+                    let node = b.node_of(x);
+                    let slot = b.nodes[node].leaf as usize;
+                    train(b, (node, slot), x, y, w, &mut ctx);
+                }
             }
         }
         self.rng = ctx.rng;
@@ -562,12 +651,11 @@ struct Ctx {
     order: Vec<u32>,
 }
 
-/// Fold one example of weight `w` into its leaf; try a split when due.
-fn train(tree: &mut Tree, x: &[f32], y: usize, w: f64, ctx: &mut Ctx) {
+/// Fold one example of weight `w` into its leaf, at node and leaf slot
+/// `at` (the end of `x`'s descent); try a split when due.
+fn train(tree: &mut Tree, at: (usize, usize), x: &[f32], y: usize, w: f64, ctx: &mut Ctx) {
     tree.examples += 1.0;
-    tree.sync();
-    let node = tree.node_of(x);
-    let li = tree.nodes[node].leaf as usize;
+    let (node, li) = at;
     let room = tree.leaves.len() < ctx.cfg.max_leaves;
     let leaf = &mut tree.leaves[li];
     leaf.counts[y] += w;
@@ -964,7 +1052,8 @@ mod tests {
     fn poisson_mean_is_lambda() {
         let mut s = 1u64;
         let n = 20_000;
-        let sum: u32 = (0..n).map(|_| poisson(6.0, &mut s)).sum();
+        let cdf = poisson_cdf(6.0);
+        let sum: u32 = (0..n).map(|_| poisson(&cdf, &mut s)).sum();
         let mean = sum as f64 / n as f64;
         assert!((mean - 6.0).abs() < 0.1, "{mean}");
         assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);

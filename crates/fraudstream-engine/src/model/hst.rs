@@ -26,6 +26,8 @@ pub const MAX_HEIGHT: u32 = 20;
 /// 12 bytes (two masses, and a split for every internal node), so about
 /// 768 MiB, all of it allocated when the ensemble is built.
 pub const MAX_NODES: usize = 1 << 26;
+/// Trees that descend side by side in [`HalfSpaceTrees::score_and_learn`].
+const LANES: usize = 32;
 
 /// Shape of a [`HalfSpaceTrees`] ensemble.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +86,11 @@ pub struct HalfSpaceTrees {
     l_mass: Vec<u32>,
     /// Updates in the current window.
     counter: u64,
+    /// `feature` and `threshold` side by side, as the descents of
+    /// [`score_and_learn`](Self::score_and_learn) read them (derived, built
+    /// on first use).
+    #[serde(skip)]
+    splits: Vec<(u32, f32)>,
     /// Whether a reference window exists.
     ready: bool,
 }
@@ -140,6 +147,7 @@ impl HalfSpaceTrees {
             r_mass: vec![0; cfg.trees * nodes],
             l_mass: vec![0; cfg.trees * nodes],
             counter: 0,
+            splits: Vec::new(),
             ready: false,
         }
     }
@@ -227,29 +235,66 @@ impl HalfSpaceTrees {
     ///
     /// # Panics
     /// If `x.len()` differs from the `dims` given to [`new`](Self::new).
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn score_and_learn(&mut self, x: &[f32]) -> f64 {
         self.check_len(x);
-        let limit = 0.1 * self.cfg.window as f64;
-        let mut s = 0.0;
-        for t in 0..self.cfg.trees {
-            let base = t * self.nodes;
-            let mut i = 0;
-            let mut weight = 1.0;
-            let mut scoring = self.ready;
-            loop {
-                if scoring {
-                    let m = f64::from(self.r_mass[base + i]);
-                    s += m * weight;
-                    scoring = m >= limit;
-                    weight *= 2.0;
+        if self.splits.len() != self.feature.len() {
+            self.splits = self
+                .feature
+                .iter()
+                .copied()
+                .zip(self.threshold.iter().copied())
+                .collect();
+        }
+        let height = self.cfg.height as usize;
+        // The trees descend in lockstep, `LANES` at a time: each level's
+        // loads are independent across trees, so they overlap instead of
+        // waiting on one another, and no branch depends on the data.
+        //
+        // The score sums, in integers, each node's mass shifted by its depth
+        // (its weight `2^depth`) down to the first node below the mass
+        // limit; `live` masks out the rest (all of it when there is no
+        // reference yet). At most `trees * window * 2^(height + 1)` < 2^63,
+        // and exact in f64 below 2^53, as the sum in `score` is.
+        //
+        // No clamp to [0, 1] here, unlike [`child`](Self::child): every
+        // threshold is in (0, 1] (see `build`), so a clamped value is below
+        // a threshold exactly when the value itself is (NaN in neither).
+        let limit = (self.cfg.window as f64 * 0.1).ceil() as u64;
+        let (nodes, internal) = (self.nodes, self.internal);
+        let splits = &self.splits;
+        let (r_mass, l_mass) = (&self.r_mass, &mut self.l_mass);
+        let start = if self.ready { u64::MAX } else { 0 };
+        let mut s = 0u64;
+        for first in (0..self.cfg.trees).step_by(LANES) {
+            let lanes = LANES.min(self.cfg.trees - first);
+            let mut mass = [0usize; LANES];
+            let mut split = [0usize; LANES];
+            for j in 0..lanes {
+                mass[j] = (first + j) * nodes;
+                split[j] = (first + j) * internal;
+            }
+            let mut node = [0usize; LANES];
+            let mut live = [start; LANES];
+            for depth in 0..height {
+                for j in 0..lanes {
+                    let i = node[j];
+                    let k = mass[j] + i;
+                    let m = u64::from(r_mass[k]);
+                    s += (m & live[j]) << depth;
+                    live[j] &= 0u64.wrapping_sub(u64::from(m >= limit));
+                    l_mass[k] += 1;
+                    let (f, t) = splits[split[j] + i];
+                    node[j] = 2 * i + 1 + usize::from(!(x[f as usize] < t));
                 }
-                self.l_mass[base + i] += 1;
-                if i >= self.internal {
-                    break;
-                }
-                i = self.child(t, i, x);
+            }
+            for j in 0..lanes {
+                let k = mass[j] + node[j];
+                s += (u64::from(r_mass[k]) & live[j]) << height;
+                l_mass[k] += 1;
             }
         }
+        let s = s as f64;
         let score = if self.ready { self.normalised(s) } else { 0.0 };
         self.counted();
         score
@@ -326,6 +371,8 @@ fn build(
     // In range: `limits.len()` was checked against `u32::MAX` in `new`.
     feature[i] = f as u32;
     threshold[i] = at as f32;
+    // `score_and_learn` compares unclamped values on this: in (0, 1].
+    debug_assert!(threshold[i] > 0.0 && threshold[i] <= 1.0);
     limits[f] = (a, at);
     build(rng, limits, feature, threshold, 2 * i + 1);
     limits[f] = (at, b);
@@ -350,6 +397,13 @@ mod tests {
             let mut x: Vec<f32> = (0..4).map(|_| rng.gen::<f32>() * 0.3).collect();
             if i % 37 == 0 {
                 x[2] = 0.95; // a rare point
+            }
+            if i % 41 == 0 {
+                // Out of range and NaN: clamped by `child`, not by the
+                // lockstep descent; both must go the same way.
+                x[0] = -0.5;
+                x[1] = 7.0;
+                x[3] = f32::NAN;
             }
             let s = a.score(&x);
             a.learn(&x);
