@@ -237,6 +237,11 @@ impl LogisticModel {
         self.scaler.observe(dense);
     }
 
+    /// What an untrained model scores: the prior fraud rate.
+    pub fn prior(&self) -> f64 {
+        super::sigmoid(self.offset)
+    }
+
     /// An untrained model for this feature space.
     pub fn new(space: &FeatureSpace, cfg: LogisticConfig) -> Self {
         let dims = space.dense_len() + (1usize << space.hash_bits()) + 1;

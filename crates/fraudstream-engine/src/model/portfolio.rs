@@ -198,6 +198,17 @@ impl PortfolioConfig {
         self.kind != ModelKind::Logistic || self.compare
     }
 
+    /// Whether the logistic regression scores and learns: it is served, a
+    /// member of the blend, an `auto` candidate, or compared. The forest,
+    /// Half-Space Trees and the batch model served alone never read it.
+    pub fn runs_logistic(&self) -> bool {
+        self.compare
+            || matches!(
+                self.kind,
+                ModelKind::Logistic | ModelKind::Blend | ModelKind::Auto
+            )
+    }
+
     fn runs_forest(&self) -> bool {
         self.runs_blend() || self.kind == ModelKind::Forest
     }
@@ -500,6 +511,11 @@ impl Portfolio {
     /// The served model (`model.type`).
     pub fn kind(&self) -> ModelKind {
         self.cfg.kind
+    }
+
+    /// Labels the supervised members (forest, stacker) have learnt from.
+    pub fn examples_learnt(&self) -> u64 {
+        self.frauds_learnt + self.genuine_learnt
     }
 
     /// The model serving now: `model.type`, or the candidate `auto` chose.

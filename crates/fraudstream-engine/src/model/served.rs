@@ -2,7 +2,9 @@
 //! with, the online logistic regression and, unless `model.type` is the
 //! logistic alone (without `compare`), the [`Portfolio`] beside it. The card
 //! stage calls it once per score, once per learn and once per explanation,
-//! whatever is served.
+//! whatever is served. The logistic regression stays idle (at its prior)
+//! when nothing reads it: a forest, Half-Space Trees or batch model served
+//! alone ([`PortfolioConfig::runs_logistic`]).
 
 use super::portfolio::{MemberScores, Portfolio, PortfolioConfig};
 use super::{Classifier, Explain, LogisticModel};
@@ -13,6 +15,8 @@ use crate::features::{FeatureSpace, FeatureVector};
 pub struct ServedModel {
     logistic: LogisticModel,
     portfolio: Option<Box<Portfolio>>,
+    /// Whether the logistic regression scores and learns.
+    runs_logistic: bool,
     /// Values per stored vector: the features, plus the portfolio's side values.
     stride: usize,
 }
@@ -34,6 +38,7 @@ impl ServedModel {
         ServedModel {
             logistic,
             portfolio,
+            runs_logistic: cfg.runs_logistic(),
             stride,
         }
     }
@@ -47,7 +52,11 @@ impl ServedModel {
     /// returns the served score and, with a portfolio, every member's score
     /// (then the side values are written after the features in `x.dense`).
     pub fn score(&mut self, x: &mut FeatureVector, ts: i64) -> (f64, Option<MemberScores>) {
-        let p_linear = self.logistic.predict_proba_one(x);
+        let p_linear = if self.runs_logistic {
+            self.logistic.predict_proba_one(x)
+        } else {
+            self.logistic.prior()
+        };
         match self.portfolio.as_deref_mut() {
             Some(pf) => {
                 let (p, members) = pf.score(x, p_linear, ts);
@@ -62,7 +71,9 @@ impl ServedModel {
     /// portfolio's members keep their score-time state from this stage's
     /// own transactions).
     pub fn observe(&mut self, dense: &[f32]) {
-        self.logistic.observe(dense);
+        if self.runs_logistic {
+            self.logistic.observe(dense);
+        }
     }
 
     /// Learn from a joined label: `x` is the stored vector, `weight` the
@@ -77,7 +88,7 @@ impl ServedModel {
         ts: (i64, i64),
         tx_key: u64,
     ) {
-        if let Some(w) = weight {
+        if let (Some(w), true) = (weight, self.runs_logistic) {
             self.logistic.learn_one(x, is_fraud, w);
         }
         if let Some(pf) = self.portfolio.as_deref_mut() {
@@ -95,9 +106,13 @@ impl ServedModel {
         }
     }
 
-    /// Updates the logistic regression has applied (the served model's version).
+    /// The served model's version: updates the logistic regression has
+    /// applied, or, when it is idle, labels the portfolio has learnt from.
     pub fn version(&self) -> u64 {
-        self.logistic.version()
+        match self.portfolio.as_deref() {
+            Some(pf) if !self.runs_logistic => pf.examples_learnt(),
+            _ => self.logistic.version(),
+        }
     }
 
     /// The logistic regression.
