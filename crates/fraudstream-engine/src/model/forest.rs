@@ -24,6 +24,8 @@
 //!   `max_leaves`: predicting is at most `trees * max_depth` comparisons,
 //!   learning the same plus a statistics update of `8 * subspace` values
 //!   per tree, and a split attempt `subspace * candidates` Gaussian CDFs.
+//!   The trees descend side by side, a level at a time (`descend`), so
+//!   their cache misses overlap.
 //! - **Drift** (optional, `drift_delta > 0`). Each tree feeds its absolute
 //!   error `|y - p|` on every labelled example to two ADWINs, a warning one
 //!   (10× the confidence) and a drift one. Only rises count. A warning
