@@ -12,6 +12,7 @@ fn shipped_topologies_validate() {
             "topologies/fluvio.toml",
             "topologies/fluvio-scaled.toml",
             "topologies/fluvio-stages.toml",
+            "topologies/api.toml",
             "tests/data/bad_input.toml",
         ],
         &repo(),

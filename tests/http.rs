@@ -175,6 +175,7 @@ fn five_thousand_idle_connections_do_not_stop_scoring_or_checkpoints() {
             health.clone(),
             Some(recorder.handle()),
             limits,
+            None,
         ))
         .unwrap();
     let progress = Arc::new(Progress::default());

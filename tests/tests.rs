@@ -2,6 +2,7 @@
 
 mod util;
 
+mod api;
 mod bad_input;
 mod cli;
 mod compose;

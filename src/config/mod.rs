@@ -3,12 +3,14 @@
 //! Parsing (TOML to a table), validation (table to a typed [`Topology`], every
 //! error collected) and running ([`crate::exec::pipeline`]) are separate steps.
 
+mod api;
 mod engine;
 pub mod reader;
 pub mod service;
 mod sinks;
 mod source;
 
+pub use api::{ApiInput, Decision, Decisions};
 pub use engine::{EngineSettings, EvaluationSettings, ModelSettings, PendingSettings, Progress};
 pub use sinks::{RecordTarget, Records, SinkConfig};
 pub use source::{
@@ -59,6 +61,8 @@ pub struct Topology {
     pub service: ServiceSettings,
     /// Stages repartitioned through Fluvio, and the role of this process.
     pub stages: Option<Stages>,
+    /// Score bands of the scoring API's decisions.
+    pub decisions: Decisions,
 }
 
 impl Topology {
@@ -173,7 +177,7 @@ impl Topology {
             // Days of the simulator's reports start at its first day; files at UTC midnight.
             eval_origin_ms: match &self.source {
                 SourceConfig::Simulator(s) => s.start_ms,
-                SourceConfig::File(_) | SourceConfig::Fluvio(_) => 0,
+                SourceConfig::File(_) | SourceConfig::Fluvio(_) | SourceConfig::Api(_) => 0,
             },
         }
     }
@@ -202,7 +206,33 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
     let checkpoint = service::read_checkpoint(&root.section("checkpoint"));
     let service = service::read_service(&root.section("service"));
     let stages = service::read_stages(&root.section("stages"), source_partitions);
+    let decisions = api::read_decisions(&root.section("decisions"));
     let is_fluvio = matches!(source, SourceConfig::Fluvio(_));
+    let is_api = matches!(source, SourceConfig::Api(_));
+    if is_api {
+        if engine.workers != 1 {
+            root.error(
+                "engine.workers",
+                "1 with source.type = \"api\" (one engine thread answers every request)",
+                Some(engine.workers.to_string()),
+            );
+        }
+        if service.listen.is_none() {
+            root.error(
+                "service.listen",
+                "an address for the scoring API (source.type = \"api\")",
+                Some("\"off\"".into()),
+            );
+        }
+        for (sec, present) in [
+            ("checkpoint", checkpoint.is_some()),
+            ("stages", stages.is_some()),
+        ] {
+            if present {
+                root.error(sec, "no such table with source.type = \"api\"", None);
+            }
+        }
+    }
     if is_fluvio && engine.workers != 1 {
         root.error(
             "engine.workers",
@@ -227,14 +257,18 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
                 );
             }
         }
-    } else {
+    } else if !is_api {
         for (sec, present) in [
             ("checkpoint", checkpoint.is_some()),
             ("service", root.has("service")),
             ("stages", stages.is_some()),
         ] {
             if present {
-                root.error(sec, "no such table unless source.type = \"fluvio\"", None);
+                root.error(
+                    sec,
+                    "no such table unless source.type = \"fluvio\" (or \"api\" for [service])",
+                    None,
+                );
             }
         }
         for sink in sinks.iter().filter(|s| s.topic().is_some()) {
@@ -260,6 +294,7 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
         checkpoint,
         service,
         stages,
+        decisions,
     }
 }
 
@@ -530,6 +565,46 @@ type = "scores"
                 .any(|e| e.key == "features.merchant_risk_time" && e.expected.contains("\"both\"")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_api_topology_reports_every_misfit_at_once() {
+        let text = r#"
+[engine]
+workers = 2
+[source]
+type = "api"
+max_batch = 0
+[labels]
+type = "file"
+[decisions]
+review = 0.8
+decline = 0.6
+[service]
+listen = "off"
+[checkpoint]
+dir = "ck"
+"#;
+        let err = Topology::from_toml("api.toml", text, &[]).unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        for k in [
+            "engine.workers",
+            "source.max_batch",
+            "labels.type",
+            "decisions.decline",
+            "service.listen",
+            "checkpoint",
+        ] {
+            assert!(keys.contains(&k), "missing {k} in {keys:?}");
+        }
+        let t = Topology::from_toml("api.toml", "[source]\ntype = \"api\"\n", &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            t.labels.source,
+            LabelSource::Api,
+            "labels come from the API by default"
+        );
+        assert_eq!(t.decisions, Decisions::default());
     }
 
     #[test]

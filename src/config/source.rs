@@ -18,6 +18,9 @@ pub enum SourceConfig {
     File(FileInput),
     /// A Fluvio topic (the engine runs as a service).
     Fluvio(FluvioInput),
+    /// The scoring API: HTTP requests on `service.listen` (the engine runs
+    /// as a service).
+    Api(super::ApiInput),
 }
 
 /// Record format of a file.
@@ -128,6 +131,8 @@ pub enum LabelSource {
     },
     /// A Fluvio topic (with a Fluvio source); `ts` is when each label became known.
     Fluvio(FluvioInput),
+    /// `POST /v1/labels` of the scoring API (with an API source).
+    Api,
     /// No labels at all (no learning, no metrics).
     None,
 }
@@ -146,8 +151,10 @@ pub(super) fn read_source(s: &Section) -> SourceConfig {
     if !s.present() {
         s.error("", "a [source] table", None);
     }
-    let kind = s.choice("type", &["simulator", "file", "fluvio"], "simulator");
-    if kind == "file" {
+    let kind = s.choice("type", &["simulator", "file", "fluvio", "api"], "simulator");
+    if kind == "api" {
+        SourceConfig::Api(super::api::read_api_input(s))
+    } else if kind == "file" {
         let input = read_file_input(s, &TRANSACTION_FIELDS);
         s.finish();
         SourceConfig::File(input)
@@ -324,16 +331,28 @@ fn read_file_input(s: &Section, fields: &[&str]) -> FileInput {
 
 pub(super) fn read_labels(s: &Section, source: &SourceConfig) -> LabelsConfig {
     let is_sim = matches!(source, SourceConfig::Simulator(_));
+    let is_api = matches!(source, SourceConfig::Api(_));
     let fluvio_source = match source {
         SourceConfig::Fluvio(f) => Some(f),
         _ => None,
     };
-    let default = if is_sim { "simulator" } else { "none" };
+    let default = match source {
+        SourceConfig::Simulator(_) => "simulator",
+        SourceConfig::Api(_) => "api",
+        _ => "none",
+    };
     let kind = s.choice(
         "type",
-        &["simulator", "file", "column", "fluvio", "none"],
+        &["simulator", "file", "column", "fluvio", "api", "none"],
         default,
     );
+    if is_api && !matches!(kind.as_str(), "api" | "none") {
+        s.error(
+            "type",
+            "\"api\" or \"none\" with an API source",
+            Some(format!("\"{kind}\"")),
+        );
+    }
     if fluvio_source.is_some() && !matches!(kind.as_str(), "fluvio" | "none") {
         s.error(
             "type",
@@ -357,6 +376,16 @@ pub(super) fn read_labels(s: &Section, source: &SourceConfig) -> LabelsConfig {
                 s.error("type", "\"file\", \"column\" or \"none\" with a file source (\"simulator\" labels need source.type = \"simulator\")", Some("\"simulator\"".into()));
             }
             LabelSource::Simulator
+        }
+        "api" => {
+            if !is_api {
+                s.error(
+                    "type",
+                    "\"api\" labels only with source.type = \"api\"",
+                    Some("\"api\"".into()),
+                );
+            }
+            LabelSource::Api
         }
         "file" => LabelSource::File(read_file_input(s, &LABEL_FIELDS)),
         "column" => {

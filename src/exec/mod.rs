@@ -1,8 +1,10 @@
 //! Execution: running a topology. [`pipeline`] drives a file or simulator
 //! source through the engine (sequentially or on the parallel [`runtime`])
 //! into sinks; [`service`] runs the engine against Fluvio until stopped,
-//! saving [`checkpoint`]s; [`outputs`] holds what both write at the end.
+//! saving [`checkpoint`]s; [`api`] answers scoring requests over HTTP;
+//! [`outputs`] holds what they all write at the end.
 
+pub mod api;
 pub mod checkpoint;
 pub mod outputs;
 pub mod pipeline;
@@ -13,7 +15,8 @@ use crate::config::{SourceConfig, Topology};
 use crate::connectors::sinks::report::RunReport;
 
 /// Run any topology: the file pipeline for a finite source, the service
-/// (until stopped, or idle when so configured) for a Fluvio source.
+/// (until stopped, or idle when so configured) for a Fluvio source or the
+/// scoring API.
 pub fn run(t: &Topology, opts: &pipeline::RunOptions) -> anyhow::Result<RunReport> {
     match t.source {
         SourceConfig::Fluvio(_) => service::run(
@@ -23,6 +26,7 @@ pub fn run(t: &Topology, opts: &pipeline::RunOptions) -> anyhow::Result<RunRepor
                 null_pipeline: opts.null_pipeline,
             },
         ),
+        SourceConfig::Api(_) => api::run(t, &api::ApiOptions { quiet: opts.quiet }),
         SourceConfig::Simulator(_) | SourceConfig::File(_) => pipeline::run(t, opts),
     }
 }

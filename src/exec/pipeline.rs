@@ -66,6 +66,10 @@ pub fn build_source(t: &Topology) -> anyhow::Result<Box<dyn EventSource>> {
             t.file,
             f.topic
         ),
+        SourceConfig::Api(_) => anyhow::bail!(
+            "{}: source.type = \"api\" runs as a service (the scoring API), not as a finite stream",
+            t.file
+        ),
     })
 }
 

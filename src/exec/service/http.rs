@@ -148,19 +148,31 @@ fn file_descriptor_budget() -> usize {
 
 /// Bind `addr` and serve until the runtime stops. Binding errors are returned
 /// (a port in use is a configuration problem the user must see).
+/// `api`: the scoring API's routes, served beside these.
 pub async fn serve(
     addr: &str,
     health: Arc<Health>,
     metrics: Option<PrometheusHandle>,
     limits: Limits,
+    api: Option<Router>,
 ) -> anyhow::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("service.listen = {addr}: cannot bind: {e}"))?;
     let bound = listener.local_addr()?;
-    tokio::spawn(accept_loop(listener, routes(health, metrics), limits));
+    let app = match api {
+        Some(api) => routes(health, metrics, PATHS_WITH_API).merge(api),
+        None => routes(health, metrics, PATHS),
+    };
+    tokio::spawn(accept_loop(listener, app, limits));
     Ok(bound)
 }
+
+/// The paths a 404 names.
+const PATHS: &str = "GET /health, GET /healthz and GET /metrics";
+/// The same, with the scoring API.
+const PATHS_WITH_API: &str =
+    "POST /v1/score, POST /v1/labels, GET /health, GET /healthz and GET /metrics";
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -171,12 +183,12 @@ struct Endpoint {
 
 /// The paths and their handlers; `get` also answers `HEAD`, and axum
 /// answers another method with 405 and `Allow`.
-fn routes(health: Arc<Health>, metrics: Option<PrometheusHandle>) -> Router {
+fn routes(health: Arc<Health>, metrics: Option<PrometheusHandle>, paths: &'static str) -> Router {
     Router::new()
         .route("/health", get(health_status))
         .route("/healthz", get(health_status))
         .route("/metrics", get(metrics_text))
-        .fallback(not_found)
+        .fallback(move || not_found(paths))
         .with_state(Endpoint { health, metrics })
 }
 
@@ -200,10 +212,10 @@ async fn metrics_text(State(e): State<Endpoint>) -> Response {
     }
 }
 
-async fn not_found() -> (StatusCode, &'static str) {
+async fn not_found(paths: &'static str) -> (StatusCode, String) {
     (
         StatusCode::NOT_FOUND,
-        "no such path: this endpoint serves GET /health, GET /healthz and GET /metrics\n",
+        format!("no such path: this endpoint serves {paths}\n"),
     )
 }
 
@@ -279,7 +291,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(accept_loop(
             listener,
-            routes(health, None).merge(extra),
+            routes(health, None, PATHS).merge(extra),
             limits,
         ));
         addr
@@ -349,7 +361,7 @@ mod tests {
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = routes(Arc::new(Health::default()), Some(recorder.handle()));
+        let app = routes(Arc::new(Health::default()), Some(recorder.handle()), PATHS);
         tokio::spawn(accept_loop(listener, app, limits(8, 5000)));
         let (code, head, body) = request(addr, "GET /metrics").await;
         assert_eq!(code, 200);

@@ -51,7 +51,7 @@ const WATERMARK_EVERY: Duration = Duration::from_secs(5);
 const SEND_BATCH: u32 = 512;
 
 /// The process-wide Prometheus recorder (installed once).
-fn recorder() -> Option<PrometheusHandle> {
+pub(crate) fn recorder() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
@@ -162,7 +162,7 @@ impl<'t> Service<'t> {
         health.set_phase(Phase::Starting);
         if let Some(addr) = &t.service.listen {
             let limits = http::Limits::of(&t.service);
-            let bound = http::serve(addr, health.clone(), recorder(), limits).await?;
+            let bound = http::serve(addr, health.clone(), recorder(), limits, None).await?;
             if !opts.quiet {
                 eprintln!("fraudstream: health and metrics on http://{bound}/health, /metrics");
                 if limits.max_connections < t.service.http_max_connections {
@@ -703,7 +703,7 @@ fn publish_gauges(
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

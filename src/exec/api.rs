@@ -1,0 +1,632 @@
+//! The scoring API: the engine answering HTTP requests at authorization
+//! time (`source.type = "api"`).
+//!
+//! ```text
+//! client ─► handler: body limit, decode (every error at once) ─► bounded queue ─► engine thread
+//!   ▲        (429 when max_concurrent requests are in, 503 when the queue is full)   │ admit, score,
+//!   └──────────────────────── one-shot reply: score, decision, reasons ◄──────────────┘ decide, learn
+//!                                                                                     └─► sinks
+//! ```
+//!
+//! One engine thread owns the engine, as in the service: requests are
+//! answered in the order they reach its queue, and a card's transactions
+//! share one history whatever request carried them. Handlers only decode
+//! and wait; they never touch engine state. Nothing queues without bound:
+//! a request beyond `max_concurrent` in flight is answered 429 at once, one
+//! that finds the engine's queue (`queue` requests) full 503, both with
+//! `Retry-After`.
+//!
+//! Endpoints (besides `/health` and `/metrics`):
+//!
+//! - `POST /v1/score`: one transaction (the JSON object of the transactions
+//!   topic) or an array of them; answers each with its score, decision,
+//!   reason codes, top feature contributions (alerts), model version and
+//!   the time spent in the engine. An invalid request is refused whole, 400
+//!   (not JSON) or 422 (a field), listing every bad record with its index,
+//!   field and reason; the engine's own refusals (an event too far ahead,
+//!   an amount out of bounds) answer that transaction with an `error`.
+//! - `POST /v1/labels`: one label or an array (the labels topic's objects),
+//!   learnt through the same path as the label topic; answers how many
+//!   joined a scored transaction.
+
+// The `Err` of the request steps is the answer to send (an axum
+// `Response`), built only on the error path: its size costs nothing there.
+#![allow(clippy::result_large_err)]
+
+use crate::config::{ApiInput, Decision, Decisions, SourceConfig, Topology};
+use crate::connectors::sinks::report::{InputCounts, RunReport};
+use crate::connectors::sinks::{Output, SinkWriter};
+use crate::connectors::sources::decode::{refused, truncate, RawRecord, RecordKind, Reject};
+use crate::connectors::sources::fluvio::record_decoder;
+use crate::exec::outputs::{publish_report, run_report, save_model, start_engine};
+use crate::exec::service::http::{self, now_ms, Health, Limits, Phase};
+use anyhow::Context;
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use fraudstream_engine::engine::{Engine, LabelResult};
+use fraudstream_engine::event::{DeadLetter, Event, Label, RejectKind, Score, Transaction};
+use serde::Serialize;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, Semaphore};
+
+/// Outputs per batch handed to the sink writer.
+const SINK_BATCH: usize = 256;
+/// Longest raw record kept in a dead letter.
+const RAW_MAX: usize = 4096;
+/// Events between two publications of the engine's metrics.
+const METRICS_EVERY: u64 = 4096;
+/// `Retry-After` (seconds) of a 429 or 503.
+const RETRY_AFTER: &str = "1";
+
+/// Work for the engine thread.
+enum Work {
+    /// Score these, reply with one answer each.
+    Score(Vec<Transaction>, oneshot::Sender<Vec<Scored>>),
+    /// Learn these, reply with the counts.
+    Labels(Vec<Label>, oneshot::Sender<LabelsAnswer>),
+    /// Records a handler refused (answered 4xx): to the dead letters.
+    Rejected(Vec<DeadLetter>),
+    /// Finish: the service is stopping.
+    Stop,
+}
+
+/// One transaction's answer.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Scored {
+    /// Scored and decided.
+    Answer(Box<Answer>),
+    /// Refused by the engine (the reason is also a dead letter).
+    Refused {
+        tx_id: serde_json::Value,
+        error: Problem,
+    },
+}
+
+/// A scored transaction: the score record of the scores topic, with the
+/// decision, its reasons and the engine time.
+#[derive(Debug, Serialize)]
+struct Answer {
+    #[serde(flatten)]
+    score: Score,
+    decision: Decision,
+    reasons: Vec<&'static str>,
+    /// Time spent in the engine (admit, score, decide), in microseconds.
+    engine_us: f64,
+}
+
+/// What a labels request did.
+#[derive(Debug, Default, Serialize)]
+struct LabelsAnswer {
+    /// Labels in the request.
+    labels: usize,
+    /// Joined to a transaction scored here and learnt from.
+    joined: usize,
+    /// For no transaction the engine holds (unknown, or expired).
+    unknown: usize,
+    /// For a transaction already labelled.
+    duplicate: usize,
+    /// Refused by the engine (each in `errors`).
+    refused: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<Problem>,
+}
+
+/// Why a record (or a request) was refused.
+#[derive(Clone, Debug, Serialize)]
+struct Problem {
+    /// Position in the request's array (absent for a single record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    /// Machine-readable kind (`malformed`, `missing_field`, `invalid_field`,
+    /// `bad_timestamp`, `future_timestamp`, `too_large`, `busy`, ...).
+    kind: &'static str,
+    /// What was wrong, naming the field.
+    reason: String,
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+struct Api {
+    queue: Sender<Work>,
+    slots: Arc<Semaphore>,
+    input: ApiInput,
+}
+
+/// The `/v1` routes over an engine thread's queue.
+fn routes(api: Api) -> Router {
+    Router::new()
+        .route("/v1/score", post(score))
+        .route("/v1/labels", post(labels))
+        .with_state(api)
+}
+
+/// An error answer: `status`, `{"errors": [...]}`.
+fn problems(status: StatusCode, errors: Vec<Problem>) -> Response {
+    let mut r = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "errors": errors }).to_string(),
+    )
+        .into_response();
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(RETRY_AFTER),
+        );
+    }
+    r
+}
+
+fn problem(status: StatusCode, kind: &'static str, reason: impl Into<String>) -> Response {
+    problems(
+        status,
+        vec![Problem {
+            index: None,
+            kind,
+            reason: reason.into(),
+        }],
+    )
+}
+
+fn json(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn count(path: &'static str, status: StatusCode) {
+    metrics::counter!("fraudstream_api_requests_total", "path" => path, "status" => status.as_str().to_string())
+        .increment(1);
+}
+
+/// The records of a request body: one JSON object, or an array of them.
+/// `Err` is the answer to give (400 or 413).
+fn records(body: &[u8], max_batch: usize) -> Result<(Vec<&str>, bool), Response> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("the body is not UTF-8: {e}"),
+        )
+    })?;
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') {
+        let items: Vec<&serde_json::value::RawValue> =
+            serde_json::from_str(trimmed).map_err(|e| {
+                problem(
+                    StatusCode::BAD_REQUEST,
+                    "malformed",
+                    format!("the body is not a JSON array of objects: {e}"),
+                )
+            })?;
+        if items.is_empty() {
+            return Err(problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "empty",
+                "the array holds no record",
+            ));
+        }
+        if items.len() > max_batch {
+            return Err(problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "{} records in one request, more than source.max_batch = {max_batch}",
+                    items.len()
+                ),
+            ));
+        }
+        Ok((items.iter().map(|r| r.get()).collect(), true))
+    } else {
+        Ok((vec![text], false))
+    }
+}
+
+/// Read the body within the limit; `Err` is 413.
+async fn body_bytes(body: Body, max: usize) -> Result<axum::body::Bytes, Response> {
+    to_bytes(body, max).await.map_err(|_| {
+        problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than source.max_body_bytes = {max}"),
+        )
+    })
+}
+
+/// A slot among `max_concurrent`, or 429.
+fn slot(api: &Api) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+    api.slots.clone().try_acquire_owned().map_err(|_| {
+        problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            format!(
+                "{} requests in flight, source.max_concurrent; retry shortly",
+                api.input.max_concurrent
+            ),
+        )
+    })
+}
+
+/// Queue `work` for the engine, or 503.
+fn enqueue(api: &Api, work: Work) -> Result<(), Response> {
+    match api.queue.try_send(work) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(_)) => Err(problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "the engine's queue is full (source.queue = {} requests); retry shortly",
+                api.input.queue
+            ),
+        )),
+        Err(TrySendError::Disconnected(_)) => Err(problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the engine has stopped",
+        )),
+    }
+}
+
+/// Decode every record of `texts` with `build`; all problems at once.
+fn decode_all<T>(
+    texts: &[&str],
+    many: bool,
+    kind: RecordKind,
+    build: impl Fn(&crate::connectors::sources::decode::Decoder, &RawRecord<'_>) -> Result<T, Reject>,
+) -> (Vec<T>, Vec<(Problem, DeadLetter)>) {
+    let decoder = record_decoder(kind);
+    let mut rec = RawRecord::default();
+    let mut ok = Vec::with_capacity(texts.len());
+    let mut bad = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let got = decoder
+            .decode_json(text, &mut rec)
+            .and_then(|()| build(&decoder, &rec));
+        match got {
+            Ok(v) => ok.push(v),
+            Err(r) => bad.push((
+                Problem {
+                    index: many.then_some(i),
+                    kind: r.kind.as_str(),
+                    reason: r.reason.clone(),
+                },
+                DeadLetter {
+                    source: "api".into(),
+                    line: Some(i as u64 + 1),
+                    kind: r.kind,
+                    reason: r.reason,
+                    raw: truncate(text, RAW_MAX).to_string(),
+                },
+            )),
+        }
+    }
+    (ok, bad)
+}
+
+/// Answer a request with invalid records: 400 (one is not JSON) or 422,
+/// listing each, and the
+/// records to the dead letters (best effort: a full queue drops them from
+/// the file, never from the answer or the count).
+fn refuse(api: &Api, bad: Vec<(Problem, DeadLetter)>) -> Response {
+    let (problems_, dead): (Vec<Problem>, Vec<DeadLetter>) = bad.into_iter().unzip();
+    for d in &dead {
+        metrics::counter!("fraudstream_api_rejected_total", "kind" => d.kind.as_str()).increment(1);
+    }
+    let _ = api.queue.try_send(Work::Rejected(dead));
+    // Not JSON at all is a bad request; JSON with a bad field, unprocessable.
+    let status = if problems_
+        .iter()
+        .any(|p| p.kind == RejectKind::Malformed.as_str())
+    {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    problems(status, problems_)
+}
+
+async fn score(State(api): State<Api>, body: Body) -> Response {
+    const PATH: &str = "/v1/score";
+    let answer = async {
+        let _slot = slot(&api)?;
+        let bytes = body_bytes(body, api.input.max_body_bytes).await?;
+        let (texts, many) = records(&bytes, api.input.max_batch)?;
+        let (txs, bad) = decode_all(&texts, many, RecordKind::Transaction, |d, r| {
+            d.transaction(r).map(|(t, _)| t)
+        });
+        if !bad.is_empty() {
+            return Err(refuse(&api, bad));
+        }
+        let (reply, wait) = oneshot::channel();
+        enqueue(&api, Work::Score(txs, reply))?;
+        let scored = wait.await.map_err(|_| {
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopping",
+                "the engine stopped before answering",
+            )
+        })?;
+        let status = match (&scored[..], many) {
+            ([Scored::Refused { .. }], false) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::OK,
+        };
+        let body = if many {
+            serde_json::json!({ "results": scored }).to_string()
+        } else {
+            serde_json::to_string(&scored[0]).expect("answers serialize")
+        };
+        Ok(json(status, body))
+    }
+    .await;
+    let r = answer.unwrap_or_else(|r| r);
+    count(PATH, r.status());
+    r
+}
+
+async fn labels(State(api): State<Api>, body: Body) -> Response {
+    const PATH: &str = "/v1/labels";
+    let answer = async {
+        let _slot = slot(&api)?;
+        let bytes = body_bytes(body, api.input.max_body_bytes).await?;
+        let (texts, many) = records(&bytes, api.input.max_batch)?;
+        let (labels, bad) = decode_all(&texts, many, RecordKind::Label, |d, r| d.label(r));
+        if !bad.is_empty() {
+            return Err(refuse(&api, bad));
+        }
+        let (reply, wait) = oneshot::channel();
+        enqueue(&api, Work::Labels(labels, reply))?;
+        let done = wait.await.map_err(|_| {
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopping",
+                "the engine stopped before answering",
+            )
+        })?;
+        let status = if done.refused == done.labels {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::OK
+        };
+        Ok(json(
+            status,
+            serde_json::to_string(&done).expect("answers serialize"),
+        ))
+    }
+    .await;
+    let r = answer.unwrap_or_else(|r| r);
+    count(PATH, r.status());
+    r
+}
+
+/// What the engine thread ends with.
+struct Finished {
+    engine: Engine,
+    sinks: SinkWriter,
+    input: InputCounts,
+    events: u64,
+}
+
+/// The engine thread: take work in queue order until told to stop (or,
+/// with `idle`, until no work came for that long).
+fn engine_loop(
+    mut engine: Engine,
+    mut sinks: SinkWriter,
+    rx: Receiver<Work>,
+    decisions: Decisions,
+    health: Arc<Health>,
+    idle: Option<Duration>,
+) -> anyhow::Result<Finished> {
+    let mut input = InputCounts::default();
+    let mut events = 0u64;
+    let mut published = 0u64;
+    loop {
+        let work = match idle {
+            Some(d) => match rx.recv_timeout(d) {
+                Ok(w) => w,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(w) => w,
+                Err(_) => break,
+            },
+        };
+        engine.set_wall_clock(now_ms());
+        match work {
+            Work::Stop => break,
+            Work::Rejected(dead) => {
+                for d in dead {
+                    input.count_dead_letter(&d);
+                    sinks.push(Output::DeadLetter(d))?;
+                }
+            }
+            Work::Score(txs, reply) => {
+                let mut answers = Vec::with_capacity(txs.len());
+                for tx in txs {
+                    events += 1;
+                    let started = Instant::now();
+                    let event = Event::Transaction(tx);
+                    if let Err(refusal) = engine.admit(&event) {
+                        let Event::Transaction(tx) = &event else {
+                            unreachable!()
+                        };
+                        answers.push(Scored::Refused {
+                            tx_id: serde_json::to_value(&tx.tx_id).unwrap_or_default(),
+                            error: Problem {
+                                index: None,
+                                kind: refusal.kind.as_str(),
+                                reason: refusal.reason.clone(),
+                            },
+                        });
+                        let dead = refused(&event, refusal);
+                        input.count_dead_letter(&dead);
+                        sinks.push(Output::DeadLetter(dead))?;
+                        continue;
+                    }
+                    let Event::Transaction(tx) = event else {
+                        unreachable!()
+                    };
+                    input.transactions += 1;
+                    let score = engine.score(tx);
+                    let (decision, reason) = decisions.of(score.score);
+                    let engine_us = started.elapsed().as_secs_f64() * 1e6;
+                    sinks.push(Output::Score(score.clone()))?;
+                    answers.push(Scored::Answer(Box::new(Answer {
+                        score,
+                        decision,
+                        reasons: vec![reason],
+                        engine_us,
+                    })));
+                }
+                health.scored.fetch_add(answers.len() as i64, Relaxed);
+                if events >= published + METRICS_EVERY {
+                    published = events;
+                    engine.publish_metrics();
+                }
+                // The client may have gone: its answer is dropped, the work stands.
+                let _ = reply.send(answers);
+            }
+            Work::Labels(labels, reply) => {
+                let mut done = LabelsAnswer {
+                    labels: labels.len(),
+                    ..LabelsAnswer::default()
+                };
+                for (i, label) in labels.into_iter().enumerate() {
+                    events += 1;
+                    let event = Event::Label(label);
+                    if let Err(refusal) = engine.admit(&event) {
+                        done.refused += 1;
+                        done.errors.push(Problem {
+                            index: Some(i),
+                            kind: refusal.kind.as_str(),
+                            reason: refusal.reason.clone(),
+                        });
+                        let dead = refused(&event, refusal);
+                        input.count_dead_letter(&dead);
+                        sinks.push(Output::DeadLetter(dead))?;
+                        continue;
+                    }
+                    let Event::Label(label) = event else {
+                        unreachable!()
+                    };
+                    input.labels += 1;
+                    match engine.label(&label) {
+                        LabelResult::Joined => done.joined += 1,
+                        LabelResult::Unknown => done.unknown += 1,
+                        LabelResult::Duplicate => done.duplicate += 1,
+                    }
+                }
+                let _ = reply.send(done);
+            }
+        }
+    }
+    engine.publish_metrics();
+    Ok(Finished {
+        engine,
+        sinks,
+        input,
+        events,
+    })
+}
+
+/// Options of an API run.
+#[derive(Clone, Debug, Default)]
+pub struct ApiOptions {
+    /// No address line or summary on the terminal.
+    pub quiet: bool,
+}
+
+/// Serve the scoring API of `t` until SIGINT/SIGTERM (or `stop_when_idle`);
+/// returns the report of what it scored.
+pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
+    let SourceConfig::Api(input) = &t.source else {
+        anyhow::bail!("{}: source.type is not \"api\"", t.file);
+    };
+    let listen = t
+        .service
+        .listen
+        .clone()
+        .context("service.listen: the scoring API needs an address")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("fraudstream-io")
+        .build()?;
+    let engine = start_engine(t)?;
+    let sinks = SinkWriter::start(&t.sinks, SINK_BATCH)?;
+    let (queue, rx) = bounded::<Work>(input.queue);
+    let health = Arc::new(Health::default());
+    let idle = (t.service.stop_when_idle_ms > 0)
+        .then(|| Duration::from_millis(t.service.stop_when_idle_ms as u64));
+    let started = Instant::now();
+    let decisions = t.decisions;
+    let engine_health = health.clone();
+    let thread = std::thread::Builder::new()
+        .name("fraudstream-engine".into())
+        .spawn(move || engine_loop(engine, sinks, rx, decisions, engine_health, idle))?;
+    let api = Api {
+        queue: queue.clone(),
+        slots: Arc::new(Semaphore::new(input.max_concurrent)),
+        input: input.clone(),
+    };
+    let bound = rt.block_on(http::serve(
+        &listen,
+        health.clone(),
+        crate::exec::service::recorder(),
+        Limits::of(&t.service),
+        Some(routes(api)),
+    ))?;
+    health.set_phase(Phase::Running);
+    if !opts.quiet {
+        eprintln!(
+            "fraudstream: scoring API on http://{bound} (POST /v1/score, POST /v1/labels); \
+             SIGINT or SIGTERM stops it"
+        );
+    }
+    rt.block_on(async {
+        let mut stop = Box::pin(crate::exec::service::shutdown_signal());
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                    if thread.is_finished() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    health.set_phase(Phase::Stopping);
+    // Blocks only while the queue is full; the thread is taking from it.
+    let _ = queue.send(Work::Stop);
+    drop(queue);
+    let finished = match thread.join() {
+        Ok(r) => r?,
+        Err(panic) => anyhow::bail!(
+            "the engine thread panicked: {}",
+            crate::panic_message(&*panic)
+        ),
+    };
+    rt.shutdown_background();
+    let Finished {
+        engine,
+        sinks,
+        input,
+        events,
+    } = finished;
+    let written = sinks.finish()?;
+    let seconds = started.elapsed().as_secs_f64();
+    save_model(t, &engine)?;
+    let report = run_report(t, &engine, input, events, seconds, written);
+    publish_report(t, &report, opts.quiet)?;
+    Ok(report)
+}
