@@ -366,3 +366,62 @@ fn the_same_stream_scores_the_same_through_the_api_and_a_file_replay() {
             .position(|(a, b)| a != b)
     );
 }
+
+#[test]
+fn the_load_generator_counts_every_request_and_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Service::start("topologies/api.toml", dir.path(), &[]);
+    for (batch, rate) in [("1", "300"), ("10", "50")] {
+        let out = dir.path().join(format!("load-{batch}.json"));
+        let ran = fraudstream(
+            &[
+                "load",
+                "--target",
+                &s.addr,
+                "--rate",
+                rate,
+                "--duration",
+                "1",
+                "--warmup",
+                "0.2",
+                "--connections",
+                "4",
+                "--batch",
+                batch,
+                "--cards",
+                "500",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        let (stdout, stderr) = text(&ran);
+        assert!(ran.status.success(), "{stderr}");
+        assert!(stdout.contains("requests/s"), "{stdout}");
+        let r: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        let requests = r["requests"].as_u64().unwrap();
+        let due = rate.parse::<u64>().unwrap();
+        assert!(
+            requests >= due - 2 && requests <= due + 2,
+            "about {due} requests due in the measured second: {r}"
+        );
+        assert_eq!(r["ok"], requests, "{r}");
+        assert_eq!(r["transport_errors"], 0, "{r}");
+        assert!(r["errors_by_status"].as_object().unwrap().is_empty(), "{r}");
+        let p50 = r["latency"]["p50_us"].as_f64().unwrap();
+        let p99 = r["latency"]["p99_us"].as_f64().unwrap();
+        assert!(p50 > 0.0 && p99 >= p50, "{r}");
+        assert_eq!(
+            r["transactions_per_sec"].as_f64().unwrap(),
+            r["requests_per_sec"].as_f64().unwrap() * batch.parse::<f64>().unwrap()
+        );
+    }
+    s.stop();
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    let scored = report["input"]["transactions"].as_u64().unwrap();
+    assert!(
+        scored >= 360 + 600,
+        "warm-up and measured requests all scored: {scored}"
+    );
+}

@@ -31,6 +31,9 @@ pub enum Command {
     /// Every model type on both simulator families under several label
     /// delays and fraud rates (the robustness matrix).
     Matrix(MatrixArgs),
+    /// Load the scoring API (a running `source.type = "api"` service) at a
+    /// fixed offered rate, or closed loop; latency percentiles and errors.
+    Load(LoadArgs),
     /// Manage the Fluvio topics of a topology.
     Topics {
         #[command(subcommand)]
@@ -63,6 +66,42 @@ pub struct RunArgs {
     /// transport's floor, to measure the engine's cost against.
     #[arg(long)]
     pub null_pipeline: bool,
+}
+
+/// Flags of `fraudstream load`.
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// The API's address.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub target: String,
+    /// Offered requests per second (open loop); 0: closed loop, each
+    /// connection sending as soon as its answer is in (saturation).
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds sent first and not measured.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Transactions per request.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Connections (each with one request in flight at a time).
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Threads of the load generator.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Cards of the simulated transactions sent.
+    #[arg(long, default_value_t = 20_000)]
+    pub cards: u32,
+    /// Seed of the simulated transactions.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Write the figures here as JSON.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Flags of `fraudstream matrix`.

@@ -6,6 +6,7 @@ pub mod bench_fluvio;
 pub mod bench_soak;
 pub mod cli;
 pub mod cluster;
+pub mod load;
 pub mod matrix;
 pub mod run;
 pub mod simulate;
@@ -25,6 +26,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(a) => bench::command(&a).map(|_| done),
         Command::Simulate(a) => simulate::command(&a).map(|_| done),
         Command::Matrix(a) => matrix::command(&a).map(|_| done),
+        Command::Load(a) => load::command(&a).map(|_| done),
         Command::Topics {
             action: TopicsAction::Create { topology, set },
         } => topics::create(&topology, &set),

@@ -120,7 +120,12 @@ impl<'a, W: Write> Fields<'a, W> {
     }
 }
 
-fn write_tx(out: &mut impl Write, t: &SimTransaction, format: FileFormat) -> std::io::Result<()> {
+/// One transaction in `format` (a JSON line is the topics' and the API's schema).
+pub(crate) fn write_tx(
+    out: &mut impl Write,
+    t: &SimTransaction,
+    format: FileFormat,
+) -> std::io::Result<()> {
     let mut f = Fields::new(out, format);
     f.number("tx_id", t.tx_id)?;
     f.time("ts", t.ts_ms)?;

@@ -249,6 +249,8 @@ async fn accept_loop(listener: TcpListener, app: Router, limits: Limits) {
                 continue;
             }
         };
+        // Answers are small and awaited: send each at once.
+        let _ = stream.set_nodelay(true);
         let mut io = TimeoutStream::new(stream);
         io.set_write_timeout(Some(limits.idle_timeout));
         let conn = http.serve_connection(
