@@ -425,3 +425,57 @@ fn the_load_generator_counts_every_request_and_answer() {
         "warm-up and measured requests all scored: {scored}"
     );
 }
+
+#[test]
+fn a_rule_reload_changes_the_next_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[rules.blocked_cards]\ndecision = \"decline\"\ncards = [\"C666\"]\n",
+    )
+    .unwrap();
+    let s = Service::start(
+        "topologies/api.toml",
+        dir.path(),
+        &[
+            &format!("decisions.rules=\"{}\"", rules.display()),
+            "decisions.reload=\"100ms\"",
+        ],
+    );
+    let (status, v) = s.post("/v1/score", &tx(1, T0, "C666", 10.0));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["decision"], "decline", "{v}");
+    assert_eq!(v["reasons"][0], "blocked_cards", "{v}");
+    assert_eq!(v["rules_version"], 1, "{v}");
+
+    // Unblock the card, review large amounts.
+    std::fs::write(
+        &rules,
+        "[rules.large]\ndecision = \"review\"\nwhen = [\"amount >= 500\"]\n",
+    )
+    .unwrap();
+    let mut id = 2;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        id += 1;
+        let (_, v) = s.post("/v1/score", &tx(id, T0 + id as i64, "C666", 10.0));
+        if v["rules_version"] == 2 || std::time::Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(v["rules_version"], 2, "reloaded within 10 s: {v}");
+    assert_eq!(v["decision"], "approve", "{v}");
+    let (_, big) = s.post("/v1/score", &tx(1000, T0 + 1000, "C666", 600.0));
+    assert_eq!(big["decision"], "review", "{big}");
+    assert_eq!(big["reasons"][0], "large", "{big}");
+
+    // An invalid file is refused: version 2 stays in force.
+    std::fs::write(&rules, "[rules.large]\ndecision = \"block\"\n").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let (_, still) = s.post("/v1/score", &tx(1001, T0 + 1001, "C666", 600.0));
+    assert_eq!(still["rules_version"], 2, "{still}");
+    assert_eq!(still["decision"], "review", "{still}");
+    s.stop();
+}

@@ -1,7 +1,11 @@
 //! Settings of the scoring API: `[source] type = "api"` (limits on what a
-//! request may carry and how many wait) and `[decisions]` (score bands).
+//! request may carry and how many wait) and `[decisions]` (score bands and
+//! the rules file, read by [`super::rules`]).
 
 use super::reader::Section;
+use compact_str::CompactString;
+use fraudstream_engine::decide::{Bands, RuleSet};
+use std::path::PathBuf;
 
 /// The scoring API as the source of transactions (`[source] type = "api"`):
 /// transactions and labels arrive as HTTP requests on `service.listen`.
@@ -42,81 +46,65 @@ pub(super) fn read_api_input(s: &Section) -> ApiInput {
     out
 }
 
-/// A decision of the scoring API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    /// Let it through.
-    Approve,
-    /// Let it through, and send it to an analyst.
-    Review,
-    /// Refuse it.
-    Decline,
-}
-
-/// Score bands of decisions (`[decisions]`): a score at or above `decline`
-/// is declined, at or above `review` reviewed, else approved.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Decisions of the scoring API (`[decisions]`): the score bands, and the
+/// rules evaluated with the model.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Decisions {
-    /// Lowest score sent to review.
-    pub review: f64,
-    /// Lowest score declined.
-    pub decline: f64,
+    /// Score bands.
+    pub bands: Bands,
+    /// The rules file, if any (reloaded when it changes).
+    pub rules_path: Option<PathBuf>,
+    /// How often the rules file is checked for changes; 0: never.
+    pub reload_ms: i64,
+    /// The rules as read with the topology (version 1; empty without a file).
+    pub rules: RuleSet,
 }
 
 impl Default for Decisions {
     fn default() -> Self {
         Decisions {
-            review: 0.5,
-            decline: 0.9,
+            bands: Bands::default(),
+            rules_path: None,
+            reload_ms: 1000,
+            rules: RuleSet::default(),
         }
     }
 }
 
-impl Decisions {
-    /// The decision for `score`, and the reason code that made it.
-    pub fn of(&self, score: f64) -> (Decision, &'static str) {
-        if score >= self.decline {
-            (Decision::Decline, "score_at_decline")
-        } else if score >= self.review {
-            (Decision::Review, "score_at_review")
-        } else {
-            (Decision::Approve, "score_below_review")
-        }
-    }
-}
-
-/// `[decisions]`.
-pub(super) fn read_decisions(s: &Section) -> Decisions {
+/// `[decisions]`; the rules file is read for dense features named `features`.
+pub(super) fn read_decisions(s: &Section, features: &[CompactString]) -> Decisions {
     let d = Decisions::default();
-    let out = Decisions {
-        review: s.float("review", d.review, 0.0, 1.0),
-        decline: s.float("decline", d.decline, 0.0, 1.0),
+    let bands = Bands {
+        review: s.float("review", d.bands.review, 0.0, 1.0),
+        decline: s.float("decline", d.bands.decline, 0.0, 1.0),
     };
-    if out.review > out.decline {
+    if bands.review > bands.decline {
         s.error(
             "decline",
-            format!("a threshold at or above review ({})", out.review),
-            Some(out.decline.to_string()),
+            format!("a threshold at or above review ({})", bands.review),
+            Some(bands.decline.to_string()),
         );
     }
+    let rules_path = s
+        .opt_str("rules")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    let reload_ms = s.duration("reload", d.reload_ms, 0);
+    let rules = match &rules_path {
+        Some(p) => match super::rules::read_rules(p, features, 1) {
+            Ok(r) => r,
+            Err(errors) => {
+                s.errors().extend(errors);
+                RuleSet::default()
+            }
+        },
+        None => RuleSet::default(),
+    };
     s.finish();
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bands_are_inclusive_at_their_thresholds() {
-        let d = Decisions {
-            review: 0.5,
-            decline: 0.9,
-        };
-        assert_eq!(d.of(0.4999).0, Decision::Approve);
-        assert_eq!(d.of(0.5).0, Decision::Review);
-        assert_eq!(d.of(0.8999).0, Decision::Review);
-        assert_eq!(d.of(0.9), (Decision::Decline, "score_at_decline"));
+    Decisions {
+        bands,
+        rules_path,
+        reload_ms,
+        rules,
     }
 }

@@ -6,11 +6,12 @@
 mod api;
 mod engine;
 pub mod reader;
+pub mod rules;
 pub mod service;
 mod sinks;
 mod source;
 
-pub use api::{ApiInput, Decision, Decisions};
+pub use api::{ApiInput, Decisions};
 pub use engine::{EngineSettings, EvaluationSettings, ModelSettings, PendingSettings, Progress};
 pub use sinks::{RecordTarget, Records, SinkConfig};
 pub use source::{
@@ -206,7 +207,10 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
     let checkpoint = service::read_checkpoint(&root.section("checkpoint"));
     let service = service::read_service(&root.section("service"));
     let stages = service::read_stages(&root.section("stages"), source_partitions);
-    let decisions = api::read_decisions(&root.section("decisions"));
+    let decisions = api::read_decisions(
+        &root.section("decisions"),
+        fraudstream_engine::features::feature_space(&features).names(),
+    );
     let is_fluvio = matches!(source, SourceConfig::Fluvio(_));
     let is_api = matches!(source, SourceConfig::Api(_));
     if is_api {
@@ -605,6 +609,18 @@ dir = "ck"
             "labels come from the API by default"
         );
         assert_eq!(t.decisions, Decisions::default());
+        let bad = Topology::from_toml(
+            "api.toml",
+            "[source]\ntype = \"api\"\n[decisions]\nrules = \"/nonexistent/rules.toml\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            bad.0
+                .iter()
+                .any(|e| e.file == "/nonexistent/rules.toml" && e.key == "(file)"),
+            "{bad}"
+        );
     }
 
     #[test]

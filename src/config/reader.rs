@@ -74,6 +74,11 @@ impl Errors {
         });
     }
 
+    /// Take in the problems of another file (one this file names).
+    pub fn extend(&self, other: Vec<ConfigError>) {
+        self.list.borrow_mut().extend(other);
+    }
+
     /// True when nothing went wrong so far.
     pub fn is_empty(&self) -> bool {
         self.list.borrow().is_empty()

@@ -33,7 +33,7 @@
 // `Response`), built only on the error path: its size costs nothing there.
 #![allow(clippy::result_large_err)]
 
-use crate::config::{ApiInput, Decision, Decisions, SourceConfig, Topology};
+use crate::config::{ApiInput, Decisions, SourceConfig, Topology};
 use crate::connectors::sinks::report::{InputCounts, RunReport};
 use crate::connectors::sinks::{Output, SinkWriter};
 use crate::connectors::sources::decode::{refused, truncate, RawRecord, RecordKind, Reject};
@@ -47,11 +47,13 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use compact_str::CompactString;
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use fraudstream_engine::decide::{Decision, Facts, RuleSet};
 use fraudstream_engine::engine::{Engine, LabelResult};
 use fraudstream_engine::event::{DeadLetter, Event, Label, RejectKind, Score, Transaction};
 use serde::Serialize;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
@@ -97,7 +99,10 @@ struct Answer {
     #[serde(flatten)]
     score: Score,
     decision: Decision,
-    reasons: Vec<&'static str>,
+    /// Codes of the matching rules, then the model's score band.
+    reasons: Vec<CompactString>,
+    /// Version of the rules that decided (0: no rules file).
+    rules_version: u64,
     /// Time spent in the engine (admit, score, decide), in microseconds.
     engine_us: f64,
 }
@@ -416,15 +421,19 @@ struct Finished {
 }
 
 /// The engine thread: take work in queue order until told to stop (or,
-/// with `idle`, until no work came for that long).
+/// with `idle`, until no work came for that long). Rules reloaded arrive
+/// on `reloads` and apply from the next request on.
 fn engine_loop(
     mut engine: Engine,
     mut sinks: SinkWriter,
     rx: Receiver<Work>,
     decisions: Decisions,
+    reloads: Receiver<RuleSet>,
     health: Arc<Health>,
     idle: Option<Duration>,
 ) -> anyhow::Result<Finished> {
+    let bands = decisions.bands;
+    let mut rules = decisions.rules;
     let mut input = InputCounts::default();
     let mut events = 0u64;
     let mut published = 0u64;
@@ -441,6 +450,9 @@ fn engine_loop(
             },
         };
         engine.set_wall_clock(now_ms());
+        while let Ok(r) = reloads.try_recv() {
+            rules = r;
+        }
         match work {
             Work::Stop => break,
             Work::Rejected(dead) => {
@@ -476,14 +488,25 @@ fn engine_loop(
                         unreachable!()
                     };
                     input.transactions += 1;
+                    let (merchant_id, amount) = (tx.merchant_id.clone(), tx.amount);
                     let score = engine.score(tx);
-                    let (decision, reason) = decisions.of(score.score);
+                    let verdict = rules.decide(
+                        &bands,
+                        score.score,
+                        &Facts {
+                            card_id: &score.card_id,
+                            merchant_id: &merchant_id,
+                            amount,
+                            features: &engine.last_features().dense,
+                        },
+                    );
                     let engine_us = started.elapsed().as_secs_f64() * 1e6;
                     sinks.push(Output::Score(score.clone()))?;
                     answers.push(Scored::Answer(Box::new(Answer {
                         score,
-                        decision,
-                        reasons: vec![reason],
+                        decision: verdict.decision,
+                        reasons: verdict.reasons,
+                        rules_version: rules.version,
                         engine_us,
                     })));
                 }
@@ -538,6 +561,70 @@ fn engine_loop(
     })
 }
 
+/// Watch the rules file at `path`: every `every`, a change of its time or
+/// size is read and validated; a valid file goes to the engine thread with
+/// the next version, an invalid one is reported (every error) and the
+/// rules in force stay. Each reload is a line on stderr and in the
+/// metrics (`fraudstream_rules_version`, `fraudstream_rules_reloads_total`).
+fn watch_rules(
+    path: std::path::PathBuf,
+    features: Vec<CompactString>,
+    every: Duration,
+    to_engine: Sender<RuleSet>,
+    watching: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut seen = stamp(&path);
+    let mut version = 1u64;
+    Ok(std::thread::Builder::new()
+        .name("fraudstream-rules".into())
+        .spawn(move || {
+            let mut checked = Instant::now();
+            while watching.load(Relaxed) {
+                // Short naps, so a stopping service is not kept waiting.
+                std::thread::sleep(every.min(Duration::from_millis(50)));
+                if checked.elapsed() < every {
+                    continue;
+                }
+                checked = Instant::now();
+                let now = stamp(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                match crate::config::rules::read_rules(&path, &features, version + 1) {
+                    Ok(set) => {
+                        version += 1;
+                        eprintln!(
+                            "fraudstream: rules {} reloaded: version {version}, {} rules",
+                            path.display(),
+                            set.rules.len()
+                        );
+                        metrics::counter!("fraudstream_rules_reloads_total", "result" => "ok")
+                            .increment(1);
+                        metrics::gauge!("fraudstream_rules_version").set(version as f64);
+                        if to_engine.send(set).is_err() {
+                            return;
+                        }
+                    }
+                    Err(errors) => {
+                        metrics::counter!("fraudstream_rules_reloads_total", "result" => "refused")
+                            .increment(1);
+                        eprint!(
+                            "fraudstream: rules {} not reloaded, version {version} stays: {}",
+                            path.display(),
+                            crate::config::ConfigErrors(errors)
+                        );
+                    }
+                }
+            }
+        })?)
+}
+
 /// Options of an API run.
 #[derive(Clone, Debug, Default)]
 pub struct ApiOptions {
@@ -568,11 +655,28 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
     let idle = (t.service.stop_when_idle_ms > 0)
         .then(|| Duration::from_millis(t.service.stop_when_idle_ms as u64));
     let started = Instant::now();
-    let decisions = t.decisions;
+    let decisions = t.decisions.clone();
+    let (reload_tx, reloads) = bounded::<RuleSet>(4);
+    let watching = Arc::new(AtomicBool::new(true));
+    let watcher = match (&decisions.rules_path, decisions.reload_ms) {
+        (Some(path), ms) if ms > 0 => Some(watch_rules(
+            path.clone(),
+            fraudstream_engine::features::feature_space(&t.features)
+                .names()
+                .to_vec(),
+            Duration::from_millis(ms as u64),
+            reload_tx,
+            watching.clone(),
+        )?),
+        _ => None,
+    };
+    if decisions.rules_path.is_some() {
+        metrics::gauge!("fraudstream_rules_version").set(1.0);
+    }
     let engine_health = health.clone();
     let thread = std::thread::Builder::new()
         .name("fraudstream-engine".into())
-        .spawn(move || engine_loop(engine, sinks, rx, decisions, engine_health, idle))?;
+        .spawn(move || engine_loop(engine, sinks, rx, decisions, reloads, engine_health, idle))?;
     let api = Api {
         queue: queue.clone(),
         slots: Arc::new(Semaphore::new(input.max_concurrent)),
@@ -606,6 +710,10 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
         }
     });
     health.set_phase(Phase::Stopping);
+    watching.store(false, Relaxed);
+    if let Some(w) = watcher {
+        let _ = w.join();
+    }
     // Blocks only while the queue is full; the thread is taking from it.
     let _ = queue.send(Work::Stop);
     drop(queue);

@@ -13,6 +13,7 @@
 //!   built from an [`EngineConfig`].
 
 pub mod config;
+pub mod decide;
 pub mod engine;
 pub mod eval;
 pub mod event;
