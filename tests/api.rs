@@ -479,3 +479,58 @@ fn a_rule_reload_changes_the_next_decision() {
     assert_eq!(still["decision"], "review", "{still}");
     s.stop();
 }
+
+#[test]
+fn feature_lookups_match_what_the_engine_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Service::start("topologies/api.toml", dir.path(), &[]);
+    let history = format!(
+        "[{}]",
+        (1..=20)
+            .map(|i| tx(
+                i,
+                T0 + i as i64 * 45_000,
+                if i % 3 == 0 { "C2" } else { "C1" },
+                10.0 * i as f64
+            ))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    assert_eq!(s.post("/v1/score", &history).0, 200);
+    let at = T0 + 30 * 60_000;
+    let (status, card) = s.ask("GET", &format!("/v1/cards/C1/features?at={at}"), "");
+    assert_eq!(status, 200, "{card}");
+    let card: Value = serde_json::from_str(&card).unwrap();
+    let (status, merchant) = s.ask("GET", &format!("/v1/merchants/M1/features?at={at}"), "");
+    assert_eq!(status, 200, "{merchant}");
+    let merchant: Value = serde_json::from_str(&merchant).unwrap();
+    assert_eq!(card["at"], at);
+    assert!(
+        card["features"]["card_count_1h"].as_f64().unwrap() > 0.0,
+        "{card}"
+    );
+
+    // The next transaction of that card at that merchant, at that time.
+    let (status, used) = s.post("/v1/score?features=true", &tx(21, at, "C1", 55.0));
+    assert_eq!(status, 200, "{used}");
+    let used = &used["features"];
+    for looked in [&card, &merchant] {
+        let features = looked["features"].as_object().unwrap();
+        assert!(features.len() >= 9, "{looked}");
+        for (name, v) in features {
+            assert_eq!(
+                &used[name], v,
+                "{name}: lookup {v}, scored with {}",
+                used[name]
+            );
+        }
+    }
+
+    let (status, body) = s.ask("GET", "/v1/cards/NOPE/features", "");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("never seen"), "{body}");
+    let (status, body) = s.ask("GET", "/v1/cards/C1/features?at=soon", "");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("at:"), "{body}");
+    s.stop();
+}

@@ -28,6 +28,13 @@
 //! - `POST /v1/labels`: one label or an array (the labels topic's objects),
 //!   learnt through the same path as the label topic; answers how many
 //!   joined a scored transaction.
+//! - `GET /v1/cards/{id}/features` and `/v1/merchants/{id}/features`
+//!   (`?at=`): the rolling features a transaction at that time would get,
+//!   read without changing anything.
+//!
+//! Decisions combine the model's score band with the rules of
+//! [`fraudstream_engine::decide`]; a rules file that changes is reloaded,
+//! validated first, by a watcher thread.
 
 // The `Err` of the request steps is the answer to send (an axum
 // `Response`), built only on the error path: its size costs nothing there.
@@ -42,10 +49,12 @@ use crate::exec::outputs::{publish_report, run_report, save_model, start_engine}
 use crate::exec::service::http::{self, now_ms, Health, Limits, Phase};
 use anyhow::Context;
 use axum::body::{to_bytes, Body};
+use axum::extract::Path;
 use axum::extract::State;
+use axum::http::Uri;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use compact_str::CompactString;
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -69,14 +78,35 @@ const RETRY_AFTER: &str = "1";
 
 /// Work for the engine thread.
 enum Work {
-    /// Score these, reply with one answer each.
-    Score(Vec<Transaction>, oneshot::Sender<Vec<Scored>>),
+    /// Score these, reply with one answer each (with the feature vector
+    /// when asked).
+    Score(Vec<Transaction>, bool, oneshot::Sender<Vec<Scored>>),
+    /// Look up the rolling features of a card or merchant.
+    Lookup(Entity, String, Option<i64>, oneshot::Sender<Option<Looked>>),
     /// Learn these, reply with the counts.
     Labels(Vec<Label>, oneshot::Sender<LabelsAnswer>),
     /// Records a handler refused (answered 4xx): to the dead letters.
     Rejected(Vec<DeadLetter>),
     /// Finish: the service is stopping.
     Stop,
+}
+
+/// What a feature lookup is about.
+#[derive(Clone, Copy, Debug)]
+enum Entity {
+    Card,
+    Merchant,
+}
+
+/// A feature lookup's answer.
+#[derive(Debug, Serialize)]
+struct Looked {
+    /// The card or merchant id, as asked.
+    id: String,
+    /// The time the features are as of (epoch ms).
+    at: i64,
+    /// Each feature by name.
+    features: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One transaction's answer.
@@ -105,6 +135,9 @@ struct Answer {
     rules_version: u64,
     /// Time spent in the engine (admit, score, decide), in microseconds.
     engine_us: f64,
+    /// The dense features it was scored with, by name (`?features=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    features: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// What a labels request did.
@@ -150,6 +183,8 @@ fn routes(api: Api) -> Router {
     Router::new()
         .route("/v1/score", post(score))
         .route("/v1/labels", post(labels))
+        .route("/v1/cards/{id}/features", get(card_features))
+        .route("/v1/merchants/{id}/features", get(merchant_features))
         .with_state(api)
 }
 
@@ -339,9 +374,32 @@ fn refuse(api: &Api, bad: Vec<(Problem, DeadLetter)>) -> Response {
     problems(status, problems_)
 }
 
-async fn score(State(api): State<Api>, body: Body) -> Response {
+/// The value of `key` in a query string (`a=1&b=2`), if given.
+fn query_value<'a>(uri: &'a Uri, key: &str) -> Option<&'a str> {
+    uri.query()?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+/// `?features=true`, or a 400.
+fn wants_features(uri: &Uri) -> Result<bool, Response> {
+    match query_value(uri, "features") {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(v) => Err(problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            format!("features: expected true or false, found {v}"),
+        )),
+    }
+}
+
+async fn score(State(api): State<Api>, uri: Uri, body: Body) -> Response {
     const PATH: &str = "/v1/score";
     let answer = async {
+        let with_features = wants_features(&uri)?;
         let _slot = slot(&api)?;
         let bytes = body_bytes(body, api.input.max_body_bytes).await?;
         let (texts, many) = records(&bytes, api.input.max_batch)?;
@@ -352,7 +410,7 @@ async fn score(State(api): State<Api>, body: Body) -> Response {
             return Err(refuse(&api, bad));
         }
         let (reply, wait) = oneshot::channel();
-        enqueue(&api, Work::Score(txs, reply))?;
+        enqueue(&api, Work::Score(txs, with_features, reply))?;
         let scored = wait.await.map_err(|_| {
             problem(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -412,12 +470,110 @@ async fn labels(State(api): State<Api>, body: Body) -> Response {
     r
 }
 
+async fn card_features(State(api): State<Api>, Path(id): Path<String>, uri: Uri) -> Response {
+    lookup(api, Entity::Card, id, uri, "/v1/cards/{id}/features").await
+}
+
+async fn merchant_features(State(api): State<Api>, Path(id): Path<String>, uri: Uri) -> Response {
+    lookup(
+        api,
+        Entity::Merchant,
+        id,
+        uri,
+        "/v1/merchants/{id}/features",
+    )
+    .await
+}
+
+/// A feature lookup: `?at=` (epoch ms or RFC 3339; default the stream's
+/// newest time).
+async fn lookup(api: Api, entity: Entity, id: String, uri: Uri, path: &'static str) -> Response {
+    let answer = async {
+        let _slot = slot(&api)?;
+        let at = match query_value(&uri, "at") {
+            None => None,
+            Some(v) => Some(
+                v.parse::<i64>()
+                    .ok()
+                    .or_else(|| {
+                        crate::connectors::sources::decode::parse_rfc3339(
+                            &v.replace("%3A", ":").replace("%2B", "+"),
+                        )
+                    })
+                    .filter(|ms| *ms >= 0)
+                    .ok_or_else(|| {
+                        problem(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_parameter",
+                            format!(
+                                "at: expected epoch milliseconds or an RFC 3339 time, found {v}"
+                            ),
+                        )
+                    })?,
+            ),
+        };
+        let (reply, wait) = oneshot::channel();
+        enqueue(&api, Work::Lookup(entity, id.clone(), at, reply))?;
+        let looked = wait.await.map_err(|_| {
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopping",
+                "the engine stopped before answering",
+            )
+        })?;
+        match looked {
+            Some(l) => Ok(json(
+                StatusCode::OK,
+                serde_json::to_string(&l).expect("answers serialize"),
+            )),
+            None => {
+                let what = match entity {
+                    Entity::Card => "card",
+                    Entity::Merchant => "merchant",
+                };
+                Err(problem(
+                    StatusCode::NOT_FOUND,
+                    "unknown_entity",
+                    format!("no state for {what} {id}: never seen, or evicted"),
+                ))
+            }
+        }
+    }
+    .await;
+    let r = answer.unwrap_or_else(|r| r);
+    count(path, r.status());
+    r
+}
+
+/// Named values as a JSON object (non-finite values as null).
+fn named(
+    pairs: impl IntoIterator<Item = (CompactString, f32)>,
+) -> serde_json::Map<String, serde_json::Value> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(f64::from(v))))
+        .collect()
+}
+
 /// What the engine thread ends with.
 struct Finished {
     engine: Engine,
     sinks: SinkWriter,
     input: InputCounts,
     events: u64,
+}
+
+/// What the engine thread decides and answers with.
+struct Settings {
+    /// Bands and the rules read at start.
+    decisions: Decisions,
+    /// Rules reloaded since.
+    reloads: Receiver<RuleSet>,
+    /// Dense feature names (for `?features=true`).
+    names: Vec<CompactString>,
+    health: Arc<Health>,
+    /// Stop after this long without work.
+    idle: Option<Duration>,
 }
 
 /// The engine thread: take work in queue order until told to stop (or,
@@ -427,11 +583,15 @@ fn engine_loop(
     mut engine: Engine,
     mut sinks: SinkWriter,
     rx: Receiver<Work>,
-    decisions: Decisions,
-    reloads: Receiver<RuleSet>,
-    health: Arc<Health>,
-    idle: Option<Duration>,
+    settings: Settings,
 ) -> anyhow::Result<Finished> {
+    let Settings {
+        decisions,
+        reloads,
+        names,
+        health,
+        idle,
+    } = settings;
     let bands = decisions.bands;
     let mut rules = decisions.rules;
     let mut input = InputCounts::default();
@@ -461,7 +621,19 @@ fn engine_loop(
                     sinks.push(Output::DeadLetter(d))?;
                 }
             }
-            Work::Score(txs, reply) => {
+            Work::Lookup(entity, id, at, reply) => {
+                let at = at.or(engine.newest_ts()).unwrap_or(0);
+                let found = match entity {
+                    Entity::Card => engine.card_features(&id, at),
+                    Entity::Merchant => engine.merchant_features(&id, at),
+                };
+                let _ = reply.send(found.map(|f| Looked {
+                    id,
+                    at,
+                    features: named(f),
+                }));
+            }
+            Work::Score(txs, with_features, reply) => {
                 let mut answers = Vec::with_capacity(txs.len());
                 for tx in txs {
                     events += 1;
@@ -501,6 +673,14 @@ fn engine_loop(
                         },
                     );
                     let engine_us = started.elapsed().as_secs_f64() * 1e6;
+                    let features = with_features.then(|| {
+                        named(
+                            names
+                                .iter()
+                                .cloned()
+                                .zip(engine.last_features().dense.iter().copied()),
+                        )
+                    });
                     sinks.push(Output::Score(score.clone()))?;
                     answers.push(Scored::Answer(Box::new(Answer {
                         score,
@@ -508,6 +688,7 @@ fn engine_loop(
                         reasons: verdict.reasons,
                         rules_version: rules.version,
                         engine_us,
+                        features,
                     })));
                 }
                 health.scored.fetch_add(answers.len() as i64, Relaxed);
@@ -674,9 +855,21 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
         metrics::gauge!("fraudstream_rules_version").set(1.0);
     }
     let engine_health = health.clone();
+    let names = fraudstream_engine::features::feature_space(&t.features)
+        .names()
+        .to_vec();
     let thread = std::thread::Builder::new()
         .name("fraudstream-engine".into())
-        .spawn(move || engine_loop(engine, sinks, rx, decisions, reloads, engine_health, idle))?;
+        .spawn(move || {
+            let settings = Settings {
+                decisions,
+                reloads,
+                names,
+                health: engine_health,
+                idle,
+            };
+            engine_loop(engine, sinks, rx, settings)
+        })?;
     let api = Api {
         queue: queue.clone(),
         slots: Arc::new(Semaphore::new(input.max_concurrent)),

@@ -235,6 +235,12 @@ pub struct MerchantStage {
     published: EngineCounters,
     scratch: Vec<f32>,
     empty: FeatureVector,
+    /// Names of the features (for lookups).
+    space: crate::features::FeatureSpace,
+    /// Where the card block ends and how many activity windows the
+    /// merchant block starts with (for lookups).
+    card_len: usize,
+    activity_len: usize,
 }
 
 impl MerchantStage {
@@ -268,6 +274,9 @@ impl MerchantStage {
             published: EngineCounters::default(),
             scratch: Vec::with_capacity(n),
             empty: FeatureVector::default(),
+            space: crate::features::feature_space(&cfg.features),
+            card_len: crate::features::card_feature_count(&cfg.features),
+            activity_len: 2 * cfg.features.merchant_windows.len(),
         }
     }
 
@@ -984,6 +993,49 @@ impl Engine {
     /// Set the wall clock events may not run ahead of (the service).
     pub fn set_wall_clock(&mut self, now_ms: i64) {
         self.merchant.set_wall_clock(now_ms);
+    }
+
+    /// The stream's newest event time (ms), if any event was seen.
+    pub fn newest_ts(&self) -> Option<i64> {
+        (self.merchant.newest_ts != i64::MIN).then_some(self.merchant.newest_ts)
+    }
+
+    /// A card's rolling window features, named, as a transaction of it at
+    /// `at` would get them (an online feature-store lookup; nothing
+    /// changes); `None` for a card not held.
+    pub fn card_features(
+        &self,
+        card_id: &str,
+        at: i64,
+    ) -> Option<Vec<(compact_str::CompactString, f32)>> {
+        let values = self
+            .card
+            .cards
+            .peek_windows(key_of(card_id.as_bytes()), at)?;
+        let names = self.merchant.space.names();
+        Some(names.iter().cloned().zip(values).collect())
+    }
+
+    /// A merchant's rolling features, named, as a transaction at it at `at`
+    /// would get them (see [`MerchantFeatures::peek`]); `None` for a
+    /// merchant not held.
+    pub fn merchant_features(
+        &self,
+        merchant_id: &str,
+        at: i64,
+    ) -> Option<Vec<(compact_str::CompactString, f32)>> {
+        let values = self
+            .merchant
+            .merchants
+            .peek(key_of(merchant_id.as_bytes()), at)?;
+        let names = self.merchant.space.names();
+        let (first, activity) = (self.merchant.card_len, self.merchant.activity_len);
+        // The merchant block, without `amount_vs_merch_mean` (after the
+        // activity windows), which depends on a transaction's amount.
+        let block = names[first..first + activity]
+            .iter()
+            .chain(&names[first + activity + 1..]);
+        Some(block.cloned().zip(values).collect())
     }
 
     /// Score one transaction (test), keep its features for its label (train later).

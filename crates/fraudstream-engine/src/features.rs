@@ -1021,6 +1021,17 @@ impl CardFeatures {
         longest
     }
 
+    /// The card's rolling window features (the first
+    /// `3 × card_windows` of its vector, shortest window first) as they
+    /// would be for a transaction at `at`, read without changing anything;
+    /// `None` for a card not held.
+    pub fn peek_windows(&self, card_key: u64, at: i64) -> Option<Vec<f32>> {
+        let card = self.cards.get(&card_key)?;
+        let mut out = Vec::new();
+        Self::push_windows(card, &self.card_layout, &self.ln1p, at, &mut out);
+        Some(out)
+    }
+
     /// Write the banded categoricals of `x`, a vector this stage's
     /// [`extract_and_update`](Self::extract_and_update) began and the
     /// merchant features completed (see [`BAND_NAMES`] and `features.bands` in docs/topology.md).
@@ -1284,6 +1295,29 @@ impl MerchantFeatures {
         if !late {
             merchant.windows.add(ml, ts, tx.amount as f32, 0);
         }
+    }
+
+    /// The merchant's rolling features as they would be for a transaction
+    /// at `at` (activity windows, then fraud risk by arrival and by
+    /// transaction time: its vector without the one feature that depends
+    /// on the transaction's amount), read without changing anything;
+    /// `None` for a merchant not held.
+    pub fn peek(&self, merchant_key: u64, at: i64) -> Option<Vec<f32>> {
+        let m = self.merchants.get(&merchant_key)?;
+        let (ml, rl, tl) = (
+            &self.merchant_layout,
+            &self.risk_layout,
+            &self.risk_tx_layout,
+        );
+        let mut out = Vec::new();
+        Self::push_activity(&m.windows, ml, &self.ln1p, at, &mut out);
+        for i in 0..rl.specs().len() {
+            MerchantRisk::of(&m.risk.query(rl, i, at), &self.ln1p).push_to(&mut out);
+        }
+        for i in 0..tl.specs().len() {
+            MerchantTxRisk::of(&m.risk_tx.query(tl, i, at), &self.ln1p).push_to(&mut out);
+        }
+        Some(out)
     }
 
     /// Append one [`MerchantWindow`] group per activity window; returns the

@@ -171,8 +171,8 @@ pub async fn serve(
 /// The paths a 404 names.
 const PATHS: &str = "GET /health, GET /healthz and GET /metrics";
 /// The same, with the scoring API.
-const PATHS_WITH_API: &str =
-    "POST /v1/score, POST /v1/labels, GET /health, GET /healthz and GET /metrics";
+const PATHS_WITH_API: &str = "POST /v1/score, POST /v1/labels, GET /v1/cards/{id}/features, \
+     GET /v1/merchants/{id}/features, GET /health, GET /healthz and GET /metrics";
 
 /// What the handlers read.
 #[derive(Clone)]
