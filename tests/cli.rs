@@ -19,7 +19,7 @@ fn shipped_topologies_validate() {
     );
     let (stdout, stderr) = text(&run);
     assert!(run.status.success(), "{stderr}");
-    assert_eq!(stdout.matches(": ok").count(), 6, "{stdout}");
+    assert_eq!(stdout.matches(": ok").count(), 7, "{stdout}");
 }
 
 #[test]
@@ -77,7 +77,7 @@ fn validate_reports_every_error_with_file_key_and_expectation() {
     assert!(!run.status.success());
     for needle in [
         "a.toml: engine.alert_threshold: expected a number from 0 to 1, found \"high\"",
-        "a.toml: source.type: expected one of \"simulator\", \"file\", \"fluvio\", found \"kafka\"",
+        "a.toml: source.type: expected one of \"simulator\", \"file\", \"fluvio\", \"api\", found \"kafka\"",
         "a.toml: model.alpha: expected a number",
         "a.toml: sinks.x.path: expected the path of the output file",
         "b.toml: (syntax): expected valid TOML",
