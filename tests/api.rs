@@ -147,6 +147,12 @@ fn valid_transactions_get_scores_decisions_and_reasons() {
         101,
         "every answer is in the scores sink too"
     );
+    let first: Value = serde_json::from_str(scores.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first["decision"], one["decision"],
+        "with its decision: {first}"
+    );
+    assert_eq!(first["reasons"], one["reasons"], "{first}");
 }
 
 #[test]
@@ -337,7 +343,8 @@ fn the_same_stream_scores_the_same_through_the_api_and_a_file_replay() {
     }
     s.stop();
 
-    // The same file replayed, with the API topology's engine settings.
+    // The same file replayed, with the API topology's engine settings and
+    // its decisions (the default bands), which scores then carry too.
     let replay_out = dir.path().join("replay");
     std::fs::create_dir_all(&replay_out).unwrap();
     let topology = replay_out.join("replay.toml");
@@ -345,7 +352,7 @@ fn the_same_stream_scores_the_same_through_the_api_and_a_file_replay() {
         &topology,
         format!(
             "[source]\ntype = \"file\"\npath = \"{}\"\n[labels]\ntype = \"none\"\n\
-             [sinks.scores]\ntype = \"scores\"\npath = \"{}\"\n",
+             [decisions]\n[sinks.scores]\ntype = \"scores\"\npath = \"{}\"\n",
             sim.join("transactions.jsonl").display(),
             replay_out.join("scores.jsonl").display()
         ),

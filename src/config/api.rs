@@ -4,7 +4,7 @@
 
 use super::reader::Section;
 use compact_str::CompactString;
-use fraudstream_engine::decide::{Bands, RuleSet};
+use fraudstream_engine::decide::{Bands, Decider, RuleSet};
 use std::path::PathBuf;
 
 /// The scoring API as the source of transactions (`[source] type = "api"`):
@@ -50,6 +50,9 @@ pub(super) fn read_api_input(s: &Section) -> ApiInput {
 /// rules evaluated with the model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decisions {
+    /// Whether scores carry decisions: a `[decisions]` table, or the
+    /// scoring API.
+    pub enabled: bool,
     /// Score bands.
     pub bands: Bands,
     /// The rules file, if any (reloaded when it changes).
@@ -60,9 +63,20 @@ pub struct Decisions {
     pub rules: RuleSet,
 }
 
+impl Decisions {
+    /// What the card stages decide with, when they do.
+    pub fn decider(&self) -> Option<Decider> {
+        self.enabled.then(|| Decider {
+            bands: self.bands,
+            rules: self.rules.clone(),
+        })
+    }
+}
+
 impl Default for Decisions {
     fn default() -> Self {
         Decisions {
+            enabled: false,
             bands: Bands::default(),
             rules_path: None,
             reload_ms: 1000,
@@ -102,6 +116,7 @@ pub(super) fn read_decisions(s: &Section, features: &[CompactString]) -> Decisio
     };
     s.finish();
     Decisions {
+        enabled: s.present(),
         bands,
         rules_path,
         reload_ms,

@@ -175,6 +175,7 @@ impl Topology {
             unlabeled: self.evaluation.unlabeled,
             eval_retention_ms: self.evaluation.retention_ms,
             eval_max_records: self.evaluation.max_records,
+            decisions: self.decisions.decider(),
             // Days of the simulator's reports start at its first day; files at UTC midnight.
             eval_origin_ms: match &self.source {
                 SourceConfig::Simulator(s) => s.start_ms,
@@ -207,12 +208,14 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
     let checkpoint = service::read_checkpoint(&root.section("checkpoint"));
     let service = service::read_service(&root.section("service"));
     let stages = service::read_stages(&root.section("stages"), source_partitions);
-    let decisions = api::read_decisions(
+    let mut decisions = api::read_decisions(
         &root.section("decisions"),
         fraudstream_engine::features::feature_space(&features).names(),
     );
     let is_fluvio = matches!(source, SourceConfig::Fluvio(_));
     let is_api = matches!(source, SourceConfig::Api(_));
+    // The scoring API always decides.
+    decisions.enabled |= is_api;
     if is_api {
         if engine.workers != 1 {
             root.error(
@@ -608,7 +611,8 @@ dir = "ck"
             LabelSource::Api,
             "labels come from the API by default"
         );
-        assert_eq!(t.decisions, Decisions::default());
+        assert_eq!(t.decisions.bands, Decisions::default().bands);
+        assert!(t.decisions.enabled, "the API always decides");
         let bad = Topology::from_toml(
             "api.toml",
             "[source]\ntype = \"api\"\n[decisions]\nrules = \"/nonexistent/rules.toml\"\n",

@@ -40,7 +40,7 @@
 // `Response`), built only on the error path: its size costs nothing there.
 #![allow(clippy::result_large_err)]
 
-use crate::config::{ApiInput, Decisions, SourceConfig, Topology};
+use crate::config::{ApiInput, SourceConfig, Topology};
 use crate::connectors::sinks::report::{InputCounts, RunReport};
 use crate::connectors::sinks::{Output, SinkWriter};
 use crate::connectors::sources::decode::{refused, truncate, RawRecord, RecordKind, Reject};
@@ -58,7 +58,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use compact_str::CompactString;
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
-use fraudstream_engine::decide::{Decision, Facts, RuleSet};
+use fraudstream_engine::decide::RuleSet;
 use fraudstream_engine::engine::{Engine, LabelResult};
 use fraudstream_engine::event::{DeadLetter, Event, Label, RejectKind, Score, Transaction};
 use serde::Serialize;
@@ -89,6 +89,30 @@ enum Work {
     Rejected(Vec<DeadLetter>),
     /// Finish: the service is stopping.
     Stop,
+}
+
+/// Let `event` into the engine, or refuse it: then the problem to answer
+/// with (at `index` of its request), and the event back; its dead letter
+/// is written and counted.
+fn admit(
+    engine: &Engine,
+    event: Event,
+    index: Option<usize>,
+    input: &mut InputCounts,
+    sinks: &mut SinkWriter,
+) -> anyhow::Result<Result<Event, (Problem, Event)>> {
+    let Err(refusal) = engine.admit(&event) else {
+        return Ok(Ok(event));
+    };
+    let problem = Problem {
+        index,
+        kind: refusal.kind.as_str(),
+        reason: refusal.reason.clone(),
+    };
+    let dead = refused(&event, refusal);
+    input.count_dead_letter(&dead);
+    sinks.push(Output::DeadLetter(dead))?;
+    Ok(Err((problem, event)))
 }
 
 /// What a feature lookup is about.
@@ -122,15 +146,12 @@ enum Scored {
     },
 }
 
-/// A scored transaction: the score record of the scores topic, with the
-/// decision, its reasons and the engine time.
+/// A scored transaction: the score record of the scores topic (with its
+/// decision and reason codes), the rules' version and the engine time.
 #[derive(Debug, Serialize)]
 struct Answer {
     #[serde(flatten)]
     score: Score,
-    decision: Decision,
-    /// Codes of the matching rules, then the model's score band.
-    reasons: Vec<CompactString>,
     /// Version of the rules that decided (0: no rules file).
     rules_version: u64,
     /// Time spent in the engine (admit, score, decide), in microseconds.
@@ -565,9 +586,7 @@ struct Finished {
 
 /// What the engine thread decides and answers with.
 struct Settings {
-    /// Bands and the rules read at start.
-    decisions: Decisions,
-    /// Rules reloaded since.
+    /// Rules reloaded since the start.
     reloads: Receiver<RuleSet>,
     /// Dense feature names (for `?features=true`).
     names: Vec<CompactString>,
@@ -586,14 +605,11 @@ fn engine_loop(
     settings: Settings,
 ) -> anyhow::Result<Finished> {
     let Settings {
-        decisions,
         reloads,
         names,
         health,
         idle,
     } = settings;
-    let bands = decisions.bands;
-    let mut rules = decisions.rules;
     let mut input = InputCounts::default();
     let mut events = 0u64;
     let mut published = 0u64;
@@ -611,7 +627,7 @@ fn engine_loop(
         };
         engine.set_wall_clock(now_ms());
         while let Ok(r) = reloads.try_recv() {
-            rules = r;
+            engine.set_rules(r);
         }
         match work {
             Work::Stop => break,
@@ -638,40 +654,30 @@ fn engine_loop(
                 for tx in txs {
                     events += 1;
                     let started = Instant::now();
-                    let event = Event::Transaction(tx);
-                    if let Err(refusal) = engine.admit(&event) {
-                        let Event::Transaction(tx) = &event else {
-                            unreachable!()
-                        };
-                        answers.push(Scored::Refused {
-                            tx_id: serde_json::to_value(&tx.tx_id).unwrap_or_default(),
-                            error: Problem {
-                                index: None,
-                                kind: refusal.kind.as_str(),
-                                reason: refusal.reason.clone(),
-                            },
-                        });
-                        let dead = refused(&event, refusal);
-                        input.count_dead_letter(&dead);
-                        sinks.push(Output::DeadLetter(dead))?;
-                        continue;
-                    }
-                    let Event::Transaction(tx) = event else {
-                        unreachable!()
+                    let tx = match admit(
+                        &engine,
+                        Event::Transaction(tx),
+                        None,
+                        &mut input,
+                        &mut sinks,
+                    )? {
+                        Ok(Event::Transaction(tx)) => tx,
+                        Ok(Event::Label(_)) => unreachable!("a transaction stays one"),
+                        Err((error, event)) => {
+                            let tx_id = match &event {
+                                Event::Transaction(tx) => serde_json::to_value(&tx.tx_id),
+                                Event::Label(l) => serde_json::to_value(&l.tx_id),
+                            };
+                            answers.push(Scored::Refused {
+                                tx_id: tx_id.unwrap_or_default(),
+                                error,
+                            });
+                            continue;
+                        }
                     };
                     input.transactions += 1;
-                    let (merchant_id, amount) = (tx.merchant_id.clone(), tx.amount);
+                    // The card stage decides (bands and rules) with the score.
                     let score = engine.score(tx);
-                    let verdict = rules.decide(
-                        &bands,
-                        score.score,
-                        &Facts {
-                            card_id: &score.card_id,
-                            merchant_id: &merchant_id,
-                            amount,
-                            features: &engine.last_features().dense,
-                        },
-                    );
                     let engine_us = started.elapsed().as_secs_f64() * 1e6;
                     let features = with_features.then(|| {
                         named(
@@ -684,9 +690,7 @@ fn engine_loop(
                     sinks.push(Output::Score(score.clone()))?;
                     answers.push(Scored::Answer(Box::new(Answer {
                         score,
-                        decision: verdict.decision,
-                        reasons: verdict.reasons,
-                        rules_version: rules.version,
+                        rules_version: engine.rules_version(),
                         engine_us,
                         features,
                     })));
@@ -706,21 +710,20 @@ fn engine_loop(
                 };
                 for (i, label) in labels.into_iter().enumerate() {
                     events += 1;
-                    let event = Event::Label(label);
-                    if let Err(refusal) = engine.admit(&event) {
-                        done.refused += 1;
-                        done.errors.push(Problem {
-                            index: Some(i),
-                            kind: refusal.kind.as_str(),
-                            reason: refusal.reason.clone(),
-                        });
-                        let dead = refused(&event, refusal);
-                        input.count_dead_letter(&dead);
-                        sinks.push(Output::DeadLetter(dead))?;
-                        continue;
-                    }
-                    let Event::Label(label) = event else {
-                        unreachable!()
+                    let label = match admit(
+                        &engine,
+                        Event::Label(label),
+                        Some(i),
+                        &mut input,
+                        &mut sinks,
+                    )? {
+                        Ok(Event::Label(label)) => label,
+                        Ok(Event::Transaction(_)) => unreachable!("a label stays one"),
+                        Err((error, _)) => {
+                            done.refused += 1;
+                            done.errors.push(error);
+                            continue;
+                        }
                     };
                     input.labels += 1;
                     match engine.label(&label) {
@@ -862,7 +865,6 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
         .name("fraudstream-engine".into())
         .spawn(move || {
             let settings = Settings {
-                decisions,
                 reloads,
                 names,
                 health: engine_health,

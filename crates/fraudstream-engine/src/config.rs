@@ -93,6 +93,10 @@ pub struct EngineConfig {
     pub eval_retention_ms: i64,
     /// Evaluation records (and label routes) held at most, per card stage.
     pub eval_max_records: usize,
+    /// Decisions (score bands and rules) written with each score; `None`:
+    /// scores only. Shapes outputs, not state (not a checkpoint setting).
+    #[serde(skip)]
+    pub decisions: Option<crate::decide::Decider>,
 }
 
 impl Default for EngineConfig {
@@ -113,6 +117,7 @@ impl Default for EngineConfig {
             eval_origin_ms: 0,
             eval_retention_ms: 120 * DAY_MS,
             eval_max_records: 20_000_000,
+            decisions: None,
         }
     }
 }

@@ -194,6 +194,22 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
 }
 
+/// What a card stage decides with: the bands and the rules in force.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decider {
+    /// Score bands.
+    pub bands: Bands,
+    /// Rules (empty: the band alone decides).
+    pub rules: RuleSet,
+}
+
+impl Decider {
+    /// The decision for a transaction scored `score`, with `facts`.
+    pub fn decide(&self, score: f64, facts: &Facts<'_>) -> Verdict {
+        self.rules.decide(&self.bands, score, facts)
+    }
+}
+
 /// A decision with its reasons.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {

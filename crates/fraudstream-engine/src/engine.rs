@@ -519,6 +519,8 @@ struct CardSettings {
 /// Card state, the served model, the pending store and the evaluations of
 /// the transactions this stage scores.
 pub struct CardStage {
+    /// Bands and rules, when this stage decides.
+    decider: Option<crate::decide::Decider>,
     cfg: CardSettings,
     cards: CardFeatures,
     /// The logistic regression (a handle, maybe shared between stages) and
@@ -600,7 +602,21 @@ impl CardStage {
             parked: Default::default(),
             parked_order: Default::default(),
             replica_stats: ReplicaStats::default(),
+            decider: cfg.decisions.clone(),
         }
+    }
+
+    /// Decide with `rules` from the next transaction on (a reload); no
+    /// effect on a stage that does not decide.
+    pub fn set_rules(&mut self, rules: crate::decide::RuleSet) {
+        if let Some(d) = self.decider.as_mut() {
+            d.rules = rules;
+        }
+    }
+
+    /// The version of the rules in force (0: none, or no decisions).
+    pub fn rules_version(&self) -> u64 {
+        self.decider.as_ref().map_or(0, |d| d.rules.version)
     }
 
     /// Replicate learning across card stages: every vector this stage
@@ -760,6 +776,21 @@ impl CardStage {
             self.members.record_score(ctx.tx_key, ts, ctx.card, m);
         }
         self.counters.scored += 1;
+        let (decision, reasons) = match &self.decider {
+            Some(d) => {
+                let v = d.decide(
+                    p,
+                    &crate::decide::Facts {
+                        card_id: &tx.card_id,
+                        merchant_id: &tx.merchant_id,
+                        amount: tx.amount,
+                        features: &self.x.dense,
+                    },
+                );
+                (Some(v.decision), v.reasons)
+            }
+            None => (None, Vec::new()),
+        };
         let score = Score {
             tx_id: tx.tx_id,
             ts,
@@ -768,6 +799,8 @@ impl CardStage {
             alert,
             model_version: self.model.version(),
             top_features: top,
+            decision,
+            reasons,
         };
         let ns = started.elapsed().as_nanos() as u64;
         self.latency_ns.saturating_record(ns.max(1));
@@ -993,6 +1026,16 @@ impl Engine {
     /// Set the wall clock events may not run ahead of (the service).
     pub fn set_wall_clock(&mut self, now_ms: i64) {
         self.merchant.set_wall_clock(now_ms);
+    }
+
+    /// Decide with `rules` from the next transaction on (a reload).
+    pub fn set_rules(&mut self, rules: crate::decide::RuleSet) {
+        self.card.set_rules(rules);
+    }
+
+    /// The version of the rules in force (0: none, or no decisions).
+    pub fn rules_version(&self) -> u64 {
+        self.card.rules_version()
     }
 
     /// The stream's newest event time (ms), if any event was seen.

@@ -166,6 +166,14 @@ pub struct Score {
     /// Top feature contributions, for alerts only.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub top_features: Vec<Contribution>,
+    /// The decision, when the topology decides (`[decisions]`, or the
+    /// scoring API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<crate::decide::Decision>,
+    /// The decision's reason codes: the matching rules', then the score
+    /// band's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<CompactString>,
 }
 
 /// A record the engine could not accept, with the reason and where it came from.

@@ -205,6 +205,8 @@ mod tests {
             alert: false,
             model_version: 3,
             top_features: Vec::new(),
+            decision: None,
+            reasons: Vec::new(),
         };
         f.write(&Output::Score(score)).unwrap();
         f.flush().now_or_never().unwrap().unwrap();

@@ -482,6 +482,8 @@ mod tests {
             alert: false,
             model_version: 0,
             top_features: Vec::new(),
+            decision: None,
+            reasons: Vec::new(),
         })
     }
 

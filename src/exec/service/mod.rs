@@ -439,6 +439,8 @@ impl<'t> Service<'t> {
                     alert: false,
                     model_version: 0,
                     top_features: Vec::new(),
+                    decision: None,
+                    reasons: Vec::new(),
                 };
                 let from = from.context("a transaction without an input position")?;
                 self.sinks.route_from(&Output::Score(score), &from)?;
