@@ -178,6 +178,9 @@ fn write_seed_corpora() {
     let mut topologies = vec![("bad_input".to_string(), data("bad_input.toml"))];
     for entry in std::fs::read_dir(root.join("topologies")).unwrap() {
         let path = entry.unwrap().path();
+        if !path.is_file() {
+            continue; // topologies/rules/: rules files, not topologies
+        }
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         topologies.push((name, std::fs::read(&path).unwrap()));
     }

@@ -220,8 +220,8 @@ when = ["card_count_10m > 5", "amount >= 100.5"]
     #[test]
     fn the_shipped_example_is_valid() {
         let space = fraudstream_engine::features::feature_space(&Default::default());
-        let text = include_str!("../../topologies/rules.toml");
-        let set = parse_rules("topologies/rules.toml", text, space.names(), 1)
+        let text = include_str!("../../topologies/rules/example.toml");
+        let set = parse_rules("topologies/rules/example.toml", text, space.names(), 1)
             .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(set.rules.len(), 4);
     }
