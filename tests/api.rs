@@ -296,6 +296,15 @@ fn labels_posted_are_learnt() {
     let (status, next) = s.post("/v1/score", &tx(51, T0 + 86_400_001, "C1", 30.0));
     assert_eq!(status, 200, "{next}");
     let after = next["model_version"].as_u64().unwrap();
+    // Every answer is explained, alert or not (engine.explain_top = 3), once
+    // the model has weights to explain with.
+    assert_eq!(next["alert"], false, "{next}");
+    let top = next["top_features"].as_array().expect("explained");
+    assert!(!top.is_empty() && top.len() <= 3, "{next}");
+    assert!(
+        top[0]["feature"].is_string() && top[0]["value"].is_f64(),
+        "{next}"
+    );
     assert!(
         after >= before + 50,
         "the model learnt the 50 labels: version {before} -> {after}"

@@ -590,6 +590,8 @@ struct Settings {
     reloads: Receiver<RuleSet>,
     /// Dense feature names (for `?features=true`).
     names: Vec<CompactString>,
+    /// Contributions listed per answer (`engine.explain_top`).
+    explain_top: usize,
     health: Arc<Health>,
     /// Stop after this long without work.
     idle: Option<Duration>,
@@ -607,6 +609,7 @@ fn engine_loop(
     let Settings {
         reloads,
         names,
+        explain_top,
         health,
         idle,
     } = settings;
@@ -688,6 +691,12 @@ fn engine_loop(
                         )
                     });
                     sinks.push(Output::Score(score.clone()))?;
+                    // Every answer is explained, not only alerts (the
+                    // records written keep the engine's rule: alerts).
+                    let mut score = score;
+                    if score.top_features.is_empty() {
+                        score.top_features = engine.explain_last(explain_top);
+                    }
                     answers.push(Scored::Answer(Box::new(Answer {
                         score,
                         rules_version: engine.rules_version(),
@@ -858,6 +867,7 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
         metrics::gauge!("fraudstream_rules_version").set(1.0);
     }
     let engine_health = health.clone();
+    let explain_top = t.engine.stage.explain_top;
     let names = fraudstream_engine::features::feature_space(&t.features)
         .names()
         .to_vec();
@@ -867,6 +877,7 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
             let settings = Settings {
                 reloads,
                 names,
+                explain_top,
                 health: engine_health,
                 idle,
             };

@@ -606,6 +606,17 @@ impl CardStage {
         }
     }
 
+    /// The `top` largest contributions to the score of the transaction
+    /// scored last (alerts carry theirs already; the scoring API explains
+    /// every answer). Nothing changes but the explanation scratch.
+    pub fn explain_last(&mut self, top: usize) -> Vec<Contribution> {
+        let mut out = Vec::new();
+        if top > 0 && !self.x.dense.is_empty() {
+            self.model.explain(&self.x, top, &mut out);
+        }
+        out
+    }
+
     /// Decide with `rules` from the next transaction on (a reload); no
     /// effect on a stage that does not decide.
     pub fn set_rules(&mut self, rules: crate::decide::RuleSet) {
@@ -1031,6 +1042,12 @@ impl Engine {
     /// Decide with `rules` from the next transaction on (a reload).
     pub fn set_rules(&mut self, rules: crate::decide::RuleSet) {
         self.card.set_rules(rules);
+    }
+
+    /// The `top` largest contributions to the score of the transaction
+    /// scored last (see [`CardStage::explain_last`]).
+    pub fn explain_last(&mut self, top: usize) -> Vec<Contribution> {
+        self.card.explain_last(top)
     }
 
     /// The version of the rules in force (0: none, or no decisions).
