@@ -337,6 +337,23 @@ fn enqueue(api: &Api, work: Work) -> Result<(), Response> {
     }
 }
 
+/// Queue the work `make` builds around a one-shot reply, and wait for the
+/// engine's answer (503 when the queue is full or the engine stopped).
+async fn ask_engine<T>(
+    api: &Api,
+    make: impl FnOnce(oneshot::Sender<T>) -> Work,
+) -> Result<T, Response> {
+    let (reply, wait) = oneshot::channel();
+    enqueue(api, make(reply))?;
+    wait.await.map_err(|_| {
+        problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the engine stopped before answering",
+        )
+    })
+}
+
 /// Decode every record of `texts` with `build`; all problems at once.
 fn decode_all<T>(
     texts: &[&str],
@@ -430,15 +447,7 @@ async fn score(State(api): State<Api>, uri: Uri, body: Body) -> Response {
         if !bad.is_empty() {
             return Err(refuse(&api, bad));
         }
-        let (reply, wait) = oneshot::channel();
-        enqueue(&api, Work::Score(txs, with_features, reply))?;
-        let scored = wait.await.map_err(|_| {
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "stopping",
-                "the engine stopped before answering",
-            )
-        })?;
+        let scored = ask_engine(&api, |reply| Work::Score(txs, with_features, reply)).await?;
         let status = match (&scored[..], many) {
             ([Scored::Refused { .. }], false) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::OK,
@@ -466,15 +475,7 @@ async fn labels(State(api): State<Api>, body: Body) -> Response {
         if !bad.is_empty() {
             return Err(refuse(&api, bad));
         }
-        let (reply, wait) = oneshot::channel();
-        enqueue(&api, Work::Labels(labels, reply))?;
-        let done = wait.await.map_err(|_| {
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "stopping",
-                "the engine stopped before answering",
-            )
-        })?;
+        let done = ask_engine(&api, |reply| Work::Labels(labels, reply)).await?;
         let status = if done.refused == done.labels {
             StatusCode::UNPROCESSABLE_ENTITY
         } else {
@@ -533,15 +534,7 @@ async fn lookup(api: Api, entity: Entity, id: String, uri: Uri, path: &'static s
                     })?,
             ),
         };
-        let (reply, wait) = oneshot::channel();
-        enqueue(&api, Work::Lookup(entity, id.clone(), at, reply))?;
-        let looked = wait.await.map_err(|_| {
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "stopping",
-                "the engine stopped before answering",
-            )
-        })?;
+        let looked = ask_engine(&api, |reply| Work::Lookup(entity, id.clone(), at, reply)).await?;
         match looked {
             Some(l) => Ok(json(
                 StatusCode::OK,
@@ -848,7 +841,7 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
     let idle = (t.service.stop_when_idle_ms > 0)
         .then(|| Duration::from_millis(t.service.stop_when_idle_ms as u64));
     let started = Instant::now();
-    let decisions = t.decisions.clone();
+    let decisions = &t.decisions;
     let (reload_tx, reloads) = bounded::<RuleSet>(4);
     let watching = Arc::new(AtomicBool::new(true));
     let watcher = match (&decisions.rules_path, decisions.reload_ms) {

@@ -15,7 +15,7 @@
 //!
 //! The reasons are the codes of every matching rule, then the model's band
 //! (`score_below_review`, `score_at_review`, `score_at_decline`). A rule
-//! set is plain data, evaluated in microseconds on the engine thread;
+//! set is plain data, evaluated in the card stage with the score;
 //! replacing it is how rules are reloaded.
 
 use crate::Named;

@@ -286,8 +286,12 @@ impl MerchantStage {
     /// be passed on: it would move the stream's clock, the eviction schedule,
     /// merchant risk or a card's fraud flag.
     pub fn admit(&self, event: &Event) -> Result<(), Refusal> {
-        let newest = (self.newest_ts != i64::MIN).then_some(self.newest_ts);
-        self.admission.check(event, newest)
+        self.admission.check(event, self.newest())
+    }
+
+    /// The newest event time seen, if any.
+    fn newest(&self) -> Option<i64> {
+        (self.newest_ts != i64::MIN).then_some(self.newest_ts)
     }
 
     /// The wall clock (ms since the epoch) events may not run ahead of by
@@ -1057,7 +1061,7 @@ impl Engine {
 
     /// The stream's newest event time (ms), if any event was seen.
     pub fn newest_ts(&self) -> Option<i64> {
-        (self.merchant.newest_ts != i64::MIN).then_some(self.merchant.newest_ts)
+        self.merchant.newest()
     }
 
     /// A card's rolling window features, named, as a transaction of it at
