@@ -19,4 +19,5 @@ mod portfolio;
 mod quality;
 mod reliability;
 mod replay;
+mod report;
 mod soak;

@@ -148,7 +148,7 @@ pub fn bench(
     std::fs::create_dir_all(&opts.out)?;
     let json = opts.out.join("bench.json");
     serde_json::to_writer_pretty(create_file(&json)?, &report)?;
-    std::fs::write(opts.out.join("bench.svg"), chart(&report))?;
+    std::fs::write(opts.out.join("bench.svg"), chart(&report)?)?;
     Ok(report)
 }
 
@@ -224,102 +224,141 @@ pub fn table(r: &BenchReport) -> String {
     s
 }
 
-/// A two-panel SVG: throughput per worker count, latency percentiles.
-pub fn chart(r: &BenchReport) -> String {
-    let (w, h) = (900.0, 360.0);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"20\" y=\"22\" font-size=\"15\">fraudstream bench — {} transactions, {} cores</text>",
-        r.transactions, r.cores
-    );
-    // Panel 1: throughput.
-    let max_tps = r
+/// Two panels (SVG, plotters): transactions per second by worker count,
+/// and the latency percentiles by worker count on a log scale (in engine,
+/// and offer-to-score with queueing in the paced run). Any number of
+/// worker counts: they are points along an axis, not fixed slots.
+pub fn chart(r: &BenchReport) -> anyhow::Result<String> {
+    use crate::connectors::sinks::report::charts::{legend, short, svg, COLORS};
+    use plotters::prelude::*;
+    let workers: Vec<f64> = r.runs.iter().map(|x| x.workers as f64).collect();
+    let (w0, w1) = workers
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &w| (lo.min(w), hi.max(w)));
+    let (w0, w1) = if w0 > w1 {
+        (0.5, 1.5)
+    } else {
+        (w0 - 0.5, w1 + 0.5)
+    };
+    let tps_max = r
         .runs
         .iter()
         .map(|x| x.transactions_per_sec)
-        .fold(1.0, f64::max);
-    let (x0, y0, ph) = (60.0, 300.0, 230.0);
-    let _ = writeln!(
-        s,
-        "<text x=\"{x0}\" y=\"50\">transactions/s at full speed</text>"
-    );
-    let _ = writeln!(
-        s,
-        "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"400\" y2=\"{y0}\" stroke=\"black\"/>"
-    );
-    for (i, x) in r.runs.iter().enumerate() {
-        let bh = ph * x.transactions_per_sec / max_tps;
-        let bx = x0 + 20.0 + i as f64 * 80.0;
-        let _ = writeln!(
-            s,
-            "<rect x=\"{bx}\" y=\"{}\" width=\"50\" height=\"{bh}\" fill=\"#3b76c4\"/><text x=\"{bx}\" y=\"{}\">{:.0}k</text><text x=\"{bx}\" y=\"{}\">{} worker{}</text>",
-            y0 - bh,
-            y0 - bh - 4.0,
-            x.transactions_per_sec / 1000.0,
-            y0 + 16.0,
-            x.workers,
-            if x.workers == 1 { "" } else { "s" }
-        );
-    }
-    // Panel 2: latency percentiles (log scale, µs), engine and with queueing.
-    let (x1, top) = (480.0, 70.0);
-    let _ = writeln!(
-        s,
-        "<text x=\"{x1}\" y=\"50\">latency µs (log): in engine ■, paced with queueing □</text>"
-    );
-    let _ = writeln!(
-        s,
-        "<line x1=\"{x1}\" y1=\"{y0}\" x2=\"880\" y2=\"{y0}\" stroke=\"black\"/>"
-    );
-    let scale = |ns: u64| {
-        let us = (ns.max(1) as f64 / 1000.0).max(0.1);
-        // 0.1 µs .. 100 ms over the panel height
-        ((us.log10() + 1.0) / 6.0 * (y0 - top)).clamp(0.0, y0 - top)
-    };
-    let mut bx = x1 + 10.0;
+        .fold(1.0, f64::max)
+        * 1.15;
+    type Pick = fn(&Latency) -> u64;
+    let percentiles: [(&str, Pick); 3] = [
+        ("p50", |l| l.p50_ns),
+        ("p99", |l| l.p99_ns),
+        ("p99.9", |l| l.p999_ns),
+    ];
+    let us = |ns: u64| (ns.max(1) as f64 / 1000.0).max(0.01);
+    let (mut lo, mut hi) = (f64::MAX, 0.01f64);
     for x in &r.runs {
-        for (name, a, b) in [
-            (
-                "p50",
-                x.latency.p50_ns,
-                x.paced_latency_with_queueing.p50_ns,
-            ),
-            (
-                "p99",
-                x.latency.p99_ns,
-                x.paced_latency_with_queueing.p99_ns,
-            ),
-            (
-                "p99.9",
-                x.latency.p999_ns,
-                x.paced_latency_with_queueing.p999_ns,
-            ),
-        ] {
-            let (ha, hb) = (scale(a), scale(b));
-            let _ = writeln!(
-                s,
-                "<rect x=\"{bx}\" y=\"{}\" width=\"12\" height=\"{ha}\" fill=\"#c4533b\"/><rect x=\"{}\" y=\"{}\" width=\"12\" height=\"{hb}\" fill=\"none\" stroke=\"#c4533b\"/><text x=\"{bx}\" y=\"{}\" font-size=\"10\">{name}</text>",
-                y0 - ha,
-                bx + 13.0,
-                y0 - hb,
-                y0 + 14.0
-            );
-            bx += 34.0;
+        for (_, pick) in &percentiles {
+            for l in [&x.latency, &x.paced_latency_with_queueing] {
+                if pick(l) > 0 {
+                    lo = lo.min(us(pick(l)));
+                    hi = hi.max(us(pick(l)));
+                }
+            }
         }
-        let _ = writeln!(
-            s,
-            "<text x=\"{}\" y=\"{}\">{}w</text>",
-            bx - 70.0,
-            y0 + 28.0,
-            x.workers
-        );
-        bx += 20.0;
     }
-    s.push_str("</svg>\n");
-    s
+    let (lo, hi) = if lo > hi {
+        (0.1, 10.0)
+    } else {
+        (lo / 2.0, hi * 2.0)
+    };
+    let title = format!(
+        "fraudstream bench: {} transactions, {} cores",
+        r.transactions, r.cores
+    );
+    svg((1000, 420), |root| {
+        let root = root.titled(&title, ("sans-serif", 16))?;
+        let (left, right) = root.split_horizontally(420);
+        let mut tps = ChartBuilder::on(&left)
+            .caption("transactions/s at full speed", ("sans-serif", 14))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(w0..w1, 0.0..tps_max)?;
+        tps.configure_mesh()
+            .x_desc("card-stage workers")
+            .y_desc("transactions/s")
+            .x_labels(workers.len().clamp(2, 16))
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| short(*v))
+            .draw()?;
+        tps.draw_series(r.runs.iter().map(|x| {
+            let w = x.workers as f64;
+            Rectangle::new(
+                [(w - 0.3, 0.0), (w + 0.3, x.transactions_per_sec)],
+                COLORS[0].filled(),
+            )
+        }))?;
+        tps.draw_series(r.runs.iter().map(|x| {
+            Text::new(
+                short(x.transactions_per_sec.round()),
+                (x.workers as f64 - 0.25, x.transactions_per_sec * 1.07),
+                ("sans-serif", 12).into_font(),
+            )
+        }))?;
+        let (plot, side) = right.split_horizontally(400);
+        let mut lat = ChartBuilder::on(&plot)
+            .caption("latency per transaction (log)", ("sans-serif", 14))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(w0..w1, (lo..hi).log_scale())?;
+        lat.configure_mesh()
+            .x_desc("card-stage workers")
+            .y_desc("µs")
+            .x_labels(workers.len().clamp(2, 16))
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| short(*v))
+            .draw()?;
+        let mut entries: Vec<(String, ShapeStyle)> = Vec::new();
+        for (i, (name, pick)) in percentiles.iter().enumerate() {
+            let color = COLORS[i + 1];
+            let engine: Vec<(f64, f64)> = r
+                .runs
+                .iter()
+                .map(|x| (x.workers as f64, us(pick(&x.latency))))
+                .collect();
+            lat.draw_series(LineSeries::new(
+                engine.iter().copied(),
+                color.stroke_width(2),
+            ))?;
+            lat.draw_series(engine.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+            entries.push((format!("{name} in engine"), color.stroke_width(2)));
+            let paced: Vec<(f64, f64)> = r
+                .runs
+                .iter()
+                .filter(|x| pick(&x.paced_latency_with_queueing) > 0)
+                .map(|x| (x.workers as f64, us(pick(&x.paced_latency_with_queueing))))
+                .collect();
+            if !paced.is_empty() {
+                lat.draw_series(DashedLineSeries::new(
+                    paced.iter().copied(),
+                    6,
+                    4,
+                    color.stroke_width(2),
+                ))?;
+                lat.draw_series(
+                    paced
+                        .iter()
+                        .map(|&p| Circle::new(p, 3, color.stroke_width(1))),
+                )?;
+                entries.push((
+                    format!("{name} paced, with queueing"),
+                    color.stroke_width(1),
+                ));
+            }
+        }
+        let entries: Vec<(&str, ShapeStyle)> =
+            entries.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        legend(&side, 60, &entries)
+    })
 }
 
 /// Run `t` through the sequential engine and write every transaction (with

@@ -34,6 +34,8 @@ pub enum Command {
     /// Load the scoring API (a running `source.type = "api"` service) at a
     /// fixed offered rate, or closed loop; latency percentiles and errors.
     Load(LoadArgs),
+    /// Draw the HTML report of a run from its JSON report.
+    Report(ReportArgs),
     /// Manage the Fluvio topics of a topology.
     Topics {
         #[command(subcommand)]
@@ -66,6 +68,16 @@ pub struct RunArgs {
     /// transport's floor, to measure the engine's cost against.
     #[arg(long)]
     pub null_pipeline: bool,
+}
+
+/// Flags of `fraudstream report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A JSON report written by a run (`sinks.report`).
+    pub report: PathBuf,
+    /// Where the HTML page goes (default: beside the JSON, as `.html`).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
 }
 
 /// Flags of `fraudstream load`.

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cluster;
 pub mod load;
 pub mod matrix;
+pub mod report;
 pub mod run;
 pub mod simulate;
 pub mod topics;
@@ -27,6 +28,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(a) => simulate::command(&a).map(|_| done),
         Command::Matrix(a) => matrix::command(&a).map(|_| done),
         Command::Load(a) => load::command(&a).map(|_| done),
+        Command::Report(a) => report::command(&a).map(|_| done),
         Command::Topics {
             action: TopicsAction::Create { topology, set },
         } => topics::create(&topology, &set),

@@ -134,7 +134,15 @@ impl Topology {
     /// Where the JSON report goes, if anywhere.
     pub fn report_path(&self) -> Option<(&str, &std::path::Path)> {
         self.sinks.iter().find_map(|s| match s {
-            SinkConfig::Report { id, path } => Some((id.as_str(), path.as_path())),
+            SinkConfig::Report { id, path, .. } => Some((id.as_str(), path.as_path())),
+            _ => None,
+        })
+    }
+
+    /// Where the HTML report goes, if the topology writes one.
+    pub fn report_html_path(&self) -> Option<&std::path::Path> {
+        self.sinks.iter().find_map(|s| match s {
+            SinkConfig::Report { html, .. } => html.as_deref(),
             _ => None,
         })
     }

@@ -67,12 +67,15 @@ pub enum SinkConfig {
         /// Id in the topology.
         id: String,
     },
-    /// End-of-run JSON report.
+    /// End-of-run JSON report, and its HTML rendering.
     Report {
         /// Id in the topology.
         id: String,
         /// Path of the JSON file.
         path: PathBuf,
+        /// Path of the HTML report (`html`; by default the JSON path with
+        /// the extension `.html`; `html = false`: none).
+        html: Option<PathBuf>,
     },
 }
 
@@ -112,11 +115,25 @@ pub(super) fn read_sinks(s: &Section, source_partitions: u32) -> Vec<SinkConfig>
                 continue;
             }
             Some("report") => {
+                let html = match sec.value("html") {
+                    None | Some(toml::Value::Boolean(true)) => Some(None),
+                    Some(toml::Value::Boolean(false)) => None,
+                    Some(toml::Value::String(p)) if !p.is_empty() => Some(Some(PathBuf::from(p))),
+                    Some(v) => {
+                        sec.error(
+                            "html",
+                            "the path of the HTML report, or false for none",
+                            Some(super::reader::describe(v)),
+                        );
+                        None
+                    }
+                };
                 match sec.opt_str("path") {
-                    Some(p) => out.push(SinkConfig::Report {
-                        id,
-                        path: PathBuf::from(p),
-                    }),
+                    Some(p) => {
+                        let path = PathBuf::from(p);
+                        let html = html.map(|h| h.unwrap_or_else(|| path.with_extension("html")));
+                        out.push(SinkConfig::Report { id, path, html })
+                    }
                     None => sec.error("path", "the path of the JSON report", None),
                 }
                 sec.finish();

@@ -4,8 +4,8 @@
 
 use crate::config::Topology;
 use crate::connectors::sinks::report::{
-    InputCounts, Latency, MetricsReport, OutputReport, PendingReport, RunReport, StateReport,
-    Throughput,
+    InputCounts, Latency, MetricsReport, ModelCurves, OutputReport, PendingReport, RunReport,
+    StateReport, Throughput,
 };
 use anyhow::Context;
 use fraudstream_engine::engine::Engine;
@@ -39,12 +39,17 @@ pub fn save_model(t: &Topology, engine: &Engine) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Write the JSON report and print the summary, as the topology's sinks say.
+/// Write the JSON and HTML reports and print the summary, as the
+/// topology's sinks say.
 pub fn publish_report(t: &Topology, report: &RunReport, quiet: bool) -> anyhow::Result<()> {
     if let Some((id, path)) = t.report_path() {
         report
             .write_json(path)
             .with_context(|| format!("sinks.{id}"))?;
+        if let Some(html) = t.report_html_path() {
+            crate::connectors::sinks::report::html::write(report, html)
+                .with_context(|| format!("sinks.{id}.html"))?;
+        }
     }
     if !quiet && t.has_summary() {
         println!("{}", report.summary());
@@ -113,6 +118,23 @@ pub fn run_report(
             .map(|p| p.model_switches().0.to_vec())
             .unwrap_or_default(),
         model_switches_dropped: engine.portfolio().map_or(0, |p| p.model_switches().1),
+        evaluation_origin_ms: eval.config().origin_ms,
+        curves: std::iter::once(ModelCurves {
+            name: "served".into(),
+            curves: eval.curves(None),
+        })
+        .chain(
+            engine
+                .member_evaluation()
+                .curves()
+                .into_iter()
+                .map(|(name, curves)| ModelCurves { name, curves }),
+        )
+        .collect(),
+        alert_features: engine.alert_features().ranked(),
+        cold_start_until_day: engine
+            .first_learnt_ms()
+            .map(|ts| (ts - eval.config().origin_ms).div_euclid(fraudstream_engine::time::DAY_MS)),
         outputs: written
             .0
             .into_iter()

@@ -508,6 +508,64 @@ impl Admission {
     }
 }
 
+/// How often each feature was among the top contributions of an alert,
+/// and by how much: one entry per feature of the space, so it is bounded
+/// by the feature count.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AlertFeatures {
+    entries: Vec<AlertFeature>,
+}
+
+/// One feature's share of the alerts' explanations.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AlertFeature {
+    /// Feature name.
+    pub feature: compact_str::CompactString,
+    /// Alerts it explained (among their top contributions).
+    pub alerts: u64,
+    /// Sum of its contributions to those alerts' log-odds.
+    pub contribution: f64,
+}
+
+impl AlertFeatures {
+    /// Count one alert's top contributions.
+    pub fn add(&mut self, top: &[Contribution]) {
+        for c in top {
+            match self.entries.iter_mut().find(|e| e.feature == c.feature) {
+                Some(e) => {
+                    e.alerts += 1;
+                    e.contribution += c.value;
+                }
+                None => self.entries.push(AlertFeature {
+                    feature: c.feature.clone(),
+                    alerts: 1,
+                    contribution: c.value,
+                }),
+            }
+        }
+    }
+
+    /// Take in another stage's counts.
+    pub fn merge(&mut self, other: &AlertFeatures) {
+        for o in &other.entries {
+            match self.entries.iter_mut().find(|e| e.feature == o.feature) {
+                Some(e) => {
+                    e.alerts += o.alerts;
+                    e.contribution += o.contribution;
+                }
+                None => self.entries.push(o.clone()),
+            }
+        }
+    }
+
+    /// The features by alerts explained, most first (ties by name).
+    pub fn ranked(&self) -> Vec<AlertFeature> {
+        let mut v = self.entries.clone();
+        v.sort_by(|a, b| b.alerts.cmp(&a.alerts).then(a.feature.cmp(&b.feature)));
+        v
+    }
+}
+
 /// Settings the card stage reads from a topology.
 #[derive(Clone, Debug)]
 struct CardSettings {
@@ -547,6 +605,11 @@ pub struct CardStage {
     explain_buf: Vec<Contribution>,
     /// Cards held by stages absorbed into this one.
     cards_absorbed: usize,
+    /// The features that explained this process's alerts.
+    alert_features: AlertFeatures,
+    /// Event time of the first label this process learnt from (the end of
+    /// the cold start, in this process).
+    first_learnt_ms: Option<i64>,
     /// Vectors scored here, for the other card stages (learning replicated).
     replicas: Option<Vec<Replica>>,
     /// Labels of other stages' cards waiting for their vector, oldest
@@ -602,6 +665,8 @@ impl CardStage {
             label_x: FeatureVector::default(),
             explain_buf: Vec::new(),
             cards_absorbed: 0,
+            alert_features: AlertFeatures::default(),
+            first_learnt_ms: None,
             replicas: None,
             parked: Default::default(),
             parked_order: Default::default(),
@@ -723,6 +788,7 @@ impl CardStage {
             .learn(&self.label_x, l.is_fraud, weight, (l.ts, tx_ts), l.tx_key);
         if weight.is_some() {
             self.counters.labels_learnt += 1;
+            self.first_learnt_ms.get_or_insert(l.ts);
         }
     }
 
@@ -763,6 +829,7 @@ impl CardStage {
                 self.model
                     .explain(&self.x, self.cfg.explain_top, &mut self.explain_buf);
                 top = std::mem::take(&mut self.explain_buf);
+                self.alert_features.add(&top);
             }
         }
         self.pending.insert(
@@ -786,9 +853,11 @@ impl CardStage {
                 cats: self.x.cats,
             });
         }
-        self.eval.record_score(ctx.tx_key, ts, ctx.card, p as f32);
+        self.eval
+            .record_score(ctx.tx_key, ts, ctx.card, p as f32, tx.amount);
         if let Some(m) = &member_scores {
-            self.members.record_score(ctx.tx_key, ts, ctx.card, m);
+            self.members
+                .record_score(ctx.tx_key, ts, ctx.card, tx.amount, m);
         }
         self.counters.scored += 1;
         let (decision, reasons) = match &self.decider {
@@ -897,6 +966,16 @@ impl CardStage {
         &self.members
     }
 
+    /// The features that explained this process's alerts.
+    pub fn alert_features(&self) -> &AlertFeatures {
+        &self.alert_features
+    }
+
+    /// Event time of the first label this process learnt from.
+    pub fn first_learnt_ms(&self) -> Option<i64> {
+        self.first_learnt_ms
+    }
+
     /// The logistic model handle.
     pub fn model(&self) -> &LogisticModel {
         self.model.logistic()
@@ -949,6 +1028,11 @@ impl CardStage {
         self.eval.merge(other.eval);
         self.pending.absorb_counts(&other.pending);
         self.cards_absorbed += other.cards.len();
+        self.alert_features.merge(&other.alert_features);
+        self.first_learnt_ms = match (self.first_learnt_ms, other.first_learnt_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -1146,6 +1230,18 @@ impl Engine {
     /// Each portfolio member's evaluation so far.
     pub fn member_evaluation(&self) -> &MemberEvaluation {
         self.card.member_evaluation()
+    }
+
+    /// The features that explained the alerts raised in this process
+    /// (their top contributions, `engine.explain_top` per alert).
+    pub fn alert_features(&self) -> &AlertFeatures {
+        self.card.alert_features()
+    }
+
+    /// Event time of the first label the model learnt from in this
+    /// process: the end of its cold start (not kept by checkpoints).
+    pub fn first_learnt_ms(&self) -> Option<i64> {
+        self.card.first_learnt_ms()
     }
 
     /// The pending store.
@@ -1382,7 +1478,7 @@ impl Engine {
 }
 
 /// Layout version of the engine snapshot ([`Engine::save_state`]); raise it when a snapshot field changes.
-pub const SNAPSHOT_VERSION: u32 = 6;
+pub const SNAPSHOT_VERSION: u32 = 7;
 
 /// What an engine keeps at a checkpoint (the form it is read back in).
 #[derive(serde::Deserialize)]

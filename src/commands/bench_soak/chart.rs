@@ -4,39 +4,19 @@
 //! line where the longest retention window has filled.
 
 use super::{SoakReport, STRUCTURES};
+use crate::connectors::sinks::report::charts::{
+    self, legend, short, Area, DrawResult, COLORS, GREY,
+};
 use plotters::prelude::*;
-
-const COLORS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-];
-const GREY: RGBColor = RGBColor(120, 120, 120);
-
-/// A count for people: 950, 12k, 2.4M.
-fn short(v: f64) -> String {
-    match v {
-        v if v >= 1e6 => format!("{}M", v / 1e6),
-        v if v >= 1e3 => format!("{}k", v / 1e3),
-        v => format!("{v}"),
-    }
-}
 
 /// The chart of `r` as an SVG document.
 pub fn svg(r: &SoakReport) -> anyhow::Result<String> {
-    let mut out = String::new();
-    draw(r, &mut out).map_err(|e| anyhow::anyhow!("drawing the soak chart: {e}"))?;
-    Ok(out)
+    charts::svg((1000, 800), |root| draw(r, root))
 }
 
-fn draw(r: &SoakReport, out: &mut String) -> Result<(), Box<dyn std::error::Error>> {
+fn draw(r: &SoakReport, root: &Area) -> DrawResult {
     let days = f64::from(r.options.days);
     let fill = f64::from(r.fill_days);
-    let root = SVGBackend::with_string(out, (1000, 800)).into_drawing_area();
-    root.fill(&WHITE)?;
     let root = root.titled(
         &format!(
             "fraudstream bench --soak: {} days at {} transactions/day, churning cards and merchants",
@@ -127,28 +107,5 @@ fn draw(r: &SoakReport, out: &mut String) -> Result<(), Box<dyn std::error::Erro
         GREY.stroke_width(1),
     ))?;
     entries.push((filled.as_str(), GREY.stroke_width(1)));
-    legend(&side, 420, &entries)?;
-    root.present()?;
-    Ok(())
-}
-
-/// A legend of `entries` (name, line style) down `area` from `y`.
-fn legend<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
-    y: i32,
-    entries: &[(&str, ShapeStyle)],
-) -> Result<(), Box<dyn std::error::Error>>
-where
-    DB::ErrorType: 'static,
-{
-    for (i, (name, style)) in entries.iter().enumerate() {
-        let y = y + 22 * i as i32;
-        area.draw(&PathElement::new(vec![(4, y), (28, y)], *style))?;
-        area.draw(&Text::new(
-            name.to_string(),
-            (34, y - 6),
-            ("sans-serif", 12).into_font(),
-        ))?;
-    }
-    Ok(())
+    legend(&side, 420, &entries)
 }

@@ -54,6 +54,11 @@ impl ScoreBins {
         bins[b] = bins[b].saturating_add(1);
     }
 
+    /// The counts per bin: (frauds, genuine), lowest score first.
+    pub fn counts(&self) -> (&[u32], &[u32]) {
+        (&self.fraud, &self.genuine)
+    }
+
     /// Add another histogram's counts.
     pub fn merge(&mut self, other: &ScoreBins) {
         for (a, b) in self.fraud.iter_mut().zip(&other.fraud) {

@@ -17,7 +17,8 @@
 //! # Storage and memory
 //! Days are addressed by `day = (ts - origin_ms).div_euclid(DAY_MS)`. Each day
 //! that has a scored transaction owns a slot holding a `Vec` of compact
-//! 16-byte records (`card: u64`, `score: f32`, label state `u8`, padding) and
+//! 16-byte records (card key and label state in a `u64`, `score: f32`,
+//! `amount: f32`) and
 //! its own index, a map `tx → position` (16 bytes of payload per entry plus
 //! the hash table's control byte and load slack, about 18–37 bytes). A day
 //! leaving the retention is dropped whole, index and all, so no table grows
@@ -44,6 +45,9 @@
 //! [`MemberMetrics`].
 
 mod compact;
+mod curves;
+
+pub use curves::{CurvePoint, Curves, ScoreDistribution, ThresholdRow};
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -178,13 +182,44 @@ pub struct DayMetrics {
 const LABEL_NONE: u8 = 0;
 const LABEL_GENUINE: u8 = 1;
 const LABEL_FRAUD: u8 = 2;
+/// The bits of [`Rec::card_label`] that hold the card key.
+const CARD_BITS: u64 = (1 << 62) - 1;
 
-/// One scored transaction: 16 bytes.
+/// One scored transaction: 16 bytes. The label state takes the card key's
+/// two high bits (card precision@k groups by the other 62, where a
+/// collision between two cards of one day is as unlikely as in 64), which
+/// leaves room for the amount the threshold table sums.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Rec {
-    card: u64,
+    card_label: u64,
     score: f32,
-    label: u8,
+    amount: f32,
+}
+
+impl Rec {
+    fn new(card: u64, score: f32, amount: f32) -> Self {
+        Rec {
+            card_label: card & CARD_BITS | u64::from(LABEL_NONE) << 62,
+            score,
+            amount,
+        }
+    }
+
+    /// The card key (its two high bits cleared).
+    #[inline]
+    fn card(&self) -> u64 {
+        self.card_label & CARD_BITS
+    }
+
+    #[inline]
+    fn label(&self) -> u8 {
+        (self.card_label >> 62) as u8
+    }
+
+    #[inline]
+    fn set_label(&mut self, label: u8) {
+        self.card_label = self.card_label & CARD_BITS | u64::from(label & 3) << 62;
+    }
 }
 
 /// All scored transactions of one day, and the index of their keys: a day
@@ -465,7 +500,7 @@ impl Prequential {
                     let mut labels: Vec<(u32, u8)> = d
                         .labelled_old
                         .iter()
-                        .map(|&i| (i, d.recs[i as usize].label))
+                        .map(|&i| (i, d.recs[i as usize].label()))
                         .collect();
                     labels.sort_unstable();
                     DayDeltaRef {
@@ -521,7 +556,7 @@ impl Prequential {
                 let Some(r) = slot.recs.get_mut(i as usize) else {
                     return Err(format!("evaluation delta: day {}: no record {i}", dd.day));
                 };
-                r.label = label;
+                r.set_label(label);
             }
             for (j, key) in dd.keys.into_iter().enumerate() {
                 if slot.index.insert(key, (from + j) as u32).is_some() {
@@ -570,7 +605,7 @@ impl Prequential {
     /// # Panics
     /// If one day receives more than `u32::MAX` transactions (64 GiB of
     /// records for that day alone).
-    pub fn record_score(&mut self, tx: u64, ts_ms: i64, card: u64, score: f32) {
+    pub fn record_score(&mut self, tx: u64, ts_ms: i64, card: u64, score: f32, amount: f64) {
         let day = day_of(ts_ms, self.cfg.origin_ms);
         let at = match self.find_day(day) {
             Ok(at) => at,
@@ -598,11 +633,12 @@ impl Prequential {
         };
         let idx =
             u32::try_from(slot.recs.len()).expect("more than u32::MAX transactions in one day");
-        slot.recs.push(Rec {
-            card,
-            score: norm(score),
-            label: LABEL_NONE,
-        });
+        let amount = if amount.is_finite() {
+            amount as f32
+        } else {
+            0.0
+        };
+        slot.recs.push(Rec::new(card, norm(score), amount));
         entry.insert(idx);
         if self.tracking {
             slot.new_keys.push(tx);
@@ -663,7 +699,7 @@ impl Prequential {
         };
         let mut cards = Vec::with_capacity(recs.len());
         for r in &recs {
-            c.labeled += u64::from(r.label != LABEL_NONE);
+            c.labeled += u64::from(r.label() != LABEL_NONE);
             let Some(fraud) = self.outcome(r) else {
                 continue;
             };
@@ -673,7 +709,7 @@ impl Prequential {
                 c.alerts += 1;
                 c.true_alerts += u64::from(fraud);
             }
-            cards.push((r.card, r.score, fraud));
+            cards.push((r.card(), r.score, fraud));
         }
         c.top_cards = top_cards(&cards, self.cfg.k);
         fold_day(&mut self.compacted, slot.day, c, self.cfg.k);
@@ -724,10 +760,10 @@ impl Prequential {
         let slot = &mut self.days[at];
         let idx = slot.index[&tx];
         let rec = &mut slot.recs[idx as usize];
-        if rec.label != LABEL_NONE {
+        if rec.label() != LABEL_NONE {
             return LabelOutcome::Duplicate;
         }
-        rec.label = if is_fraud { LABEL_FRAUD } else { LABEL_GENUINE };
+        rec.set_label(if is_fraud { LABEL_FRAUD } else { LABEL_GENUINE });
         if self.tracking && idx < slot.clean_len {
             slot.labelled_old.push(idx);
         }
@@ -810,7 +846,7 @@ impl Prequential {
     /// Whether a record enters the metrics, and as fraud or not.
     #[inline]
     fn outcome(&self, r: &Rec) -> Option<bool> {
-        match r.label {
+        match r.label() {
             LABEL_FRAUD => Some(true),
             LABEL_GENUINE => Some(false),
             _ => match self.cfg.unlabeled {
@@ -850,14 +886,14 @@ impl Prequential {
             out.transactions += recs.len() as u64;
             cards.clear();
             for r in recs {
-                if r.label != LABEL_NONE {
+                if r.label() != LABEL_NONE {
                     out.labeled += 1;
                 }
                 let Some(fraud) = self.outcome(r) else {
                     continue;
                 };
                 pairs.push((r.score, fraud));
-                cards.push((r.card, r.score, fraud));
+                cards.push((r.card(), r.score, fraud));
                 if f64::from(r.score) >= self.cfg.threshold {
                     out.alerts += 1;
                     true_alerts += u64::from(fraud);
@@ -906,6 +942,45 @@ impl Prequential {
         out
     }
 
+    /// The curves and threshold table of the evaluated transactions whose
+    /// day is `>= from_day` (`None`: all days), as
+    /// [`summary`](Self::summary) counts them: from the records, or from
+    /// score histograms (approximate, no amounts) when the range holds a
+    /// compacted day.
+    pub fn curves(&self, from_day: Option<i64>) -> Curves {
+        let from = from_day.unwrap_or(i64::MIN);
+        let held = self.days.iter().filter(|s| s.day >= from);
+        let compacted = self.compacted.range(from..);
+        let day_span = held
+            .clone()
+            .map(|s| s.day)
+            .chain(compacted.clone().map(|(&d, _)| d))
+            .fold(None, |acc: Option<(i64, i64)>, d| {
+                Some(acc.map_or((d, d), |(lo, hi)| (lo.min(d), hi.max(d))))
+            });
+        let days = day_span.map_or(0, |(lo, hi)| (hi - lo + 1) as u64);
+        let threshold = self.cfg.threshold;
+        if compacted.clone().next().is_none() {
+            let recs: Vec<(f32, f32, bool)> = held
+                .flat_map(|s| s.recs.iter())
+                .filter_map(|r| self.outcome(r).map(|fraud| (r.score, r.amount, fraud)))
+                .collect();
+            return Curves::of(&curves::groups_of_records(recs), days, threshold, false);
+        }
+        let mut bins = ScoreBins::default();
+        for (_, c) in compacted {
+            bins.merge(&c.bins);
+        }
+        for s in held {
+            for r in &s.recs {
+                if let Some(fraud) = self.outcome(r) {
+                    bins.add(r.score, fraud);
+                }
+            }
+        }
+        Curves::of(&curves::groups_of_bins(&bins), days, threshold, true)
+    }
+
     /// Metrics of each day that has a scored transaction, ascending by day.
     pub fn daily(&self) -> Vec<DayMetrics> {
         let mut pairs: Vec<(f32, bool)> = Vec::new();
@@ -933,7 +1008,7 @@ impl Prequential {
                     continue;
                 };
                 pairs.push((r.score, fraud));
-                cards.push((r.card, r.score, fraud));
+                cards.push((r.card(), r.score, fraud));
                 frauds += u64::from(fraud);
                 alerts += u64::from(f64::from(r.score) >= self.cfg.threshold);
             }
@@ -995,10 +1070,26 @@ impl MemberEvaluation {
 
     /// Record each evaluated member's score of transaction `tx` (event time
     /// `ts_ms`, card key `card`); see [`Prequential::record_score`].
-    pub fn record_score(&mut self, tx: u64, ts_ms: i64, card: u64, scores: &MemberScores) {
+    pub fn record_score(
+        &mut self,
+        tx: u64,
+        ts_ms: i64,
+        card: u64,
+        amount: f64,
+        scores: &MemberScores,
+    ) {
         for (m, eval) in &mut self.evals {
-            eval.record_score(tx, ts_ms, card, scores.of(*m) as f32);
+            eval.record_score(tx, ts_ms, card, scores.of(*m) as f32, amount);
         }
+    }
+
+    /// Each evaluated member's curves over the whole run (see
+    /// [`Prequential::curves`]), by name.
+    pub fn curves(&self) -> Vec<(String, Curves)> {
+        self.evals
+            .iter()
+            .map(|(m, e)| (m.name().to_string(), e.curves(None)))
+            .collect()
     }
 
     /// Note a label (every label, joined to its features or not).
@@ -1349,7 +1440,7 @@ mod tests {
                 } else {
                     0.6 * noise
                 };
-                e.record_score(tx, day * DAY_MS + i as i64, i % 50, score);
+                e.record_score(tx, day * DAY_MS + i as i64, i % 50, score, 0.0);
                 e.record_label(tx, fraud);
             }
         }
@@ -1434,7 +1525,7 @@ mod tests {
                     .unwrap();
                 let score = day_slot.recs[day_slot.index[&tx] as usize].score;
                 let e = if i % 50 < 25 { &mut a } else { &mut b };
-                e.record_score(tx, day * DAY_MS + i as i64, i % 50, score);
+                e.record_score(tx, day * DAY_MS + i as i64, i % 50, score, 0.0);
                 e.record_label(tx, fraud);
             }
         }
@@ -1456,7 +1547,7 @@ mod tests {
             let fraud = i % 13 == 0;
             let part = if card % 2 == 0 { &mut a } else { &mut b };
             for p in [&mut all, part] {
-                p.record_score(i, ts, card, score);
+                p.record_score(i, ts, card, score, 0.0);
                 if i % 5 != 0 {
                     p.record_label(i, fraud);
                 }
@@ -1486,8 +1577,8 @@ mod tests {
     #[test]
     fn duplicate_and_unknown_labels() {
         let mut p = Prequential::new(cfg());
-        p.record_score(10, 0, 1, 0.9);
-        p.record_score(11, 0, 2, 0.1);
+        p.record_score(10, 0, 1, 0.9, 0.0);
+        p.record_score(11, 0, 2, 0.1, 0.0);
         assert_eq!(p.record_label(99, true), LabelOutcome::Unknown);
         assert_eq!(p.record_label(10, true), LabelOutcome::Applied);
         assert_eq!(p.record_label(10, false), LabelOutcome::Duplicate);
@@ -1497,14 +1588,14 @@ mod tests {
         assert_eq!((s.transactions, s.labeled, s.frauds), (2, 1, 1));
         assert_eq!(s.roc_auc, Some(1.0));
         // A second score for the same tx (the same day) is ignored.
-        p.record_score(11, 5, 2, 0.99);
+        p.record_score(11, 5, 2, 0.99, 0.0);
         assert_eq!(p.scored(), 2);
         assert_eq!(p.daily().len(), 1);
         assert_eq!(p.record_label(11, true), LabelOutcome::Applied);
         assert_eq!(p.summary(None).roc_auc, None); // both fraud now
                                                    // The key on another day is another transaction; its label lands
                                                    // there, the newest, and the first day's records are unchanged.
-        p.record_score(11, 5 * DAY_MS, 2, 0.2);
+        p.record_score(11, 5 * DAY_MS, 2, 0.2, 0.0);
         assert_eq!((p.scored(), p.daily().len()), (3, 2));
         assert_eq!(p.record_label(11, false), LabelOutcome::Applied);
         assert_eq!(p.record_label(11, false), LabelOutcome::Duplicate);
@@ -1518,9 +1609,9 @@ mod tests {
                 unlabeled: policy,
                 ..cfg()
             });
-            p.record_score(1, 0, 1, 0.9); // fraud
-            p.record_score(2, 0, 2, 0.6); // unlabeled
-            p.record_score(3, 0, 3, 0.2); // genuine
+            p.record_score(1, 0, 1, 0.9, 0.0); // fraud
+            p.record_score(2, 0, 2, 0.6, 0.0); // unlabeled
+            p.record_score(3, 0, 3, 0.2, 0.0); // genuine
             p.record_label(1, true);
             p.record_label(3, false);
             p
@@ -1552,14 +1643,14 @@ mod tests {
             ..cfg()
         });
         // Day -1: before the origin.
-        p.record_score(1, origin - 1, 7, 0.7);
+        p.record_score(1, origin - 1, 7, 0.7, 0.0);
         // Day 0.
-        p.record_score(2, origin, 7, 0.8);
-        p.record_score(3, origin + DAY_MS - 1, 8, 0.3);
+        p.record_score(2, origin, 7, 0.8, 0.0);
+        p.record_score(3, origin + DAY_MS - 1, 8, 0.3, 0.0);
         // Day 2 (arrives before a later day-1 tx: out of order).
-        p.record_score(4, origin + 2 * DAY_MS, 9, 0.1);
-        p.record_score(5, origin + 2 * DAY_MS + 5, 10, 0.6);
-        p.record_score(6, origin + DAY_MS + 1, 11, 0.4); // day 1
+        p.record_score(4, origin + 2 * DAY_MS, 9, 0.1, 0.0);
+        p.record_score(5, origin + 2 * DAY_MS + 5, 10, 0.6, 0.0);
+        p.record_score(6, origin + DAY_MS + 1, 11, 0.4, 0.0); // day 1
         p.record_label(2, true);
         p.record_label(4, true);
         p.record_label(1, true);
@@ -1614,9 +1705,9 @@ mod tests {
                 retention_ms,
                 ..cfg()
             });
-            p.record_score(1, i64::MIN, 1, f32::NAN);
+            p.record_score(1, i64::MIN, 1, f32::NAN, 0.0);
             p.record_label(1, true);
-            p.record_score(2, i64::MAX, 2, f32::INFINITY);
+            p.record_score(2, i64::MAX, 2, f32::INFINITY, 0.0);
             let d = p.daily();
             assert_eq!(d.len(), 2);
             assert_eq!(d[1].day, 0);
@@ -1630,8 +1721,8 @@ mod tests {
     #[test]
     fn metrics_serialize_round_trip() {
         let mut p = Prequential::new(cfg());
-        p.record_score(1, 0, 1, 0.9);
-        p.record_score(2, 0, 2, 0.1);
+        p.record_score(1, 0, 1, 0.9, 0.0);
+        p.record_score(2, 0, 2, 0.1, 0.0);
         p.record_label(1, true);
         let s = p.summary(None);
         let back: MetricsSummary =
@@ -1704,7 +1795,7 @@ mod tests {
             let mut expect = Vec::new();
             for (i, &(day, card, s, lab)) in txs.iter().enumerate() {
                 let score = f32::from(s) / 8.0;
-                p.record_score(i as u64, day * DAY_MS + 1000, card, score);
+                p.record_score(i as u64, day * DAY_MS + 1000, card, score, 0.0);
                 if lab > 0 {
                     prop_assert_eq!(p.record_label(i as u64, lab == 2), LabelOutcome::Applied);
                 }

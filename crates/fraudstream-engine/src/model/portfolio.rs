@@ -1015,7 +1015,7 @@ mod tests {
             assert_eq!(x.dense.len(), p.stride(), "side values appended");
             assert_eq!(SideValues::read(&x.dense[d..]).served, s as f32);
             assert_eq!(scores.logistic, p_lin);
-            members.record_score(i, i as i64 * 1000, i % 50, &scores);
+            members.record_score(i, i as i64 * 1000, i % 50, 0.0, &scores);
             logistic.learn_one(&x, y, 1.0);
             members.record_label(i, y);
             p.learn(

@@ -1,9 +1,14 @@
 //! The end-of-run report: counters, throughput, latency percentiles, state
-//! size and prequential metrics, as JSON and as a terminal summary.
+//! size and prequential metrics, as JSON and as a terminal summary; the
+//! curves, threshold table and alert features an analyst acts on, drawn
+//! into a self-contained HTML page ([`html`], charts in [`charts`]).
+
+pub mod charts;
+pub mod html;
 
 use anyhow::Context;
-use fraudstream_engine::engine::EngineCounters;
-use fraudstream_engine::eval::{DayMetrics, MetricsSummary};
+use fraudstream_engine::engine::{AlertFeature, EngineCounters};
+use fraudstream_engine::eval::{Curves, DayMetrics, MetricsSummary};
 use fraudstream_engine::model::portfolio::{DriftEvent, MemberMetrics};
 use fraudstream_engine::model::select::{Candidate, ModelSwitch};
 use serde::{Deserialize, Serialize};
@@ -127,6 +132,17 @@ pub struct OutputReport {
     pub records: u64,
 }
 
+/// One model's curves and threshold table over the whole run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelCurves {
+    /// `served` for the score the engine served (calibrated when the
+    /// topology calibrates), else the portfolio member's name.
+    pub name: String,
+    /// The curves.
+    #[serde(flatten)]
+    pub curves: Curves,
+}
+
 /// Everything a run measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
@@ -180,6 +196,21 @@ pub struct RunReport {
     /// Switches beyond the cap, only counted.
     #[serde(default)]
     pub model_switches_dropped: u64,
+    /// Origin of the day indexes (`daily`, drift and switch days), epoch ms.
+    #[serde(default)]
+    pub evaluation_origin_ms: i64,
+    /// The served score's curves, then each evaluated member's (with
+    /// `compare` or a portfolio), over the whole run: ROC and
+    /// precision-recall points, score distributions, threshold table.
+    #[serde(default)]
+    pub curves: Vec<ModelCurves>,
+    /// Features among the alerts' top contributions, most frequent first.
+    #[serde(default)]
+    pub alert_features: Vec<AlertFeature>,
+    /// Day of the first label the model learnt from in this run: the days
+    /// before scored with an untrained model (the cold start).
+    #[serde(default)]
+    pub cold_start_until_day: Option<i64>,
 }
 
 fn logistic() -> String {
