@@ -46,6 +46,7 @@ use crate::connectors::sinks::{Output, SinkWriter};
 use crate::connectors::sources::decode::{refused, truncate, RawRecord, RecordKind, Reject};
 use crate::connectors::sources::fluvio::record_decoder;
 use crate::exec::outputs::{publish_report, run_report, save_model, start_engine};
+use crate::exec::rules_watch::RulesWatch;
 use crate::exec::service::http::{self, now_ms, Health, Limits, Phase};
 use anyhow::Context;
 use axum::body::{to_bytes, Body};
@@ -62,7 +63,7 @@ use fraudstream_engine::decide::RuleSet;
 use fraudstream_engine::engine::{Engine, LabelResult};
 use fraudstream_engine::event::{DeadLetter, Event, Label, RejectKind, Score, Transaction};
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
@@ -747,70 +748,6 @@ fn engine_loop(
     })
 }
 
-/// Watch the rules file at `path`: every `every`, a change of its time or
-/// size is read and validated; a valid file goes to the engine thread with
-/// the next version, an invalid one is reported (every error) and the
-/// rules in force stay. Each reload is a line on stderr and in the
-/// metrics (`fraudstream_rules_version`, `fraudstream_rules_reloads_total`).
-fn watch_rules(
-    path: std::path::PathBuf,
-    features: Vec<CompactString>,
-    every: Duration,
-    to_engine: Sender<RuleSet>,
-    watching: Arc<AtomicBool>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let stamp = |p: &std::path::Path| {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| (m.modified().ok(), m.len()))
-    };
-    let mut seen = stamp(&path);
-    let mut version = 1u64;
-    Ok(std::thread::Builder::new()
-        .name("fraudstream-rules".into())
-        .spawn(move || {
-            let mut checked = Instant::now();
-            while watching.load(Relaxed) {
-                // Short naps, so a stopping service is not kept waiting.
-                std::thread::sleep(every.min(Duration::from_millis(50)));
-                if checked.elapsed() < every {
-                    continue;
-                }
-                checked = Instant::now();
-                let now = stamp(&path);
-                if now == seen {
-                    continue;
-                }
-                seen = now;
-                match crate::config::rules::read_rules(&path, &features, version + 1) {
-                    Ok(set) => {
-                        version += 1;
-                        eprintln!(
-                            "fraudstream: rules {} reloaded: version {version}, {} rules",
-                            path.display(),
-                            set.rules.len()
-                        );
-                        metrics::counter!("fraudstream_rules_reloads_total", "result" => "ok")
-                            .increment(1);
-                        metrics::gauge!("fraudstream_rules_version").set(version as f64);
-                        if to_engine.send(set).is_err() {
-                            return;
-                        }
-                    }
-                    Err(errors) => {
-                        metrics::counter!("fraudstream_rules_reloads_total", "result" => "refused")
-                            .increment(1);
-                        eprint!(
-                            "fraudstream: rules {} not reloaded, version {version} stays: {}",
-                            path.display(),
-                            crate::config::ConfigErrors(errors)
-                        );
-                    }
-                }
-            }
-        })?)
-}
-
 /// Options of an API run.
 #[derive(Clone, Debug, Default)]
 pub struct ApiOptions {
@@ -841,24 +778,7 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
     let idle = (t.service.stop_when_idle_ms > 0)
         .then(|| Duration::from_millis(t.service.stop_when_idle_ms as u64));
     let started = Instant::now();
-    let decisions = &t.decisions;
-    let (reload_tx, reloads) = bounded::<RuleSet>(4);
-    let watching = Arc::new(AtomicBool::new(true));
-    let watcher = match (&decisions.rules_path, decisions.reload_ms) {
-        (Some(path), ms) if ms > 0 => Some(watch_rules(
-            path.clone(),
-            fraudstream_engine::features::feature_space(&t.features)
-                .names()
-                .to_vec(),
-            Duration::from_millis(ms as u64),
-            reload_tx,
-            watching.clone(),
-        )?),
-        _ => None,
-    };
-    if decisions.rules_path.is_some() {
-        metrics::gauge!("fraudstream_rules_version").set(1.0);
-    }
+    let (watcher, reloads) = RulesWatch::start(t)?;
     let engine_health = health.clone();
     let explain_top = t.engine.stage.explain_top;
     let names = fraudstream_engine::features::feature_space(&t.features)
@@ -909,10 +829,7 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
         }
     });
     health.set_phase(Phase::Stopping);
-    watching.store(false, Relaxed);
-    if let Some(w) = watcher {
-        let _ = w.join();
-    }
+    watcher.stop();
     // Blocks only while the queue is full; the thread is taking from it.
     let _ = queue.send(Work::Stop);
     drop(queue);

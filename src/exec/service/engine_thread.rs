@@ -75,6 +75,12 @@ pub struct EngineSide {
     pub totals: InputCounts,
     /// Transactions scored (or staged) in this run.
     pub events_tx: u64,
+    /// Rules reloaded from `[decisions] rules` (applied at the next tick),
+    /// and the watcher that reads them.
+    pub rules: Option<(
+        crate::exec::rules_watch::RulesWatch,
+        crossbeam::channel::Receiver<fraudstream_engine::decide::RuleSet>,
+    )>,
 }
 
 impl EngineSide {
@@ -198,10 +204,15 @@ impl EngineSide {
     }
 
     /// Every tick of the service: the wall clock events may not run ahead
-    /// of, counters and latency gauges published, the scored count for
-    /// `/health`.
+    /// of, rules reloaded since the last, counters and latency gauges
+    /// published, the scored count for `/health`.
     pub fn tick(&mut self, now_ms: i64, health: &Health) {
         self.engine.set_wall_clock(now_ms);
+        if let Some((_, reloads)) = &self.rules {
+            while let Ok(r) = reloads.try_recv() {
+                self.engine.set_rules(r);
+            }
+        }
         self.engine.publish_metrics();
         health
             .scored
@@ -412,6 +423,7 @@ mod tests {
             first_card: 0,
             totals: InputCounts::default(),
             events_tx: 0,
+            rules: None,
         })
     }
 
@@ -516,6 +528,70 @@ mod tests {
         assert_eq!(threaded.totals, alone.totals);
         assert_eq!(threaded.events_tx, alone.events_tx);
         assert!(state(&threaded) == state(&alone), "the same engine state");
+    }
+
+    /// A rules file changed on disk decides from the service's next tick
+    /// on: every transaction the new rule matches is declined with its
+    /// reason code.
+    #[test]
+    fn a_changed_rules_file_decides_from_the_next_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules.toml");
+        let rule = |name: &str, decision: &str, amount: &str| {
+            format!("[rules.{name}]\ndecision = \"{decision}\"\nwhen = [\"amount >= {amount}\"]\n")
+        };
+        std::fs::write(&rules, rule("huge", "review", "1e12")).unwrap();
+        let t = crate::config::Topology::embedded(&[
+            format!("decisions.rules=\"{}\"", rules.display()),
+            "decisions.reload=\"20ms\"".into(),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut side = side();
+        side.engine = Engine::new(&t.engine_config());
+        side.rules = Some(crate::exec::rules_watch::RulesWatch::start(&t).unwrap());
+        let mut stream = items();
+        let mut decide = |side: &mut EngineSide| -> Vec<(String, Vec<String>)> {
+            let mut out = Vec::new();
+            for item in stream.by_ref().take(100) {
+                side.process(item, &mut out).unwrap();
+            }
+            out.iter()
+                .filter_map(|(o, _)| match o {
+                    Output::Score(s) => Some((
+                        format!("{:?}", s.decision),
+                        s.reasons.iter().map(|r| r.to_string()).collect(),
+                    )),
+                    _ => None,
+                })
+                .collect()
+        };
+        let before = decide(&mut side);
+        assert!(!before.is_empty(), "transactions were scored");
+        assert!(
+            before.iter().all(|d| !d.1.contains(&"all".to_string())),
+            "{before:?}"
+        );
+        std::fs::write(&rules, rule("all", "decline", "0")).unwrap();
+        // The watcher reads the file within its period; a tick applies it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let after = loop {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            side.tick(crate::exec::service::http::now_ms(), &Health::default());
+            let d = decide(&mut side);
+            let applied = !d.is_empty()
+                && d.iter()
+                    .all(|d| d.0.contains("Decline") && d.1.contains(&"all".to_string()));
+            if applied || std::time::Instant::now() > deadline {
+                break d;
+            }
+        };
+        assert!(
+            !after.is_empty()
+                && after
+                    .iter()
+                    .all(|d| d.0.contains("Decline") && d.1.contains(&"all".to_string())),
+            "the reloaded rule decides: {after:?}"
+        );
     }
 
     #[test]

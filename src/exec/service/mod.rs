@@ -26,6 +26,7 @@ use crate::connectors::sources::decode::RecordKind;
 use crate::connectors::sources::fluvio::{FluvioSource, InputRecords, OpenPlan};
 use crate::connectors::sources::{Pulled, Source};
 use crate::exec::checkpoint::{self, Chain, CheckpointHeader};
+use crate::exec::rules_watch::RulesWatch;
 use anyhow::Context;
 use engine_thread::{EngineSide, EngineThread, FromEngine, Item, Outputs};
 use fraudstream_engine::engine::Engine;
@@ -306,6 +307,11 @@ impl<'t> Service<'t> {
             first_card: first_card.unwrap_or(0),
             totals: header.totals.clone(),
             events_tx: 0,
+            rules: t
+                .decisions
+                .enabled
+                .then(|| RulesWatch::start(t))
+                .transpose()?,
         });
         let (side, thread) = if opts.null_pipeline {
             (Some(side), None)
