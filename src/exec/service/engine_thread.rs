@@ -198,21 +198,14 @@ impl EngineSide {
     }
 
     /// Every tick of the service: the wall clock events may not run ahead
-    /// of, counters and latency gauges published, the scored count for
-    /// `/health`.
+    /// of, counters, gauges and the score-latency histogram published, the
+    /// scored count for `/health`.
     pub fn tick(&mut self, now_ms: i64, health: &Health) {
         self.engine.set_wall_clock(now_ms);
-        self.engine.publish_metrics();
+        crate::exec::service::prometheus::publish_engine(&mut self.engine);
         health
             .scored
             .store(self.engine.counters().scored as i64, Relaxed);
-        let h = self.engine.latency();
-        if !h.is_empty() {
-            for (q, label) in [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (0.999, "0.999")] {
-                metrics::gauge!("fraudstream_score_latency_seconds", "quantile" => label)
-                    .set(h.value_at_quantile(q) as f64 / 1e9);
-            }
-        }
     }
 }
 
