@@ -27,7 +27,7 @@
 use fraudstream_engine::engine::Engine;
 use fraudstream_engine::telemetry::{ScoreLatency, SCORE_LATENCY_BOUNDS_NS};
 use metrics::Unit;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write as _;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
@@ -200,18 +200,18 @@ pub fn recorder() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let handle = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full(CHECKPOINT_SECONDS.into()),
-                    CHECKPOINT_BUCKETS,
-                )
-                .ok()?
-                .install_recorder()
-                .ok()?;
+            let handle = builder().ok()?.install_recorder().ok()?;
             describe_all();
             Some(handle)
         })
         .clone()
+}
+
+/// The recorder's settings: histogram buckets for the metrics it records
+/// (any other histogram would be rendered as a summary, with quantiles).
+fn builder() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(CHECKPOINT_SECONDS.into()), CHECKPOINT_BUCKETS)
 }
 
 /// Give the installed recorder every listed metric's help and unit.
@@ -314,6 +314,34 @@ mod tests {
                 m.name
             );
         }
+    }
+
+    #[test]
+    fn the_recorder_renders_checkpoint_seconds_as_a_histogram_with_help() {
+        let recorder = builder().unwrap().build_recorder();
+        metrics::with_local_recorder(&recorder, || {
+            describe_all();
+            metrics::histogram!(CHECKPOINT_SECONDS).record(0.3);
+            metrics::counter!("fraudstream_checkpoints_total", "kind" => "base").increment(1);
+        });
+        let text = recorder.handle().render();
+        assert!(
+            text.contains(&format!("# TYPE {CHECKPOINT_SECONDS} histogram\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{CHECKPOINT_SECONDS}_bucket{{le=\"0.5\"}} 1\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{CHECKPOINT_SECONDS}_count 1\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP fraudstream_checkpoints_total Checkpoints written"),
+            "{text}"
+        );
+        assert!(!text.contains("quantile="), "{text}");
     }
 
     #[test]
