@@ -557,3 +557,78 @@ fn the_code_emits_exactly_the_listed_metrics() {
         }
     }
 }
+
+#[test]
+fn the_jobs_queried_are_the_scrape_jobs_of_the_prometheus_config() {
+    let text = std::fs::read_to_string(repo().join("deploy/prometheus/prometheus.yml")).unwrap();
+    let cfg: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let jobs: BTreeSet<&str> = cfg["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_name"].as_str().unwrap())
+        .collect();
+    let mut seen = 0;
+    for (whose, expr) in dashboard_queries().into_iter().chain(alert_queries()) {
+        for part in expr.split("job=\"").skip(1) {
+            let job = part.split('"').next().unwrap();
+            assert!(
+                jobs.contains(job),
+                "{whose}: job {job:?} is not scraped ({jobs:?})"
+            );
+            seen += 1;
+        }
+    }
+    assert!(
+        seen >= 2,
+        "the dashboard and the rules watch `up` of the scrape job"
+    );
+}
+
+/// `promtool` (Prometheus's own checker) on the rules and the config, when
+/// it is installed (Debian's `prometheus` package has it); skipped, saying
+/// so, otherwise. The config's rule file path is the container's, so both
+/// are checked from a copy that names the repository's file.
+#[test]
+fn promtool_accepts_the_rules_and_the_config_when_installed() {
+    let Ok(version) = std::process::Command::new("promtool")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!(
+            "promtool is not installed: the rules and config are checked by the YAML tests only"
+        );
+        return;
+    };
+    assert!(version.status.success());
+    let deploy = repo().join("deploy/prometheus");
+    let rules = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(deploy.join("alerts.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        rules.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rules.stdout)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(deploy.join("prometheus.yml"))
+        .unwrap()
+        .replace(
+            "/etc/prometheus/alerts.yml",
+            &deploy.join("alerts.yml").display().to_string(),
+        );
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    let checked = std::process::Command::new("promtool")
+        .args(["check", "config"])
+        .arg(dir.path().join("prometheus.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
