@@ -975,7 +975,9 @@ impl CardStage {
             .add(&other.queued_ns)
             .expect("same histogram bounds");
         self.score_latency.add(&other.score_latency);
+        // What the other stage published is not published again.
         self.decisions.add(&other.decisions);
+        self.decisions_published.add(&other.decisions_published);
         self.model.absorb(other.model);
         self.members.merge(other.members);
         self.eval.merge(other.eval);
