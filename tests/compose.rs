@@ -33,6 +33,35 @@ const FLUVIO_RELEASE_OF_CRATE: &[(&str, &str)] = &[("0.50.0", "0.18.0"), ("0.50.
 const SC_PUBLIC_PORT: u16 = 9003;
 const SC_PRIVATE_PORT: u16 = 9004;
 
+// The official Prometheus image, as Prometheus's repository builds it
+// (Dockerfile at v3.5.0): busybox plus /bin/prometheus and /bin/promtool,
+// ENTRYPOINT ["/bin/prometheus"], CMD ["--config.file=/etc/prometheus/prometheus.yml",
+// "--storage.tsdb.path=/prometheus"], EXPOSE 9090. `promtool check healthy`
+// asks /-/healthy of --url (cmd/promtool/main.go). Docker tags are the
+// release tags, with the `v` (Makefile.common's DOCKER_IMAGE_TAG, repo prom).
+const PROMETHEUS_IMAGE: &str = "prom/prometheus";
+const PROMETHEUS_ENTRYPOINT: &str = "/bin/prometheus";
+const PROMETHEUS_CONFIG: &str = "/etc/prometheus/prometheus.yml";
+const PROMETHEUS_DATA: &str = "/prometheus";
+const PROMETHEUS_PORT: u16 = 9090;
+const PROMETHEUS_IMAGE_BINARIES: &[&str] = &[PROMETHEUS_ENTRYPOINT, "/bin/promtool"];
+// The official Grafana image (grafana/grafana's Dockerfile, the 12.0 line:
+// alpine 3.21): `apk add ... curl`, ENV GF_PATHS_PROVISIONING=/etc/grafana/provisioning
+// and GF_PATHS_DATA=/var/lib/grafana, EXPOSE 3000, ENTRYPOINT ["/run.sh"]
+// (packaging/docker/run.sh starts `grafana server` with those paths).
+// Provisioning reads datasources/ and dashboards/ below it
+// (conf/provisioning/*/sample.yaml: `apiVersion: 1`, `datasources:`,
+// `providers:` of `type: file` with `options.path`). GF_<SECTION>_<KEY>
+// overrides grafana.ini: GF_AUTH_ANONYMOUS_* is [auth.anonymous],
+// GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH [dashboards] default_home_dashboard_path.
+const GRAFANA_IMAGE: &str = "grafana/grafana";
+const GRAFANA_ENTRYPOINT: &str = "/run.sh";
+const GRAFANA_PROVISIONING: &str = "/etc/grafana/provisioning";
+const GRAFANA_PORT: u16 = 3000;
+const GRAFANA_IMAGE_BINARIES: &[&str] = &["curl"];
+/// The data source uid the dashboard's panels name.
+const DATASOURCE_UID: &str = "fraudstream-prometheus";
+
 fn compose() -> Value {
     let text = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
     serde_yaml_ng::from_str(&text).expect("docker-compose.yml is valid YAML")
@@ -66,6 +95,13 @@ fn is_fraudstream(svc: &Value) -> bool {
     svc["image"]
         .as_str()
         .is_some_and(|i| i.starts_with("fraudstream"))
+}
+
+/// Whether the service runs `image` (any tag).
+fn runs_image(svc: &Value, image: &str) -> bool {
+    svc["image"]
+        .as_str()
+        .is_some_and(|i| i.starts_with(&format!("{image}:")))
 }
 
 /// The parsed fraudstream command line of a service.
@@ -266,10 +302,21 @@ fn programs(svc: &Value) -> Vec<String> {
         }
     };
     let mut argv = list(&svc["entrypoint"]);
-    if argv.is_empty() && is_fraudstream(svc) {
-        argv.push("fraudstream".into()); // the Dockerfile's ENTRYPOINT
+    if argv.is_empty() {
+        // The image's ENTRYPOINT: our Dockerfile's, or the official images'.
+        if is_fraudstream(svc) {
+            argv.push("fraudstream".into());
+        } else if runs_image(svc, PROMETHEUS_IMAGE) {
+            argv.push(PROMETHEUS_ENTRYPOINT.into());
+        } else if runs_image(svc, GRAFANA_IMAGE) {
+            argv.push(GRAFANA_ENTRYPOINT.into());
+        }
     }
     argv.extend(list(&svc["command"]));
+    assert!(
+        !argv.is_empty(),
+        "a service with no entrypoint or command: {svc:?}"
+    );
     let mut runs = vec![argv[0].clone()];
     let health = list(&svc["healthcheck"]["test"]);
     match health.first().map(String::as_str) {
@@ -428,6 +475,10 @@ fn health_checks_name_binaries_their_images_have() {
             FLUVIO_IMAGE_BINARIES.contains(&bin)
         } else if is_fraudstream(svc) {
             ours.contains(bin)
+        } else if runs_image(svc, PROMETHEUS_IMAGE) {
+            PROMETHEUS_IMAGE_BINARIES.contains(&bin)
+        } else if runs_image(svc, GRAFANA_IMAGE) {
+            GRAFANA_IMAGE_BINARIES.contains(&bin)
         } else {
             panic!("{name}: an image this test does not know")
         };
@@ -439,7 +490,7 @@ fn health_checks_name_binaries_their_images_have() {
     }
     assert_eq!(
         checked.into_iter().collect::<Vec<_>>(),
-        ["engine", "sc", "spu"],
+        ["engine", "grafana", "prometheus", "sc", "spu"],
         "the long-running services have health checks"
     );
     // Each probes the port its service listens on.
@@ -813,4 +864,219 @@ fn register_spu_is_idempotent_against_a_real_cluster() {
     assert_eq!((local.host.as_str(), local.port), ("spu", 9010));
     unregistered.expect("unregistered");
     assert!(after.iter().all(|m| m.name != name), "cleaned up");
+}
+
+/// (repository path, container path, read-only) of a service's bind mounts
+/// (`./PATH:CONTAINER[:ro]`); named volumes are left out.
+fn bind_mounts(svc: &Value) -> Vec<(PathBuf, String, bool)> {
+    svc["volumes"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            let v = v.as_str().expect("short volume syntax");
+            let rest = v.strip_prefix("./")?;
+            let mut parts = rest.split(':');
+            let (src, dst) = (parts.next().unwrap(), parts.next().expect("SRC:DST"));
+            Some((
+                repo().join(src),
+                dst.to_string(),
+                parts.next() == Some("ro"),
+            ))
+        })
+        .collect()
+}
+
+/// The repository file or folder mounted at `container` (a mount's target
+/// or a path below it).
+fn mounted_at(svc: &Value, container: &str) -> Option<PathBuf> {
+    bind_mounts(svc).into_iter().find_map(|(src, dst, _)| {
+        let rest = container.strip_prefix(&dst)?;
+        match rest.strip_prefix('/') {
+            Some(below) => Some(src.join(below)),
+            None if rest.is_empty() => Some(src),
+            None => None,
+        }
+    })
+}
+
+fn yaml_file(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn monitoring_images_are_pinned_mount_existing_files_read_only_and_publish_their_ports() {
+    let doc = compose();
+    for (name, image, port) in [
+        ("prometheus", PROMETHEUS_IMAGE, PROMETHEUS_PORT),
+        ("grafana", GRAFANA_IMAGE, GRAFANA_PORT),
+    ] {
+        let svc = &doc["services"][name];
+        let tag = svc["image"]
+            .as_str()
+            .and_then(|i| i.strip_prefix(&format!("{image}:")))
+            .unwrap_or_else(|| panic!("{name} runs {image}"));
+        assert!(
+            tag.trim_start_matches('v').split('.').count() == 3
+                && tag
+                    .trim_start_matches('v')
+                    .split('.')
+                    .all(|n| n.parse::<u32>().is_ok()),
+            "{name}: a pinned release, not {tag}"
+        );
+        assert!(published(svc).contains(&(port, port)), "{name} on {port}");
+        let mounts = bind_mounts(svc);
+        assert!(!mounts.is_empty(), "{name} mounts its configuration");
+        for (src, dst, ro) in mounts {
+            assert!(
+                src.exists(),
+                "{name}: {} (for {dst}) is in the repository",
+                src.display()
+            );
+            assert!(ro, "{name}: {dst} is mounted read-only");
+        }
+    }
+}
+
+#[test]
+fn prometheus_reads_the_mounted_config_and_scrapes_fraudstream_services_by_name() {
+    let doc = compose();
+    let prom = &doc["services"]["prometheus"];
+    assert!(
+        prom["command"].is_null() && prom["entrypoint"].is_null(),
+        "the image's own command, which reads {PROMETHEUS_CONFIG}"
+    );
+    let config = mounted_at(prom, PROMETHEUS_CONFIG).expect("the config is mounted");
+    let volumes = strings(&prom["volumes"], "prometheus's volumes");
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.ends_with(&format!(":{PROMETHEUS_DATA}"))),
+        "the TSDB in a volume: {volumes:?}"
+    );
+    let cfg = yaml_file(&config);
+    let rules = strings(&cfg["rule_files"], "rule_files");
+    assert!(!rules.is_empty());
+    for r in &rules {
+        let file = mounted_at(prom, r).unwrap_or_else(|| panic!("rule file {r} is mounted"));
+        assert!(file.is_file(), "{}", file.display());
+    }
+    let mut scraped = Vec::new();
+    for job in cfg["scrape_configs"].as_sequence().expect("scrape_configs") {
+        assert_eq!(
+            job["metrics_path"].as_str().unwrap_or("/metrics"),
+            "/metrics"
+        );
+        for sc in job["static_configs"].as_sequence().unwrap() {
+            for target in strings(&sc["targets"], "targets") {
+                let (host, port) = (host_of(&target), port_of(&target));
+                let svc = &doc["services"][host];
+                assert!(
+                    is_fraudstream(svc),
+                    "{target}: {host} is one of our services"
+                );
+                let Command::Run(run) = cli_of(host, svc).command else {
+                    panic!("{host} runs `fraudstream run`");
+                };
+                let topology = run.topology.expect("a topology file");
+                let t = Topology::from_file(&repo().join(topology), &run.set).unwrap();
+                let listen = t.service.listen.expect("it serves /metrics");
+                assert!(
+                    listen.starts_with("0.0.0.0:"),
+                    "{host} listens beyond its loopback"
+                );
+                assert_eq!(
+                    port,
+                    port_of(&listen),
+                    "{target}: the port {host} serves /metrics on"
+                );
+                scraped.push(host.to_string());
+            }
+        }
+    }
+    assert_eq!(scraped, ["engine"]);
+}
+
+#[test]
+fn grafana_is_provisioned_with_the_prometheus_service_and_the_mounted_dashboards() {
+    let doc = compose();
+    let grafana = &doc["services"]["grafana"];
+    assert_eq!(
+        grafana["depends_on"]["prometheus"]["condition"].as_str(),
+        Some("service_healthy")
+    );
+    // Data sources: the compose service Prometheus is, on its port, with
+    // the uid the dashboard names.
+    let dir = mounted_at(grafana, &format!("{GRAFANA_PROVISIONING}/datasources"))
+        .expect("data sources are provisioned");
+    let mut uids = Vec::new();
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let ds = yaml_file(&f.unwrap().path());
+        assert_eq!(ds["apiVersion"].as_u64(), Some(1));
+        for d in ds["datasources"].as_sequence().expect("datasources") {
+            assert_eq!(d["type"].as_str(), Some("prometheus"));
+            let url = d["url"].as_str().unwrap();
+            let addr = url.strip_prefix("http://").expect("http://HOST:PORT");
+            assert!(
+                runs_image(&doc["services"][host_of(addr)], PROMETHEUS_IMAGE),
+                "{url}: the Prometheus service"
+            );
+            assert_eq!(port_of(addr), PROMETHEUS_PORT);
+            uids.push(d["uid"].as_str().expect("a fixed uid").to_string());
+        }
+    }
+    assert_eq!(uids, [DATASOURCE_UID]);
+    // Dashboards: a file provider whose path is the mounted dashboards folder.
+    let dir = mounted_at(grafana, &format!("{GRAFANA_PROVISIONING}/dashboards"))
+        .expect("dashboards are provisioned");
+    let mut dashboards = Vec::new();
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let p = yaml_file(&f.unwrap().path());
+        assert_eq!(p["apiVersion"].as_u64(), Some(1));
+        for provider in p["providers"].as_sequence().expect("providers") {
+            assert_eq!(provider["type"].as_str(), Some("file"));
+            let path = provider["options"]["path"].as_str().unwrap();
+            let folder = mounted_at(grafana, path)
+                .unwrap_or_else(|| panic!("{path} is mounted from the repository"));
+            for d in std::fs::read_dir(folder).unwrap() {
+                dashboards.push(d.unwrap().path());
+            }
+        }
+    }
+    assert!(!dashboards.is_empty());
+    for d in &dashboards {
+        let text = std::fs::read_to_string(d).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut named = BTreeSet::new();
+        fn uids(v: &serde_json::Value, out: &mut BTreeSet<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if let Some(u) = m.get("datasource").and_then(|d| d["uid"].as_str()) {
+                        out.insert(u.to_string());
+                    }
+                    m.values().for_each(|v| uids(v, out));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| uids(v, out)),
+                _ => {}
+            }
+        }
+        uids(&json, &mut named);
+        assert_eq!(
+            named.into_iter().collect::<Vec<_>>(),
+            [DATASOURCE_UID],
+            "{}: every panel queries the provisioned data source",
+            d.display()
+        );
+    }
+    let home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+        .as_str()
+        .expect("the dashboard is Grafana's home page");
+    let home = mounted_at(grafana, home).expect("the home dashboard is mounted");
+    assert!(dashboards.contains(&home), "{}", home.display());
+    assert_eq!(
+        grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"].as_str(),
+        Some("true"),
+        "the demo opens without a login"
+    );
 }

@@ -13,6 +13,7 @@ mod fuzz_corpus;
 mod golden;
 mod http;
 mod layers;
+mod monitoring;
 mod persistence;
 mod poison;
 mod portfolio;

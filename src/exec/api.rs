@@ -48,6 +48,8 @@ use crate::connectors::sources::fluvio::record_decoder;
 use crate::exec::outputs::{publish_report, run_report, save_model, start_engine};
 use crate::exec::rules_watch::RulesWatch;
 use crate::exec::service::http::{self, now_ms, Health, Limits, Phase};
+use crate::exec::service::prometheus::publish_engine;
+use crate::exec::service::TICK;
 use anyhow::Context;
 use axum::body::{to_bytes, Body};
 use axum::extract::Path;
@@ -72,8 +74,6 @@ use tokio::sync::{oneshot, Semaphore};
 const SINK_BATCH: usize = 256;
 /// Longest raw record kept in a dead letter.
 const RAW_MAX: usize = 4096;
-/// Events between two publications of the engine's metrics.
-const METRICS_EVERY: u64 = 4096;
 /// `Retry-After` (seconds) of a 429 or 503.
 const RETRY_AFTER: &str = "1";
 
@@ -593,7 +593,9 @@ struct Settings {
 
 /// The engine thread: take work in queue order until told to stop (or,
 /// with `idle`, until no work came for that long). Rules reloaded arrive
-/// on `reloads` and apply from the next request on.
+/// on `reloads` and apply from the next request on. The engine's metrics
+/// are published every [`TICK`], woken for it when no work comes, so a
+/// scrape is at most a tick behind and no request pays for it.
 fn engine_loop(
     mut engine: Engine,
     mut sinks: SinkWriter,
@@ -609,18 +611,26 @@ fn engine_loop(
     } = settings;
     let mut input = InputCounts::default();
     let mut events = 0u64;
-    let mut published = 0u64;
+    let mut last_work = Instant::now();
+    let mut last_publish = Instant::now();
     loop {
-        let work = match idle {
-            Some(d) => match rx.recv_timeout(d) {
-                Ok(w) => w,
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => break,
-            },
-            None => match rx.recv() {
-                Ok(w) => w,
-                Err(_) => break,
-            },
+        if last_publish.elapsed() >= TICK {
+            last_publish = Instant::now();
+            publish_engine(&mut engine);
+        }
+        let wait = idle.map_or(TICK, |d| d.saturating_sub(last_work.elapsed()).min(TICK));
+        let work = match rx.recv_timeout(wait) {
+            Ok(w) => {
+                last_work = Instant::now();
+                w
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if idle.is_some_and(|d| last_work.elapsed() >= d) {
+                    break;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
         };
         engine.set_wall_clock(now_ms());
         while let Ok(r) = reloads.try_recv() {
@@ -699,10 +709,6 @@ fn engine_loop(
                     })));
                 }
                 health.scored.fetch_add(answers.len() as i64, Relaxed);
-                if events >= published + METRICS_EVERY {
-                    published = events;
-                    engine.publish_metrics();
-                }
                 // The client may have gone: its answer is dropped, the work stands.
                 let _ = reply.send(answers);
             }
@@ -739,7 +745,7 @@ fn engine_loop(
             }
         }
     }
-    engine.publish_metrics();
+    publish_engine(&mut engine);
     Ok(Finished {
         engine,
         sinks,
@@ -804,7 +810,7 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
     let bound = rt.block_on(http::serve(
         &listen,
         health.clone(),
-        crate::exec::service::recorder(),
+        crate::exec::service::prometheus::recorder(),
         Limits::of(&t.service),
         Some(routes(api)),
     ))?;

@@ -27,6 +27,7 @@ use crate::model::portfolio::Portfolio;
 use crate::model::{Imbalance, LogisticModel, ModelState, ServedModel};
 use crate::pending::{PendingDelta, PendingFeatures, PendingMeta};
 use crate::routes::{LabelRoutes, RoutesDelta, RoutesSnapshot};
+use crate::telemetry::{DecisionCounts, ScoreLatency};
 use hdrhistogram::Histogram;
 use std::time::Instant;
 
@@ -416,6 +417,11 @@ impl MerchantStage {
         let c = self.counters();
         publish(&c, &self.published);
         self.published = c;
+        self.publish_gauges();
+    }
+
+    /// Publish this stage's gauges (merchants and label routes held).
+    fn publish_gauges(&self) {
         metrics::gauge!("fraudstream_merchants").set(self.merchants.len() as f64);
         metrics::gauge!("fraudstream_label_routes").set(self.routes.len() as f64);
     }
@@ -599,6 +605,10 @@ pub struct CardStage {
     published: EngineCounters,
     latency_ns: Histogram<u64>,
     queued_ns: Histogram<u64>,
+    /// The same times in the buckets the metrics endpoint exports.
+    score_latency: ScoreLatency,
+    decisions: DecisionCounts,
+    decisions_published: DecisionCounts,
     next_eviction: i64,
     x: FeatureVector,
     label_x: FeatureVector,
@@ -660,6 +670,9 @@ impl CardStage {
             published: EngineCounters::default(),
             latency_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
             queued_ns: Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid bounds"),
+            score_latency: ScoreLatency::new(),
+            decisions: DecisionCounts::default(),
+            decisions_published: DecisionCounts::default(),
             next_eviction: i64::MIN,
             x: FeatureVector::default(),
             label_x: FeatureVector::default(),
@@ -886,15 +899,17 @@ impl CardStage {
             decision,
             reasons,
         };
+        if let Some(d) = decision {
+            self.decisions.record(d);
+        }
         let ns = started.elapsed().as_nanos() as u64;
         self.latency_ns.saturating_record(ns.max(1));
+        // Fixed buckets beside the HDR histogram (which the run report
+        // reads): the metrics endpoint renders them, nothing else per event.
+        self.score_latency.record(ns);
         if let Some(offered) = ctx.offered {
             self.queued_ns
                 .saturating_record((offered.elapsed().as_nanos() as u64).max(1));
-        }
-        if self.counters.scored % 64 == 0 {
-            // A 1-in-64 sample keeps the metrics registry off most events.
-            metrics::histogram!("fraudstream_scoring_latency_seconds").record(ns as f64 * 1e-9);
         }
         score
     }
@@ -944,6 +959,11 @@ impl CardStage {
     /// Processing time per transaction (ns).
     pub fn latency(&self) -> &Histogram<u64> {
         &self.latency_ns
+    }
+
+    /// The same times in the buckets of the exported histogram.
+    pub fn score_latency(&self) -> &ScoreLatency {
+        &self.score_latency
     }
 
     /// Time from offer to score, queueing included (paced runs only; ns).
@@ -1006,11 +1026,21 @@ impl CardStage {
     pub fn publish_metrics(&mut self) {
         let c = self.counters();
         publish(&c, &self.published);
+        self.published = c;
+        self.publish_own();
+    }
+
+    /// Publish this stage's gauges and the decisions since the last call
+    /// (what is the card stage's alone, whoever publishes the counters).
+    fn publish_own(&mut self) {
         metrics::gauge!("fraudstream_pending_entries").set(self.pending.len() as f64);
         metrics::gauge!("fraudstream_model_version").set(self.model.version() as f64);
         metrics::gauge!("fraudstream_eval_records").set(self.eval.records() as f64);
         metrics::gauge!("fraudstream_cards").set(self.cards.len() as f64);
-        self.published = c;
+        if self.decider.is_some() {
+            self.decisions.publish(&self.decisions_published);
+            self.decisions_published = self.decisions;
+        }
     }
 
     /// Take in another stage's evaluation, counters, latencies and input
@@ -1023,6 +1053,10 @@ impl CardStage {
         self.queued_ns
             .add(&other.queued_ns)
             .expect("same histogram bounds");
+        self.score_latency.add(&other.score_latency);
+        // What the other stage published is not published again.
+        self.decisions.add(&other.decisions);
+        self.decisions_published.add(&other.decisions_published);
         self.model.absorb(other.model);
         self.members.merge(other.members);
         self.eval.merge(other.eval);
@@ -1215,6 +1249,12 @@ impl Engine {
     /// Offer-to-score time of paced runs (ns).
     pub fn queued_latency(&self) -> &Histogram<u64> {
         self.card.queued_latency()
+    }
+
+    /// Processing time per transaction in the buckets of the exported
+    /// histogram.
+    pub fn score_latency(&self) -> &ScoreLatency {
+        self.card.score_latency()
     }
 
     /// The full feature vector of the last transaction scored.
@@ -1467,13 +1507,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Publish the counters accumulated since the last call to `metrics`.
+    /// Publish the counters accumulated since the last call to `metrics`,
+    /// both stages' gauges and the decisions.
     pub fn publish_metrics(&mut self) {
         let c = self.counters();
         publish(&c, &self.published);
-        metrics::gauge!("fraudstream_pending_entries").set(self.card.pending.len() as f64);
-        metrics::gauge!("fraudstream_model_version").set(self.card.model.version() as f64);
         self.published = c;
+        self.merchant.publish_gauges();
+        self.card.publish_own();
     }
 }
 

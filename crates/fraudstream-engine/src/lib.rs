@@ -11,6 +11,8 @@
 //! - [`keymap`]: seeded maps of entity keys, capped by least-recent eviction.
 //! - [`engine`]: the merchant and card stages and the sequential engine,
 //!   built from an [`EngineConfig`].
+//! - [`telemetry`]: score-latency buckets and decision counts for the
+//!   operators' metrics.
 
 pub mod config;
 pub mod decide;
@@ -22,6 +24,7 @@ pub mod keymap;
 pub mod model;
 pub mod pending;
 pub mod routes;
+pub mod telemetry;
 pub mod time;
 pub mod windows;
 

@@ -204,8 +204,8 @@ impl EngineSide {
     }
 
     /// Every tick of the service: the wall clock events may not run ahead
-    /// of, rules reloaded since the last, counters and latency gauges
-    /// published, the scored count for `/health`.
+    /// of, rules reloaded since the last, counters, gauges and the
+    /// score-latency histogram published, the scored count for `/health`.
     pub fn tick(&mut self, now_ms: i64, health: &Health) {
         self.engine.set_wall_clock(now_ms);
         if let Some((_, reloads)) = &self.rules {
@@ -213,17 +213,10 @@ impl EngineSide {
                 self.engine.set_rules(r);
             }
         }
-        self.engine.publish_metrics();
+        crate::exec::service::prometheus::publish_engine(&mut self.engine);
         health
             .scored
             .store(self.engine.counters().scored as i64, Relaxed);
-        let h = self.engine.latency();
-        if !h.is_empty() {
-            for (q, label) in [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (0.999, "0.999")] {
-                metrics::gauge!("fraudstream_score_latency_seconds", "quantile" => label)
-                    .set(h.value_at_quantile(q) as f64 / 1e9);
-            }
-        }
     }
 }
 

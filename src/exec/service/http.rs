@@ -201,7 +201,7 @@ async fn metrics_text(State(e): State<Endpoint>) -> Response {
     match &e.metrics {
         Some(m) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            m.render(),
+            super::prometheus::render(m),
         )
             .into_response(),
         None => (
@@ -359,7 +359,7 @@ mod tests {
     async fn metrics_are_prometheus_text() {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         metrics::with_local_recorder(&recorder, || {
-            metrics::counter!("fraudstream_test_total").increment(3)
+            metrics::counter!("example_requests_total").increment(3)
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -371,7 +371,7 @@ mod tests {
             head.contains("content-type: text/plain; version=0.0.4"),
             "{head}"
         );
-        assert!(body.contains("fraudstream_test_total 3"), "{body}");
+        assert!(body.contains("example_requests_total 3"), "{body}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@
 pub mod delivery;
 pub mod engine_thread;
 pub mod http;
+pub mod prometheus;
 
 use crate::config::{LabelSource, Records, Role, SinkConfig, SourceConfig, Topology};
 use crate::connectors::sinks::fluvio::{open_topic_sinks, TopicSink};
@@ -33,13 +34,13 @@ use fraudstream_engine::engine::Engine;
 use fraudstream_engine::event::Event;
 use fraudstream_engine::Named as _;
 use http::{now_ms, Health, Phase};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often counters and gauges are published and stop conditions checked.
-const TICK: Duration = Duration::from_millis(500);
+/// How often counters, gauges and the score latency are published and stop
+/// conditions checked.
+pub(crate) const TICK: Duration = Duration::from_millis(500);
 /// Longest wait for the producers to acknowledge what was sent.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a consumer offset commit.
@@ -50,14 +51,6 @@ const WATERMARK_EVERY: Duration = Duration::from_secs(5);
 /// queued, or when the next input is not at hand (so no output waits for
 /// one).
 const SEND_BATCH: u32 = 512;
-
-/// The process-wide Prometheus recorder (installed once).
-pub(crate) fn recorder() -> Option<PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
-        .clone()
-}
 
 /// Options of a service run.
 #[derive(Clone, Debug, Default)]
@@ -149,7 +142,6 @@ struct Service<'t> {
     last_checkpoint: Instant,
     last_tick: Instant,
     last_watermarks: Instant,
-    last_rate: (Instant, u64),
 }
 
 impl<'t> Service<'t> {
@@ -163,7 +155,8 @@ impl<'t> Service<'t> {
         health.set_phase(Phase::Starting);
         if let Some(addr) = &t.service.listen {
             let limits = http::Limits::of(&t.service);
-            let bound = http::serve(addr, health.clone(), recorder(), limits, None).await?;
+            let bound =
+                http::serve(addr, health.clone(), prometheus::recorder(), limits, None).await?;
             if !opts.quiet {
                 eprintln!("fraudstream: health and metrics on http://{bound}/health, /metrics");
                 if limits.max_connections < t.service.http_max_connections {
@@ -338,7 +331,6 @@ impl<'t> Service<'t> {
             last_checkpoint: now,
             last_tick: now,
             last_watermarks: now - WATERMARK_EVERY,
-            last_rate: (now, 0),
         };
         if service.header.sequence == 0 {
             // The lineage and where the outputs began are stored before the
@@ -485,7 +477,7 @@ impl<'t> Service<'t> {
                 eprintln!("fraudstream: reading partition watermarks: {e:#}");
             }
         }
-        publish_gauges(&self.source, &self.health, &mut self.last_rate, self.events);
+        publish_gauges(&self.source, &self.health);
         let idle = self.t.service.stop_when_idle_ms;
         // Traffic seen in this run or before the restore: a restarted
         // service with nothing left to read stops too.
@@ -574,7 +566,7 @@ impl<'t> Service<'t> {
             .map_err(|_| anyhow::anyhow!("flushing outputs took over {FLUSH_TIMEOUT:?}"))??;
         self.checkpoint().await?;
         let mut side = self.take_engine().await?;
-        side.engine.publish_metrics();
+        prometheus::publish_engine(&mut side.engine);
         let t = self.t;
         crate::exec::outputs::save_model(t, &side.engine)?;
         // Rates over the time the engine had work (first to last event), not
@@ -684,12 +676,9 @@ async fn commit_offsets(source: &mut FluvioSource) {
     }
 }
 
-fn publish_gauges(
-    source: &FluvioSource,
-    health: &Health,
-    last_rate: &mut (Instant, u64),
-    events: u64,
-) {
+/// The consumer lag of each input partition and the checkpoint's age (no
+/// rates: Prometheus derives them from the counters).
+fn publish_gauges(source: &FluvioSource, health: &Health) {
     for (topic, partition, lag) in source.lag() {
         metrics::gauge!(
             "fraudstream_consumer_lag",
@@ -697,11 +686,6 @@ fn publish_gauges(
             "partition" => partition.to_string()
         )
         .set(lag as f64);
-    }
-    let secs = last_rate.0.elapsed().as_secs_f64();
-    if secs >= 1.0 {
-        metrics::gauge!("fraudstream_events_per_second").set((events - last_rate.1) as f64 / secs);
-        *last_rate = (Instant::now(), events);
     }
     let last = health.last_checkpoint_ms.load(Relaxed);
     if last > 0 {
