@@ -16,7 +16,9 @@
 //! that finds the engine's queue (`queue` requests) full 503, both with
 //! `Retry-After`.
 //!
-//! Endpoints (besides `/health` and `/metrics`):
+//! Endpoints (besides `/health`, `/metrics` and the live dashboard at `/`,
+//! which the engine thread publishes to every 500 ms:
+//! [`crate::exec::dashboard`]):
 //!
 //! - `POST /v1/score`: one transaction (the JSON object of the transactions
 //!   topic) or an array of them; answers each with its score, decision,
@@ -45,6 +47,7 @@ use crate::connectors::sinks::report::{InputCounts, RunReport};
 use crate::connectors::sinks::{Output, SinkWriter};
 use crate::connectors::sources::decode::{refused, truncate, RawRecord, RecordKind, Reject};
 use crate::connectors::sources::fluvio::record_decoder;
+use crate::exec::dashboard::Dashboard;
 use crate::exec::outputs::{publish_report, run_report, save_model, start_engine};
 use crate::exec::service::http::{self, now_ms, Health, Limits, Phase};
 use anyhow::Context;
@@ -75,6 +78,9 @@ const RAW_MAX: usize = 4096;
 const METRICS_EVERY: u64 = 4096;
 /// `Retry-After` (seconds) of a 429 or 503.
 const RETRY_AFTER: &str = "1";
+/// How often the engine thread publishes the dashboard's snapshot (the
+/// Fluvio service's tick).
+const TICK: Duration = Duration::from_millis(500);
 
 /// Work for the engine thread.
 enum Work {
@@ -588,11 +594,14 @@ struct Settings {
     health: Arc<Health>,
     /// Stop after this long without work.
     idle: Option<Duration>,
+    /// The live dashboard, published every [`TICK`].
+    dashboard: Dashboard,
 }
 
 /// The engine thread: take work in queue order until told to stop (or,
-/// with `idle`, until no work came for that long). Rules reloaded arrive
-/// on `reloads` and apply from the next request on.
+/// with `idle`, until no work came for that long), and publish the
+/// dashboard every [`TICK`], busy or not. Rules reloaded arrive on
+/// `reloads` and apply from the next request on.
 fn engine_loop(
     mut engine: Engine,
     mut sinks: SinkWriter,
@@ -605,22 +614,33 @@ fn engine_loop(
         explain_top,
         health,
         idle,
+        mut dashboard,
     } = settings;
     let mut input = InputCounts::default();
     let mut events = 0u64;
     let mut published = 0u64;
+    let mut last_work = Instant::now();
+    let mut next_tick = Instant::now();
     loop {
-        let work = match idle {
-            Some(d) => match rx.recv_timeout(d) {
-                Ok(w) => w,
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => break,
-            },
-            None => match rx.recv() {
-                Ok(w) => w,
-                Err(_) => break,
-            },
+        let now = Instant::now();
+        if now >= next_tick {
+            dashboard.publish(now_ms(), &engine, &input, Vec::new());
+            next_tick = now + TICK;
+        }
+        let mut wait = next_tick - now;
+        if let Some(d) = idle {
+            let left = (last_work + d).saturating_duration_since(now);
+            if left.is_zero() {
+                break;
+            }
+            wait = wait.min(left);
+        }
+        let work = match rx.recv_timeout(wait) {
+            Ok(w) => w,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
         };
+        last_work = Instant::now();
         engine.set_wall_clock(now_ms());
         while let Ok(r) = reloads.try_recv() {
             engine.set_rules(r);
@@ -683,6 +703,7 @@ fn engine_loop(
                                 .zip(engine.last_features().dense.iter().copied()),
                         )
                     });
+                    dashboard.observe(&score);
                     sinks.push(Output::Score(score.clone()))?;
                     // Every answer is explained, not only alerts (the
                     // records written keep the engine's rule: alerts).
@@ -860,6 +881,7 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
         metrics::gauge!("fraudstream_rules_version").set(1.0);
     }
     let engine_health = health.clone();
+    let (dashboard, feed) = Dashboard::new("api");
     let explain_top = t.engine.stage.explain_top;
     let names = fraudstream_engine::features::feature_space(&t.features)
         .names()
@@ -873,6 +895,7 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
                 explain_top,
                 health: engine_health,
                 idle,
+                dashboard,
             };
             engine_loop(engine, sinks, rx, settings)
         })?;
@@ -887,12 +910,13 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
         crate::exec::service::recorder(),
         Limits::of(&t.service),
         Some(routes(api)),
+        Some(feed),
     ))?;
     health.set_phase(Phase::Running);
     if !opts.quiet {
         eprintln!(
-            "fraudstream: scoring API on http://{bound} (POST /v1/score, POST /v1/labels); \
-             SIGINT or SIGTERM stops it"
+            "fraudstream: scoring API on http://{bound} (POST /v1/score, POST /v1/labels; \
+             live dashboard at /); SIGINT or SIGTERM stops it"
         );
     }
     rt.block_on(async {

@@ -2,10 +2,12 @@
 //! source through the engine (sequentially or on the parallel [`runtime`])
 //! into sinks; [`service`] runs the engine against Fluvio until stopped,
 //! saving [`checkpoint`]s; [`api`] answers scoring requests over HTTP;
-//! [`outputs`] holds what they all write at the end.
+//! [`dashboard`] is the live view both services serve; [`outputs`] holds
+//! what they all write at the end.
 
 pub mod api;
 pub mod checkpoint;
+pub mod dashboard;
 pub mod outputs;
 pub mod pipeline;
 pub mod runtime;

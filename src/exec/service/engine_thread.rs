@@ -26,6 +26,7 @@ use crate::connectors::sinks::Output;
 use crate::connectors::sources::decode::refused;
 use crate::connectors::sources::Pulled;
 use crate::connectors::stage::{StageRecord, StagedTransaction};
+use crate::exec::dashboard::{Dashboard, PartitionLag};
 use crate::exec::service::http::Health;
 use anyhow::Context;
 use crossbeam::channel::{bounded, Receiver, Sender};
@@ -75,6 +76,8 @@ pub struct EngineSide {
     pub totals: InputCounts,
     /// Transactions scored (or staged) in this run.
     pub events_tx: u64,
+    /// The live dashboard: fed each score, published each tick.
+    pub dashboard: Dashboard,
 }
 
 impl EngineSide {
@@ -110,7 +113,9 @@ impl EngineSide {
                         ctx,
                     })))
                 } else {
-                    Output::Score(self.engine.score(tx))
+                    let score = self.engine.score(tx);
+                    self.dashboard.observe(&score);
+                    Output::Score(score)
                 };
                 out.push((o, from));
             }
@@ -163,7 +168,9 @@ impl EngineSide {
                 self.events_tx += 1;
                 self.totals.transactions += 1;
                 let StagedTransaction { tx, ctx } = *t;
-                out.push((Output::Score(card.score(tx, &ctx)), from));
+                let score = card.score(tx, &ctx);
+                self.dashboard.observe(&score);
+                out.push((Output::Score(score), from));
                 let owner = u32::from(ctx.worker);
                 for replica in card.take_replicas() {
                     let replica = Box::new(replica);
@@ -199,8 +206,9 @@ impl EngineSide {
 
     /// Every tick of the service: the wall clock events may not run ahead
     /// of, counters and latency gauges published, the scored count for
-    /// `/health`.
-    pub fn tick(&mut self, now_ms: i64, health: &Health) {
+    /// `/health`, the dashboard's snapshot (with the consumer `lag` the
+    /// service's loop measured).
+    pub fn tick(&mut self, now_ms: i64, health: &Health, lag: Vec<PartitionLag>) {
         self.engine.set_wall_clock(now_ms);
         self.engine.publish_metrics();
         health
@@ -213,13 +221,16 @@ impl EngineSide {
                     .set(h.value_at_quantile(q) as f64 / 1e9);
             }
         }
+        self.dashboard
+            .publish(now_ms, &self.engine, &self.totals, lag);
     }
 }
 
 /// What the loop asks of the engine thread.
 enum ToEngine {
     Work(Vec<Item>),
-    Tick(i64),
+    /// The wall clock (epoch ms) and the consumer lag per partition.
+    Tick(i64, Vec<PartitionLag>),
     /// Hand the engine over once everything before is processed, and wait
     /// for it to come back.
     Lend,
@@ -304,10 +315,11 @@ impl EngineThread {
         self.send(ToEngine::Work(batch))
     }
 
-    /// Publish counters and set the wall clock, after what is queued.
-    pub fn tick(&mut self, now_ms: i64) -> anyhow::Result<()> {
+    /// Publish counters and the dashboard (with `lag`) and set the wall
+    /// clock, after what is queued.
+    pub fn tick(&mut self, now_ms: i64, lag: Vec<PartitionLag>) -> anyhow::Result<()> {
         self.send_batch()?;
-        self.send(ToEngine::Tick(now_ms))
+        self.send(ToEngine::Tick(now_ms, lag))
     }
 
     /// Ask for the engine: what comes back before it ([`FromEngine::Outputs`])
@@ -379,7 +391,7 @@ fn serve(
                     return Ok(());
                 }
             }
-            ToEngine::Tick(now_ms) => side.tick(now_ms, health),
+            ToEngine::Tick(now_ms, lag) => side.tick(now_ms, health, lag),
             ToEngine::Lend => {
                 if done.send(FromEngine::Lent(side)).is_err() {
                     return Ok(());
@@ -412,6 +424,7 @@ mod tests {
             first_card: 0,
             totals: InputCounts::default(),
             events_tx: 0,
+            dashboard: Dashboard::new("fluvio").0,
         })
     }
 
@@ -475,7 +488,7 @@ mod tests {
                 // service's loop makes them.
                 thread.push(item, n % 97 == 0).unwrap();
                 if n == 5_000 {
-                    thread.tick(1_800_000_000_000).unwrap();
+                    thread.tick(1_800_000_000_000, Vec::new()).unwrap();
                 }
                 if n == 9_000 {
                     thread.lend().unwrap();
@@ -516,6 +529,50 @@ mod tests {
         assert_eq!(threaded.totals, alone.totals);
         assert_eq!(threaded.events_tx, alone.events_tx);
         assert!(state(&threaded) == state(&alone), "the same engine state");
+    }
+
+    #[test]
+    fn a_tick_publishes_the_dashboard_with_the_lag_it_is_given() {
+        let (dashboard, feed) = Dashboard::new("fluvio");
+        let mut with_board = side();
+        with_board.dashboard = dashboard;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let lag = vec![PartitionLag {
+            topic: "transactions".into(),
+            partition: 1,
+            lag: 42,
+        }];
+        let side = rt.block_on(async {
+            let mut thread = EngineThread::spawn(with_board, Arc::new(Health::default())).unwrap();
+            for item in items().take(3_000) {
+                thread.push(item, false).unwrap();
+            }
+            thread.tick(1_800_000_000_000, lag.clone()).unwrap();
+            // A lend returns once everything before it, the tick too, is done.
+            thread.lend().unwrap();
+            loop {
+                if let FromEngine::Lent(s) = thread.recv().await.unwrap() {
+                    break s;
+                }
+            }
+        });
+        let snapshot = feed.borrow().clone();
+        assert_eq!(snapshot.service, "fluvio");
+        assert_eq!(snapshot.tick, 1);
+        assert_eq!(snapshot.at_ms, 1_800_000_000_000);
+        assert_eq!(snapshot.lag, lag);
+        assert_eq!(snapshot.totals.transactions, side.totals.transactions);
+        assert_eq!(snapshot.totals.labels, side.totals.labels);
+        assert_eq!(snapshot.totals.alerts, side.engine.counters().alerts);
+        assert!(snapshot.totals.transactions > 0);
+        assert!(snapshot.latency_us.is_some(), "scored in the interval");
+        assert_eq!(
+            snapshot.alerts.len() as u64,
+            side.engine.counters().alerts.min(20),
+            "the latest alerts, observed on the engine thread"
+        );
     }
 
     #[test]
