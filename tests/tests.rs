@@ -7,6 +7,7 @@ mod bad_input;
 mod browser;
 mod cli;
 mod compose;
+mod dashboard;
 mod determinism;
 mod feedback;
 mod fluvio;
