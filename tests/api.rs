@@ -86,6 +86,17 @@ impl Service {
     }
 }
 
+impl Drop for Service {
+    /// A test that fails before [`Service::stop`] does not leave its
+    /// service running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A transaction of the topics' JSON schema.
 pub fn tx(id: u64, ts: i64, card: &str, amount: f64) -> String {
     format!(
