@@ -9,16 +9,18 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A running `fraudstream run` of an API topology (also used by `monitoring`).
-pub(crate) struct Service {
+/// A running `fraudstream run` of an API topology (the dashboard and
+/// monitoring tests use it too).
+pub struct Service {
     child: Child,
-    addr: String,
+    /// Where it listens (`127.0.0.1:PORT`).
+    pub addr: String,
 }
 
 impl Service {
     /// Start `topology` (a file of the repository) with sinks in `out`, on a
     /// free loopback port; waits for the line that gives the address.
-    pub(crate) fn start(topology: &str, out: &Path, extra: &[&str]) -> Service {
+    pub fn start(topology: &str, out: &Path, extra: &[&str]) -> Service {
         let mut args: Vec<String> = vec!["run".into(), repo().join(topology).display().to_string()];
         let mut set = sinks_into(out);
         set.push("service.listen=\"127.0.0.1:0\"".into());
@@ -50,7 +52,7 @@ impl Service {
     }
 
     /// Send one request; returns the status and the body.
-    pub(crate) fn ask(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+    pub fn ask(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         let mut conn = TcpStream::connect(&self.addr).expect("connects");
         conn.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
@@ -68,14 +70,14 @@ impl Service {
     }
 
     /// `ask` a JSON body; the status and the parsed answer.
-    pub(crate) fn post(&self, path: &str, body: &str) -> (u16, Value) {
+    pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
         let (status, text) = self.ask("POST", path, body);
         let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
         (status, v)
     }
 
     /// SIGTERM, then wait: the service drains and writes its report.
-    pub(crate) fn stop(mut self) {
+    pub fn stop(mut self) {
         let pid = self.child.id().to_string();
         let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(killed.success());
@@ -84,15 +86,26 @@ impl Service {
     }
 }
 
+impl Drop for Service {
+    /// A test that fails before [`Service::stop`] does not leave its
+    /// service running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A transaction of the topics' JSON schema.
-pub(crate) fn tx(id: u64, ts: i64, card: &str, amount: f64) -> String {
+pub fn tx(id: u64, ts: i64, card: &str, amount: f64) -> String {
     format!(
         r#"{{"tx_id":{id},"ts":{ts},"card_id":"{card}","merchant_id":"M1","amount":{amount},"mcc":"5411","country":"FR","channel":"pos"}}"#
     )
 }
 
 /// A time well in the past of the wall clock (events may not run ahead).
-pub(crate) const T0: i64 = 1_767_225_600_000; // 2026-01-01
+pub const T0: i64 = 1_767_225_600_000; // 2026-01-01
 
 #[test]
 fn valid_transactions_get_scores_decisions_and_reasons() {

@@ -176,6 +176,7 @@ fn five_thousand_idle_connections_do_not_stop_scoring_or_checkpoints() {
             Some(recorder.handle()),
             limits,
             None,
+            None,
         ))
         .unwrap();
     let progress = Arc::new(Progress::default());

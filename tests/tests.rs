@@ -4,8 +4,10 @@ mod util;
 
 mod api;
 mod bad_input;
+mod browser;
 mod cli;
 mod compose;
+mod dashboard;
 mod determinism;
 mod feedback;
 mod fluvio;

@@ -16,7 +16,9 @@
 //! that finds the engine's queue (`queue` requests) full 503, both with
 //! `Retry-After`.
 //!
-//! Endpoints (besides `/health` and `/metrics`):
+//! Endpoints (besides `/health`, `/metrics` and the live dashboard at `/`,
+//! which the engine thread publishes to every 500 ms:
+//! [`crate::exec::dashboard`]):
 //!
 //! - `POST /v1/score`: one transaction (the JSON object of the transactions
 //!   topic) or an array of them; answers each with its score, decision,
@@ -45,6 +47,7 @@ use crate::connectors::sinks::report::{InputCounts, RunReport};
 use crate::connectors::sinks::{Output, SinkWriter};
 use crate::connectors::sources::decode::{refused, truncate, RawRecord, RecordKind, Reject};
 use crate::connectors::sources::fluvio::record_decoder;
+use crate::exec::dashboard::Dashboard;
 use crate::exec::outputs::{publish_report, run_report, save_model, start_engine};
 use crate::exec::rules_watch::RulesWatch;
 use crate::exec::service::http::{self, now_ms, Health, Limits, Phase};
@@ -589,13 +592,16 @@ struct Settings {
     health: Arc<Health>,
     /// Stop after this long without work.
     idle: Option<Duration>,
+    /// The live dashboard, published every [`TICK`].
+    dashboard: Dashboard,
 }
 
 /// The engine thread: take work in queue order until told to stop (or,
-/// with `idle`, until no work came for that long). Rules reloaded arrive
-/// on `reloads` and apply from the next request on. The engine's metrics
-/// are published every [`TICK`], woken for it when no work comes, so a
-/// scrape is at most a tick behind and no request pays for it.
+/// with `idle`, until no work came for that long). Every [`TICK`], busy
+/// or not, the engine's metrics and the dashboard are published (woken for
+/// it when no work comes, so a scrape is at most a tick behind and no
+/// request pays for it). Rules reloaded arrive on `reloads` and apply from
+/// the next request on.
 fn engine_loop(
     mut engine: Engine,
     mut sinks: SinkWriter,
@@ -608,30 +614,33 @@ fn engine_loop(
         explain_top,
         health,
         idle,
+        mut dashboard,
     } = settings;
     let mut input = InputCounts::default();
     let mut events = 0u64;
     let mut last_work = Instant::now();
-    let mut last_publish = Instant::now();
+    let mut next_tick = Instant::now();
     loop {
-        if last_publish.elapsed() >= TICK {
-            last_publish = Instant::now();
+        let now = Instant::now();
+        if now >= next_tick {
             publish_engine(&mut engine);
+            dashboard.publish(now_ms(), &engine, &input, Vec::new());
+            next_tick = now + TICK;
         }
-        let wait = idle.map_or(TICK, |d| d.saturating_sub(last_work.elapsed()).min(TICK));
+        let mut wait = next_tick - now;
+        if let Some(d) = idle {
+            let left = (last_work + d).saturating_duration_since(now);
+            if left.is_zero() {
+                break;
+            }
+            wait = wait.min(left);
+        }
         let work = match rx.recv_timeout(wait) {
-            Ok(w) => {
-                last_work = Instant::now();
-                w
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if idle.is_some_and(|d| last_work.elapsed() >= d) {
-                    break;
-                }
-                continue;
-            }
+            Ok(w) => w,
+            Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        last_work = Instant::now();
         engine.set_wall_clock(now_ms());
         while let Ok(r) = reloads.try_recv() {
             engine.set_rules(r);
@@ -694,6 +703,7 @@ fn engine_loop(
                                 .zip(engine.last_features().dense.iter().copied()),
                         )
                     });
+                    dashboard.observe(&score);
                     sinks.push(Output::Score(score.clone()))?;
                     // Every answer is explained, not only alerts (the
                     // records written keep the engine's rule: alerts).
@@ -786,6 +796,7 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let (watcher, reloads) = RulesWatch::start(t)?;
     let engine_health = health.clone();
+    let (dashboard, feed) = Dashboard::new("api");
     let explain_top = t.engine.stage.explain_top;
     let names = fraudstream_engine::features::feature_space(&t.features)
         .names()
@@ -799,6 +810,7 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
                 explain_top,
                 health: engine_health,
                 idle,
+                dashboard,
             };
             engine_loop(engine, sinks, rx, settings)
         })?;
@@ -813,12 +825,13 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
         crate::exec::service::prometheus::recorder(),
         Limits::of(&t.service),
         Some(routes(api)),
+        Some(feed),
     ))?;
     health.set_phase(Phase::Running);
     if !opts.quiet {
         eprintln!(
-            "fraudstream: scoring API on http://{bound} (POST /v1/score, POST /v1/labels); \
-             SIGINT or SIGTERM stops it"
+            "fraudstream: scoring API on http://{bound} (POST /v1/score, POST /v1/labels; \
+             live dashboard at /); SIGINT or SIGTERM stops it"
         );
     }
     rt.block_on(async {

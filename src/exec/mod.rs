@@ -2,11 +2,13 @@
 //! source through the engine (sequentially or on the parallel [`runtime`])
 //! into sinks; [`service`] runs the engine against Fluvio until stopped,
 //! saving [`checkpoint`]s; [`api`] answers scoring requests over HTTP;
-//! [`outputs`] holds what they all write at the end; [`rules_watch`] reloads
-//! the decision rules of both services.
+//! [`dashboard`] is the live view both services serve; [`outputs`] holds
+//! what they all write at the end; [`rules_watch`] reloads the decision
+//! rules of both services.
 
 pub mod api;
 pub mod checkpoint;
+pub mod dashboard;
 pub mod outputs;
 pub mod pipeline;
 pub mod rules_watch;

@@ -26,6 +26,7 @@ use crate::connectors::sinks::Output;
 use crate::connectors::sources::decode::refused;
 use crate::connectors::sources::Pulled;
 use crate::connectors::stage::{StageRecord, StagedTransaction};
+use crate::exec::dashboard::{Dashboard, PartitionLag};
 use crate::exec::service::http::Health;
 use anyhow::Context;
 use crossbeam::channel::{bounded, Receiver, Sender};
@@ -81,6 +82,8 @@ pub struct EngineSide {
         crate::exec::rules_watch::RulesWatch,
         crossbeam::channel::Receiver<fraudstream_engine::decide::RuleSet>,
     )>,
+    /// The live dashboard: fed each score, published each tick.
+    pub dashboard: Dashboard,
 }
 
 impl EngineSide {
@@ -116,7 +119,9 @@ impl EngineSide {
                         ctx,
                     })))
                 } else {
-                    Output::Score(self.engine.score(tx))
+                    let score = self.engine.score(tx);
+                    self.dashboard.observe(&score);
+                    Output::Score(score)
                 };
                 out.push((o, from));
             }
@@ -169,7 +174,9 @@ impl EngineSide {
                 self.events_tx += 1;
                 self.totals.transactions += 1;
                 let StagedTransaction { tx, ctx } = *t;
-                out.push((Output::Score(card.score(tx, &ctx)), from));
+                let score = card.score(tx, &ctx);
+                self.dashboard.observe(&score);
+                out.push((Output::Score(score), from));
                 let owner = u32::from(ctx.worker);
                 for replica in card.take_replicas() {
                     let replica = Box::new(replica);
@@ -205,8 +212,10 @@ impl EngineSide {
 
     /// Every tick of the service: the wall clock events may not run ahead
     /// of, rules reloaded since the last, counters, gauges and the
-    /// score-latency histogram published, the scored count for `/health`.
-    pub fn tick(&mut self, now_ms: i64, health: &Health) {
+    /// score-latency histogram published, the scored count for `/health`,
+    /// the dashboard's snapshot (with the consumer `lag` the service's loop
+    /// measured).
+    pub fn tick(&mut self, now_ms: i64, health: &Health, lag: Vec<PartitionLag>) {
         self.engine.set_wall_clock(now_ms);
         if let Some((_, reloads)) = &self.rules {
             while let Ok(r) = reloads.try_recv() {
@@ -217,13 +226,16 @@ impl EngineSide {
         health
             .scored
             .store(self.engine.counters().scored as i64, Relaxed);
+        self.dashboard
+            .publish(now_ms, &self.engine, &self.totals, lag);
     }
 }
 
 /// What the loop asks of the engine thread.
 enum ToEngine {
     Work(Vec<Item>),
-    Tick(i64),
+    /// The wall clock (epoch ms) and the consumer lag per partition.
+    Tick(i64, Vec<PartitionLag>),
     /// Hand the engine over once everything before is processed, and wait
     /// for it to come back.
     Lend,
@@ -308,10 +320,11 @@ impl EngineThread {
         self.send(ToEngine::Work(batch))
     }
 
-    /// Publish counters and set the wall clock, after what is queued.
-    pub fn tick(&mut self, now_ms: i64) -> anyhow::Result<()> {
+    /// Publish counters and the dashboard (with `lag`) and set the wall
+    /// clock, after what is queued.
+    pub fn tick(&mut self, now_ms: i64, lag: Vec<PartitionLag>) -> anyhow::Result<()> {
         self.send_batch()?;
-        self.send(ToEngine::Tick(now_ms))
+        self.send(ToEngine::Tick(now_ms, lag))
     }
 
     /// Ask for the engine: what comes back before it ([`FromEngine::Outputs`])
@@ -383,7 +396,7 @@ fn serve(
                     return Ok(());
                 }
             }
-            ToEngine::Tick(now_ms) => side.tick(now_ms, health),
+            ToEngine::Tick(now_ms, lag) => side.tick(now_ms, health, lag),
             ToEngine::Lend => {
                 if done.send(FromEngine::Lent(side)).is_err() {
                     return Ok(());
@@ -417,6 +430,7 @@ mod tests {
             totals: InputCounts::default(),
             events_tx: 0,
             rules: None,
+            dashboard: Dashboard::new("fluvio").0,
         })
     }
 
@@ -480,7 +494,7 @@ mod tests {
                 // service's loop makes them.
                 thread.push(item, n % 97 == 0).unwrap();
                 if n == 5_000 {
-                    thread.tick(1_800_000_000_000).unwrap();
+                    thread.tick(1_800_000_000_000, Vec::new()).unwrap();
                 }
                 if n == 9_000 {
                     thread.lend().unwrap();
@@ -569,7 +583,11 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let after = loop {
             std::thread::sleep(std::time::Duration::from_millis(30));
-            side.tick(crate::exec::service::http::now_ms(), &Health::default());
+            side.tick(
+                crate::exec::service::http::now_ms(),
+                &Health::default(),
+                Vec::new(),
+            );
             let d = decide(&mut side);
             let applied = !d.is_empty()
                 && d.iter()
@@ -584,6 +602,50 @@ mod tests {
                     .iter()
                     .all(|d| d.0.contains("Decline") && d.1.contains(&"all".to_string())),
             "the reloaded rule decides: {after:?}"
+        );
+    }
+
+    #[test]
+    fn a_tick_publishes_the_dashboard_with_the_lag_it_is_given() {
+        let (dashboard, feed) = Dashboard::new("fluvio");
+        let mut with_board = side();
+        with_board.dashboard = dashboard;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let lag = vec![PartitionLag {
+            topic: "transactions".into(),
+            partition: 1,
+            lag: 42,
+        }];
+        let side = rt.block_on(async {
+            let mut thread = EngineThread::spawn(with_board, Arc::new(Health::default())).unwrap();
+            for item in items().take(3_000) {
+                thread.push(item, false).unwrap();
+            }
+            thread.tick(1_800_000_000_000, lag.clone()).unwrap();
+            // A lend returns once everything before it, the tick too, is done.
+            thread.lend().unwrap();
+            loop {
+                if let FromEngine::Lent(s) = thread.recv().await.unwrap() {
+                    break s;
+                }
+            }
+        });
+        let snapshot = feed.borrow().clone();
+        assert_eq!(snapshot.service, "fluvio");
+        assert_eq!(snapshot.tick, 1);
+        assert_eq!(snapshot.at_ms, 1_800_000_000_000);
+        assert_eq!(snapshot.lag, lag);
+        assert_eq!(snapshot.totals.transactions, side.totals.transactions);
+        assert_eq!(snapshot.totals.labels, side.totals.labels);
+        assert_eq!(snapshot.totals.alerts, side.engine.counters().alerts);
+        assert!(snapshot.totals.transactions > 0);
+        assert!(snapshot.latency_us.is_some(), "scored in the interval");
+        assert_eq!(
+            snapshot.alerts.len() as u64,
+            side.engine.counters().alerts.min(20),
+            "the latest alerts, observed on the engine thread"
         );
     }
 

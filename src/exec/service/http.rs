@@ -1,8 +1,9 @@
-//! The health and metrics endpoint: `GET /health` (or `/healthz`; JSON, 200
-//! while the service runs, 503 while it starts or stops) and `GET /metrics`
-//! (Prometheus text format; 503 without a recorder). Any other path is 404
-//! with the paths that exist; another method on these paths is 405 with
-//! `Allow`.
+//! The service's HTTP endpoint: `GET /health` (or `/healthz`; JSON, 200
+//! while the service runs, 503 while it starts or stops), `GET /metrics`
+//! (Prometheus text format; 503 without a recorder) and, given a feed, the
+//! live dashboard (`GET /`, `/events`, `/api/dashboard`:
+//! [`crate::exec::dashboard::routes`]). Any other path is 404 with the paths
+//! that exist; another method on these paths is 405 with `Allow`.
 //!
 //! axum routes the requests (the stack the scoring API will use) on hyper's
 //! HTTP/1 connections, each a task on the service's I/O runtime, so the
@@ -20,6 +21,7 @@
 //!   that doubles up to a second, not at once in a loop.
 
 use crate::config::ServiceSettings;
+use crate::exec::dashboard::{self, DashboardFeed};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -148,31 +150,52 @@ fn file_descriptor_budget() -> usize {
 
 /// Bind `addr` and serve until the runtime stops. Binding errors are returned
 /// (a port in use is a configuration problem the user must see).
-/// `api`: the scoring API's routes, served beside these.
+/// `api`: the scoring API's routes, served beside these; `dashboard`: the
+/// feed of the live dashboard, served at `/`.
 pub async fn serve(
     addr: &str,
     health: Arc<Health>,
     metrics: Option<PrometheusHandle>,
     limits: Limits,
     api: Option<Router>,
+    dashboard: Option<DashboardFeed>,
 ) -> anyhow::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("service.listen = {addr}: cannot bind: {e}"))?;
     let bound = listener.local_addr()?;
-    let app = match api {
-        Some(api) => routes(health, metrics, PATHS_WITH_API).merge(api),
-        None => routes(health, metrics, PATHS),
-    };
+    let paths = paths(api.is_some(), dashboard.is_some());
+    let mut app = routes(health, metrics, paths);
+    if let Some(api) = api {
+        app = app.merge(api);
+    }
+    if let Some(feed) = dashboard {
+        app = app.merge(dashboard::routes::routes(feed));
+    }
     tokio::spawn(accept_loop(listener, app, limits));
     Ok(bound)
 }
 
 /// The paths a 404 names.
 const PATHS: &str = "GET /health, GET /healthz and GET /metrics";
-/// The same, with the scoring API.
-const PATHS_WITH_API: &str = "POST /v1/score, POST /v1/labels, GET /v1/cards/{id}/features, \
-     GET /v1/merchants/{id}/features, GET /health, GET /healthz and GET /metrics";
+/// The scoring API's paths.
+const API_PATHS: &str = "POST /v1/score, POST /v1/labels, GET /v1/cards/{id}/features, \
+     GET /v1/merchants/{id}/features";
+
+/// The paths a 404 names, with the scoring API's and the dashboard's when
+/// they are served.
+fn paths(api: bool, dashboard: bool) -> String {
+    let mut p = String::new();
+    if dashboard {
+        p += dashboard::routes::PATHS;
+        p += ", ";
+    }
+    if api {
+        p += API_PATHS;
+        p += ", ";
+    }
+    p + PATHS
+}
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -183,12 +206,13 @@ struct Endpoint {
 
 /// The paths and their handlers; `get` also answers `HEAD`, and axum
 /// answers another method with 405 and `Allow`.
-fn routes(health: Arc<Health>, metrics: Option<PrometheusHandle>, paths: &'static str) -> Router {
+fn routes(health: Arc<Health>, metrics: Option<PrometheusHandle>, paths: String) -> Router {
+    let paths: Arc<str> = paths.into();
     Router::new()
         .route("/health", get(health_status))
         .route("/healthz", get(health_status))
         .route("/metrics", get(metrics_text))
-        .fallback(move || not_found(paths))
+        .fallback(move || not_found(paths.clone()))
         .with_state(Endpoint { health, metrics })
 }
 
@@ -212,7 +236,7 @@ async fn metrics_text(State(e): State<Endpoint>) -> Response {
     }
 }
 
-async fn not_found(paths: &'static str) -> (StatusCode, String) {
+async fn not_found(paths: Arc<str>) -> (StatusCode, String) {
     (
         StatusCode::NOT_FOUND,
         format!("no such path: this endpoint serves {paths}\n"),
@@ -293,7 +317,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(accept_loop(
             listener,
-            routes(health, None, PATHS).merge(extra),
+            routes(health, None, PATHS.into()).merge(extra),
             limits,
         ));
         addr
@@ -363,7 +387,11 @@ mod tests {
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = routes(Arc::new(Health::default()), Some(recorder.handle()), PATHS);
+        let app = routes(
+            Arc::new(Health::default()),
+            Some(recorder.handle()),
+            PATHS.into(),
+        );
         tokio::spawn(accept_loop(listener, app, limits(8, 5000)));
         let (code, head, body) = request(addr, "GET /metrics").await;
         assert_eq!(code, 200);
@@ -399,6 +427,85 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    /// Read from `conn` into `got` until `text` is in it `times` times
+    /// (panics after 10 s).
+    async fn read_until(conn: &mut TcpStream, got: &mut Vec<u8>, text: &str, times: usize) {
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while String::from_utf8_lossy(got).matches(text).count() < times {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let n = tokio::time::timeout(left, conn.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("{times} × {text:?} within 10 s"))
+                .unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_dashboard_is_served_beside_health_and_metrics() {
+        use crate::exec::dashboard::Snapshot;
+        let (feed, rx) = tokio::sync::watch::channel(Arc::new(Snapshot {
+            tick: 1,
+            ..Snapshot::default()
+        }));
+        let addr = serve(
+            "127.0.0.1:0",
+            Arc::default(),
+            None,
+            limits(8, 5000),
+            None,
+            Some(rx),
+        )
+        .await
+        .unwrap();
+        let (code, head, body) = request(addr, "GET /").await;
+        assert_eq!(code, 200);
+        assert!(head.contains("content-type: text/html"), "{head}");
+        assert!(
+            head.contains("content-security-policy: default-src 'none'"),
+            "{head}"
+        );
+        assert!(body.contains("data-counter=\"transactions\""));
+        let (code, head, body) = request(addr, "GET /api/dashboard").await;
+        assert_eq!(code, 200);
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let snap: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(snap["tick"], 1);
+        let (code, _, body) = request(addr, "GET /nowhere").await;
+        assert_eq!(code, 404);
+        assert!(
+            body.contains("GET /events") && body.contains("GET /metrics"),
+            "{body}"
+        );
+
+        // Server-sent events: the latest snapshot at once, then each new one.
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET /events HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        read_until(&mut conn, &mut got, "}\n\n", 1).await;
+        feed.send_replace(Arc::new(Snapshot {
+            tick: 2,
+            ..Snapshot::default()
+        }));
+        read_until(&mut conn, &mut got, "}\n\n", 2).await;
+        let both = String::from_utf8(got).unwrap();
+        assert!(
+            both.to_lowercase()
+                .contains("content-type: text/event-stream"),
+            "{both}"
+        );
+        let ticks: Vec<serde_json::Value> = both
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap()["tick"].clone())
+            .collect();
+        assert_eq!(ticks, [1, 2], "{both}");
     }
 
     /// Read until the server closes; how long that took.

@@ -27,6 +27,7 @@ use crate::connectors::sources::decode::RecordKind;
 use crate::connectors::sources::fluvio::{FluvioSource, InputRecords, OpenPlan};
 use crate::connectors::sources::{Pulled, Source};
 use crate::exec::checkpoint::{self, Chain, CheckpointHeader};
+use crate::exec::dashboard::{Dashboard, PartitionLag};
 use crate::exec::rules_watch::RulesWatch;
 use anyhow::Context;
 use engine_thread::{EngineSide, EngineThread, FromEngine, Item, Outputs};
@@ -153,12 +154,23 @@ impl<'t> Service<'t> {
         };
         let health = Arc::new(Health::default());
         health.set_phase(Phase::Starting);
+        let (dashboard, feed) = Dashboard::new("fluvio");
         if let Some(addr) = &t.service.listen {
             let limits = http::Limits::of(&t.service);
-            let bound =
-                http::serve(addr, health.clone(), prometheus::recorder(), limits, None).await?;
+            let bound = http::serve(
+                addr,
+                health.clone(),
+                prometheus::recorder(),
+                limits,
+                None,
+                Some(feed),
+            )
+            .await?;
             if !opts.quiet {
-                eprintln!("fraudstream: health and metrics on http://{bound}/health, /metrics");
+                eprintln!(
+                    "fraudstream: health and metrics on http://{bound}/health, /metrics; \
+                     live dashboard at /"
+                );
                 if limits.max_connections < t.service.http_max_connections {
                     eprintln!(
                         "fraudstream: service.http_max_connections = {} is over half the \
@@ -305,6 +317,7 @@ impl<'t> Service<'t> {
                 .enabled
                 .then(|| RulesWatch::start(t))
                 .transpose()?,
+            dashboard,
         });
         let (side, thread) = if opts.null_pipeline {
             (Some(side), None)
@@ -466,9 +479,18 @@ impl<'t> Service<'t> {
             return Ok(None);
         }
         self.last_tick = Instant::now();
+        let lag = self
+            .source
+            .lag()
+            .map(|(topic, partition, lag)| PartitionLag {
+                topic: topic.to_string(),
+                partition,
+                lag,
+            })
+            .collect();
         match (&mut self.thread, &mut self.side) {
-            (Some(t), _) => t.tick(now_ms())?,
-            (None, Some(side)) => side.tick(now_ms(), &self.health),
+            (Some(t), _) => t.tick(now_ms(), lag)?,
+            (None, Some(side)) => side.tick(now_ms(), &self.health, lag),
             (None, None) => anyhow::bail!("the engine thread is gone"),
         }
         if self.last_watermarks.elapsed() >= WATERMARK_EVERY {
