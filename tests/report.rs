@@ -3,7 +3,9 @@
 //! is written beside it with every chart, and `fraudstream report` draws
 //! the same page from the JSON.
 
+use crate::browser::Page;
 use crate::util::{fraudstream, run_into, text};
+use std::time::Duration;
 
 /// The area under a curve's points (trapezoids).
 fn trapezoid(points: &[[f64; 2]]) -> f64 {
@@ -149,4 +151,49 @@ fn a_report_that_is_not_json_is_refused_with_its_path() {
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("r.json"), "{stderr}");
+}
+
+/// The page as a browser renders it: every chart drawn with its data
+/// points, the tables filled, nothing fetched, no console error; a
+/// screenshot under `target/screenshots/` for review.
+#[test]
+fn the_report_renders_in_chromium_with_every_chart_and_no_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut set: Vec<&str> = SHORT_RUN.to_vec();
+    set.push("model.compare=true");
+    run_into(None, dir.path(), &set);
+    let path = dir.path().join("report.html");
+    let Some(page) = Page::open(&format!("file://{}", path.display())) else {
+        return;
+    };
+    assert!(page.wait_until(
+        "document.querySelectorAll('figure[data-chart] svg').length === 4",
+        Duration::from_secs(10)
+    ));
+    // Per chart: the points its lines and markers draw in the rendered SVG.
+    let drawn = page.eval(
+        "Object.fromEntries([...document.querySelectorAll('figure[data-chart]')].map(f => [\
+           f.dataset.chart, \
+           [...f.querySelectorAll('polyline')].reduce((n, p) => n + p.points.numberOfItems, 0) \
+             + f.querySelectorAll('circle').length]))",
+    );
+    for chart in ["roc", "pr", "daily", "distribution"] {
+        let n = drawn[chart].as_u64().unwrap_or(0);
+        assert!(n >= 10, "{chart}: {n} points drawn ({drawn})");
+    }
+    let rows = page.eval(
+        "[...document.querySelectorAll('table[data-table]')].map(t => [t.dataset.table, t.rows.length - 1])",
+    );
+    let rows: Vec<(String, u64)> = serde_json::from_value(rows).unwrap();
+    for (table, min) in [("thresholds", 10), ("alert-features", 3), ("models", 3)] {
+        let n = rows.iter().find(|r| r.0 == table).map_or(0, |r| r.1);
+        assert!(n >= min, "table {table}: {n} rows");
+    }
+    let shot = page.screenshot("screenshots/report.png");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+    assert!(
+        page.console_errors().is_empty(),
+        "{:?}",
+        page.console_errors()
+    );
 }
