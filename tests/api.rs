@@ -104,6 +104,21 @@ pub fn tx(id: u64, ts: i64, card: &str, amount: f64) -> String {
     )
 }
 
+/// A JSON batch of the transactions `ids`, each `(ts, card, amount)` by `of`.
+pub fn batch_of(
+    ids: impl IntoIterator<Item = u64>,
+    of: impl Fn(u64) -> (i64, String, f64),
+) -> String {
+    let items: Vec<String> = ids
+        .into_iter()
+        .map(|i| {
+            let (ts, card, amount) = of(i);
+            tx(i, ts, &card, amount)
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
 /// A time well in the past of the wall clock (events may not run ahead).
 pub const T0: i64 = 1_767_225_600_000; // 2026-01-01
 
@@ -130,18 +145,9 @@ fn valid_transactions_get_scores_decisions_and_reasons() {
     assert!(one["model_version"].is_u64(), "{one}");
     assert!(one["engine_us"].as_f64().unwrap() > 0.0, "{one}");
 
-    let batch = format!(
-        "[{}]",
-        (2..=101)
-            .map(|i| tx(
-                i,
-                T0 + i as i64 * 1000,
-                &format!("C{}", i % 7),
-                10.0 + i as f64
-            ))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let batch = batch_of(2..=101, |i| {
+        (T0 + i as i64 * 1000, format!("C{}", i % 7), 10.0 + i as f64)
+    });
     let (status, many) = s.post("/v1/score", &batch);
     assert_eq!(status, 200, "{many}");
     let results = many["results"].as_array().unwrap();
@@ -266,18 +272,13 @@ fn each_kind_of_bad_request_gets_a_4xx_with_the_field_and_the_reason() {
 fn labels_posted_are_learnt() {
     let dir = tempfile::tempdir().unwrap();
     let s = Service::start("topologies/api.toml", dir.path(), &[]);
-    let batch = format!(
-        "[{}]",
-        (1..=50)
-            .map(|i| tx(
-                i,
-                T0 + i as i64 * 60_000,
-                &format!("C{}", i % 5),
-                20.0 * i as f64
-            ))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let batch = batch_of(1..=50, |i| {
+        (
+            T0 + i as i64 * 60_000,
+            format!("C{}", i % 5),
+            20.0 * i as f64,
+        )
+    });
     let (status, first) = s.post("/v1/score", &batch);
     assert_eq!(status, 200, "{first}");
     let before = first["results"][49]["model_version"].as_u64().unwrap();
@@ -513,18 +514,13 @@ fn a_rule_reload_changes_the_next_decision() {
 fn feature_lookups_match_what_the_engine_used() {
     let dir = tempfile::tempdir().unwrap();
     let s = Service::start("topologies/api.toml", dir.path(), &[]);
-    let history = format!(
-        "[{}]",
-        (1..=20)
-            .map(|i| tx(
-                i,
-                T0 + i as i64 * 45_000,
-                if i % 3 == 0 { "C2" } else { "C1" },
-                10.0 * i as f64
-            ))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let history = batch_of(1..=20, |i| {
+        (
+            T0 + i as i64 * 45_000,
+            (if i % 3 == 0 { "C2" } else { "C1" }).to_string(),
+            10.0 * i as f64,
+        )
+    });
     assert_eq!(s.post("/v1/score", &history).0, 200);
     let at = T0 + 30 * 60_000;
     let (status, card) = s.ask("GET", &format!("/v1/cards/C1/features?at={at}"), "");

@@ -12,7 +12,7 @@
 //! checks are that they are listed as the service's and that the code emits
 //! every listed name, and only those (`the_code_emits_exactly_the_listed_metrics`).
 
-use crate::api::{tx, Service, T0};
+use crate::api::{batch_of, Service, T0};
 use crate::util::repo;
 use fraudstream::exec::service::prometheus::{metric, Emitter, Kind, METRICS, SCORE_LATENCY};
 use serde_json::Value;
@@ -270,18 +270,13 @@ fn promql_names_are_found_and_labels_functions_and_durations_are_not() {
 fn scrape_after_traffic() -> String {
     let dir = tempfile::tempdir().unwrap();
     let s = Service::start("topologies/api.toml", dir.path(), &[]);
-    let batch = format!(
-        "[{}]",
-        (1..=40)
-            .map(|i| tx(
-                i,
-                T0 + i as i64 * 60_000,
-                &format!("C{}", i % 4),
-                15.0 * i as f64
-            ))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let batch = batch_of(1..=40, |i| {
+        (
+            T0 + i as i64 * 60_000,
+            format!("C{}", i % 4),
+            15.0 * i as f64,
+        )
+    });
     let (status, v) = s.post("/v1/score", &batch);
     assert_eq!(status, 200, "{v}");
     let labels = format!(

@@ -229,7 +229,7 @@ pub fn table(r: &BenchReport) -> String {
 /// and offer-to-score with queueing in the paced run). Any number of
 /// worker counts: they are points along an axis, not fixed slots.
 pub fn chart(r: &BenchReport) -> anyhow::Result<String> {
-    use crate::connectors::sinks::report::charts::{legend, short, svg, COLORS};
+    use crate::connectors::sinks::report::charts::{frame, legend, short, svg, COLORS};
     use plotters::prelude::*;
     let workers: Vec<f64> = r.runs.iter().map(|x| x.workers as f64).collect();
     let (w0, w1) = workers
@@ -276,11 +276,7 @@ pub fn chart(r: &BenchReport) -> anyhow::Result<String> {
     svg((1000, 420), |root| {
         let root = root.titled(&title, ("sans-serif", 16))?;
         let (left, right) = root.split_horizontally(420);
-        let mut tps = ChartBuilder::on(&left)
-            .caption("transactions/s at full speed", ("sans-serif", 14))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
+        let mut tps = frame(&left, "transactions/s at full speed", 56)
             .build_cartesian_2d(w0..w1, 0.0..tps_max)?;
         tps.configure_mesh()
             .x_desc("card-stage workers")
@@ -304,11 +300,7 @@ pub fn chart(r: &BenchReport) -> anyhow::Result<String> {
             )
         }))?;
         let (plot, side) = right.split_horizontally(400);
-        let mut lat = ChartBuilder::on(&plot)
-            .caption("latency per transaction (log)", ("sans-serif", 14))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
+        let mut lat = frame(&plot, "latency per transaction (log)", 56)
             .build_cartesian_2d(w0..w1, (lo..hi).log_scale())?;
         lat.configure_mesh()
             .x_desc("card-stage workers")

@@ -5,7 +5,7 @@
 
 use super::{SoakReport, STRUCTURES};
 use crate::connectors::sinks::report::charts::{
-    self, legend, short, Area, DrawResult, COLORS, GREY,
+    self, frame, legend, short, Area, DrawResult, COLORS, GREY,
 };
 use plotters::prelude::*;
 
@@ -30,12 +30,8 @@ fn draw(r: &SoakReport, root: &Area) -> DrawResult {
     let filled = format!("windows filled (day {})", r.fill_days);
 
     let rss_max = r.samples.iter().map(|s| s.rss_mib).fold(1.0, f64::max) * 1.15;
-    let mut rss = ChartBuilder::on(&top)
-        .caption("process RSS (VmRSS)", ("sans-serif", 15))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0.0..days, 0.0..rss_max)?;
+    let mut rss =
+        frame(&top, "process RSS (VmRSS)", 64).build_cartesian_2d(0.0..days, 0.0..rss_max)?;
     rss.configure_mesh()
         .x_desc("event time (days)")
         .y_desc("RSS (MiB)")
@@ -69,11 +65,7 @@ fn draw(r: &SoakReport, root: &Area) -> DrawResult {
         .flat_map(|s| STRUCTURES.iter().map(move |(_, c)| c(s) as f64))
         .fold(10.0, f64::max)
         * 4.0;
-    let mut counts = ChartBuilder::on(&bottom)
-        .caption("entries held (log scale)", ("sans-serif", 15))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(64)
+    let mut counts = frame(&bottom, "entries held (log scale)", 64)
         .build_cartesian_2d(0.0..days, (1.0..count_max).log_scale())?;
     counts
         .configure_mesh()

@@ -47,7 +47,7 @@
 mod compact;
 mod curves;
 
-pub use curves::{CurvePoint, Curves, ScoreDistribution, ThresholdRow};
+pub use curves::{CurvePoint, Curves, ScoreDistribution, ThresholdRow, DISTRIBUTION_BINS};
 
 use std::collections::{BTreeMap, VecDeque};
 

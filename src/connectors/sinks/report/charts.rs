@@ -88,6 +88,21 @@ where
     Ok(())
 }
 
+/// A chart's frame on `area`: its caption, a margin, room for the axis
+/// labels (`y_labels` pixels wide for the values).
+pub fn frame<'a, 'b>(
+    area: &'a Area<'b>,
+    caption: &str,
+    y_labels: u32,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(area);
+    b.caption(caption, ("sans-serif", 15))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(y_labels);
+    b
+}
+
 /// Size of the report's charts.
 const SIZE: (u32, u32) = (640, 420);
 /// Width of the plot, the legend's column taking the rest.
@@ -136,12 +151,7 @@ fn curves_chart(
 ) -> anyhow::Result<String> {
     svg(SIZE, |root| {
         let (plot, side) = root.split_horizontally(PLOT_WIDTH);
-        let mut chart = ChartBuilder::on(&plot)
-            .caption(title, ("sans-serif", 15))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(48)
-            .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
+        let mut chart = frame(&plot, title, 48).build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
         chart
             .configure_mesh()
             .x_desc(axes.0)
@@ -201,11 +211,7 @@ pub fn daily(r: &RunReport) -> anyhow::Result<String> {
     let origin = r.evaluation_origin_ms;
     svg((960, 440), |root| {
         let (plot, side) = root.split_horizontally(740);
-        let mut chart = ChartBuilder::on(&plot)
-            .caption("metrics by day of the transactions", ("sans-serif", 15))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(48)
+        let mut chart = frame(&plot, "metrics by day of the transactions", 48)
             .build_cartesian_2d(x0..x1, 0.0..1.0)?;
         chart
             .configure_mesh()
