@@ -966,6 +966,11 @@ impl CardStage {
         &self.score_latency
     }
 
+    /// Decisions given by this stage.
+    pub fn decisions(&self) -> &DecisionCounts {
+        &self.decisions
+    }
+
     /// Time from offer to score, queueing included (paced runs only; ns).
     pub fn queued_latency(&self) -> &Histogram<u64> {
         &self.queued_ns
@@ -1255,6 +1260,11 @@ impl Engine {
     /// histogram.
     pub fn score_latency(&self) -> &ScoreLatency {
         self.card.score_latency()
+    }
+
+    /// Decisions given so far (all zero without `[decisions]`).
+    pub fn decisions(&self) -> &DecisionCounts {
+        self.card.decisions()
     }
 
     /// The full feature vector of the last transaction scored.

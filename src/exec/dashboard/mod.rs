@@ -176,7 +176,6 @@ pub fn mask_card(card: &str) -> String {
 pub struct Dashboard {
     service: &'static str,
     feed: watch::Sender<Arc<Snapshot>>,
-    decisions: DecisionMix,
     alerts: VecDeque<AlertRow>,
     history: VecDeque<Point>,
     /// The totals and latency histogram at the last tick (rates and
@@ -199,7 +198,6 @@ impl Dashboard {
         let d = Dashboard {
             service,
             feed,
-            decisions: DecisionMix::default(),
             alerts: VecDeque::with_capacity(LATEST_ALERTS + 1),
             history: VecDeque::with_capacity(HISTORY + 1),
             last: None,
@@ -210,16 +208,11 @@ impl Dashboard {
         (d, rx)
     }
 
-    /// Count a score: its decision, and the alert it raised (kept with its
-    /// explanation, card masked). No lock; allocates only for an alert.
+    /// Note a score: the alert it raised, kept with its explanation, card
+    /// masked (the decisions are the engine's own counts, read at each
+    /// tick). No lock; allocates only for an alert.
     pub fn observe(&mut self, s: &Score) {
         self.model_version = s.model_version;
-        match s.decision {
-            Some(Decision::Approve) => self.decisions.approve += 1,
-            Some(Decision::Review) => self.decisions.review += 1,
-            Some(Decision::Decline) => self.decisions.decline += 1,
-            None => {}
-        }
         if s.alert {
             if self.alerts.len() == LATEST_ALERTS {
                 self.alerts.pop_back();
@@ -253,6 +246,12 @@ impl Dashboard {
         };
         let latency_us = self.interval_latency(engine.latency());
         let mut snapshot = self.snapshot(now_ms, totals, latency_us, lag);
+        let given = engine.decisions();
+        snapshot.decisions = DecisionMix {
+            approve: given.of(Decision::Approve),
+            review: given.of(Decision::Review),
+            decline: given.of(Decision::Decline),
+        };
         if let Some(p) = engine.portfolio() {
             let (kept, dropped) = p.drift_events();
             snapshot.drift_total = kept.len() as u64 + dropped;
@@ -281,8 +280,8 @@ impl Dashboard {
     }
 
     /// The snapshot of `now_ms` but for the engine's drift events: rates
-    /// and a point of history from `totals`, the decisions and alerts
-    /// observed.
+    /// and a point of history from `totals`, the alerts observed (the
+    /// decisions are the engine's, set by [`publish`](Self::publish)).
     fn snapshot(
         &mut self,
         now_ms: i64,
@@ -330,7 +329,6 @@ impl Dashboard {
             alert_rate,
             latency_us,
             lag,
-            decisions: self.decisions,
             alerts: self.alerts.iter().cloned().collect(),
             history: self.history.iter().copied().collect(),
             model_version: self.model_version,
@@ -373,7 +371,7 @@ mod tests {
     }
 
     #[test]
-    fn decisions_are_counted_and_only_the_latest_alerts_kept_newest_first() {
+    fn only_the_latest_alerts_are_kept_newest_first() {
         let (mut d, feed) = Dashboard::new("api");
         assert_eq!(
             feed.borrow().tick,
@@ -387,14 +385,6 @@ mod tests {
         }
         d.observe(&score(99, "C1", false, None));
         let s = d.snapshot(1_000, Totals::default(), None, Vec::new());
-        assert_eq!(
-            s.decisions,
-            DecisionMix {
-                approve: 17,
-                review: 17,
-                decline: 16
-            }
-        );
         assert_eq!(s.alerts.len(), LATEST_ALERTS);
         assert_eq!(s.alerts[0].tx_id, "48", "newest first");
         assert_eq!(s.alerts[LATEST_ALERTS - 1].tx_id, "10");
@@ -466,6 +456,11 @@ mod tests {
         }];
         d.publish(1_000, &engine, &input, lag.clone());
         let s = feed.borrow().clone();
+        assert_eq!(
+            s.decisions,
+            DecisionMix::default(),
+            "the engine's own counts"
+        );
         assert_eq!(s.totals.transactions, 5);
         assert_eq!(s.totals.dead_letters, 1);
         assert_eq!(s.lag, lag);
