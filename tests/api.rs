@@ -29,9 +29,15 @@ impl Service {
             args.push("--set".into());
             args.push(s);
         }
+        Service::spawn(&args, out)
+    }
+
+    /// `fraudstream ARGS` in `cwd`, serving HTTP; waits for the line that
+    /// gives the address.
+    pub fn spawn(args: &[String], cwd: &Path) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fraudstream"))
-            .args(&args)
-            .current_dir(out)
+            .args(args)
+            .current_dir(cwd)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

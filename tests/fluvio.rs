@@ -966,3 +966,83 @@ fn two_merchant_and_two_card_stages_score_like_one_instance() {
         "four processes {auc_four:.4} vs one {auc_one:.4}"
     );
 }
+
+#[test]
+fn the_scoring_api_beside_a_fluvio_source_scores_with_the_stream_s_history() {
+    let Some(addr) =
+        cluster("the_scoring_api_beside_a_fluvio_source_scores_with_the_stream_s_history")
+    else {
+        return;
+    };
+    let s = Setup::new("api", addr);
+    let dir = tempfile::tempdir().unwrap();
+    let mut sets = s.sets("a", dir.path(), 1);
+    sets.extend([
+        "service.listen=\"127.0.0.1:0\"".to_string(),
+        "service.stop_when_idle=\"0s\"".to_string(),
+        "api.queue=16".to_string(),
+    ]);
+    create_topics(&sets);
+    let (transactions, _) = publish(&s, 2);
+    // The stream's last card: how many transactions it made, and when the
+    // stream ends.
+    let records: Vec<serde_json::Value> =
+        read_topic(&s.addr, &s.topic("tx"), Duration::from_secs(3))
+            .iter()
+            .map(|r| serde_json::from_slice(r).unwrap())
+            .collect();
+    assert_eq!(records.len() as u64, transactions);
+    let card = records.last().unwrap()["card_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let of_card = records
+        .iter()
+        .filter(|r| r["card_id"] == card.as_str())
+        .count();
+    let end = records
+        .iter()
+        .map(|r| r["ts"].as_i64().unwrap())
+        .max()
+        .unwrap();
+
+    let service = crate::api::Service::spawn(&engine_args(&sets), &repo());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (status, health) = service.ask("GET", "/health", "");
+        let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+        if status == 200 && health["transactions_scored"].as_u64() >= Some(transactions) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream was not scored: {health}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The API sees the card's history from the topic (`card_count_30d` is
+    // ln(1 + the card's transactions in 30 days) for a transaction then).
+    let at = end + 60_000;
+    let (status, looked) = service.ask("GET", &format!("/v1/cards/{card}/features?at={at}"), "");
+    assert_eq!(status, 200, "{looked}");
+    let looked: serde_json::Value = serde_json::from_str(&looked).unwrap();
+    let count = looked["features"]["card_count_30d"].as_f64().unwrap();
+    assert_eq!((count.exp() - 1.0).round() as usize, of_card, "{looked}");
+    // A transaction scored through the API goes to the scores topic too.
+    let id = transactions + 1;
+    let (status, answer) = service.post("/v1/score", &crate::api::tx(id, at, &card, 42.0));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["tx_id"], id, "{answer}");
+    assert!(answer["decision"].is_string(), "{answer}");
+    service.stop();
+
+    let report = RunReport::read_json(&dir.path().join("report.json")).unwrap();
+    assert_eq!(report.input.transactions, transactions + 1);
+    assert_scored_once(&s, "a", transactions + 1);
+    let scores = read_topic(&s.addr, &s.topic("a-scores"), Duration::from_secs(3));
+    for r in &scores {
+        let v: serde_json::Value = serde_json::from_slice(r).unwrap();
+        // Stream scores name their input record; the API's has none.
+        assert_eq!(v["input"].is_string(), v["tx_id"] != id, "{v}");
+    }
+}

@@ -64,6 +64,10 @@ pub struct Topology {
     pub stages: Option<Stages>,
     /// Score bands of the scoring API's decisions.
     pub decisions: Decisions,
+    /// The scoring API beside a Fluvio source (`[api]`): requests scored by
+    /// the same engine as the stream. (An API-only topology sets these
+    /// limits in `[source]`.)
+    pub api: Option<ApiInput>,
 }
 
 impl Topology {
@@ -222,8 +226,38 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
     );
     let is_fluvio = matches!(source, SourceConfig::Fluvio(_));
     let is_api = matches!(source, SourceConfig::Api(_));
+    let api = root
+        .has("api")
+        .then(|| api::read_api_input(&root.section("api")));
     // The scoring API always decides.
-    decisions.enabled |= is_api;
+    decisions.enabled |= is_api || api.is_some();
+    if api.is_some() {
+        if !is_fluvio {
+            let expected = if is_api {
+                "no such table with source.type = \"api\" (its limits are [source] keys)"
+            } else {
+                "no such table unless source.type = \"fluvio\" (the API beside a stream; \
+                 source.type = \"api\" serves the API alone)"
+            };
+            root.error("api", expected, None);
+        } else {
+            if service.listen.is_none() {
+                root.error(
+                    "service.listen",
+                    "an address for the scoring API ([api])",
+                    Some("\"off\"".into()),
+                );
+            }
+            if stages.is_some() {
+                root.error(
+                    "api",
+                    "no [api] with [stages] (a request must reach the stage that owns its \
+                     card; serve the API from a process that runs both stages)",
+                    None,
+                );
+            }
+        }
+    }
     if is_api {
         if engine.workers != 1 {
             root.error(
@@ -310,6 +344,7 @@ fn read_topology(file: &str, table: &toml::Table, errors: &Errors) -> Topology {
         service,
         stages,
         decisions,
+        api,
     }
 }
 
@@ -633,6 +668,61 @@ dir = "ck"
                 .any(|e| e.file == "/nonexistent/rules.toml" && e.key == "(file)"),
             "{bad}"
         );
+    }
+
+    #[test]
+    fn the_api_beside_a_stream_is_a_fluvio_topology_s_table() {
+        let fluvio = include_str!("../../topologies/fluvio.toml");
+        let t = Topology::from_toml("fluvio.toml", fluvio, &["api.queue=8".into()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let api = t.api.as_ref().expect("[api] read");
+        assert_eq!(api.queue, 8);
+        assert_eq!(api.max_batch, ApiInput::default().max_batch);
+        assert!(t.decisions.enabled, "the API always decides");
+        assert!(Topology::from_toml("fluvio.toml", fluvio, &[])
+            .unwrap()
+            .api
+            .is_none());
+        // Every misfit at once: no address, a bad limit, an unknown key.
+        let err = Topology::from_toml(
+            "fluvio.toml",
+            fluvio,
+            &[
+                "service.listen=\"off\"".into(),
+                "api.max_batch=0".into(),
+                "api.qeue=3".into(),
+            ],
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        for k in ["service.listen", "api.max_batch", "api.qeue"] {
+            assert!(keys.contains(&k), "missing {k} in {keys:?}: {err}");
+        }
+        // Not with stages (a request must reach its card's owner), not
+        // without a stream, and not twice with an API source.
+        let staged = include_str!("../../topologies/fluvio-stages.toml");
+        let err = Topology::from_toml("stages.toml", staged, &["api.queue=8".into()]).unwrap_err();
+        assert!(
+            err.0
+                .iter()
+                .any(|e| e.key == "api" && e.expected.contains("[stages]")),
+            "{err}"
+        );
+        for (text, says) in [
+            (
+                "[source]\ntype = \"api\"\n[api]\nqueue = 8\n",
+                "[source] keys",
+            ),
+            ("[api]\nqueue = 8\n", "unless source.type = \"fluvio\""),
+        ] {
+            let err = Topology::from_toml("t.toml", text, &[]).unwrap_err();
+            assert!(
+                err.0
+                    .iter()
+                    .any(|e| e.key == "api" && e.expected.contains(says)),
+                "{text}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -81,7 +81,7 @@ const RAW_MAX: usize = 4096;
 const RETRY_AFTER: &str = "1";
 
 /// Work for the engine thread.
-enum Work {
+pub(crate) enum Work {
     /// Score these, reply with one answer each (with the feature vector
     /// when asked).
     Score(Vec<Transaction>, bool, oneshot::Sender<Vec<Scored>>),
@@ -103,7 +103,7 @@ fn admit(
     event: Event,
     index: Option<usize>,
     input: &mut InputCounts,
-    sinks: &mut SinkWriter,
+    emit: &mut dyn FnMut(Output) -> anyhow::Result<()>,
 ) -> anyhow::Result<Result<Event, (Problem, Event)>> {
     let Err(refusal) = engine.admit(&event) else {
         return Ok(Ok(event));
@@ -115,32 +115,32 @@ fn admit(
     };
     let dead = refused(&event, refusal);
     input.count_dead_letter(&dead);
-    sinks.push(Output::DeadLetter(dead))?;
+    emit(Output::DeadLetter(dead))?;
     Ok(Err((problem, event)))
 }
 
 /// What a feature lookup is about.
 #[derive(Clone, Copy, Debug)]
-enum Entity {
+pub(crate) enum Entity {
     Card,
     Merchant,
 }
 
 /// A feature lookup's answer.
 #[derive(Debug, Serialize)]
-struct Looked {
+pub(crate) struct Looked {
     /// The card or merchant id, as asked.
     id: String,
     /// The time the features are as of (epoch ms).
     at: i64,
     /// Each feature by name.
-    features: serde_json::Map<String, serde_json::Value>,
+    pub(crate) features: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One transaction's answer.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
-enum Scored {
+pub(crate) enum Scored {
     /// Scored and decided.
     Answer(Box<Answer>),
     /// Refused by the engine (the reason is also a dead letter).
@@ -153,9 +153,9 @@ enum Scored {
 /// A scored transaction: the score record of the scores topic (with its
 /// decision and reason codes), the rules' version and the engine time.
 #[derive(Debug, Serialize)]
-struct Answer {
+pub(crate) struct Answer {
     #[serde(flatten)]
-    score: Score,
+    pub(crate) score: Score,
     /// Version of the rules that decided (0: no rules file).
     rules_version: u64,
     /// Time spent in the engine (admit, score, decide), in microseconds.
@@ -167,7 +167,7 @@ struct Answer {
 
 /// What a labels request did.
 #[derive(Debug, Default, Serialize)]
-struct LabelsAnswer {
+pub(crate) struct LabelsAnswer {
     /// Labels in the request.
     labels: usize,
     /// Joined to a transaction scored here and learnt from.
@@ -184,7 +184,7 @@ struct LabelsAnswer {
 
 /// Why a record (or a request) was refused.
 #[derive(Clone, Debug, Serialize)]
-struct Problem {
+pub(crate) struct Problem {
     /// Position in the request's array (absent for a single record).
     #[serde(skip_serializing_if = "Option::is_none")]
     index: Option<usize>,
@@ -201,6 +201,9 @@ struct Api {
     queue: Sender<Work>,
     slots: Arc<Semaphore>,
     input: ApiInput,
+    /// Where the limits are set, for messages: `source` (an API-only
+    /// topology) or `api` (beside a Fluvio source).
+    section: &'static str,
 }
 
 /// The `/v1` routes over an engine thread's queue.
@@ -255,7 +258,8 @@ fn count(path: &'static str, status: StatusCode) {
 
 /// The records of a request body: one JSON object, or an array of them.
 /// `Err` is the answer to give (400 or 413).
-fn records(body: &[u8], max_batch: usize) -> Result<(Vec<&str>, bool), Response> {
+fn records<'b>(body: &'b [u8], api: &Api) -> Result<(Vec<&'b str>, bool), Response> {
+    let max_batch = api.input.max_batch;
     let text = std::str::from_utf8(body).map_err(|e| {
         problem(
             StatusCode::BAD_REQUEST,
@@ -285,8 +289,9 @@ fn records(body: &[u8], max_batch: usize) -> Result<(Vec<&str>, bool), Response>
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
                 format!(
-                    "{} records in one request, more than source.max_batch = {max_batch}",
-                    items.len()
+                    "{} records in one request, more than {}.max_batch = {max_batch}",
+                    items.len(),
+                    api.section
                 ),
             ));
         }
@@ -297,12 +302,16 @@ fn records(body: &[u8], max_batch: usize) -> Result<(Vec<&str>, bool), Response>
 }
 
 /// Read the body within the limit; `Err` is 413.
-async fn body_bytes(body: Body, max: usize) -> Result<axum::body::Bytes, Response> {
+async fn body_bytes(body: Body, api: &Api) -> Result<axum::body::Bytes, Response> {
+    let max = api.input.max_body_bytes;
     to_bytes(body, max).await.map_err(|_| {
         problem(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!("the body is larger than source.max_body_bytes = {max}"),
+            format!(
+                "the body is larger than {}.max_body_bytes = {max}",
+                api.section
+            ),
         )
     })
 }
@@ -314,8 +323,8 @@ fn slot(api: &Api) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
             StatusCode::TOO_MANY_REQUESTS,
             "busy",
             format!(
-                "{} requests in flight, source.max_concurrent; retry shortly",
-                api.input.max_concurrent
+                "{} requests in flight, {}.max_concurrent; retry shortly",
+                api.input.max_concurrent, api.section
             ),
         )
     })
@@ -329,8 +338,8 @@ fn enqueue(api: &Api, work: Work) -> Result<(), Response> {
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
             format!(
-                "the engine's queue is full (source.queue = {} requests); retry shortly",
-                api.input.queue
+                "the engine's queue is full ({}.queue = {} requests); retry shortly",
+                api.section, api.input.queue
             ),
         )),
         Err(TrySendError::Disconnected(_)) => Err(problem(
@@ -443,8 +452,8 @@ async fn score(State(api): State<Api>, uri: Uri, body: Body) -> Response {
     let answer = async {
         let with_features = wants_features(&uri)?;
         let _slot = slot(&api)?;
-        let bytes = body_bytes(body, api.input.max_body_bytes).await?;
-        let (texts, many) = records(&bytes, api.input.max_batch)?;
+        let bytes = body_bytes(body, &api).await?;
+        let (texts, many) = records(&bytes, &api)?;
         let (txs, bad) = decode_all(&texts, many, RecordKind::Transaction, |d, r| {
             d.transaction(r).map(|(t, _)| t)
         });
@@ -473,8 +482,8 @@ async fn labels(State(api): State<Api>, body: Body) -> Response {
     const PATH: &str = "/v1/labels";
     let answer = async {
         let _slot = slot(&api)?;
-        let bytes = body_bytes(body, api.input.max_body_bytes).await?;
-        let (texts, many) = records(&bytes, api.input.max_batch)?;
+        let bytes = body_bytes(body, &api).await?;
+        let (texts, many) = records(&bytes, &api)?;
         let (labels, bad) = decode_all(&texts, many, RecordKind::Label, |d, r| d.label(r));
         if !bad.is_empty() {
             return Err(refuse(&api, bad));
@@ -564,7 +573,7 @@ async fn lookup(api: Api, entity: Entity, id: String, uri: Uri, path: &'static s
 }
 
 /// Named values as a JSON object (non-finite values as null).
-fn named(
+pub(crate) fn named(
     pairs: impl IntoIterator<Item = (CompactString, f32)>,
 ) -> serde_json::Map<String, serde_json::Value> {
     pairs
@@ -581,14 +590,168 @@ struct Finished {
     events: u64,
 }
 
-/// What the engine thread decides and answers with.
-struct Settings {
-    /// Rules reloaded since the start.
-    reloads: Receiver<RuleSet>,
+/// What answers the API's work beside an engine: the engine thread of an
+/// API-only topology ([`run`]) or of the Fluvio service
+/// ([`crate::exec::service::engine_thread`]). It owns no engine; each
+/// piece of work is handed the engine, the counts and where outputs go.
+pub(crate) struct Answering {
     /// Dense feature names (for `?features=true`).
     names: Vec<CompactString>,
     /// Contributions listed per answer (`engine.explain_top`).
     explain_top: usize,
+}
+
+/// The state a piece of API work is answered with.
+pub(crate) struct Beside<'a> {
+    pub engine: &'a mut Engine,
+    /// Valid inputs and dead letters, counted.
+    pub input: &'a mut InputCounts,
+    /// Fed each score.
+    pub dashboard: &'a mut Dashboard,
+    pub health: &'a Health,
+}
+
+/// What a piece of API work came to.
+pub(crate) enum Handled {
+    /// Answered; this many events (transactions and labels) taken.
+    Events(u64),
+    /// The API-only service is stopping.
+    Stop,
+}
+
+impl Answering {
+    /// For the engine of `t`.
+    pub(crate) fn new(t: &Topology) -> Self {
+        Answering {
+            names: fraudstream_engine::features::feature_space(&t.features)
+                .names()
+                .to_vec(),
+            explain_top: t.engine.stage.explain_top,
+        }
+    }
+
+    /// Do `work` and answer it; its outputs (scores, dead letters) go to
+    /// `emit` in order.
+    pub(crate) fn handle(
+        &self,
+        work: Work,
+        at: Beside<'_>,
+        emit: &mut dyn FnMut(Output) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Handled> {
+        let Beside {
+            engine,
+            input,
+            dashboard,
+            health,
+        } = at;
+        engine.set_wall_clock(now_ms());
+        let mut events = 0u64;
+        match work {
+            Work::Stop => return Ok(Handled::Stop),
+            Work::Rejected(dead) => {
+                for d in dead {
+                    input.count_dead_letter(&d);
+                    emit(Output::DeadLetter(d))?;
+                }
+            }
+            Work::Lookup(entity, id, at, reply) => {
+                let at = at.or(engine.newest_ts()).unwrap_or(0);
+                let found = match entity {
+                    Entity::Card => engine.card_features(&id, at),
+                    Entity::Merchant => engine.merchant_features(&id, at),
+                };
+                let _ = reply.send(found.map(|f| Looked {
+                    id,
+                    at,
+                    features: named(f),
+                }));
+            }
+            Work::Score(txs, with_features, reply) => {
+                let mut answers = Vec::with_capacity(txs.len());
+                for tx in txs {
+                    events += 1;
+                    let started = Instant::now();
+                    let tx = match admit(engine, Event::Transaction(tx), None, input, emit)? {
+                        Ok(Event::Transaction(tx)) => tx,
+                        Ok(Event::Label(_)) => unreachable!("a transaction stays one"),
+                        Err((error, event)) => {
+                            let tx_id = match &event {
+                                Event::Transaction(tx) => serde_json::to_value(&tx.tx_id),
+                                Event::Label(l) => serde_json::to_value(&l.tx_id),
+                            };
+                            answers.push(Scored::Refused {
+                                tx_id: tx_id.unwrap_or_default(),
+                                error,
+                            });
+                            continue;
+                        }
+                    };
+                    input.transactions += 1;
+                    // The card stage decides (bands and rules) with the score.
+                    let score = engine.score(tx);
+                    let engine_us = started.elapsed().as_secs_f64() * 1e6;
+                    let features = with_features.then(|| {
+                        named(
+                            self.names
+                                .iter()
+                                .cloned()
+                                .zip(engine.last_features().dense.iter().copied()),
+                        )
+                    });
+                    dashboard.observe(&score);
+                    emit(Output::Score(score.clone()))?;
+                    // Every answer is explained, not only alerts (the
+                    // records written keep the engine's rule: alerts).
+                    let mut score = score;
+                    if score.top_features.is_empty() {
+                        score.top_features = engine.explain_last(self.explain_top);
+                    }
+                    answers.push(Scored::Answer(Box::new(Answer {
+                        score,
+                        rules_version: engine.rules_version(),
+                        engine_us,
+                        features,
+                    })));
+                }
+                health.scored.fetch_add(answers.len() as i64, Relaxed);
+                // The client may have gone: its answer is dropped, the work stands.
+                let _ = reply.send(answers);
+            }
+            Work::Labels(labels, reply) => {
+                let mut done = LabelsAnswer {
+                    labels: labels.len(),
+                    ..LabelsAnswer::default()
+                };
+                for (i, label) in labels.into_iter().enumerate() {
+                    events += 1;
+                    let label = match admit(engine, Event::Label(label), Some(i), input, emit)? {
+                        Ok(Event::Label(label)) => label,
+                        Ok(Event::Transaction(_)) => unreachable!("a label stays one"),
+                        Err((error, _)) => {
+                            done.refused += 1;
+                            done.errors.push(error);
+                            continue;
+                        }
+                    };
+                    input.labels += 1;
+                    match engine.label(&label) {
+                        LabelResult::Joined => done.joined += 1,
+                        LabelResult::Unknown => done.unknown += 1,
+                        LabelResult::Duplicate => done.duplicate += 1,
+                    }
+                }
+                let _ = reply.send(done);
+            }
+        }
+        Ok(Handled::Events(events))
+    }
+}
+
+/// What the API-only engine thread decides and answers with.
+struct Settings {
+    /// Rules reloaded since the start.
+    reloads: Receiver<RuleSet>,
+    answering: Answering,
     health: Arc<Health>,
     /// Stop after this long without work.
     idle: Option<Duration>,
@@ -596,12 +759,12 @@ struct Settings {
     dashboard: Dashboard,
 }
 
-/// The engine thread: take work in queue order until told to stop (or,
-/// with `idle`, until no work came for that long). Every [`TICK`], busy
-/// or not, the engine's metrics and the dashboard are published (woken for
-/// it when no work comes, so a scrape is at most a tick behind and no
-/// request pays for it). Rules reloaded arrive on `reloads` and apply from
-/// the next request on.
+/// The API-only engine thread: take work in queue order until told to
+/// stop (or, with `idle`, until no work came for that long). Every
+/// [`TICK`], busy or not, the engine's metrics and the dashboard are
+/// published (woken for it when no work comes, so a scrape is at most a
+/// tick behind and no request pays for it). Rules reloaded arrive on
+/// `reloads` and apply from the next request on.
 fn engine_loop(
     mut engine: Engine,
     mut sinks: SinkWriter,
@@ -610,8 +773,7 @@ fn engine_loop(
 ) -> anyhow::Result<Finished> {
     let Settings {
         reloads,
-        names,
-        explain_top,
+        answering,
         health,
         idle,
         mut dashboard,
@@ -641,118 +803,18 @@ fn engine_loop(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         last_work = Instant::now();
-        engine.set_wall_clock(now_ms());
         while let Ok(r) = reloads.try_recv() {
             engine.set_rules(r);
         }
-        match work {
-            Work::Stop => break,
-            Work::Rejected(dead) => {
-                for d in dead {
-                    input.count_dead_letter(&d);
-                    sinks.push(Output::DeadLetter(d))?;
-                }
-            }
-            Work::Lookup(entity, id, at, reply) => {
-                let at = at.or(engine.newest_ts()).unwrap_or(0);
-                let found = match entity {
-                    Entity::Card => engine.card_features(&id, at),
-                    Entity::Merchant => engine.merchant_features(&id, at),
-                };
-                let _ = reply.send(found.map(|f| Looked {
-                    id,
-                    at,
-                    features: named(f),
-                }));
-            }
-            Work::Score(txs, with_features, reply) => {
-                let mut answers = Vec::with_capacity(txs.len());
-                for tx in txs {
-                    events += 1;
-                    let started = Instant::now();
-                    let tx = match admit(
-                        &engine,
-                        Event::Transaction(tx),
-                        None,
-                        &mut input,
-                        &mut sinks,
-                    )? {
-                        Ok(Event::Transaction(tx)) => tx,
-                        Ok(Event::Label(_)) => unreachable!("a transaction stays one"),
-                        Err((error, event)) => {
-                            let tx_id = match &event {
-                                Event::Transaction(tx) => serde_json::to_value(&tx.tx_id),
-                                Event::Label(l) => serde_json::to_value(&l.tx_id),
-                            };
-                            answers.push(Scored::Refused {
-                                tx_id: tx_id.unwrap_or_default(),
-                                error,
-                            });
-                            continue;
-                        }
-                    };
-                    input.transactions += 1;
-                    // The card stage decides (bands and rules) with the score.
-                    let score = engine.score(tx);
-                    let engine_us = started.elapsed().as_secs_f64() * 1e6;
-                    let features = with_features.then(|| {
-                        named(
-                            names
-                                .iter()
-                                .cloned()
-                                .zip(engine.last_features().dense.iter().copied()),
-                        )
-                    });
-                    dashboard.observe(&score);
-                    sinks.push(Output::Score(score.clone()))?;
-                    // Every answer is explained, not only alerts (the
-                    // records written keep the engine's rule: alerts).
-                    let mut score = score;
-                    if score.top_features.is_empty() {
-                        score.top_features = engine.explain_last(explain_top);
-                    }
-                    answers.push(Scored::Answer(Box::new(Answer {
-                        score,
-                        rules_version: engine.rules_version(),
-                        engine_us,
-                        features,
-                    })));
-                }
-                health.scored.fetch_add(answers.len() as i64, Relaxed);
-                // The client may have gone: its answer is dropped, the work stands.
-                let _ = reply.send(answers);
-            }
-            Work::Labels(labels, reply) => {
-                let mut done = LabelsAnswer {
-                    labels: labels.len(),
-                    ..LabelsAnswer::default()
-                };
-                for (i, label) in labels.into_iter().enumerate() {
-                    events += 1;
-                    let label = match admit(
-                        &engine,
-                        Event::Label(label),
-                        Some(i),
-                        &mut input,
-                        &mut sinks,
-                    )? {
-                        Ok(Event::Label(label)) => label,
-                        Ok(Event::Transaction(_)) => unreachable!("a label stays one"),
-                        Err((error, _)) => {
-                            done.refused += 1;
-                            done.errors.push(error);
-                            continue;
-                        }
-                    };
-                    input.labels += 1;
-                    match engine.label(&label) {
-                        LabelResult::Joined => done.joined += 1,
-                        LabelResult::Unknown => done.unknown += 1,
-                        LabelResult::Duplicate => done.duplicate += 1,
-                    }
-                }
-                let _ = reply.send(done);
-            }
+        let at = Beside {
+            engine: &mut engine,
+            input: &mut input,
+            dashboard: &mut dashboard,
+            health: &health,
+        };
+        match answering.handle(work, at, &mut |o| sinks.push(o))? {
+            Handled::Stop => break,
+            Handled::Events(n) => events += n,
         }
     }
     publish_engine(&mut engine);
@@ -762,6 +824,20 @@ fn engine_loop(
         input,
         events,
     })
+}
+
+/// The scoring API beside another source (`[api]` with a Fluvio source):
+/// the `/v1` routes, and the queue of their work, which the service's
+/// engine thread answers with [`Answering`] between its batches.
+pub(crate) fn beside_stream(limits: &ApiInput) -> (Router, Receiver<Work>) {
+    let (queue, rx) = bounded::<Work>(limits.queue);
+    let api = Api {
+        queue,
+        slots: Arc::new(Semaphore::new(limits.max_concurrent)),
+        input: limits.clone(),
+        section: "api",
+    };
+    (routes(api), rx)
 }
 
 /// Options of an API run.
@@ -797,17 +873,13 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
     let (watcher, reloads) = RulesWatch::start(t)?;
     let engine_health = health.clone();
     let (dashboard, feed) = Dashboard::new("api");
-    let explain_top = t.engine.stage.explain_top;
-    let names = fraudstream_engine::features::feature_space(&t.features)
-        .names()
-        .to_vec();
+    let answering = Answering::new(t);
     let thread = std::thread::Builder::new()
         .name("fraudstream-engine".into())
         .spawn(move || {
             let settings = Settings {
                 reloads,
-                names,
-                explain_top,
+                answering,
                 health: engine_health,
                 idle,
                 dashboard,
@@ -818,6 +890,7 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
         queue: queue.clone(),
         slots: Arc::new(Semaphore::new(input.max_concurrent)),
         input: input.clone(),
+        section: "source",
     };
     let bound = rt.block_on(http::serve(
         &listen,

@@ -18,6 +18,13 @@
 //! ([`EngineThread::lend`]): every batch sent before is processed and its
 //! outputs handed over first, so a checkpoint holds exactly the state of the
 //! inputs before its offsets.
+//!
+//! With `[api]`, the thread also answers the scoring API's requests
+//! ([`crate::exec::api::Answering`]), first and between two batches: a
+//! request waits for at most the batch in hand ([`ENGINE_BATCH`] events),
+//! and a card's transactions from the API and from the topic share one
+//! history. Their outputs have no input position (nothing replays them);
+//! their effect on the state is kept from the next checkpoint on.
 
 use crate::config::Role;
 use crate::connectors::sinks::fluvio::encode_value;
@@ -26,6 +33,7 @@ use crate::connectors::sinks::Output;
 use crate::connectors::sources::decode::refused;
 use crate::connectors::sources::Pulled;
 use crate::connectors::stage::{StageRecord, StagedTransaction};
+use crate::exec::api::{Answering, Beside, Work};
 use crate::exec::dashboard::{Dashboard, PartitionLag};
 use crate::exec::service::http::Health;
 use anyhow::Context;
@@ -246,8 +254,9 @@ enum ToEngine {
 /// ([`encode_value`]) into one buffer for the batch.
 #[derive(Default)]
 pub struct Outputs {
-    /// Output, input position, and the range of `values` its value holds.
-    pub items: Vec<(Output, Origin, std::ops::Range<usize>)>,
+    /// Output, input position (none for the API's), and the range of
+    /// `values` its value holds.
+    pub items: Vec<(Output, Option<Origin>, std::ops::Range<usize>)>,
     /// Every output's record value, one after another.
     pub values: Vec<u8>,
 }
@@ -256,10 +265,16 @@ impl Outputs {
     /// Encode and add `out`'s outputs.
     fn extend(&mut self, out: &mut Vec<(Output, Origin)>) -> anyhow::Result<()> {
         for (o, origin) in out.drain(..) {
-            let start = self.values.len();
-            encode_value(&o, &mut self.values)?;
-            self.items.push((o, origin, start..self.values.len()));
+            self.push(o, Some(origin))?;
         }
+        Ok(())
+    }
+
+    /// Encode and add one output.
+    fn push(&mut self, o: Output, origin: Option<Origin>) -> anyhow::Result<()> {
+        let start = self.values.len();
+        encode_value(&o, &mut self.values)?;
+        self.items.push((o, origin, start..self.values.len()));
         Ok(())
     }
 }
@@ -282,8 +297,13 @@ pub struct EngineThread {
 }
 
 impl EngineThread {
-    /// Run `side` on a thread of its own.
-    pub fn spawn(side: Box<EngineSide>, health: Arc<Health>) -> anyhow::Result<Self> {
+    /// Run `side` on a thread of its own, answering the scoring API's
+    /// `requests` too when given.
+    pub(crate) fn spawn(
+        side: Box<EngineSide>,
+        health: Arc<Health>,
+        requests: Option<ApiRequests>,
+    ) -> anyhow::Result<Self> {
         let (work, work_rx) = bounded(QUEUED_BATCHES);
         let (back, back_rx) = bounded(1);
         // Unbounded, so the engine never waits on the loop while the loop
@@ -291,7 +311,7 @@ impl EngineThread {
         let (done_tx, done) = tokio::sync::mpsc::unbounded_channel();
         let handle = std::thread::Builder::new()
             .name("fraudstream-engine".into())
-            .spawn(move || serve(side, &work_rx, &done_tx, &back_rx, &health))
+            .spawn(move || serve(side, &work_rx, &done_tx, &back_rx, &health, requests))
             .context("starting the engine thread")?;
         Ok(EngineThread {
             work,
@@ -371,17 +391,52 @@ impl EngineThread {
     }
 }
 
-/// The engine thread's loop: work in order, ticks, lends; it ends when the
-/// loop drops its end (or with the first error).
+/// The scoring API's requests for the engine thread, and what answers them.
+pub(crate) struct ApiRequests {
+    pub(crate) answering: Answering,
+    pub(crate) queue: Receiver<Work>,
+}
+
+/// The engine thread's loop: work in order, ticks, lends, and the API's
+/// requests first whenever there are any; it ends when the loop drops its
+/// end (or with the first error).
 fn serve(
     mut side: Box<EngineSide>,
     work: &Receiver<ToEngine>,
     done: &tokio::sync::mpsc::UnboundedSender<FromEngine>,
     back: &Receiver<Box<EngineSide>>,
     health: &Health,
+    mut requests: Option<ApiRequests>,
 ) -> anyhow::Result<()> {
     let mut out = Vec::new();
-    while let Ok(m) = work.recv() {
+    loop {
+        let m = match &requests {
+            None => work.recv(),
+            Some(api) => {
+                if let Ok(request) = api.queue.try_recv() {
+                    if !answer(&mut side, api, request, done, health)? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                crossbeam::select! {
+                    recv(work) -> m => m,
+                    recv(api.queue) -> request => {
+                        match request {
+                            Ok(request) => {
+                                if !answer(&mut side, api, request, done, health)? {
+                                    return Ok(());
+                                }
+                            }
+                            // The HTTP side is gone: stream work only.
+                            Err(_) => requests = None,
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        let Ok(m) = m else { break };
         match m {
             ToEngine::Work(items) => {
                 let mut batch = Outputs {
@@ -409,6 +464,32 @@ fn serve(
         }
     }
     Ok(())
+}
+
+/// Answer one API request with the engine; its outputs go to the loop
+/// like a batch's. `false` when the loop is gone.
+fn answer(
+    side: &mut EngineSide,
+    api: &ApiRequests,
+    request: Work,
+    done: &tokio::sync::mpsc::UnboundedSender<FromEngine>,
+    health: &Health,
+) -> anyhow::Result<bool> {
+    let mut batch = Outputs::default();
+    let at = Beside {
+        engine: &mut side.engine,
+        input: &mut side.totals,
+        dashboard: &mut side.dashboard,
+        health,
+    };
+    let mut scored = 0u64;
+    // `Stop` is the API-only service's; this one stops with its loop.
+    api.answering.handle(request, at, &mut |o| {
+        scored += u64::from(matches!(o, Output::Score(_)));
+        batch.push(o, None)
+    })?;
+    side.events_tx += scored;
+    Ok(batch.items.is_empty() || done.send(FromEngine::Outputs(batch)).is_ok())
 }
 
 #[cfg(test)]
@@ -486,7 +567,7 @@ mod tests {
             .unwrap();
         let (got, threaded) = rt.block_on(async {
             let health = Arc::new(Health::default());
-            let mut thread = EngineThread::spawn(side(), health.clone()).unwrap();
+            let mut thread = EngineThread::spawn(side(), health.clone(), None).unwrap();
             let mut got = Vec::new();
             let mut lent = None;
             for (n, item) in items().enumerate() {
@@ -528,7 +609,7 @@ mod tests {
                 let mut value = Vec::new();
                 encode_value(&o, &mut value).unwrap();
                 assert_eq!(batch.values[range], value[..]);
-                flat.push((o, at));
+                flat.push((o, at.expect("a stream output has its position")));
             }
         }
         assert_eq!(text(&flat), text(&expected));
@@ -619,7 +700,8 @@ mod tests {
             lag: 42,
         }];
         let side = rt.block_on(async {
-            let mut thread = EngineThread::spawn(with_board, Arc::new(Health::default())).unwrap();
+            let mut thread =
+                EngineThread::spawn(with_board, Arc::new(Health::default()), None).unwrap();
             for item in items().take(3_000) {
                 thread.push(item, false).unwrap();
             }
@@ -649,13 +731,110 @@ mod tests {
         );
     }
 
+    /// The engine hands itself over once everything before is done; the
+    /// outputs on the way are collected into `got`.
+    async fn lent(thread: &mut EngineThread, got: &mut Vec<Outputs>) -> Box<EngineSide> {
+        thread.lend().unwrap();
+        loop {
+            match thread.recv().await.unwrap() {
+                FromEngine::Outputs(o) => got.push(o),
+                FromEngine::Lent(s) => break s,
+            }
+        }
+    }
+
+    #[test]
+    fn api_requests_are_answered_by_the_engine_of_the_stream() {
+        use crate::exec::api::{Entity, Scored};
+        use fraudstream_engine::event::{Transaction, TxId};
+        use tokio::sync::oneshot;
+        // One thread alone: the stream, then the next transaction of the
+        // stream's last card, an hour later.
+        let mut alone = side();
+        let mut ignored = Vec::new();
+        for item in items() {
+            alone.process(item, &mut ignored).unwrap();
+        }
+        let last: Transaction = items()
+            .filter_map(|i| match i.pulled {
+                Pulled::Event(Event::Transaction(tx)) => Some(tx),
+                _ => None,
+            })
+            .last()
+            .unwrap();
+        let mut next = last.clone();
+        next.tx_id = TxId::Int(u64::MAX - 1);
+        next.ts += 3_600_000;
+        let looked_alone = alone.engine.card_features(&next.card_id, next.ts).unwrap();
+        let scored_alone = alone.engine.score(next.clone());
+
+        let t = crate::config::Topology::embedded(&[]).unwrap();
+        let (requests, queue) = bounded(4);
+        let api = ApiRequests {
+            answering: Answering::new(&t),
+            queue,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let health = Arc::new(Health::default());
+            let mut thread = EngineThread::spawn(side(), health, Some(api)).unwrap();
+            for item in items() {
+                thread.push(item, false).unwrap();
+            }
+            let mut got = Vec::new();
+            let stream = lent(&mut thread, &mut got).await;
+            let streamed = stream.totals.transactions;
+            thread.give_back(stream).unwrap();
+
+            // A lookup sees the card's history from the stream.
+            let (reply, wait) = oneshot::channel();
+            let card = next.card_id.to_string();
+            let lookup = Work::Lookup(Entity::Card, card, Some(next.ts), reply);
+            requests.send(lookup).unwrap();
+            let looked = wait.await.unwrap().expect("the stream's card is known");
+            assert_eq!(looked.features, crate::exec::api::named(looked_alone));
+
+            // A score request: the score one thread gives after the stream.
+            let (reply, wait) = oneshot::channel();
+            requests
+                .send(Work::Score(vec![next.clone()], false, reply))
+                .unwrap();
+            let answers = wait.await.unwrap();
+            let Scored::Answer(answer) = &answers[0] else {
+                panic!("refused: {:?}", answers[0]);
+            };
+            assert_eq!(answer.score.score, scored_alone.score);
+            assert_eq!(answer.score.tx_id, next.tx_id);
+
+            // Its score record goes to the loop without an input position.
+            got.clear();
+            let side = lent(&mut thread, &mut got).await;
+            let items: Vec<_> = got.iter().flat_map(|o| &o.items).collect();
+            assert_eq!(items.len(), 1, "one output");
+            assert!(items[0].1.is_none(), "no input position");
+            assert!(
+                matches!(&items[0].0, Output::Score(s) if s.tx_id == next.tx_id),
+                "the API's score"
+            );
+            assert_eq!(side.totals.transactions, streamed + 1);
+            assert_eq!(
+                side.engine.counters().scored,
+                alone.engine.counters().scored
+            );
+            assert!(state(&side) == state(&alone), "the same engine state");
+        });
+    }
+
     #[test]
     fn an_engine_error_ends_the_thread_with_its_cause() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         rt.block_on(async {
-            let mut thread = EngineThread::spawn(side(), Arc::new(Health::default())).unwrap();
+            let mut thread =
+                EngineThread::spawn(side(), Arc::new(Health::default()), None).unwrap();
             let mut item = items().next().unwrap();
             item.origin = None;
             thread.push(item, true).unwrap();

@@ -30,7 +30,7 @@ use crate::exec::checkpoint::{self, Chain, CheckpointHeader};
 use crate::exec::dashboard::{Dashboard, PartitionLag};
 use crate::exec::rules_watch::RulesWatch;
 use anyhow::Context;
-use engine_thread::{EngineSide, EngineThread, FromEngine, Item, Outputs};
+use engine_thread::{ApiRequests, EngineSide, EngineThread, FromEngine, Item, Outputs};
 use fraudstream_engine::engine::Engine;
 use fraudstream_engine::event::Event;
 use fraudstream_engine::Named as _;
@@ -155,21 +155,37 @@ impl<'t> Service<'t> {
         let health = Arc::new(Health::default());
         health.set_phase(Phase::Starting);
         let (dashboard, feed) = Dashboard::new("fluvio");
+        // The scoring API beside the stream (not in the null pipeline,
+        // which has no engine to answer it).
+        let (api_routes, requests) = match &t.api {
+            Some(limits) if !opts.null_pipeline => {
+                let (routes, queue) = crate::exec::api::beside_stream(limits);
+                let answering = crate::exec::api::Answering::new(t);
+                (Some(routes), Some(ApiRequests { answering, queue }))
+            }
+            _ => (None, None),
+        };
         if let Some(addr) = &t.service.listen {
             let limits = http::Limits::of(&t.service);
+            let api = api_routes.is_some();
             let bound = http::serve(
                 addr,
                 health.clone(),
                 prometheus::recorder(),
                 limits,
-                None,
+                api_routes,
                 Some(feed),
             )
             .await?;
             if !opts.quiet {
                 eprintln!(
                     "fraudstream: health and metrics on http://{bound}/health, /metrics; \
-                     live dashboard at /"
+                     live dashboard at /{}",
+                    if api {
+                        "; scoring API: POST /v1/score, POST /v1/labels"
+                    } else {
+                        ""
+                    }
                 );
                 if limits.max_connections < t.service.http_max_connections {
                     eprintln!(
@@ -322,7 +338,10 @@ impl<'t> Service<'t> {
         let (side, thread) = if opts.null_pipeline {
             (Some(side), None)
         } else {
-            (None, Some(EngineThread::spawn(side, health.clone())?))
+            (
+                None,
+                Some(EngineThread::spawn(side, health.clone(), requests)?),
+            )
         };
         let now = Instant::now();
         let mut service = Service {
@@ -385,9 +404,15 @@ impl<'t> Service<'t> {
     async fn route_outputs(&mut self, outputs: Outputs) -> anyhow::Result<()> {
         let lineage = self.header.lineage;
         for (o, origin, value) in &outputs.items {
-            let from = self.source.provenance_at(*origin, lineage);
-            self.sinks
-                .route_encoded_from(o, &outputs.values[value.clone()], &from)?;
+            match origin {
+                Some(origin) => {
+                    let from = self.source.provenance_at(*origin, lineage);
+                    self.sinks
+                        .route_encoded_from(o, &outputs.values[value.clone()], &from)?;
+                }
+                // The API's: no input replays them, nothing to suppress.
+                None => self.sinks.route(o)?,
+            }
         }
         if let Some(b) = &mut self.busy {
             b.1 = Instant::now();
