@@ -49,7 +49,11 @@ impl Service {
                 .expect("the service says where it listens before it ends")
                 .unwrap();
             if let Some(rest) = line.split("http://").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
+                break rest
+                    .split(|c: char| c.is_whitespace() || c == '/')
+                    .next()
+                    .unwrap()
+                    .to_string();
             }
         };
         // Keep draining stderr so the child never blocks on a full pipe.

@@ -6,6 +6,7 @@ use crate::util::{cluster, repo};
 use fluvio::consumer::ConsumerConfigExt;
 use fluvio::{Fluvio, FluvioClusterConfig, Offset, RecordKey};
 use fraudstream::connectors::sinks::report::RunReport;
+use fraudstream::connectors::sources::decode::parse_rfc3339;
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -1002,7 +1003,7 @@ fn the_scoring_api_beside_a_fluvio_source_scores_with_the_stream_s_history() {
         .count();
     let end = records
         .iter()
-        .map(|r| r["ts"].as_i64().unwrap())
+        .map(|r| parse_rfc3339(r["ts"].as_str().unwrap()).unwrap())
         .max()
         .unwrap();
 
