@@ -1047,3 +1047,66 @@ fn the_scoring_api_beside_a_fluvio_source_scores_with_the_stream_s_history() {
         assert_eq!(v["input"].is_string(), v["tx_id"] != id, "{v}");
     }
 }
+
+#[test]
+fn the_dashboard_of_a_fluvio_service_shows_its_consumer_lag() {
+    let Some(addr) = cluster("the_dashboard_of_a_fluvio_service_shows_its_consumer_lag") else {
+        return;
+    };
+    let s = Setup::new("board", addr);
+    let dir = tempfile::tempdir().unwrap();
+    let mut sets = s.sets("a", dir.path(), 1);
+    sets.extend([
+        "service.listen=\"127.0.0.1:0\"".to_string(),
+        "service.stop_when_idle=\"0s\"".to_string(),
+    ]);
+    create_topics(&sets);
+    let (transactions, _) = publish(&s, 2);
+    let service = crate::api::Service::spawn(&engine_args(&sets), &repo());
+    let snapshot = || -> serde_json::Value {
+        let (status, body) = service.ask("GET", "/api/dashboard", "");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    // One row per input partition, each of the test's two topics, down to
+    // no lag once the stream is scored.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let last = loop {
+        let snap = snapshot();
+        let caught_up = snap["totals"]["transactions"].as_u64() == Some(transactions)
+            && snap["lag"].as_array().is_some_and(|rows| {
+                rows.len() == 2 && rows.iter().all(|r| r["lag"].as_u64() == Some(0))
+            });
+        if caught_up {
+            break snap;
+        }
+        assert!(Instant::now() < deadline, "not caught up: {snap}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(last["service"], "fluvio");
+    let topics: HashSet<&str> = last["lag"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["topic"].as_str().unwrap())
+        .collect();
+    let expected = [s.topic("tx"), s.topic("labels")];
+    assert_eq!(topics, expected.iter().map(|t| t.as_str()).collect());
+    // The page shows the same rows (where a browser runs: see tests/browser.rs).
+    if let Some(page) = crate::browser::Page::open(&format!("http://{}/", service.addr)) {
+        let rows = "document.querySelectorAll('[data-table=\"lag\"] tbody tr').length";
+        assert!(
+            page.wait_until(&format!("{rows} === 2"), Duration::from_secs(20)),
+            "the lag table: {}",
+            page.eval(rows)
+        );
+        let shot = page.screenshot("screenshots/dashboard-fluvio.png");
+        assert!(
+            page.console_errors().is_empty(),
+            "{:?}",
+            page.console_errors()
+        );
+        eprintln!("screenshot: {}", shot.display());
+    }
+    service.stop();
+}
