@@ -356,6 +356,7 @@ fn read_auto(s: &Section) -> SelectConfig {
         max_window: s.int("max_window", d.max_window as i64, 100, 10_000_000) as usize,
         every: s.int("every", d.every as i64, 1, 10_000_000) as u64,
         margin: s.float("margin", d.margin, 0.0, 1.0),
+        half_life: s.float("half_life", d.half_life, 0.0, 1e9),
         min_frauds: s.int("min_frauds", d.min_frauds as i64, 1, 1_000_000) as usize,
     };
     s.finish();
