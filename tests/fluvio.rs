@@ -968,6 +968,19 @@ fn two_merchant_and_two_card_stages_score_like_one_instance() {
     );
 }
 
+/// Overrides (output `a`, `extra` added) for a service on HTTP at a free
+/// port until it is stopped, its topics created and two days published;
+/// with the number of transactions published.
+fn two_days_to_serve(s: &Setup, dir: &Path, extra: &[&str]) -> (Vec<String>, u64) {
+    let mut sets = s.sets("a", dir, 1);
+    sets.push("service.listen=\"127.0.0.1:0\"".into());
+    sets.push("service.stop_when_idle=\"0s\"".into());
+    sets.extend(extra.iter().map(|e| e.to_string()));
+    create_topics(&sets);
+    let (transactions, _) = publish(s, 2);
+    (sets, transactions)
+}
+
 #[test]
 fn the_scoring_api_beside_a_fluvio_source_scores_with_the_stream_s_history() {
     let Some(addr) =
@@ -977,14 +990,7 @@ fn the_scoring_api_beside_a_fluvio_source_scores_with_the_stream_s_history() {
     };
     let s = Setup::new("api", addr);
     let dir = tempfile::tempdir().unwrap();
-    let mut sets = s.sets("a", dir.path(), 1);
-    sets.extend([
-        "service.listen=\"127.0.0.1:0\"".to_string(),
-        "service.stop_when_idle=\"0s\"".to_string(),
-        "api.queue=16".to_string(),
-    ]);
-    create_topics(&sets);
-    let (transactions, _) = publish(&s, 2);
+    let (sets, transactions) = two_days_to_serve(&s, dir.path(), &["api.queue=16"]);
     // The stream's last card: how many transactions it made, and when the
     // stream ends.
     let records: Vec<serde_json::Value> =
@@ -1055,13 +1061,7 @@ fn the_dashboard_of_a_fluvio_service_shows_its_consumer_lag() {
     };
     let s = Setup::new("board", addr);
     let dir = tempfile::tempdir().unwrap();
-    let mut sets = s.sets("a", dir.path(), 1);
-    sets.extend([
-        "service.listen=\"127.0.0.1:0\"".to_string(),
-        "service.stop_when_idle=\"0s\"".to_string(),
-    ]);
-    create_topics(&sets);
-    let (transactions, _) = publish(&s, 2);
+    let (sets, transactions) = two_days_to_serve(&s, dir.path(), &[]);
     let service = crate::api::Service::spawn(&engine_args(&sets), &repo());
     let snapshot = || -> serde_json::Value {
         let (status, body) = service.ask("GET", "/api/dashboard", "");

@@ -20,7 +20,7 @@
 //! inputs before its offsets.
 //!
 //! With `[api]`, the thread also answers the scoring API's requests
-//! ([`crate::exec::api::Answering`]), first and between two batches: a
+//! (`exec::api::Answering`), first and between two batches: a
 //! request waits for at most the batch in hand ([`ENGINE_BATCH`] events),
 //! and a card's transactions from the API and from the topic share one
 //! history. Their outputs have no input position (nothing replays them);

@@ -30,7 +30,6 @@
 
 use super::calibration::log_odds;
 use super::sigmoid;
-use crate::eval::average_precision;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -401,6 +400,7 @@ impl ScoreScale {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::average_precision;
 
     fn cfg() -> SelectConfig {
         SelectConfig {
