@@ -569,3 +569,15 @@ fn feature_lookups_match_what_the_engine_used() {
     assert!(body.contains("at:"), "{body}");
     s.stop();
 }
+
+#[test]
+fn a_sigterm_right_after_the_address_line_stops_the_service_cleanly() {
+    // Signals are caught from before the address is printed: a supervisor
+    // (or a test) that stops the service as soon as it is up gets a clean
+    // exit 0 with its report, never a process killed by the signal.
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        Service::start("topologies/api.toml", dir.path(), &[]).stop();
+        assert!(dir.path().join("report.json").exists());
+    }
+}

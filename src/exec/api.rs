@@ -892,6 +892,11 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
         input: input.clone(),
         section: "source",
     };
+    // Signals are caught from before the address is printed.
+    let stop = {
+        let _in_runtime = rt.enter();
+        crate::exec::service::Shutdown::install()
+    };
     let bound = rt.block_on(http::serve(
         &listen,
         health.clone(),
@@ -908,7 +913,7 @@ pub fn run(t: &Topology, opts: &ApiOptions) -> anyhow::Result<RunReport> {
         );
     }
     rt.block_on(async {
-        let mut stop = Box::pin(crate::exec::service::shutdown_signal());
+        let mut stop = Box::pin(stop.wait());
         loop {
             tokio::select! {
                 _ = &mut stop => break,

@@ -79,8 +79,9 @@ pub fn run(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunReport> {
 }
 
 async fn run_async(t: &Topology, opts: &ServiceOptions) -> anyhow::Result<RunReport> {
+    let stop = Shutdown::install();
     let mut service = Service::start(t, opts).await?;
-    let mut stop = Box::pin(shutdown_signal());
+    let mut stop = Box::pin(stop.wait());
     let reason = loop {
         tokio::select! {
             biased;
@@ -741,25 +742,42 @@ fn publish_gauges(source: &FluvioSource, health: &Health) {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
+/// SIGINT and SIGTERM, caught from the moment this is installed: a signal
+/// that comes before anyone waits (say, right after the address line, which
+/// a supervisor or a test may answer at once) ends the service cleanly
+/// rather than killing the process. Install inside the runtime.
+pub(crate) struct Shutdown {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Shutdown {
+    /// Catch SIGINT and SIGTERM from now on.
+    pub(crate) fn install() -> Shutdown {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signals = signal(SignalKind::interrupt())
+                .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                .ok();
+            Shutdown { signals }
+        }
+        #[cfg(not(unix))]
+        {
+            Shutdown {}
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Resolves on SIGINT or SIGTERM (since [`install`](Self::install)).
+    pub(crate) async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut int, mut term)) = self.signals {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }
