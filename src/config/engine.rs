@@ -357,6 +357,8 @@ fn read_auto(s: &Section) -> SelectConfig {
         every: s.int("every", d.every as i64, 1, 10_000_000) as u64,
         margin: s.float("margin", d.margin, 0.0, 1.0),
         half_life: s.float("half_life", d.half_life, 0.0, 1e9),
+        blend_prior: s.float("blend_prior", d.blend_prior, 0.0, 1.0),
+        judge: s.named("judge", d.judge),
         min_frauds: s.int("min_frauds", d.min_frauds as i64, 1, 1_000_000) as usize,
     };
     s.finish();

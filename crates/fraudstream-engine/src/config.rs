@@ -185,6 +185,16 @@ impl Named for Combine {
     }
 }
 
+impl Named for crate::model::select::Judge {
+    const ALL: &'static [Self] = &[Self::Scored, Self::Current];
+    fn name(self) -> &'static str {
+        match self {
+            Self::Scored => "scored",
+            Self::Current => "current",
+        }
+    }
+}
+
 impl Named for SwapMode {
     const ALL: &'static [Self] = &[SwapMode::AtLabel, SwapMode::WhenReady];
     fn name(self) -> &'static str {

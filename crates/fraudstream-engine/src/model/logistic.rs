@@ -450,6 +450,18 @@ impl LogisticModel {
     }
 }
 
+impl LogisticModel {
+    /// The score of `x` without counting it in the input statistics (a
+    /// stored vector scored again, as [`Classifier::learn_one`] does).
+    pub fn score_unobserved(&mut self, x: &FeatureVector) -> f64 {
+        let mut xs = std::mem::take(&mut self.scratch);
+        self.scaler.transform(&x.dense, &mut xs);
+        let p = sigmoid(self.margin(&xs, &x.cats));
+        self.scratch = xs;
+        p
+    }
+}
+
 impl Classifier for LogisticModel {
     type Input = FeatureVector;
 

@@ -41,7 +41,7 @@ use super::adwin::Adwin;
 use super::batch::{BatchChampion, BatchConfig};
 use super::forest::{AdaptiveForest, ForestConfig};
 use super::hst::{HalfSpaceTrees, HstConfig};
-use super::select::{Candidate, ModelSwitch, SelectConfig, Selector};
+use super::select::{Candidate, Judge, ModelSwitch, SelectConfig, Selector};
 use super::{sigmoid, Classifier, Explain, LogisticModel, Standardizer};
 use crate::event::Contribution;
 use crate::features::FeatureVector;
@@ -608,7 +608,7 @@ impl Portfolio {
             ModelKind::Blend | ModelKind::Auto if cold => cold_score,
             ModelKind::Blend | ModelKind::Auto => p_blend,
         };
-        // `auto` serves its candidate on the logistic model's scale.
+        // `auto` serves its candidate on the blend's scale.
         let served = match self.selector.as_mut() {
             Some(sel) => {
                 let mapped = sel.serve([p_linear, p_forest.unwrap_or(p_linear), p_blend]);
@@ -690,6 +690,7 @@ impl Portfolio {
         weight: Option<f64>,
         ts: (i64, i64),
         tx_key: u64,
+        linear_now: Option<f64>,
     ) {
         let (ts, tx_ts) = ts;
         let d = self.dense;
@@ -698,10 +699,16 @@ impl Portfolio {
         self.labels += 1;
         self.watch_error(is_fraud, side.served, ts);
         let day = self.day_of(ts);
-        if let Some(sel) = self.selector.as_mut() {
-            let scores = [side.logit_linear, side.logit_forest, side.logit_blend]
-                .map(|z| sigmoid(f64::from(z)) as f32);
-            sel.observe(scores, is_fraud, (ts, day), self.labels);
+        if self.selector.is_some() {
+            let scores = match linear_now {
+                Some(p_linear) => self.current_scores(&x.dense, &side, p_linear),
+                None => [side.logit_linear, side.logit_forest, side.logit_blend]
+                    .map(|z| sigmoid(f64::from(z)) as f32),
+            };
+            let labels = self.labels;
+            if let Some(sel) = self.selector.as_mut() {
+                sel.observe(scores, is_fraud, (ts, day), labels);
+            }
         }
         if let Some(w) = weight {
             let warm = self.genuine_learnt >= self.cfg.cold_start_genuine;
@@ -738,6 +745,30 @@ impl Portfolio {
         if let Some(b) = self.batch.as_mut() {
             b.learn(&x.dense[..d + 1], is_fraud, tx_key);
         }
+    }
+
+    /// Whether `auto` judges its candidates by their current scores of a
+    /// labelled transaction: then [`learn`](Self::learn) wants the logistic
+    /// model's current score of it.
+    pub fn judges_current(&self) -> bool {
+        self.selector.is_some() && self.cfg.auto.judge == Judge::Current
+    }
+
+    /// `auto`'s candidates' scores of a stored vector (features, anomaly
+    /// score as stored, side values) as the models are now; the logistic
+    /// model's is `p_linear`.
+    fn current_scores(&mut self, stored: &[f32], side: &SideValues, p_linear: f64) -> [f32; 3] {
+        let input = &stored[..self.dense + 1];
+        let p_forest = self.forest.as_mut().map(|f| f.predict_proba_one(input));
+        let p_batch = self.batch.as_ref().and_then(|b| b.score(input));
+        let now = SideValues {
+            logit_linear: logit(p_linear) as f32,
+            logit_forest: p_forest.map_or(0.0, logit) as f32,
+            logit_batch: p_batch.map_or(0.0, logit) as f32,
+            ..*side
+        };
+        let p_blend = self.blend(&now, p_batch.is_some());
+        [p_linear, p_forest.unwrap_or(p_linear), p_blend].map(|p| p as f32)
     }
 
     /// Learn the oldest held fraud (none held: nothing).
@@ -961,7 +992,7 @@ mod tests {
         let mut learn = |p: &mut Portfolio, fraud: bool, tx_ts: i64| {
             let (mut x, _) = vector(&mut rng, d);
             p.score(&mut x, 0.5, tx_ts);
-            p.learn(&x, fraud, Some(1.0), (tx_ts + 1, tx_ts), 0);
+            p.learn(&x, fraud, Some(1.0), (tx_ts + 1, tx_ts), 0, None);
         };
         // Genuine transactions of day 0 confirm; frauds of day 5 come first.
         for i in 0..20 {
@@ -985,12 +1016,11 @@ mod tests {
         assert_eq!(p.frauds_learnt, 4);
     }
 
-    #[test]
-    fn scores_learns_and_survives_a_serde_round_trip() {
-        let space = small_space();
-        let cfg = PortfolioConfig {
-            kind: ModelKind::Blend,
-            compare: true,
+    /// A portfolio serving `kind` that leaves cold start after 100 genuine
+    /// labels and trains its batch champion every 1,000 labels.
+    fn warming_quickly(kind: ModelKind) -> PortfolioConfig {
+        PortfolioConfig {
+            kind,
             cold_start_genuine: 100,
             batch: BatchConfig {
                 retrain_every: 1000,
@@ -1000,6 +1030,15 @@ mod tests {
                 ..BatchConfig::default()
             },
             ..PortfolioConfig::default()
+        }
+    }
+
+    #[test]
+    fn scores_learns_and_survives_a_serde_round_trip() {
+        let space = small_space();
+        let cfg = PortfolioConfig {
+            compare: true,
+            ..warming_quickly(ModelKind::Blend)
         };
         let eval = EvalConfig::default();
         let mut p = Portfolio::new(space.names(), cfg, eval.origin_ms);
@@ -1024,6 +1063,7 @@ mod tests {
                 Some(if y { 5.0 } else { 1.0 }),
                 (i as i64 * 1000, i as i64 * 1000),
                 i,
+                None,
             );
         }
         assert!(!p.cold(), "warm after labels of both classes");
@@ -1051,6 +1091,55 @@ mod tests {
         let names: Vec<String> = members.metrics(None).into_iter().map(|m| m.name).collect();
         assert_eq!(names, ["logistic", "hst", "forest", "batch", "blend"]);
         assert_eq!(members.metrics(None)[4].overall.transactions, 6000);
+    }
+
+    #[test]
+    fn auto_judges_a_labelled_transaction_by_its_candidates_as_they_are_now() {
+        let space = small_space();
+        let cfg = warming_quickly(ModelKind::Auto);
+        assert_eq!(cfg.auto.judge, Judge::Current, "the default");
+        let mut p = Portfolio::new(space.names(), cfg, 0);
+        assert!(p.judges_current());
+        let mut logistic = LogisticModel::new(&space, Default::default());
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let d = space.dense_len();
+        let mut stored = Vec::new();
+        for i in 0..3000u64 {
+            let (mut x, y) = vector(&mut rng, d);
+            let p_lin = logistic.predict_proba_one(&x);
+            let (_, scores) = p.score(&mut x, p_lin, i as i64 * 1000);
+            if i >= 2990 {
+                stored.push((x.clone(), scores));
+                continue; // scored, not yet labelled
+            }
+            let now = logistic.score_unobserved(&x);
+            logistic.learn_one(&x, y, 1.0);
+            let ts = i as i64 * 1000;
+            p.learn(&x, y, Some(1.0), (ts, ts), i, Some(now));
+        }
+        assert!(p.batch_swaps() > 0, "the batch champion was trained");
+        // Nothing learnt since they were scored: scored again, each
+        // candidate gives the score it gave then.
+        for (x, scores) in &stored {
+            let side = SideValues::read(&x.dense[d..]);
+            let now = p.current_scores(&x.dense, &side, scores.logistic);
+            let then = [scores.logistic, scores.forest, scores.blend].map(|s| s as f32);
+            for (a, b) in now.iter().zip(then) {
+                assert!((a - b).abs() < 1e-5, "{now:?} against {then:?}");
+            }
+        }
+        // After more labels they differ: the candidates as they are now.
+        for i in 3000..3500u64 {
+            let (mut x, y) = vector(&mut rng, d);
+            let p_lin = logistic.predict_proba_one(&x);
+            p.score(&mut x, p_lin, i as i64 * 1000);
+            let ts = i as i64 * 1000;
+            p.learn(&x, y, Some(1.0), (ts, ts), i, Some(p_lin));
+        }
+        let (x, scores) = &stored[0];
+        let side = SideValues::read(&x.dense[d..]);
+        let now = p.current_scores(&x.dense, &side, scores.logistic);
+        assert_ne!(now[1], scores.forest as f32, "the forest has learnt since");
     }
 
     #[test]

@@ -88,11 +88,15 @@ impl ServedModel {
         ts: (i64, i64),
         tx_key: u64,
     ) {
+        // `auto` judging by current scores: the logistic model's, before it learns.
+        let linear_now = (self.portfolio.as_deref())
+            .is_some_and(Portfolio::judges_current)
+            .then(|| self.logistic.score_unobserved(x));
         if let (Some(w), true) = (weight, self.runs_logistic) {
             self.logistic.learn_one(x, is_fraud, w);
         }
         if let Some(pf) = self.portfolio.as_deref_mut() {
-            pf.learn(x, is_fraud, weight, ts, tx_key);
+            pf.learn(x, is_fraud, weight, ts, tx_key, linear_now);
         }
     }
 

@@ -339,15 +339,17 @@ fn models(out: &mut String, r: &RunReport) {
     }
     out.push_str("</table>\n");
     if !r.model_switches.is_empty() {
-        out.push_str("<p class=\"note\">Switches of the served model (<code>auto</code>):</p><table data-table=\"switches\"><tr><th>day</th><th class=\"l\">from</th><th class=\"l\">to</th><th>labels in window</th></tr>\n");
+        out.push_str("<p class=\"note\">Switches of the served model (<code>auto</code>):</p><table data-table=\"switches\"><tr><th>day</th><th class=\"l\">from</th><th class=\"l\">to</th><th>labels in window</th><th>AP logistic</th><th>AP forest</th><th>AP blend (+ credit)</th></tr>\n");
         for s in &r.model_switches {
+            let [l, f, b] = s.average_precision;
             let _ = writeln!(
                 out,
-                "<tr><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{l:.3}</td><td>{f:.3}</td><td>{b:.3} (+{})</td></tr>",
                 s.day,
                 s.from.name(),
                 s.to.name(),
-                s.window_labels
+                s.window_labels,
+                s.blend_prior
             );
         }
         out.push_str("</table>\n");

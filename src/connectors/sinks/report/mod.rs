@@ -332,7 +332,12 @@ impl RunReport {
         if let Some(w) = self.model_switches.last() {
             let ap: Vec<String> = (Candidate::ALL.iter())
                 .zip(w.average_precision)
-                .map(|(c, ap)| format!("{} {ap:.3}", c.name()))
+                .map(|(c, ap)| match c {
+                    Candidate::Blend if w.blend_prior > 0.0 => {
+                        format!("{} {ap:.3} + {} credited", c.name(), w.blend_prior)
+                    }
+                    _ => format!("{} {ap:.3}", c.name()),
+                })
                 .collect();
             let _ = write!(
                 s,
