@@ -186,6 +186,9 @@ pub struct Selector {
     /// Scratch: one candidate's (score, label, weight) over the window.
     #[serde(skip)]
     weighted: Vec<(f32, bool, f64)>,
+    /// Scratch: each label's weight over the window, oldest first.
+    #[serde(skip)]
+    weights: Vec<f64>,
 }
 
 impl Selector {
@@ -204,6 +207,7 @@ impl Selector {
             switches: Vec::new(),
             switches_dropped: 0,
             weighted: Vec::new(),
+            weights: Vec::new(),
         }
     }
 
@@ -297,17 +301,25 @@ impl Selector {
         let mut out = [0.0; 3];
         let n = self.window.len();
         let half_life = self.cfg.half_life;
+        // Each label's weight, once for the three candidates: a weight is
+        // the one before it times 2^(-1/half_life), newest last.
+        self.weights.clear();
+        let decay = if half_life > 0.0 {
+            (-std::f64::consts::LN_2 / half_life).exp()
+        } else {
+            1.0
+        };
+        let mut w = 1.0;
+        for _ in 0..n {
+            self.weights.push(w);
+            w *= decay;
+        }
+        self.weights.reverse();
         for c in Candidate::ALL {
             self.weighted.clear();
-            (self.weighted).extend(self.window.iter().enumerate().map(|(i, (s, f))| {
-                let age = (n - 1 - i) as f64;
-                let w = if half_life > 0.0 {
-                    (-age * std::f64::consts::LN_2 / half_life).exp()
-                } else {
-                    1.0
-                };
-                (s[c.index()], *f, w)
-            }));
+            (self.weighted).extend(
+                (self.window.iter().zip(&self.weights)).map(|((s, f), &w)| (s[c.index()], *f, w)),
+            );
             out[c.index()] = weighted_average_precision(&mut self.weighted).unwrap_or(0.0);
         }
         out
@@ -325,7 +337,9 @@ impl Selector {
 /// are one threshold, as in [`crate::eval::average_precision`] (equal to it
 /// when every weight is 1).
 fn weighted_average_precision(items: &mut [(f32, bool, f64)]) -> Option<f64> {
-    items.sort_by(|a, b| b.0.total_cmp(&a.0));
+    // Unstable: tied scores are summed as one threshold, so their order
+    // within a tie does not matter.
+    items.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
     let (mut tp, mut fp, mut acc) = (0.0f64, 0.0f64, 0.0f64);
     let mut i = 0;
     while i < items.len() {
