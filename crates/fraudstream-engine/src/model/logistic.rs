@@ -448,9 +448,7 @@ impl LogisticModel {
             .map_err(|e| invalid(format!("not a model file: {e}")))?;
         Self::from_file(m, space).map_err(invalid)
     }
-}
 
-impl LogisticModel {
     /// The score of `x` without counting it in the input statistics (a
     /// stored vector scored again, as [`Classifier::learn_one`] does).
     pub fn score_unobserved(&mut self, x: &FeatureVector) -> f64 {
@@ -467,11 +465,7 @@ impl Classifier for LogisticModel {
 
     fn predict_proba_one(&mut self, x: &FeatureVector) -> f64 {
         self.scaler.observe(&x.dense);
-        let mut xs = std::mem::take(&mut self.scratch);
-        self.scaler.transform(&x.dense, &mut xs);
-        let p = sigmoid(self.margin(&xs, &x.cats));
-        self.scratch = xs;
-        p
+        self.score_unobserved(x)
     }
 
     fn learn_one(&mut self, x: &FeatureVector, is_fraud: bool, weight: f64) {

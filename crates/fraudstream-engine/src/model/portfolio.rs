@@ -578,25 +578,15 @@ impl Portfolio {
         let anomaly = self.anomaly(&x.dense);
         // The anomaly score is the last input of the forest and batch model.
         x.dense.push(anomaly as f32);
-        let input = &x.dense[..d + 1];
-        let p_forest = self.forest.as_mut().map(|f| f.predict_proba_one(input));
-        let p_batch = match self.batch.as_mut() {
-            Some(b) => {
-                b.poll();
-                b.score(input)
-            }
-            None => None,
-        };
+        if let Some(b) = self.batch.as_mut() {
+            b.poll();
+        }
         let mut side = SideValues {
             anomaly: anomaly as f32,
-            logit_linear: logit(p_linear) as f32,
-            logit_forest: p_forest.map_or(0.0, logit) as f32,
-            logit_batch: p_batch.map_or(0.0, logit) as f32,
-            logit_blend: 0.0,
-            served: 0.0,
+            ..SideValues::default()
         };
-        let p_blend = self.blend(&side, p_batch.is_some());
-        side.logit_blend = logit(p_blend) as f32;
+        let (p_forest, p_batch, p_blend) =
+            self.member_scores(&x.dense[..d + 1], p_linear, &mut side);
         let cold = self.cold();
         let cold_score = 0.5 * anomaly;
         let served = match self.serving() {
@@ -758,17 +748,29 @@ impl Portfolio {
     /// score as stored, side values) as the models are now; the logistic
     /// model's is `p_linear`.
     fn current_scores(&mut self, stored: &[f32], side: &SideValues, p_linear: f64) -> [f32; 3] {
-        let input = &stored[..self.dense + 1];
+        let mut now = *side;
+        let (p_forest, _, p_blend) =
+            self.member_scores(&stored[..self.dense + 1], p_linear, &mut now);
+        [p_linear, p_forest.unwrap_or(p_linear), p_blend].map(|p| p as f32)
+    }
+
+    /// The forest's and the batch model's scores of `input` (features, then
+    /// the anomaly score) and the blend's, given the logistic model's
+    /// `p_linear`; `side` (its anomaly score as given) takes their logits.
+    fn member_scores(
+        &mut self,
+        input: &[f32],
+        p_linear: f64,
+        side: &mut SideValues,
+    ) -> (Option<f64>, Option<f64>, f64) {
         let p_forest = self.forest.as_mut().map(|f| f.predict_proba_one(input));
         let p_batch = self.batch.as_ref().and_then(|b| b.score(input));
-        let now = SideValues {
-            logit_linear: logit(p_linear) as f32,
-            logit_forest: p_forest.map_or(0.0, logit) as f32,
-            logit_batch: p_batch.map_or(0.0, logit) as f32,
-            ..*side
-        };
-        let p_blend = self.blend(&now, p_batch.is_some());
-        [p_linear, p_forest.unwrap_or(p_linear), p_blend].map(|p| p as f32)
+        side.logit_linear = logit(p_linear) as f32;
+        side.logit_forest = p_forest.map_or(0.0, logit) as f32;
+        side.logit_batch = p_batch.map_or(0.0, logit) as f32;
+        let p_blend = self.blend(side, p_batch.is_some());
+        side.logit_blend = logit(p_blend) as f32;
+        (p_forest, p_batch, p_blend)
     }
 
     /// Learn the oldest held fraud (none held: nothing).

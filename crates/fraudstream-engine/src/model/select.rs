@@ -301,20 +301,19 @@ impl Selector {
         let mut out = [0.0; 3];
         let n = self.window.len();
         let half_life = self.cfg.half_life;
-        // Each label's weight, once for the three candidates: a weight is
-        // the one before it times 2^(-1/half_life), newest last.
-        self.weights.clear();
+        // Each label's weight, once for the three candidates: the newest 1,
+        // each older one the next newer one's times 2^(-1/half_life).
         let decay = if half_life > 0.0 {
             (-std::f64::consts::LN_2 / half_life).exp()
         } else {
             1.0
         };
+        self.weights.resize(n, 0.0);
         let mut w = 1.0;
-        for _ in 0..n {
-            self.weights.push(w);
+        for weight in self.weights.iter_mut().rev() {
+            *weight = w;
             w *= decay;
         }
-        self.weights.reverse();
         for c in Candidate::ALL {
             self.weighted.clear();
             (self.weighted).extend(
