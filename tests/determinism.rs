@@ -104,10 +104,25 @@ fn two_workers_score_everything_once_with_the_same_quality() {
 /// statistics, same updates in the same order.
 #[test]
 fn card_stages_that_replicate_learning_score_like_one_engine_bit_for_bit() {
+    stages_score_like_one_engine("logistic");
+}
+
+/// The same with `auto`: the Half-Space Trees, the candidates' scales and
+/// the score detector take in the other stage's vectors too.
+#[test]
+fn card_stages_serving_auto_score_like_one_engine_bit_for_bit() {
+    stages_score_like_one_engine("auto");
+}
+
+fn stages_score_like_one_engine(model: &str) {
     use fraudstream::config::Topology;
     use fraudstream::connectors::sources::SourceItem;
     use fraudstream_engine::event::Event;
-    let t = Topology::embedded(&["source.days=10".to_string()]).unwrap();
+    let t = Topology::embedded(&[
+        "source.days=10".to_string(),
+        format!("model.type=\"{model}\""),
+    ])
+    .unwrap();
     let start = || fraudstream::exec::outputs::start_engine(&t).unwrap();
     let (mut single, mut first, mut second) = (start(), start(), start());
     let (merchant, card0) = first.stages_mut();

@@ -84,6 +84,15 @@ fn outputs_match_the_golden_hashes() {
 
     // The embedded default run: 60 days, logistic model.
     run_case("embedded", &["run"], d, &case("embedded"), &mut got);
+    // The same with `auto`: its switches, and its scales and detector
+    // taking in the stored (f32) scores.
+    run_case(
+        "auto",
+        &["run", "--set", "model.type=\"auto\""],
+        d,
+        &case("auto"),
+        &mut got,
+    );
 
     // The CSV replay of the same simulation written to files.
     let sim = fraudstream(&["simulate", "--out", "data/sim"], d);

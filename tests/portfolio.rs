@@ -17,7 +17,11 @@ fn last(r: &RunReport) -> (f64, f64, f64) {
 #[test]
 fn the_forest_beats_online_logistic_regression_over_the_last_30_days() {
     let dir = tempfile::tempdir().unwrap();
-    let base = run_into(None, &dir.path().join("logistic"), &[]);
+    let base = run_into(
+        None,
+        &dir.path().join("logistic"),
+        &["model.type=\"logistic\""],
+    );
     let best = run_into(None, &dir.path().join("forest"), &["model.type=\"forest\""]);
     assert_eq!(base.model, "logistic");
     assert_eq!(best.model, "forest");

@@ -376,7 +376,8 @@ pub fn export_stream(t: &Topology, path: &Path) -> anyhow::Result<u64> {
                 let (id, ts) = (tx.tx_id.to_string(), tx.ts);
                 engine.score(tx);
                 write!(out, "T,{id},{ts},")?;
-                for v in &engine.last_features().dense {
+                // The features only: a portfolio stores its side values after them.
+                for v in engine.last_features().dense.iter().take(names.dense_len()) {
                     write!(out, ",{v}")?;
                 }
                 writeln!(out, ",{},{},{}", cats[0], cats[1], cats[2])?;

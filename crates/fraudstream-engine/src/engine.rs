@@ -734,7 +734,7 @@ impl CardStage {
         }
         // Every stage's input statistics follow the whole stream, as one
         // stage's would.
-        self.model.observe(&r.dense);
+        self.model.observe(&r.dense, r.ts);
         self.label_x.dense.clear();
         self.label_x.dense.extend_from_slice(&r.dense);
         self.label_x.cats = r.cats;
@@ -1734,6 +1734,7 @@ pub fn fresh_model(cfg: &EngineConfig) -> LogisticModel {
 mod tests {
     use super::*;
     use crate::event::TxId;
+    use crate::model::portfolio::ModelKind;
     use crate::model::Classifier;
     use crate::time::DAY_MS;
 
@@ -1768,7 +1769,7 @@ mod tests {
 
     #[test]
     fn a_label_trains_once_and_duplicates_are_counted() {
-        let mut e = engine(|_| {});
+        let mut e = engine(|c| c.portfolio.kind = ModelKind::Logistic);
         let s = e.score(tx(1, 1_000, 10.0));
         assert_eq!(s.model_version, 0);
         // The untrained model scores the prior; served, the class
@@ -1831,8 +1832,8 @@ mod tests {
     /// Scores of 20,000 ordinary transactions over 500 cards (each labelled
     /// 200 transactions later), with `extra` (an amount) slipped in after
     /// transaction 10,000 when given; the extra's own score is left out.
-    fn scores_with(extra: Option<f64>) -> Vec<f64> {
-        let mut e = engine(|_| {});
+    fn scores_with(kind: ModelKind, extra: Option<f64>) -> Vec<f64> {
+        let mut e = engine(|c| c.portfolio.kind = kind);
         let mut scores = Vec::new();
         let mut pending = std::collections::VecDeque::new();
         for i in 0..20_000u64 {
@@ -1860,28 +1861,42 @@ mod tests {
 
     #[test]
     fn one_extreme_amount_poisons_no_one_elses_score() {
-        let clean = scores_with(None);
-        // A sub-normal amount and a zero-amount authorisation. An amount at
-        // the accepted maximum (1e12) is a real, if absurd, value of its
-        // merchant's windows for their length, and the model learns from that
-        // merchant's labels: it moves ~14 % of the other scores by more than
-        // 0.01 (measured), but never makes one non-finite.
-        let huge = scores_with(Some(1e12));
+        for kind in [ModelKind::Logistic, ModelKind::Auto] {
+            extreme_amounts_poison_no_one_elses_score(kind);
+        }
+    }
+
+    fn extreme_amounts_poison_no_one_elses_score(kind: ModelKind) {
+        // Scores moved by more than 0.01 against the same stream with an
+        // amount of 50 slipped in: an ordinary amount of 5 moves some (one
+        // more label of any amount moves a forest's later scores: 290 of
+        // 20,000, measured), and an extreme amount must move no more.
+        let reference = scores_with(kind, Some(50.0));
+        let moved = |other: &[f64]| {
+            (reference.iter().zip(other))
+                .filter(|(a, b)| (*a - *b).abs() > 0.01)
+                .count()
+        };
+        let ordinary = moved(&scores_with(kind, Some(5.0)));
+        let n = reference.len();
+        // An amount at the accepted maximum (1e12) is a real, if absurd,
+        // value of its merchant's windows for their length, and the model
+        // learns from that merchant's labels: it moves ~14 % of the other
+        // scores by more than 0.01 (measured), but never makes one non-finite.
+        let huge = scores_with(kind, Some(1e12));
         assert!(huge
             .iter()
             .all(|s| s.is_finite() && (0.0..=1.0).contains(s)));
+        // A sub-normal amount and a zero-amount authorisation.
         for amount in [1e-50, 0.0] {
-            let poisoned = scores_with(Some(amount));
+            let poisoned = scores_with(kind, Some(amount));
             assert!(poisoned.iter().all(|s| s.is_finite()), "amount {amount}");
-            let close = clean
-                .iter()
-                .zip(&poisoned)
-                .filter(|(a, b)| (*a - *b).abs() <= 0.01)
-                .count();
+            let extreme = moved(&poisoned);
+            println!("{kind:?}: amount {amount} moved {extreme}, an amount of 5 {ordinary}");
             assert!(
-                close as f64 >= 0.99 * clean.len() as f64,
-                "amount {amount}: only {close} of {} scores within 0.01",
-                clean.len()
+                extreme <= ordinary + n / 500 && extreme <= n / 50,
+                "{kind:?}, amount {amount}: {extreme} of {n} scores moved by more than 0.01 \
+                 (an ordinary amount: {ordinary})"
             );
         }
     }

@@ -599,7 +599,8 @@ impl Portfolio {
             ModelKind::Blend | ModelKind::Auto => p_blend,
         };
         // `auto` serves its candidate on the blend's scale.
-        let served = match self.selector.as_mut() {
+        self.observe_scales(&side);
+        let served = match self.selector.as_ref() {
             Some(sel) => {
                 let mapped = sel.serve([p_linear, p_forest.unwrap_or(p_linear), p_blend]);
                 if cold && sel.served() != Candidate::Logistic {
@@ -612,7 +613,8 @@ impl Portfolio {
         };
         side.served = served as f32;
         side.write(&mut x.dense, d);
-        self.watch_scores(served, ts);
+        // As stored (f32), so that a stage holding this vector sees the same.
+        self.watch_scores(f64::from(side.served), ts);
         let members = MemberScores {
             logistic: p_linear,
             hst: anomaly,
@@ -621,6 +623,33 @@ impl Portfolio {
             blend: p_blend,
         };
         (served, members)
+    }
+
+    /// Take in a transaction another card stage scored (its stored vector
+    /// `stored`, event time `ts`) as scoring it here would have, without
+    /// scoring it: the Half-Space Trees and their input scaler learn from
+    /// it, and `auto`'s candidate scales and the score-distribution detector
+    /// take in the scores stored with it. Card stages that hold each other's
+    /// vectors in step then keep the same score-time state as one engine
+    /// (`tests/determinism.rs`).
+    pub fn observe_scored(&mut self, stored: &[f32], ts: i64) {
+        let d = self.dense;
+        self.anomaly(&stored[..d]);
+        let side = SideValues::read(&stored[d..]);
+        self.observe_scales(&side);
+        self.watch_scores(f64::from(side.served), ts);
+    }
+
+    /// `auto`: the candidates' scores, as stored with the vector, into their scales.
+    fn observe_scales(&mut self, side: &SideValues) {
+        let forest = if self.forest.is_some() {
+            side.logit_forest
+        } else {
+            side.logit_linear
+        };
+        if let Some(sel) = self.selector.as_mut() {
+            sel.observe_scales([side.logit_linear, forest, side.logit_blend]);
+        }
     }
 
     /// Feed the served score of a transaction at `ts` to the score-distribution detector.

@@ -236,13 +236,21 @@ impl Selector {
         self.served
     }
 
-    /// Take in a transaction's candidate scores and return the score to
-    /// serve: the served candidate's, on the blend's scale (see the module
-    /// doc; the blend's own score as it is).
-    pub fn serve(&mut self, scores: [f64; 3]) -> f64 {
-        for (scale, p) in self.scales.iter_mut().zip(scores) {
-            scale.observe(p);
+    /// Take a transaction's candidate scores into each candidate's recent
+    /// scores, as the logits stored with its vector: a card stage that holds
+    /// another stage's vector ([`crate::engine::CardStage::hold_replica`])
+    /// takes in exactly what the scoring stage did.
+    pub fn observe_scales(&mut self, logits: [f32; 3]) {
+        for (scale, z) in self.scales.iter_mut().zip(logits) {
+            scale.observe_logit(f64::from(z));
         }
+    }
+
+    /// The score to serve for a transaction's candidate `scores` (taken in
+    /// by [`observe_scales`](Self::observe_scales) first): the served
+    /// candidate's, on the blend's scale (see the module doc; the blend's
+    /// own score as it is).
+    pub fn serve(&self, scores: [f64; 3]) -> f64 {
         let c = self.served.index();
         if c == SCALE_OF.index() {
             return scores[c];
@@ -453,12 +461,16 @@ impl ScoreScale {
     }
 
     fn bin(p: f64) -> usize {
-        // log_odds clamps to ±12, the scale's range.
-        let z = (log_odds(p) + 12.0) / 24.0 * SCALE_BINS as f64;
+        Self::bin_of_logit(log_odds(p))
+    }
+
+    fn bin_of_logit(z: f64) -> usize {
+        let z = (z.clamp(-12.0, 12.0) + 12.0) / 24.0 * SCALE_BINS as f64;
+        // NaN lands in the lowest bin.
         (z.max(0.0) as usize).min(SCALE_BINS - 1)
     }
 
-    fn observe(&mut self, p: f64) {
+    fn observe_logit(&mut self, z: f64) {
         if self.total >= SCALE_HALF_LIFE {
             // Halve every count: rebuild the tree from its bins.
             let counts: Vec<f64> = (0..SCALE_BINS).map(|i| self.count(i) / 2.0).collect();
@@ -468,7 +480,7 @@ impl ScoreScale {
                 self.add(i, c);
             }
         }
-        self.add(Self::bin(p), 1.0);
+        self.add(Self::bin_of_logit(z), 1.0);
     }
 
     fn add(&mut self, bin: usize, w: f64) {
@@ -554,8 +566,8 @@ mod tests {
         let mut other = ScoreScale::new();
         for i in 0..10_000 {
             let u = (f64::from(i) + 0.5) / 10_000.0;
-            scale.observe(0.001 + 0.1 * u); // the blend: 0.001 .. 0.101
-            other.observe(u); // a forest: 0 .. 1
+            scale.observe_logit(log_odds(0.001 + 0.1 * u)); // the blend: 0.001 .. 0.101
+            other.observe_logit(log_odds(u)); // a forest: 0 .. 1
         }
         for (p, want) in [(0.5, 0.051), (0.9, 0.091), (0.99, 0.1)] {
             let got = scale.at_rank(other.rank(p));
@@ -571,7 +583,7 @@ mod tests {
         for i in 0..5_000 {
             let u = (f64::from(i) + 0.5) / 5_000.0;
             // logistic 0 .. 0.5, forest 0 .. 1, blend 0.001 .. 0.101
-            sel.serve([u / 2.0, u, 0.001 + 0.1 * u]);
+            sel.observe_scales([u / 2.0, u, 0.001 + 0.1 * u].map(|p| log_odds(p) as f32));
         }
         // Serving the logistic model: its rank, at the blend's score.
         assert_eq!(sel.served(), Candidate::Logistic);
@@ -746,7 +758,10 @@ mod tests {
                     .collect();
                 let want = weighted_average_precision(&mut items).unwrap_or(0.0);
                 let got = merged[c.index()];
-                assert!((got - want).abs() < 1e-9, "label {i} {c:?}: {got} against {want}");
+                assert!(
+                    (got - want).abs() < 1e-9,
+                    "label {i} {c:?}: {got} against {want}"
+                );
             }
             // A selector restored from a snapshot sorts its window anew and
             // gives the same figures to the last bit.

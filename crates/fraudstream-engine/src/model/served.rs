@@ -66,13 +66,16 @@ impl ServedModel {
         }
     }
 
-    /// Take a transaction scored by another card stage into the input
-    /// statistics of the logistic regression, as scoring it would (the
-    /// portfolio's members keep their score-time state from this stage's
-    /// own transactions).
-    pub fn observe(&mut self, dense: &[f32]) {
+    /// Take a transaction scored by another card stage (its stored vector,
+    /// event time `ts`) into every score-time state, as scoring it here
+    /// would have: the logistic regression's input statistics and the
+    /// portfolio's ([`Portfolio::observe_scored`]).
+    pub fn observe(&mut self, stored: &[f32], ts: i64) {
         if self.runs_logistic {
-            self.logistic.observe(dense);
+            self.logistic.observe(stored);
+        }
+        if let Some(pf) = self.portfolio.as_deref_mut() {
+            pf.observe_scored(stored, ts);
         }
     }
 
