@@ -759,7 +759,7 @@ dir = "ck"
     #[test]
     fn model_portfolio_keys_are_validated() {
         let t = Topology::embedded(&[]).unwrap();
-        assert_eq!(t.model.portfolio.kind, ModelKind::Logistic, "the default");
+        assert_eq!(t.model.portfolio.kind, ModelKind::Auto, "the default");
         let t = Topology::embedded(&[
             "model.type=\"blend\"".into(),
             "model.combine=\"mean\"".into(),

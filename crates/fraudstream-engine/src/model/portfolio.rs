@@ -248,7 +248,10 @@ impl PortfolioConfig {
 impl Default for PortfolioConfig {
     fn default() -> Self {
         PortfolioConfig {
-            kind: ModelKind::Logistic,
+            // The robustness matrix's best mean average precision across both
+            // simulator families (README "Robustness matrix"); the logistic
+            // model alone is 3-5x cheaper but weakest on threshold patterns.
+            kind: ModelKind::Auto,
             anomaly_feature: true,
             compare: false,
             forest: ForestConfig::default(),
