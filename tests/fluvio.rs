@@ -668,11 +668,23 @@ fn two_instances_on_two_partitions_score_every_transaction() {
     };
     let s = Setup::new("scale", addr);
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut p0 = s.sets("two", dirs[0].path(), 2);
+    // The quality bound below is the logistic model's. Instances by
+    // partition each learn from their own cards' labels only; `auto` (the
+    // default) loses more to that on this 11-day stream, its forest and
+    // batch model being starved of labels early: 0.7543 against 0.8165
+    // (logistic 0.8045 against 0.8336), measured 2026-12-02. Repartitioned
+    // stages (`two_merchant_and_two_card_stages_score_like_one_instance`,
+    // with the default) are the way to scale out without that loss.
+    let sets = |out: &str, dir: &Path| {
+        let mut v = s.sets(out, dir, 2);
+        v.push("model.type=\"logistic\"".into());
+        v
+    };
+    let mut p0 = sets("two", dirs[0].path());
     p0.push("source.partitions=[0]".into());
-    let mut p1 = s.sets("two", dirs[1].path(), 2);
+    let mut p1 = sets("two", dirs[1].path());
     p1.push("source.partitions=[1]".into());
-    let single = s.sets("one", dirs[2].path(), 2);
+    let single = sets("one", dirs[2].path());
     create_topics(&p0);
     create_topics(&single);
     let (transactions, _) = publish(&s, 11);
