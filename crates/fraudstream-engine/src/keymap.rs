@@ -90,6 +90,11 @@ pub fn key_map<V>() -> KeyMap<V> {
     HashMap::with_hasher(SeededKeys::default())
 }
 
+/// An empty map with a fresh seed and room for `capacity` entries.
+pub fn key_map_with_capacity<V>(capacity: usize) -> KeyMap<V> {
+    HashMap::with_capacity_and_hasher(capacity, SeededKeys::default())
+}
+
 /// The entries of `map` sorted by key: the same sequence whatever the seed
 /// (for snapshots and anything else that must not depend on it).
 pub fn sorted_entries<V>(map: &KeyMap<V>) -> Vec<(u64, &V)> {

@@ -9,7 +9,7 @@
 //! sweep. A lookup tries the days newest first (labels mostly concern recent
 //! transactions).
 
-use crate::keymap::{key_map, sorted_entries, KeyMap};
+use crate::keymap::{key_map, key_map_with_capacity, sorted_entries, KeyMap};
 use crate::time::DAY_MS;
 use std::collections::VecDeque;
 
@@ -59,7 +59,10 @@ impl LabelRoutes {
     pub fn insert(&mut self, tx_key: u64, ts: i64, worker: u8) {
         let day = ts.div_euclid(DAY_MS);
         if self.days.back().map_or(true, |(d, _)| day > *d) {
-            self.days.push_back((day, key_map()));
+            // Sized as the day before: one allocation, not a chain of
+            // doublings whose freed blocks fragment the heap.
+            let n = self.days.back().map_or(0, |(_, m)| m.len());
+            self.days.push_back((day, key_map_with_capacity(n)));
             self.expire_before(day - self.retention_days + 1);
         }
         // A late transaction joins the newest day not after its own (or the
@@ -251,6 +254,18 @@ mod tests {
         }
         assert!(capped.len() <= 25 && capped.len() >= 15, "{}", capped.len());
         assert_eq!(capped.get(905), Some(0));
+    }
+
+    #[test]
+    fn a_new_day_is_sized_as_the_day_before_it() {
+        let mut r = LabelRoutes::new(3 * DAY_MS, 100_000);
+        for i in 0..500u64 {
+            r.insert(i, i as i64, 0);
+        }
+        r.insert(1_000, DAY_MS, 0);
+        let (day, map) = r.days.back().expect("day 1 is held");
+        assert_eq!((*day, map.len()), (1, 1));
+        assert!(map.capacity() >= 500, "{}", map.capacity());
     }
 
     #[test]

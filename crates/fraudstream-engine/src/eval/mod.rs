@@ -51,7 +51,7 @@ pub use curves::{CurvePoint, Curves, ScoreDistribution, ThresholdRow, DISTRIBUTI
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::keymap::{key_map, KeyMap};
+use crate::keymap::{key_map_with_capacity, KeyMap};
 use crate::model::portfolio::{Member, MemberScores, ModelKind, PortfolioConfig};
 use compact::{top_cards, CompactDay, ScoreBins};
 use serde::{Deserialize, Serialize};
@@ -242,10 +242,19 @@ struct DaySlot {
 
 impl DaySlot {
     fn new(day: i64) -> Self {
+        Self::with_capacity(day, 0)
+    }
+
+    /// Room for `n` records: a new day sized as the day before it takes
+    /// one allocation per table instead of a chain of doublings, whose
+    /// freed blocks (128 KiB to a few MiB) fragmented the heap around the
+    /// long-lived days (RSS +13.5 % over a year's soak with `auto`, which
+    /// evaluates six scores).
+    fn with_capacity(day: i64, n: usize) -> Self {
         DaySlot {
             day,
-            recs: Vec::new(),
-            index: key_map(),
+            recs: Vec::with_capacity(n),
+            index: key_map_with_capacity(n),
             clean_len: 0,
             new_keys: Vec::new(),
             labelled_old: Vec::new(),
@@ -623,7 +632,12 @@ impl Prequential {
                 return;
             }
             Err(at) => {
-                self.days.insert(at, DaySlot::new(day));
+                // A new newest day is sized as the one before it.
+                let n = match self.days.back() {
+                    Some(last) if at == self.days.len() => last.recs.len(),
+                    _ => 0,
+                };
+                self.days.insert(at, DaySlot::with_capacity(day, n));
                 at
             }
         };
@@ -1444,6 +1458,24 @@ mod tests {
                 e.record_label(tx, fraud);
             }
         }
+    }
+
+    #[test]
+    fn a_new_day_is_sized_as_the_day_before_it() {
+        let mut e = Prequential::new(cfg());
+        thirty_days(&mut e);
+        e.record_score(99_999, 30 * DAY_MS, 1, 0.5, 0.0);
+        let last = e.days.back().expect("day 30 is held");
+        assert_eq!((last.day, last.recs.len()), (30, 1));
+        // One allocation per table for a day like the one before, not a
+        // chain of doublings (whose freed blocks fragment the heap).
+        assert!(last.recs.capacity() >= 200, "{}", last.recs.capacity());
+        assert!(last.index.capacity() >= 200, "{}", last.index.capacity());
+        // A late transaction's day is not sized after the newest.
+        let mut late = Prequential::new(cfg());
+        late.record_score(1, 5 * DAY_MS, 1, 0.5, 0.0);
+        late.record_score(2, 2 * DAY_MS, 1, 0.5, 0.0);
+        assert!(late.days.front().expect("day 2").recs.capacity() < 200);
     }
 
     #[test]
