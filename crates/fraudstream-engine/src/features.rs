@@ -235,7 +235,9 @@ const RISK_BAND: f32 = 0.5;
 ///   longest window, in half-octave bands clamped to ×1/16 … ×16, and a
 ///   band of its own for a card's first transaction;
 /// - `mcc_x_amount_band`: the merchant category crossed with the amount
-///   band (an amount unusual for its category);
+///   in half-octave bands shifted a quarter octave from `amount_band`'s
+///   (an amount unusual for its category; without categories, a second
+///   grid that places a level to a quarter octave, as tile coding does);
 /// - `merch_risk_band`: the merchant's smoothed fraud share over its
 ///   longest risk window, in half-logit bands.
 ///
@@ -297,7 +299,11 @@ impl Bands {
         } else {
             level(x.dense[self.vs_card], HALF_OCTAVE, 8.0)
         };
-        let mcc_x_amount = (i64::from(fields[0]) << 8) ^ amount;
+        // On a grid shifted by half a band: where the category tells
+        // nothing (a single category, or none), the two grids together
+        // place an amount to a quarter octave.
+        let shifted = level(x.dense[self.amount] + HALF_OCTAVE / 2.0, HALF_OCTAVE, 64.0);
+        let mcc_x_amount = (i64::from(fields[0]) << 8) ^ shifted;
         let risk = self.risk.map(|i| {
             let r = x.dense[i].clamp(1e-6, 1.0 - 1e-6);
             level((r / (1.0 - r)).ln(), RISK_BAND, 32.0)

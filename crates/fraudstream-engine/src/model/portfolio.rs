@@ -31,9 +31,11 @@
 //!
 //! **Drift.** ADWIN on the final score of every transaction (score
 //! distribution) and on `|label − served score|` of every label (error
-//! rate). A rise of the error is adapted to: the stacker's learning rates
-//! restart (it re-weights the members quickly) and the batch champion
-//! snapshots its buffer at once. Score-distribution changes are recorded.
+//! rate). A rise of the error has the batch champion snapshot its buffer
+//! at once. The stacker's learning rates are not restarted: on the
+//! Fraud Detection Handbook's stream the error detector fires about 80
+//! times in six months, and each restart threw the stacker's weights about
+//! (the blend's average precision 0.618 against 0.642 without). Score-distribution changes are recorded.
 //! The forest's per-tree resets are recorded too. Each event carries its
 //! event time.
 
@@ -352,11 +354,6 @@ impl Stacker {
             *g2 += gi * gi;
             *w -= self.rate * gi / g2.sqrt();
         }
-    }
-
-    /// Restart the per-coordinate rates (after a drift): re-weight quickly.
-    fn restart(&mut self) {
-        self.g2 = [1.0; 5];
     }
 }
 
@@ -821,15 +818,14 @@ impl Portfolio {
         self.replay = row;
     }
 
-    /// Feed `|label − served score|` to the error detector; a rise restarts
-    /// the stacker's rates and brings the batch champion's snapshot forward.
+    /// Feed `|label − served score|` to the error detector; a rise brings
+    /// the batch champion's snapshot forward.
     fn watch_error(&mut self, is_fraud: bool, served: f32, ts: i64) {
         if let Some(a) = self.error_drift.as_mut() {
             let err = (f64::from(u8::from(is_fraud)) - served as f64).abs();
             let before = a.mean();
             if a.update(err) && a.mean() > before {
                 let after = a.mean();
-                self.stacker.restart();
                 if let Some(b) = self.batch.as_mut() {
                     b.retrain_soon();
                 }
