@@ -73,14 +73,20 @@ pub enum Family {
     /// fraud, fraud-ring merchants, micro drains; labels in daily batches
     /// (`patterns` and `drift` do not apply).
     Categories,
+    /// The Fraud Detection Handbook's simulator: customers and terminals
+    /// on a grid, amounts above a level, compromised terminals and
+    /// customers; labels a fixed delay late (`patterns` and `drift` do not
+    /// apply).
+    Handbook,
 }
 
 impl Family {
-    /// `"cards"` or `"categories"`.
+    /// `"cards"`, `"categories"` or `"handbook"`.
     pub fn name(&self) -> &'static str {
         match self {
             Family::Cards => "cards",
             Family::Categories => "categories",
+            Family::Handbook => "handbook",
         }
     }
 }

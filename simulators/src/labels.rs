@@ -30,6 +30,19 @@ impl PartialOrd for PendingFraud {
     }
 }
 
+/// When a fraud's label is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LabelTiming {
+    /// Analysts (exponential) or chargebacks (lognormal), drawn per fraud.
+    Drawn,
+    /// Reports in batches (`categories` family): the delay × U(0.25, 1.75),
+    /// then the next daily batch at 02:00 UTC (the next full hour under a day).
+    Batched,
+    /// Exactly `chargeback_median_days` later (`handbook` family: the
+    /// book's fixed delay period).
+    Fixed,
+}
+
 /// Draws each transaction's label delay and holds the labels until they are due.
 pub(crate) struct LabelQueue {
     /// Own ChaCha8 stream, so label delays do not shift the transaction generator.
@@ -46,11 +59,14 @@ pub(crate) struct LabelQueue {
     /// Batched reports (`categories` family): delay × U(0.25, 1.75), then
     /// the next daily batch at 02:00 UTC (the next full hour under a day).
     batched: Option<f64>,
+    /// Fixed delay (`handbook` family), in ms.
+    fixed: Option<f64>,
 }
 
 impl LabelQueue {
     /// An empty queue drawing delays from `rng` according to `l`.
-    pub(crate) fn new(l: &LabelConfig, rng: ChaCha8Rng, batched: bool) -> Self {
+    pub(crate) fn new(l: &LabelConfig, rng: ChaCha8Rng, timing: LabelTiming) -> Self {
+        let median_ms = l.chargeback_median_days * DAY_MS as f64;
         let maturity_ms = match l.genuine {
             GenuineLabels::Never => None,
             GenuineLabels::After { maturity_days } => {
@@ -67,7 +83,8 @@ impl LabelQueue {
             analyst_mean_ms: l.analyst_mean_hours * HOUR_MS as f64,
             chargeback_ln_median_ms: (l.chargeback_median_days * DAY_MS as f64).ln(),
             max_delay_ms: l.max_delay_days * DAY_MS as f64,
-            batched: batched.then_some(l.chargeback_median_days * DAY_MS as f64),
+            batched: (timing == LabelTiming::Batched).then_some(median_ms),
+            fixed: (timing == LabelTiming::Fixed).then_some(median_ms),
         }
     }
 
@@ -80,7 +97,9 @@ impl LabelQueue {
     pub(crate) fn schedule(&mut self, tx: &SimTransaction) {
         if let Some(pattern) = tx.fraud {
             let rng = &mut self.rng;
-            let delay = if let Some(mean) = self.batched {
+            let delay = if let Some(fixed) = self.fixed {
+                fixed
+            } else if let Some(mean) = self.batched {
                 let d = (mean * rng.gen_range(0.25..1.75)).max(1.0) as i64;
                 let at = tx.ts_ms + d;
                 let (period, offset) = if mean >= DAY_MS as f64 {

@@ -24,6 +24,7 @@ mod day;
 mod event;
 mod fraud;
 mod genuine;
+mod handbook;
 mod incident;
 mod labels;
 mod mix;

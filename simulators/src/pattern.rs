@@ -25,6 +25,14 @@ pub enum FraudPattern {
     /// `categories` family: a small recurring charge at one unfamiliar
     /// subscription-like merchant for 1-4 weeks.
     MicroDrain,
+    /// `handbook` family: any amount above a fixed level (220).
+    AmountAboveLevel,
+    /// `handbook` family: a terminal compromised for 28 days, every
+    /// transaction there fraud.
+    CompromisedTerminal,
+    /// `handbook` family: a customer compromised for 14 days, a third of
+    /// their transactions fraud at 5 times the amount.
+    CompromisedCustomer,
 }
 
 impl FraudPattern {
@@ -33,6 +41,13 @@ impl FraudPattern {
         FraudPattern::HighValueCategory,
         FraudPattern::FraudRingMerchant,
         FraudPattern::MicroDrain,
+    ];
+
+    /// The `handbook` family's mechanisms (the book's scenarios 1 to 3).
+    pub const HANDBOOK: [FraudPattern; 3] = [
+        FraudPattern::AmountAboveLevel,
+        FraudPattern::CompromisedTerminal,
+        FraudPattern::CompromisedCustomer,
     ];
 
     /// The `cards` family's patterns, in the order used by array-valued
@@ -54,6 +69,9 @@ impl FraudPattern {
             FraudPattern::HighValueCategory => "high_value_category",
             FraudPattern::FraudRingMerchant => "fraud_ring_merchant",
             FraudPattern::MicroDrain => "micro_drain",
+            FraudPattern::AmountAboveLevel => "amount_above_level",
+            FraudPattern::CompromisedTerminal => "compromised_terminal",
+            FraudPattern::CompromisedCustomer => "compromised_customer",
         }
     }
 

@@ -8,7 +8,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::categories::CategoryGen;
 use crate::day::{dow_factor, DayGen};
-use crate::labels::LabelQueue;
+use crate::handbook::HandbookGen;
+use crate::labels::{LabelQueue, LabelTiming};
 use crate::world::{World, COUNTRIES};
 use crate::{Family, SimConfig, SimEvent, SimTransaction, DAY_MS};
 
@@ -16,6 +17,7 @@ use crate::{Family, SimConfig, SimEvent, SimTransaction, DAY_MS};
 enum Generator {
     Cards { world: Box<World>, gen: Box<DayGen> },
     Categories(Box<CategoryGen>),
+    Handbook(Box<HandbookGen>),
 }
 
 /// Seeded, deterministic, day-by-day generator of transactions and delayed labels.
@@ -62,12 +64,21 @@ impl Simulator {
                 let gen = Box::new(CategoryGen::new(rng, &cfg, end_ms));
                 (Generator::Categories(gen), cfg.cards as usize * 2 + 64)
             }
+            Family::Handbook => {
+                let gen = Box::new(HandbookGen::new(rng, &cfg));
+                let expected_day = gen.expected_day();
+                (Generator::Handbook(gen), expected_day)
+            }
         };
-        let batched = cfg.family == Family::Categories;
+        let timing = match cfg.family {
+            Family::Cards => LabelTiming::Drawn,
+            Family::Categories => LabelTiming::Batched,
+            Family::Handbook => LabelTiming::Fixed,
+        };
         Ok(Simulator {
             end_ms,
             gen,
-            labels: LabelQueue::new(&cfg.labels, label_rng, batched),
+            labels: LabelQueue::new(&cfg.labels, label_rng, timing),
             day_buf: Vec::with_capacity(expected_day),
             cursor: 0,
             next_day: 0,
@@ -99,6 +110,7 @@ impl Simulator {
                 Some(COUNTRIES[m.country as usize].code)
             }
             Generator::Categories(_) => (merchant < self.cfg.merchants.max(15)).then_some("ES"),
+            Generator::Handbook(_) => (merchant < self.cfg.merchants).then_some("BE"),
         }
     }
 
@@ -110,6 +122,8 @@ impl Simulator {
                 Some(((c.lat, c.lon), COUNTRIES[c.country as usize].code))
             }
             Generator::Categories(g) => Some((g.home(card)?, "ES")),
+            // The book's customers live on an abstract grid, not on a map.
+            Generator::Handbook(_) => None,
         }
     }
 
@@ -129,6 +143,7 @@ impl Simulator {
                 gen.fraud_day(world, &mut self.day_buf, day_start);
             }
             Generator::Categories(gen) => gen.day(&mut self.day_buf, day_start),
+            Generator::Handbook(gen) => gen.day(&mut self.day_buf, day_start),
         }
         // tx_id holds the generation order here: a stable, deterministic tie-break.
         self.day_buf.sort_unstable_by_key(|t| (t.ts_ms, t.tx_id));

@@ -28,7 +28,7 @@ pub enum Command {
     Bench(BenchArgs),
     /// Write simulated transactions and labels to files, or publish them to Fluvio.
     Simulate(SimulateArgs),
-    /// Every model type on both simulator families under several label
+    /// Every model type on the three simulator families under several label
     /// delays and fraud rates (the robustness matrix).
     Matrix(MatrixArgs),
     /// Load the scoring API (a running `source.type = "api"` service) at a
@@ -127,7 +127,11 @@ pub struct MatrixArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// Simulator families.
-    #[arg(long, value_delimiter = ',', default_value = "cards,categories")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cards,categories,handbook"
+    )]
     pub families: Vec<String>,
     /// Model types (`model.type`).
     #[arg(

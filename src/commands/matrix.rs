@@ -1,4 +1,4 @@
-//! `fraudstream matrix`: every model type on both simulator families under
+//! `fraudstream matrix`: every model type on the three simulator families under
 //! several label delays and fraud rates, each scored on a final window, so
 //! a default is chosen for how it does *across* traffic, not on one stream.
 //!
@@ -208,7 +208,10 @@ pub fn cells(o: &MatrixOptions) -> anyhow::Result<Vec<Cell>> {
         let family = match f.as_str() {
             "cards" => "cards",
             "categories" => "categories",
-            other => anyhow::bail!("--families: expected cards or categories, found {other:?}"),
+            "handbook" => "handbook",
+            other => {
+                anyhow::bail!("--families: expected cards, categories or handbook, found {other:?}")
+            }
         };
         for &d in &o.delays_days {
             out.push(Cell {

@@ -246,10 +246,15 @@ pub fn read_simulator(s: &Section) -> SimConfig {
     };
     l.finish();
     let family = match s
-        .choice("family", &["cards", "categories"], d.family.name())
+        .choice(
+            "family",
+            &["cards", "categories", "handbook"],
+            d.family.name(),
+        )
         .as_str()
     {
         "categories" => Family::Categories,
+        "handbook" => Family::Handbook,
         _ => Family::Cards,
     };
     // `patterns` and `drift` shape the cards family only (the categories
