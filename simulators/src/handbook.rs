@@ -64,6 +64,51 @@ struct Customer {
     near: Vec<u32>,
 }
 
+/// Terminals bucketed in square cells at least the radius wide, so a
+/// customer's near terminals are among the 3 x 3 cells around home rather
+/// than a scan of every terminal (cards x terminals distances otherwise).
+struct Cells {
+    side: usize,
+    width: f64,
+    cells: Vec<Vec<u32>>,
+}
+
+impl Cells {
+    fn new(terminals: &[(f64, f64)], radius: f64) -> Self {
+        let side = ((GRID / radius).floor() as usize).clamp(1, 1024);
+        let mut cells = Cells {
+            side,
+            width: GRID / side as f64,
+            cells: vec![Vec::new(); side * side],
+        };
+        for (i, &(x, y)) in terminals.iter().enumerate() {
+            let at = cells.at(x) + side * cells.at(y);
+            cells.cells[at].push(i as u32);
+        }
+        cells
+    }
+
+    fn at(&self, v: f64) -> usize {
+        ((v / self.width) as usize).min(self.side - 1)
+    }
+
+    /// The terminals within `radius` of `(x, y)`, in index order.
+    fn near(&self, terminals: &[(f64, f64)], (x, y): (f64, f64), radius: f64) -> Vec<u32> {
+        let around = |c: usize| c.saturating_sub(1)..=(c + 1).min(self.side - 1);
+        let mut near = Vec::new();
+        for gy in around(self.at(y)) {
+            for gx in around(self.at(x)) {
+                near.extend(self.cells[gx + self.side * gy].iter().filter(|&&t| {
+                    let (tx, ty) = terminals[t as usize];
+                    (tx - x).hypot(ty - y) < radius
+                }));
+            }
+        }
+        near.sort_unstable();
+        near
+    }
+}
+
 /// The world and day generator of the `handbook` family.
 pub(crate) struct HandbookGen {
     rng: ChaCha8Rng,
@@ -87,14 +132,12 @@ impl HandbookGen {
         let (homes, terminals) = grid.split_at(cfg.cards as usize);
         let radius = (RADIUS * (HANDBOOK_TERMINALS / n_terminals as f64).sqrt())
             .min(GRID * std::f64::consts::SQRT_2);
+        let cells = Cells::new(terminals, radius);
         let customers = homes
             .iter()
-            .map(|&(x, y)| {
+            .map(|&home| {
                 let mean = rng.gen_range(5.0..100.0);
-                let near = (terminals.iter().enumerate())
-                    .filter(|(_, &(tx, ty))| (tx - x).hypot(ty - y) < radius)
-                    .map(|(i, _)| i as u32)
-                    .collect();
+                let near = cells.near(terminals, home, radius);
                 Customer {
                     mean,
                     std: mean / 2.0,
@@ -263,6 +306,32 @@ mod tests {
             "a genuine transaction at a compromised terminal"
         );
         assert!(later_same.count() > 1);
+    }
+
+    #[test]
+    fn the_cells_find_exactly_the_terminals_a_scan_finds() {
+        use rand::SeedableRng;
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let terminals: Vec<(f64, f64)> = (0..3000)
+            .map(|_| (rng.gen_range(0.0..GRID), rng.gen_range(0.0..GRID)))
+            .collect();
+        for radius in [0.5, 5.0, 13.0, 60.0, 150.0] {
+            let cells = Cells::new(&terminals, radius);
+            for _ in 0..200 {
+                let home = (rng.gen_range(0.0..GRID), rng.gen_range(0.0..GRID));
+                let scan: Vec<u32> = (0..terminals.len() as u32)
+                    .filter(|&t| {
+                        let (x, y) = terminals[t as usize];
+                        (x - home.0).hypot(y - home.1) < radius
+                    })
+                    .collect();
+                assert_eq!(
+                    cells.near(&terminals, home, radius),
+                    scan,
+                    "radius {radius}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -56,17 +56,15 @@ pub(crate) struct LabelQueue {
     analyst_mean_ms: f64,
     chargeback_ln_median_ms: f64,
     max_delay_ms: f64,
-    /// Batched reports (`categories` family): delay × U(0.25, 1.75), then
-    /// the next daily batch at 02:00 UTC (the next full hour under a day).
-    batched: Option<f64>,
-    /// Fixed delay (`handbook` family), in ms.
-    fixed: Option<f64>,
+    /// How a fraud's delay is drawn.
+    timing: LabelTiming,
+    /// `chargeback_median_days` in ms: the batched mean and the fixed delay.
+    median_ms: f64,
 }
 
 impl LabelQueue {
     /// An empty queue drawing delays from `rng` according to `l`.
     pub(crate) fn new(l: &LabelConfig, rng: ChaCha8Rng, timing: LabelTiming) -> Self {
-        let median_ms = l.chargeback_median_days * DAY_MS as f64;
         let maturity_ms = match l.genuine {
             GenuineLabels::Never => None,
             GenuineLabels::After { maturity_days } => {
@@ -83,8 +81,8 @@ impl LabelQueue {
             analyst_mean_ms: l.analyst_mean_hours * HOUR_MS as f64,
             chargeback_ln_median_ms: (l.chargeback_median_days * DAY_MS as f64).ln(),
             max_delay_ms: l.max_delay_days * DAY_MS as f64,
-            batched: (timing == LabelTiming::Batched).then_some(median_ms),
-            fixed: (timing == LabelTiming::Fixed).then_some(median_ms),
+            timing,
+            median_ms: l.chargeback_median_days * DAY_MS as f64,
         }
     }
 
@@ -97,25 +95,29 @@ impl LabelQueue {
     pub(crate) fn schedule(&mut self, tx: &SimTransaction) {
         if let Some(pattern) = tx.fraud {
             let rng = &mut self.rng;
-            let delay = if let Some(fixed) = self.fixed {
-                fixed
-            } else if let Some(mean) = self.batched {
-                let d = (mean * rng.gen_range(0.25..1.75)).max(1.0) as i64;
-                let at = tx.ts_ms + d;
-                let (period, offset) = if mean >= DAY_MS as f64 {
-                    (DAY_MS, 2 * HOUR_MS)
-                } else {
-                    (HOUR_MS, 0)
-                };
-                let batch = (at - offset).div_euclid(period) * period + offset;
-                let due = if batch < at { batch + period } else { batch };
-                (due - tx.ts_ms) as f64
-            } else if rng.gen::<f64>() < self.analyst_share {
-                let e: f64 = rng.sample(Exp1);
-                e * self.analyst_mean_ms
-            } else {
-                let z: f64 = rng.sample(StandardNormal);
-                (self.chargeback_ln_median_ms + self.chargeback_sigma * z).exp()
+            let mean = self.median_ms;
+            let delay = match self.timing {
+                LabelTiming::Fixed => mean,
+                LabelTiming::Batched => {
+                    let d = (mean * rng.gen_range(0.25..1.75)).max(1.0) as i64;
+                    let at = tx.ts_ms + d;
+                    let (period, offset) = if mean >= DAY_MS as f64 {
+                        (DAY_MS, 2 * HOUR_MS)
+                    } else {
+                        (HOUR_MS, 0)
+                    };
+                    let batch = (at - offset).div_euclid(period) * period + offset;
+                    let due = if batch < at { batch + period } else { batch };
+                    (due - tx.ts_ms) as f64
+                }
+                LabelTiming::Drawn if rng.gen::<f64>() < self.analyst_share => {
+                    let e: f64 = rng.sample(Exp1);
+                    e * self.analyst_mean_ms
+                }
+                LabelTiming::Drawn => {
+                    let z: f64 = rng.sample(StandardNormal);
+                    (self.chargeback_ln_median_ms + self.chargeback_sigma * z).exp()
+                }
             };
             let delay = delay.min(self.max_delay_ms).max(1.0) as i64;
             self.fraud_labels.push(PendingFraud {
