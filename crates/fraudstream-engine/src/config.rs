@@ -219,7 +219,7 @@ impl Named for Unlabeled {
 impl Named for Optimizer {
     const ALL: &'static [Self] = &[
         Optimizer::Ftrl {
-            alpha: 0.05,
+            alpha: 0.15,
             beta: 1.0,
             l1: 0.0,
             l2: 1.0,

@@ -45,7 +45,7 @@ pub enum Optimizer {
 impl Default for Optimizer {
     fn default() -> Self {
         Optimizer::Ftrl {
-            alpha: 0.05,
+            alpha: 0.15,
             beta: 1.0,
             l1: 0.0,
             l2: 1.0,
