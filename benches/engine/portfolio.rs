@@ -87,28 +87,34 @@ fn bench_portfolio(c: &mut Criterion) {
         })
     });
 
-    // A champion trained once (the swap waits at its planned label).
-    let cfg = BatchConfig {
-        retrain_every: 20_000,
-        swap_after: 1_000,
-        min_frauds: 10,
-        negative_rate: 0.5,
-        ..BatchConfig::default()
-    };
-    let mut champion = BatchChampion::new(dims, cfg);
-    for (i, (x, &fraud)) in xs.iter().zip(&frauds).enumerate() {
-        champion.learn(&x.dense, fraud, i as u64);
+    // A champion of each learner trained once (the swap waits at its planned label).
+    for (name, base) in [
+        ("batch_score", BatchConfig::forest()),
+        ("batch_score_linear", BatchConfig::linear()),
+    ] {
+        let cfg = BatchConfig {
+            retrain_every: 20_000,
+            swap_after: 1_000,
+            min_frauds: 10,
+            negative_rate: 0.5,
+            ..base
+        };
+        let mut champion = BatchChampion::new(dims, cfg);
+        for (i, (x, &fraud)) in xs.iter().zip(&frauds).enumerate() {
+            // A transaction a second.
+            champion.learn(&x.dense, fraud, i as u64, i as i64 * 1000);
+        }
+        assert!(champion.model().is_some(), "the champion was trained");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut sum = 0.0;
+                for x in black_box(&xs) {
+                    sum += champion.score(&x.dense).unwrap_or(0.0);
+                }
+                sum
+            })
+        });
     }
-    assert!(champion.model().is_some(), "the champion was trained");
-    group.bench_function("batch_score", |b| {
-        b.iter(|| {
-            let mut sum = 0.0;
-            for x in black_box(&xs) {
-                sum += champion.score(&x.dense).unwrap_or(0.0);
-            }
-            sum
-        })
-    });
     group.finish();
 }
 

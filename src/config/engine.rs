@@ -9,6 +9,7 @@ use fraudstream_engine::eval::Unlabeled;
 use fraudstream_engine::features::FeatureConfig;
 use fraudstream_engine::model::batch::BatchConfig;
 use fraudstream_engine::model::calibration::CalibrationConfig;
+use fraudstream_engine::model::cart::CartParams;
 use fraudstream_engine::model::forest::ForestConfig;
 use fraudstream_engine::model::hst::{HstConfig, MAX_NODES};
 use fraudstream_engine::model::portfolio::PortfolioConfig;
@@ -304,8 +305,13 @@ fn read_hst(s: &Section) -> HstConfig {
 }
 
 fn read_batch(s: &Section) -> BatchConfig {
-    let d = BatchConfig::default();
+    let learner = s.named("learner", BatchConfig::default().learner);
+    // Each learner has its own defaults (a forest learns a whole week, a
+    // logistic regression a class-balanced sample).
+    let d = BatchConfig::of(learner);
+    let f = d.forest;
     let b = BatchConfig {
+        learner,
         buffer: s.int("buffer", d.buffer as i64, 10, 10_000_000) as usize,
         negative_rate: s.float("negative_rate", d.negative_rate, 1e-6, 1.0),
         retrain_every: s.int("retrain_every", d.retrain_every as i64, 1, i64::MAX) as u64,
@@ -313,6 +319,15 @@ fn read_batch(s: &Section) -> BatchConfig {
         swap: s.named("swap", d.swap),
         l2: s.float("l2", d.l2, 0.0, 1e9),
         min_frauds: s.int("min_frauds", d.min_frauds as i64, 1, 1 << 30) as usize,
+        window_ms: s.duration("window", d.window_ms, 0),
+        forest: CartParams {
+            trees: s.int("trees", f.trees as i64, 1, 1000) as usize,
+            max_depth: s.int("max_depth", f.max_depth as i64, 1, 40) as u32,
+            min_leaf: s.int("min_leaf", f.min_leaf as i64, 1, 1 << 30) as u32,
+            features: s.int("features", f.features as i64, 0, 1 << 20) as usize,
+            genuine_share: s.float("genuine_share", f.genuine_share, 1e-6, 1.0),
+            seed: f.seed,
+        },
         seed: d.seed,
     };
     s.finish();

@@ -4,7 +4,7 @@
 
 use crate::eval::{EvalConfig, Unlabeled};
 use crate::features::FeatureConfig;
-use crate::model::batch::SwapMode;
+use crate::model::batch::{Learner, SwapMode};
 use crate::model::portfolio::{Combine, ModelKind, PortfolioConfig};
 use crate::model::{Imbalance, LogisticConfig, Optimizer};
 use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
@@ -205,6 +205,16 @@ impl Named for SwapMode {
     }
 }
 
+impl Named for Learner {
+    const ALL: &'static [Self] = &[Learner::Forest, Learner::Linear];
+    fn name(self) -> &'static str {
+        match self {
+            Learner::Forest => "forest",
+            Learner::Linear => "linear",
+        }
+    }
+}
+
 impl Named for Unlabeled {
     const ALL: &'static [Self] = &[Unlabeled::Genuine, Unlabeled::Ignore];
     fn name(self) -> &'static str {
@@ -311,6 +321,7 @@ mod tests {
         round_trips::<ModelKind>();
         round_trips::<Combine>();
         round_trips::<SwapMode>();
+        round_trips::<Learner>();
         round_trips::<Unlabeled>();
         round_trips::<Optimizer>();
         round_trips::<Imbalance>();

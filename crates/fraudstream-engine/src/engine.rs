@@ -1529,7 +1529,7 @@ impl Engine {
 }
 
 /// Layout version of the engine snapshot ([`Engine::save_state`]); raise it when a snapshot field changes.
-pub const SNAPSHOT_VERSION: u32 = 9;
+pub const SNAPSHOT_VERSION: u32 = 10;
 
 /// What an engine keeps at a checkpoint (the form it is read back in).
 #[derive(serde::Deserialize)]

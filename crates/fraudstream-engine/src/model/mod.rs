@@ -4,7 +4,8 @@
 //! feature standardisation ([`Standardizer`]). [`logistic`] holds the online
 //! logistic regression (FTRL-Proximal or AdaGrad SGD); [`adwin`] and [`hst`]
 //! the change detector and streaming anomaly detector; [`forest`] the
-//! adaptive random forest; [`batch`] the smartcore batch champion;
+//! adaptive random forest; [`batch`] the batch champion and [`cart`] its
+//! random forest of CART trees;
 //! [`portfolio`] what `model.type` serves and how the members are combined
 //! and watched for drift (their evaluation is an observer outside the
 //! models, in [`crate::eval`]); [`served`] the one value the card stage
@@ -24,6 +25,7 @@
 pub mod adwin;
 pub mod batch;
 pub mod calibration;
+pub mod cart;
 pub mod forest;
 pub mod hst;
 pub mod logistic;

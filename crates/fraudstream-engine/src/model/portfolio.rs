@@ -1,6 +1,6 @@
 //! The model portfolio: owns the models that score beside the core online
-//! logistic regression (adaptive forest, Half-Space Trees, the smartcore
-//! batch champion), how their scores become the final one (`model.type`),
+//! logistic regression (adaptive forest, Half-Space Trees, the batch
+//! champion), how their scores become the final one (`model.type`),
 //! the drift detectors on the final score's distribution and on its error,
 //! the drift events, and the named score-time side values ([`SideValues`]).
 //! It does not evaluate its members: scoring returns every member's score
@@ -127,7 +127,7 @@ pub enum ModelKind {
     Forest,
     /// The Half-Space Trees anomaly score.
     Hst,
-    /// The smartcore batch champion.
+    /// The batch champion (a random forest or a logistic regression).
     Batch,
     /// Logistic, forest and batch combined.
     Blend,
@@ -763,7 +763,7 @@ impl Portfolio {
             }
         }
         if let Some(b) = self.batch.as_mut() {
-            b.learn(&x.dense[..d + 1], is_fraud, tx_key);
+            b.learn(&x.dense[..d + 1], is_fraud, tx_key, tx_ts);
         }
     }
 
@@ -1058,7 +1058,7 @@ mod tests {
                 swap_after: 100,
                 min_frauds: 20,
                 negative_rate: 0.5,
-                ..BatchConfig::default()
+                ..BatchConfig::linear()
             },
             ..PortfolioConfig::default()
         }
