@@ -479,6 +479,10 @@ fn the_api_serves_help_and_type_for_every_metric_and_real_histograms() {
         Some(1.0)
     );
     assert!(text.contains("fraudstream_api_rejected_total{"), "{text}");
+    // The batch champion keeps every fraud label's vector and a share of
+    // the genuine ones': the fraud, and perhaps the genuine label.
+    let rows = value_of(&text, "fraudstream_batch_rows").expect("the batch rows gauge");
+    assert!((1.0..=2.0).contains(&rows), "batch rows {rows}");
 }
 
 /// Rust files under `dir`, recursively.

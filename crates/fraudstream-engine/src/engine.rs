@@ -1042,6 +1042,8 @@ impl CardStage {
         metrics::gauge!("fraudstream_model_version").set(self.model.version() as f64);
         metrics::gauge!("fraudstream_eval_records").set(self.eval.records() as f64);
         metrics::gauge!("fraudstream_cards").set(self.cards.len() as f64);
+        let batch_rows = self.portfolio().map_or(0, Portfolio::batch_rows);
+        metrics::gauge!("fraudstream_batch_rows").set(batch_rows as f64);
         if self.decider.is_some() {
             self.decisions.publish(&self.decisions_published);
             self.decisions_published = self.decisions;

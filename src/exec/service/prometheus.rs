@@ -143,6 +143,8 @@ pub const METRICS: &[Metric] = &[
       "Scored transactions whose features wait for their label."),
     m("fraudstream_label_routes", Gauge, None, &[], Both,
       "Label routes held (transaction to card partition)."),
+    m("fraudstream_batch_rows", Gauge, None, &[], Both,
+      "Labelled feature vectors the batch champion's buffer holds (model.batch.buffer per class)."),
     m("fraudstream_eval_records", Gauge, None, &[], Both,
       "Prequential evaluation records held."),
     m("fraudstream_model_version", Gauge, None, &[], Both,

@@ -699,6 +699,13 @@ impl BatchChampion {
         }
     }
 
+    /// Labelled vectors held in the buffer (both classes), at most
+    /// `buffer` per class: what `fraudstream_batch_rows` reports.
+    pub fn rows_held(&self) -> usize {
+        let [neg, pos] = self.buffer.len();
+        neg + pos
+    }
+
     /// The current model, once one has been swapped in.
     pub fn model(&self) -> Option<&BatchModel> {
         self.model.as_ref()

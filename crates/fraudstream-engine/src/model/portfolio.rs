@@ -961,6 +961,11 @@ impl Portfolio {
         self.batch.as_ref().map_or(0, |b| b.swaps)
     }
 
+    /// Labelled vectors the batch champion's buffer holds (0 without one).
+    pub fn batch_rows(&self) -> usize {
+        self.batch.as_ref().map_or(0, |b| b.rows_held())
+    }
+
     /// Trees the forest replaced after drift.
     pub fn forest_resets(&self) -> u64 {
         self.forest.as_ref().map_or(0, |f| f.resets())
