@@ -30,6 +30,7 @@
 //! contribution is the sum of the changes of the node fraud share along each
 //! tree's path at the nodes that split on it, averaged over trees.
 
+use super::splitmix;
 use crate::event::Contribution;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
@@ -493,15 +494,6 @@ fn leaf(value: f64) -> Node {
         right: 0,
         value: value as f32,
     }
-}
-
-/// splitmix64: the next value of `state`.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

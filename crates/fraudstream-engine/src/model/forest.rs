@@ -47,6 +47,7 @@
 //! give the same forest. All state is plain data (serde).
 
 use super::adwin::Adwin;
+use super::splitmix;
 use super::{Classifier, Explain};
 use crate::event::Contribution;
 use compact_str::CompactString;
@@ -388,14 +389,6 @@ fn entropy(a: f64, b: f64) -> f64 {
         }
     }
     h
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 fn uniform(state: &mut u64) -> f64 {

@@ -44,6 +44,17 @@ pub(crate) fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z.clamp(-35.0, 35.0)).exp())
 }
 
+/// splitmix64: advance `state` and return its next value. The one source
+/// of randomness of both forests: seeded, so the same rows give the same
+/// trees.
+pub(crate) fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// A binary classifier scored test-then-train on a stream (River's
 /// `predict_proba_one` / `learn_one`).
 pub trait Classifier {
