@@ -43,7 +43,8 @@ fn counts_stop_growing_once_the_retention_windows_fill() {
     assert_eq!(r.fill_days, 40);
     let (middle, last) = (&r.samples[67..133], &r.samples[133..]);
     for (name, count) in STRUCTURES {
-        if name == "compacted_days" {
+        // Bounded by their caps, not by a window (the next test).
+        if name == "compacted_days" || name == "batch_rows" {
             continue;
         }
         let (m, l) = (max_of(middle, count), max_of(last, count));
@@ -104,6 +105,23 @@ fn every_count_stays_within_its_cap() {
 }
 
 #[test]
+fn the_batch_champions_buffer_stays_within_its_cap() {
+    // Per class; about 300 frauds are labelled within the 60 days (the
+    // pending vectors are not capped here, so every label joins).
+    let buffer = 200;
+    let r = soak_with(&[&format!("model.batch.buffer={buffer}")], 60);
+    let rows: Vec<u64> = r.samples.iter().map(|s| s.batch_rows).collect();
+    let most = *rows.iter().max().unwrap();
+    assert!(
+        most <= 2 * buffer && most * 10 >= 2 * buffer * 9,
+        "at most {most} rows, cap {buffer} per class"
+    );
+    // Full, it stays full: the oldest of a class make room for the newest.
+    let full = rows.iter().position(|&n| n == most).unwrap();
+    assert!(rows[full..].iter().all(|&n| n == most), "{rows:?}");
+}
+
+#[test]
 fn bench_soak_writes_a_row_a_day_a_chart_and_the_summary() {
     let dir = tempfile::tempdir().unwrap();
     let run = fraudstream(
@@ -129,7 +147,7 @@ fn bench_soak_writes_a_row_a_day_a_chart_and_the_summary() {
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(
         rows[0],
-        "day,cards,merchants,pending,eval_records,label_routes,compacted_days,rss_mib"
+        "day,cards,merchants,pending,eval_records,label_routes,compacted_days,batch_rows,rss_mib"
     );
     assert_eq!(rows.len(), 4);
     assert!(rows[3].starts_with("3,"), "{}", rows[3]);

@@ -53,6 +53,8 @@ pub struct DaySample {
     pub label_routes: u64,
     /// Days of evaluation kept as aggregates.
     pub compacted_days: u64,
+    /// Labelled vectors the batch champion keeps (0 without one).
+    pub batch_rows: u64,
     /// Resident set size of the process (VmRSS), MiB.
     pub rss_mib: f64,
 }
@@ -62,13 +64,14 @@ pub struct DaySample {
 pub type Structure = (&'static str, fn(&DaySample) -> u64);
 
 /// Every structure sampled, in the order columns and legends list them.
-pub const STRUCTURES: [Structure; 6] = [
+pub const STRUCTURES: [Structure; 7] = [
     ("cards", |s| s.cards),
     ("merchants", |s| s.merchants),
     ("pending", |s| s.pending),
     ("eval_records", |s| s.eval_records),
     ("label_routes", |s| s.label_routes),
     ("compacted_days", |s| s.compacted_days),
+    ("batch_rows", |s| s.batch_rows),
 ];
 
 /// A whole soak run.
@@ -117,6 +120,7 @@ fn sample(day: u32, engine: &Engine) -> DaySample {
         eval_records: engine.evaluation().records() as u64,
         label_routes: engine.label_routes() as u64,
         compacted_days: engine.evaluation().compacted_days() as u64,
+        batch_rows: engine.portfolio().map_or(0, |p| p.batch_rows()) as u64,
         rss_mib: current_rss().unwrap_or(0) as f64 / (1u64 << 20) as f64,
     }
 }
@@ -262,10 +266,10 @@ impl SoakReport {
                 a.min,
                 a.max,
                 a.last,
-                if name == "compacted_days" {
-                    "  (one per day past evaluation.retention, at most 400)"
-                } else {
-                    ""
+                match name {
+                    "compacted_days" => "  (one per day past evaluation.retention, at most 400)",
+                    "batch_rows" => "  (at most model.batch.buffer per class)",
+                    _ => "",
                 }
             );
         }
@@ -311,7 +315,7 @@ pub fn command(t: &Topology, opts: &SoakOptions, out: &Path) -> anyhow::Result<(
         if s.day % 30 == 0 {
             eprintln!(
                 "day {}: {} cards, {} merchants, {} pending, {} evaluation records, \
-                 {} label routes, {} compacted days, RSS {:.1} MiB",
+                 {} label routes, {} compacted days, {} batch rows, RSS {:.1} MiB",
                 s.day,
                 s.cards,
                 s.merchants,
@@ -319,6 +323,7 @@ pub fn command(t: &Topology, opts: &SoakOptions, out: &Path) -> anyhow::Result<(
                 s.eval_records,
                 s.label_routes,
                 s.compacted_days,
+                s.batch_rows,
                 s.rss_mib
             );
         }
