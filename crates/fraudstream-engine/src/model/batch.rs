@@ -97,18 +97,23 @@ pub struct BatchConfig {
 impl BatchConfig {
     /// The forest's defaults: the labelled transactions of the latest 30
     /// days (a quarter of the genuine ones, at most 100,000), retrained
-    /// every 20,000 labels.
+    /// every 40,000 labels.
     pub fn forest() -> Self {
         BatchConfig {
             learner: Learner::Forest,
             buffer: 100_000,
             negative_rate: 0.25,
-            retrain_every: 20_000,
+            // Training shares the cores with the stream: every 40,000 labels
+            // and 20 trees cost a third of every 20,000 and 30 trees, for
+            // the same average precision on the book's stream and the
+            // matrix (default simulation: 64,250 transactions/s against
+            // 37,962; docs/benchmarks.md, 2026-12-03).
+            retrain_every: 40_000,
             // Swapped three quarters of the way to the next snapshot: the
             // training thread trains while the engine goes on (measured on
             // the book's stream: 51,842 transactions/s against 35,792 when
-            // swapped 5,000 labels after, same average precision).
-            swap_after: 15_000,
+            // swapped a quarter of the way, same average precision).
+            swap_after: 30_000,
             swap: SwapMode::AtLabel,
             l2: 1.0,
             min_frauds: 50,

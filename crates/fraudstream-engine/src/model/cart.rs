@@ -57,7 +57,7 @@ pub struct CartParams {
 impl Default for CartParams {
     fn default() -> Self {
         CartParams {
-            trees: 30,
+            trees: 20,
             max_depth: 12,
             min_leaf: 1,
             features: 0,
