@@ -23,7 +23,9 @@
 //!
 //! **Never blocking scoring.** A snapshot of the buffer is sent to the
 //! training thread over a crossbeam channel; the trained model comes back
-//! over another. The scoring thread only ever polls (`try_recv`), except in
+//! over another, with the snapshot's memory for the next one (the
+//! training thread keeps its own buffers too: tens of MB freed and taken
+//! again at every training fragmented the heap). The scoring thread only ever polls (`try_recv`), except in
 //! the deterministic swap mode below. No lock is taken.
 //!
 //! **Determinism.** With [`SwapMode::AtLabel`] (the default) a snapshot is
@@ -36,7 +38,7 @@
 //! per transaction): never waits, but when it swaps depends on thread
 //! timing.
 
-use super::cart::{BatchForest, CartParams};
+use super::cart::{BatchForest, CartParams, CartScratch};
 use super::sigmoid;
 use crate::event::{key_of, Contribution};
 use compact_str::CompactString;
@@ -232,8 +234,20 @@ impl BalancedBuffer {
     /// A copy of the vectors held whose transaction time is in `from..=to`
     /// (and of those without a time), genuine then fraud, oldest first per class.
     pub fn snapshot_between(&self, from: i64, to: i64) -> TrainingSet {
-        let mut x = Vec::with_capacity((self.len[0] + self.len[1]) * self.dims);
-        let mut y = Vec::with_capacity(self.len[0] + self.len[1]);
+        let mut set = TrainingSet::default();
+        self.snapshot_into(&mut set, from, to);
+        set
+    }
+
+    /// [`Self::snapshot_between`] into `set`, reusing its memory: a
+    /// snapshot is tens of MB, and allocating and freeing one per training
+    /// fragments the heap (measured in the soak, docs/benchmarks.md).
+    pub fn snapshot_into(&self, set: &mut TrainingSet, from: i64, to: i64) {
+        let (x, y) = (&mut set.x, &mut set.y);
+        x.clear();
+        y.clear();
+        x.reserve((self.len[0] + self.len[1]) * self.dims);
+        y.reserve(self.len[0] + self.len[1]);
         for c in 0..2 {
             let start = if self.len[c] < self.cap {
                 0
@@ -252,16 +266,12 @@ impl BalancedBuffer {
                 y.push(c as u32);
             }
         }
-        TrainingSet {
-            dims: self.dims,
-            x,
-            y,
-        }
+        set.dims = self.dims;
     }
 }
 
 /// Rows to train on (row-major).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct TrainingSet {
     dims: usize,
     x: Vec<f32>,
@@ -337,12 +347,15 @@ impl BatchModel {
         }
     }
 
-    /// Train `cfg.learner` on `set`; `prior` is the stream's fraud rate.
+    /// Train `cfg.learner` on `set`; `prior` is the stream's fraud rate;
+    /// `scratch` holds the forest's working buffers from one training to
+    /// the next.
     fn train(
         set: &TrainingSet,
         cfg: &BatchConfig,
         prior: f64,
         trained_at: u64,
+        scratch: &mut CartScratch,
     ) -> Result<Self, String> {
         match cfg.learner {
             Learner::Linear => BatchLinear::train(set, prior, cfg.l2, trained_at).map(Self::Linear),
@@ -353,7 +366,8 @@ impl BatchModel {
                 };
                 // Genuine rows were admitted at `negative_rate`: their odds
                 // were scaled by its inverse.
-                BatchForest::train(&set.x, &set.y, set.dims, &params, cfg.negative_rate).map(
+                let odds_scale = cfg.negative_rate;
+                BatchForest::train_with(&set.x, &set.y, set.dims, &params, odds_scale, scratch).map(
                     |forest| {
                         Self::Forest(TrainedForest {
                             forest,
@@ -634,11 +648,15 @@ struct Job {
     trained_at: u64,
 }
 
+/// A trained model (or why not), and the training set's memory back for
+/// the next snapshot.
+type Trained = (Result<BatchModel, String>, TrainingSet);
+
 /// The background training thread's ends of the channels.
 #[derive(Debug)]
 struct Trainer {
     jobs: Sender<Job>,
-    results: Receiver<Result<BatchModel, String>>,
+    results: Receiver<Trained>,
 }
 
 impl Trainer {
@@ -649,9 +667,18 @@ impl Trainer {
             .name("fraudstream-batch".into())
             .spawn(move || {
                 lower_priority();
+                // The forest's buffers live as long as the thread: no large
+                // block is freed and allocated again at each training.
+                let mut scratch = CartScratch::default();
                 for job in job_rx {
-                    let r = BatchModel::train(&job.set, &job.cfg, job.prior, job.trained_at);
-                    if result_tx.send(r).is_err() {
+                    let r = BatchModel::train(
+                        &job.set,
+                        &job.cfg,
+                        job.prior,
+                        job.trained_at,
+                        &mut scratch,
+                    );
+                    if result_tx.send((r, job.set)).is_err() {
                         return;
                     }
                 }
@@ -681,6 +708,9 @@ pub struct BatchChampion {
     /// Label count at which the job in flight is swapped in (`AtLabel`).
     #[serde(skip)]
     in_flight: Option<u64>,
+    /// The last training set's memory, for the next snapshot.
+    #[serde(skip)]
+    spare: TrainingSet,
     #[serde(skip)]
     trainer: Option<Trainer>,
 }
@@ -700,6 +730,7 @@ impl BatchChampion {
             swaps: 0,
             failures: 0,
             in_flight: None,
+            spare: TrainingSet::default(),
             trainer: None,
         }
     }
@@ -737,8 +768,9 @@ impl BatchChampion {
         }
     }
 
-    fn install(&mut self, r: Result<BatchModel, String>) {
+    fn install(&mut self, (r, set): Trained) {
         self.in_flight = None;
+        self.spare = set;
         match r {
             Ok(m) => {
                 self.model = Some(m);
@@ -773,8 +805,11 @@ impl BatchChampion {
         }
         if self.cfg.swap == SwapMode::AtLabel && self.in_flight == Some(self.labels) {
             let r = match &self.trainer {
-                Some(t) => t.results.recv().unwrap_or_else(|e| Err(e.to_string())),
-                None => Err("no trainer".into()),
+                Some(t) => t
+                    .results
+                    .recv()
+                    .unwrap_or_else(|e| (Err(e.to_string()), TrainingSet::default())),
+                None => (Err("no trainer".into()), TrainingSet::default()),
             };
             self.install(r);
         }
@@ -786,15 +821,17 @@ impl BatchChampion {
         {
             self.next_snapshot = self.labels + self.cfg.retrain_every;
             self.last_snapshot = self.labels;
-            let set = if self.cfg.window_ms > 0 && self.genuine_ts != NO_TIME {
+            let mut set = std::mem::take(&mut self.spare);
+            let (from, to) = if self.cfg.window_ms > 0 && self.genuine_ts != NO_TIME {
                 let to = self.genuine_ts;
-                self.buffer
-                    .snapshot_between(to.saturating_sub(self.cfg.window_ms), to)
+                (to.saturating_sub(self.cfg.window_ms), to)
             } else {
-                self.buffer.snapshot()
+                (i64::MIN, i64::MAX)
             };
+            self.buffer.snapshot_into(&mut set, from, to);
             let [neg, pos] = set.counts();
             if pos < self.cfg.min_frauds || neg == 0 {
+                self.spare = set;
                 return; // too few in the window: keep the current model
             }
             let job = Job {

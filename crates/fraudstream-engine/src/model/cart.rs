@@ -186,6 +186,19 @@ impl BatchForest {
         params: &CartParams,
         odds_scale: f64,
     ) -> Result<Self, String> {
+        Self::train_with(x, y, dims, params, odds_scale, &mut CartScratch::default())
+    }
+
+    /// [`Self::train`] with working buffers kept from an earlier training
+    /// (the same forest as with fresh ones).
+    pub fn train_with(
+        x: &[f32],
+        y: &[u32],
+        dims: usize,
+        params: &CartParams,
+        odds_scale: f64,
+        scratch: &mut CartScratch,
+    ) -> Result<Self, String> {
         let n = y.len();
         if n == 0 || dims == 0 || x.len() != n * dims {
             return Err(format!("{n} rows of {dims} values in {} values", x.len()));
@@ -194,7 +207,8 @@ impl BatchForest {
             return Err(format!("{n} rows: at most 2^32 - 1"));
         }
         let mut rng = params.seed ^ 0x9e37_79b9_7f4a_7c15;
-        let (cuts, bins) = bin_columns(x, y, dims, &mut rng);
+        let mut bins = std::mem::take(&mut scratch.bins);
+        let cuts = bin_columns(x, y, dims, &mut rng, &mut bins);
         let tried = match params.features {
             0 => ((dims as f64).sqrt().round() as usize).max(1),
             k => k.min(dims),
@@ -211,26 +225,67 @@ impl BatchForest {
             n,
             tried,
             params,
-            weight: vec![[0.0; 2]; n],
-            right: Vec::with_capacity(n),
-            classes: [0, 1].map(|c| (0..n as u32).filter(|&i| y[i as usize] == c).collect()),
-            rows: Vec::with_capacity(n),
+            weight: std::mem::take(&mut scratch.weight),
+            right: std::mem::take(&mut scratch.right),
+            classes: std::mem::take(&mut scratch.classes),
+            rows: std::mem::take(&mut scratch.rows),
             order: (0..dims as u32).collect(),
             hist: vec![[0.0f32; 3]; MAX_BINS + 1],
             small: Vec::with_capacity(SMALL_NODE),
         };
+        grower.weight.clear();
+        grower.weight.resize(n, [0.0; 2]);
+        for (c, rows) in grower.classes.iter_mut().enumerate() {
+            rows.clear();
+            rows.extend((0..n as u32).filter(|&i| y[i as usize] == c as u32));
+        }
         for _ in 0..params.trees.max(1) {
             let root = forest.nodes.len() as u32;
             grower.grow(&mut forest.nodes, &mut rng);
             forest.roots.push(root);
         }
+        forest.nodes.shrink_to_fit();
+        let Grower {
+            weight,
+            right,
+            classes,
+            rows,
+            ..
+        } = grower;
+        *scratch = CartScratch {
+            bins,
+            weight,
+            right,
+            classes,
+            rows,
+        };
         Ok(forest)
     }
 }
 
-/// Each feature's cuts (ascending) and the rows' bins, column-major: bin `b`
-/// of feature `j` holds values in `(cuts[j][b-1], cuts[j][b]]`.
-fn bin_columns(x: &[f32], y: &[u32], dims: usize, rng: &mut u64) -> (Vec<Vec<f32>>, Vec<u8>) {
+/// The working buffers of a training (rows' bins, bootstrap weights, row
+/// lists), each as long as the training set: kept from one training to the
+/// next by the thread that trains, so tens of MB are not freed and taken
+/// again every training (which fragments the heap).
+#[derive(Debug, Default)]
+pub struct CartScratch {
+    bins: Vec<u8>,
+    weight: Vec<[f32; 2]>,
+    right: Vec<u32>,
+    classes: [Vec<u32>; 2],
+    rows: Vec<u32>,
+}
+
+/// Each feature's cuts (ascending), and the rows' bins into `bins`,
+/// column-major: bin `b` of feature `j` holds values in
+/// `(cuts[j][b-1], cuts[j][b]]`.
+fn bin_columns(
+    x: &[f32],
+    y: &[u32],
+    dims: usize,
+    rng: &mut u64,
+    bins: &mut Vec<u8>,
+) -> Vec<Vec<f32>> {
     let n = y.len();
     let frauds: Vec<usize> = (0..n).filter(|&i| y[i] == 1).collect();
     // The same rows place every feature's cuts.
@@ -242,7 +297,8 @@ fn bin_columns(x: &[f32], y: &[u32], dims: usize, rng: &mut u64) -> (Vec<Vec<f32
             .collect()
     };
     let mut cuts = Vec::with_capacity(dims);
-    let mut bins = vec![0u8; n * dims];
+    bins.clear();
+    bins.resize(n * dims, 0);
     let mut values = Vec::with_capacity(sample.len());
     for j in 0..dims {
         let mut c = Vec::with_capacity(MAX_BINS);
@@ -268,7 +324,7 @@ fn bin_columns(x: &[f32], y: &[u32], dims: usize, rng: &mut u64) -> (Vec<Vec<f32
         }
         cuts.push(c);
     }
-    (cuts, bins)
+    cuts
 }
 
 /// Push `k` cut points at evenly spaced quantiles of sorted `values` (not the maximum).
@@ -580,6 +636,12 @@ mod tests {
         };
         let a = BatchForest::train(&x, &y, 6, &p, 1.0).unwrap();
         assert_eq!(a, BatchForest::train(&x, &y, 6, &p, 1.0).unwrap());
+        // Buffers kept from a training on other (more) rows change nothing.
+        let mut scratch = CartScratch::default();
+        let (more_x, more_y) = stream(5_000, 9);
+        BatchForest::train_with(&more_x, &more_y, 6, &p, 1.0, &mut scratch).unwrap();
+        let reused = BatchForest::train_with(&x, &y, 6, &p, 1.0, &mut scratch).unwrap();
+        assert_eq!(a, reused);
         let json = serde_json::to_string(&a).unwrap();
         assert_eq!(serde_json::from_str::<BatchForest>(&json).unwrap(), a);
         let b = BatchForest::train(&x, &y, 6, &p, 0.1).unwrap();
