@@ -207,6 +207,7 @@ fn every_published_transaction_is_scored_exactly_once() {
     let Some(addr) = cluster("every_published_transaction_is_scored_exactly_once") else {
         return;
     };
+    let _cores = shared_cores();
     let s = Setup::new("once", addr);
     let dir = tempfile::tempdir().unwrap();
     let sets = s.sets("a", dir.path(), 1);
@@ -252,6 +253,7 @@ fn a_stream_is_read_to_its_end_when_the_client_drops_its_last_batch() {
     let Some(addr) = cluster("a_stream_is_read_to_its_end") else {
         return;
     };
+    let _cores = shared_cores();
     let s = Setup::new("end", addr);
     let dir = tempfile::tempdir().unwrap();
     let sets = s.sets("a", dir.path(), 1);
@@ -277,6 +279,7 @@ fn kill_9_and_restart_ends_like_an_uninterrupted_run() {
     let Some(addr) = cluster("kill_9_and_restart_ends_like_an_uninterrupted_run") else {
         return;
     };
+    let _cores = shared_cores();
     let s = Setup::new("kill", addr);
     let (whole_dir, crash_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let whole = s.sets("whole", whole_dir.path(), 1);
@@ -407,6 +410,24 @@ fn outputs_skipped(child: &mut Child) -> u64 {
         .unwrap_or(0) // killed before it had read back
 }
 
+/// The cluster tests share the machine's cores. Most can run beside one
+/// another; the one that compares a repartitioned live run's ROC AUC with
+/// one instance's runs alone: its stages learn from labels in the order
+/// they arrive, and beside another test's processes on two cores they lag
+/// one another (measured: 0.8308 against 0.8478 beside another test, 0.8478
+/// and 0.8460 alone).
+static CORES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Share the cores with other cluster tests.
+fn shared_cores() -> std::sync::RwLockReadGuard<'static, ()> {
+    CORES.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Have the cores to this test alone (the other cluster tests wait).
+fn all_cores() -> std::sync::RwLockWriteGuard<'static, ()> {
+    CORES.write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Wait until an engine has written `n` checkpoints.
 fn await_checkpoints(dir: &Path, n: usize, child: &mut Child) {
     let began = Instant::now();
@@ -459,6 +480,7 @@ fn ten_kill_9s_while_publishing_end_like_an_uninterrupted_run() {
     let Some(addr) = cluster("ten_kill_9s_while_publishing") else {
         return;
     };
+    let _cores = shared_cores();
     let s = Setup::new("kills", addr);
     let (whole_dir, crash_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let live = |out: &str, dir: &Path| {
@@ -553,6 +575,7 @@ fn a_fresh_process_elsewhere_takes_over_an_instance_from_its_checkpoints() {
     let Some(addr) = cluster("a_fresh_process_elsewhere_takes_over") else {
         return;
     };
+    let _cores = shared_cores();
     let s = Setup::new("takeover", addr);
     let volume = tempfile::tempdir().unwrap();
     let local = |dir: &Path| {
@@ -598,6 +621,7 @@ fn malformed_records_go_to_the_dead_letter_topic_and_the_rest_is_scored() {
     let Some(addr) = cluster("malformed_records_go_to_the_dead_letter_topic") else {
         return;
     };
+    let _cores = shared_cores();
     let s = Setup::new("dead", addr);
     let dir = tempfile::tempdir().unwrap();
     let sets = s.sets("a", dir.path(), 1);
@@ -693,6 +717,7 @@ fn two_instances_on_two_partitions_score_every_transaction() {
     let Some(addr) = cluster("two_instances_on_two_partitions_score_every_transaction") else {
         return;
     };
+    let _cores = shared_cores();
     let s = Setup::new("scale", addr);
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     // The quality bound below is the logistic model's. Instances by
@@ -835,6 +860,7 @@ fn killed_stages_restart_and_every_transaction_is_scored_once() {
     let Some(addr) = cluster("killed_stages_restart_and_every_transaction_is_scored_once") else {
         return;
     };
+    let _cores = shared_cores();
     let s = Setup::new("stagekill", addr);
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let sets = [
@@ -939,6 +965,7 @@ fn two_merchant_and_two_card_stages_score_like_one_instance() {
     let Some(addr) = cluster("two_merchant_and_two_card_stages_score_like_one_instance") else {
         return;
     };
+    let _cores = all_cores();
     let s = Setup::new("stages", addr);
     let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
     let staged =
@@ -1029,6 +1056,7 @@ fn the_scoring_api_beside_a_fluvio_source_scores_with_the_stream_s_history() {
     else {
         return;
     };
+    let _cores = shared_cores();
     let s = Setup::new("api", addr);
     let dir = tempfile::tempdir().unwrap();
     let (sets, transactions) = two_days_to_serve(&s, dir.path(), &["api.queue=16"]);
@@ -1100,6 +1128,7 @@ fn the_dashboard_of_a_fluvio_service_shows_its_consumer_lag() {
     let Some(addr) = cluster("the_dashboard_of_a_fluvio_service_shows_its_consumer_lag") else {
         return;
     };
+    let _cores = shared_cores();
     let s = Setup::new("board", addr);
     let dir = tempfile::tempdir().unwrap();
     let (sets, transactions) = two_days_to_serve(&s, dir.path(), &[]);
