@@ -25,8 +25,9 @@
 //! training thread over a crossbeam channel; the trained model comes back
 //! over another, with the snapshot's memory for the next one (the
 //! training thread keeps its own buffers too: tens of MB freed and taken
-//! again at every training fragmented the heap). The scoring thread only ever polls (`try_recv`), except in
-//! the deterministic swap mode below. No lock is taken.
+//! again at every training fragmented the heap). The scoring thread only
+//! ever polls (`try_recv`), except in the deterministic swap mode below.
+//! No lock is taken.
 //!
 //! **Determinism.** With [`SwapMode::AtLabel`] (the default) a snapshot is
 //! taken every `retrain_every` labels and the model trained on it is swapped
